@@ -1,0 +1,20 @@
+//! The model of the pipeline framework: what a component and a pipeline are, their options,
+//! the states of nodes and runs, DAG snapshots and their renderings, and the artifact codec.
+//!
+//! This crate does no I/O and spawns nothing; the runtime (`pipeline-runtime`) executes what
+//! is described here, and the macros (`pipeline-macros`) generate the descriptors.
+
+pub mod codec;
+pub mod dag;
+pub mod descriptor;
+pub mod error;
+pub mod options;
+pub mod registry;
+pub mod status;
+
+pub use codec::ComponentValue;
+pub use dag::{DagNode, PipelineDag};
+pub use descriptor::{ComponentDescriptor, EntryPoint, ParamDescriptor, PipelineDescriptor};
+pub use error::{ErrorKind, StepError};
+pub use options::{Callbacks, ComponentOptions, ContinueBehaviour, MultiInstance, PipelineOptions, RetryPolicy};
+pub use status::{NodeStatus, RunStatus};

@@ -1,0 +1,89 @@
+//! States of a node (one step call) and of a pipeline run.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Where a node stands in its life: `Pending -> Queued -> Running -> (Completed | Cached |
+/// Failed | Aborted)`, or `Skipped` when it never ran because of its parents or a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NodeStatus {
+    /// Created; waits for its inputs.
+    Pending,
+    /// Inputs ready; waits for an executor slot.
+    Queued,
+    /// Executing (possibly a retry: see the node's attempt count).
+    Running,
+    /// Finished successfully.
+    Completed,
+    /// Reused an earlier result instead of running; a success.
+    Cached,
+    /// Finished with an error or a panic, after all retries.
+    Failed,
+    /// Stopped from outside (abort on failure, time limit, user stop).
+    Aborted,
+    /// Never ran: a parent failed or was skipped, or a callback said so.
+    Skipped,
+}
+
+impl NodeStatus {
+    /// True once the node will not change state any more.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::Pending | Self::Queued | Self::Running)
+    }
+
+    /// True for the states whose outputs exist.
+    pub fn is_success(self) -> bool {
+        matches!(self, Self::Completed | Self::Cached)
+    }
+
+    /// Lower-case name, as shown in renderings and stored in the run store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Cached => "cached",
+            Self::Failed => "failed",
+            Self::Aborted => "aborted",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+impl fmt::Display for NodeStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a pipeline run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RunStatus {
+    /// The pipeline body or some of its steps are still executing.
+    Running,
+    /// Every step succeeded (or failed with `continue_on_fail`).
+    Completed,
+    /// A step failed without `continue_on_fail`, or the body panicked.
+    Failed,
+    /// Stopped: `abort_on_failure`, a time limit, or a user stop.
+    Aborted,
+}
+
+impl RunStatus {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Aborted => "aborted",
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,279 @@
+//! Reading attribute arguments (`key = value`, `key(...)`, bare `key`) into typed values,
+//! each mistake a `syn::Error` spanned at the offending tokens.
+
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprArray, ExprLit, ExprTuple, Lit, LitStr, Meta, Token};
+
+/// One `key ...` entry of an attribute.
+pub struct Arg {
+    pub key: syn::Ident,
+    pub meta: Meta,
+}
+
+impl Arg {
+    pub fn name(&self) -> String {
+        self.key.to_string()
+    }
+
+    /// The expression after `=`; bare `key` and `key(...)` are errors.
+    pub fn value(&self) -> syn::Result<&Expr> {
+        match &self.meta {
+            Meta::NameValue(nv) => Ok(&nv.value),
+            _ => Err(syn::Error::new(
+                self.meta.span(),
+                format!("expected `{} = ...`", self.key),
+            )),
+        }
+    }
+
+    /// The entries of `key(a = ..., b = ...)`.
+    pub fn nested(&self) -> syn::Result<Vec<Arg>> {
+        match &self.meta {
+            Meta::List(list) => parse_args(list.tokens.clone()),
+            _ => Err(syn::Error::new(
+                self.meta.span(),
+                format!("expected `{}(...)`", self.key),
+            )),
+        }
+    }
+
+    pub fn bool(&self) -> syn::Result<bool> {
+        if let Meta::Path(_) = self.meta {
+            return Ok(true); // a bare flag: `cache`
+        }
+        match self.value()? {
+            Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) => Ok(b.value),
+            other => Err(syn::Error::new(
+                other.span(),
+                format!("`{}` takes `true` or `false`", self.key),
+            )),
+        }
+    }
+
+    pub fn str(&self) -> syn::Result<LitStr> {
+        lit_str(self.value()?, &self.name())
+    }
+
+    /// `"a"` or `["a", "b"]`.
+    pub fn str_list(&self) -> syn::Result<Vec<LitStr>> {
+        match self.value()? {
+            Expr::Array(ExprArray { elems, .. }) => elems.iter().map(|e| lit_str(e, &self.name())).collect(),
+            Expr::Reference(r) => match &*r.expr {
+                Expr::Array(ExprArray { elems, .. }) => elems.iter().map(|e| lit_str(e, &self.name())).collect(),
+                other => Err(list_error(other, &self.name())),
+            },
+            e @ Expr::Lit(_) => Ok(vec![lit_str(e, &self.name())?]),
+            other => Err(list_error(other, &self.name())),
+        }
+    }
+
+    pub fn u32(&self) -> syn::Result<u32> {
+        match self.value()? {
+            Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => i.base10_parse::<u32>(),
+            other => Err(syn::Error::new(
+                other.span(),
+                format!("`{}` takes a whole number", self.key),
+            )),
+        }
+    }
+
+    pub fn positive_f64(&self) -> syn::Result<f64> {
+        let value = self.value()?;
+        let n = match value {
+            Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => i.base10_parse::<f64>()?,
+            Expr::Lit(ExprLit { lit: Lit::Float(f), .. }) => f.base10_parse::<f64>()?,
+            other => return Err(syn::Error::new(other.span(), format!("`{}` takes a number", self.key))),
+        };
+        if !(n.is_finite() && n >= 0.0) {
+            return Err(syn::Error::new(
+                value.span(),
+                format!("`{}` must be zero or more", self.key),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// `"90s"`, `"5m"`, `"1h 30m"` (humantime), or a number of seconds.
+    pub fn duration(&self) -> syn::Result<std::time::Duration> {
+        let value = self.value()?;
+        let d = match value {
+            Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => humantime::parse_duration(&s.value()).map_err(|e| {
+                syn::Error::new(
+                    s.span(),
+                    format!("`{}`: {e}; write it like \"90s\", \"5m\" or \"1h 30m\"", self.key),
+                )
+            })?,
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(_) | Lit::Float(_),
+                ..
+            }) => std::time::Duration::from_secs_f64(self.positive_f64()?),
+            other => {
+                return Err(syn::Error::new(
+                    other.span(),
+                    format!("`{}` takes a duration such as \"90s\" or a number of seconds", self.key),
+                ));
+            }
+        };
+        if d.is_zero() {
+            return Err(syn::Error::new(
+                value.span(),
+                format!("`{}` must be longer than zero", self.key),
+            ));
+        }
+        Ok(d)
+    }
+
+    /// A path to a function (`my_callback`, `crate::hooks::on_start`).
+    pub fn path(&self) -> syn::Result<syn::Path> {
+        match self.value()? {
+            Expr::Path(p) if p.qself.is_none() => Ok(p.path.clone()),
+            other => Err(syn::Error::new(
+                other.span(),
+                format!("`{}` takes the path of a function", self.key),
+            )),
+        }
+    }
+
+    /// `["name", ("name", "target")]`: pairs, a lone name standing for `(name, name)`.
+    pub fn pairs(&self) -> syn::Result<Vec<(LitStr, LitStr)>> {
+        let Expr::Array(ExprArray { elems, .. }) = self.value()? else {
+            return Err(syn::Error::new(
+                self.meta.span(),
+                format!("`{}` takes a list", self.key),
+            ));
+        };
+        elems
+            .iter()
+            .map(|e| match e {
+                Expr::Tuple(ExprTuple { elems, .. }) if elems.len() == 2 => {
+                    Ok((lit_str(&elems[0], &self.name())?, lit_str(&elems[1], &self.name())?))
+                }
+                other => {
+                    let s = lit_str(other, &self.name())?;
+                    Ok((s.clone(), s))
+                }
+            })
+            .collect()
+    }
+}
+
+fn lit_str(e: &Expr, key: &str) -> syn::Result<LitStr> {
+    match e {
+        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Ok(s.clone()),
+        other => Err(syn::Error::new(other.span(), format!("`{key}` takes a string literal"))),
+    }
+}
+
+fn list_error(e: &Expr, key: &str) -> syn::Error {
+    syn::Error::new(
+        e.span(),
+        format!("`{key}` takes a string or a list of strings: [\"a\", \"b\"]"),
+    )
+}
+
+/// Parses `key = value, key(...), key` and rejects repeated keys.
+pub fn parse_args(tokens: TokenStream) -> syn::Result<Vec<Arg>> {
+    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens)?;
+    let mut args: Vec<Arg> = Vec::new();
+    for meta in metas {
+        let key = match meta.path().get_ident() {
+            Some(ident) => ident.clone(),
+            None if meta.path().is_ident("crate") => syn::Ident::new("crate", meta.path().span()),
+            None => return Err(syn::Error::new(meta.path().span(), "expected an option name")),
+        };
+        if args.iter().any(|a| a.key == key) {
+            return Err(syn::Error::new(key.span(), format!("`{key}` is given twice")));
+        }
+        args.push(Arg { key, meta });
+    }
+    Ok(args)
+}
+
+/// An error for an option this framework does not have, with the nearest known name.
+pub fn unknown(arg: &Arg, known: &[&str], not_applicable: &[(&str, &str)]) -> syn::Error {
+    let name = arg.name();
+    if let Some((_, why)) = not_applicable.iter().find(|(k, _)| *k == name) {
+        return syn::Error::new(arg.key.span(), format!("`{name}` does not apply here: {why}"));
+    }
+    let nearest = known
+        .iter()
+        .min_by_key(|k| edit_distance(k, &name))
+        .filter(|k| edit_distance(k, &name) <= 3);
+    let hint = match nearest {
+        Some(k) => format!("; did you mean `{k}`?"),
+        None => format!("; known options: {}", known.join(", ")),
+    };
+    syn::Error::new(arg.key.span(), format!("unknown option `{name}`{hint}"))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// Where the runtime crate is, for fully qualified paths in generated code: `crate = ...`
+/// when given, else found in the user's `Cargo.toml` (so a renamed dependency works).
+pub fn runtime_path(explicit: Option<syn::Path>) -> TokenStream {
+    if let Some(path) = explicit {
+        return path.into_token_stream();
+    }
+    use proc_macro_crate::{FoundCrate, crate_name};
+    match crate_name("pipeline-runtime") {
+        Ok(FoundCrate::Itself) => quote::quote!(crate),
+        Ok(FoundCrate::Name(name)) => {
+            let ident = syn::Ident::new(&name, Span::call_site());
+            quote::quote!(::#ident)
+        }
+        Err(_) => quote::quote!(::pipeline_runtime),
+    }
+}
+
+/// `crate = "path"` or `crate = path`.
+pub fn crate_path(arg: &Arg) -> syn::Result<syn::Path> {
+    match arg.value()? {
+        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => s.parse(),
+        Expr::Path(p) => Ok(p.path.clone()),
+        other => Err(syn::Error::new(
+            other.span(),
+            "`crate` takes a path, like `crate = my_alias`",
+        )),
+    }
+}
+
+/// A stable hash of an item's tokens, as 16 hex digits.
+pub fn code_hash(item: &impl ToTokens) -> String {
+    use std::hash::Hasher;
+    let mut h = fnv::FnvHasher::default();
+    h.write(item.to_token_stream().to_string().as_bytes());
+    format!("{:016x}", h.finish())
+}
+
+/// Names of steps and pipelines: letters, digits, `_`, `-`, `.`.
+pub fn check_name(name: &LitStr, what: &str) -> syn::Result<()> {
+    let v = name.value();
+    if v.is_empty()
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(syn::Error::new(
+            name.span(),
+            format!("a {what} name must be non-empty and use only letters, digits, `_`, `-` and `.`"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! Checks on the annotated function shared by both macros: a free, non-generic function whose
+//! parameters are plain names with concrete, owned types.
+
+use syn::spanned::Spanned;
+use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Type};
+
+/// A checked parameter.
+pub struct Param {
+    pub ident: Ident,
+    pub mutable: bool,
+    pub ty: Type,
+}
+
+pub fn params(item: &ItemFn, what: &str) -> syn::Result<Vec<Param>> {
+    let sig = &item.sig;
+    if !sig.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            sig.generics.span(),
+            format!("a {what} cannot be generic: it is registered and run by name, so its types must be concrete"),
+        ));
+    }
+    if let Some(wc) = &sig.generics.where_clause {
+        return Err(syn::Error::new(
+            wc.span(),
+            format!("a {what} cannot have a `where` clause"),
+        ));
+    }
+    if let Some(v) = &sig.variadic {
+        return Err(syn::Error::new(v.span(), format!("a {what} cannot be variadic")));
+    }
+    if let Some(abi) = &sig.abi {
+        return Err(syn::Error::new(abi.span(), format!("a {what} must use the Rust ABI")));
+    }
+    let mut out = Vec::new();
+    for input in &sig.inputs {
+        let typed = match input {
+            FnArg::Receiver(r) => {
+                return Err(syn::Error::new(
+                    r.span(),
+                    format!("a {what} cannot take `self`: it must be a free function, called by name"),
+                ));
+            }
+            FnArg::Typed(t) => t,
+        };
+        let (ident, mutable) = match &*typed.pat {
+            Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => (p.ident.clone(), p.mutability.is_some()),
+            other => {
+                return Err(syn::Error::new(
+                    other.span(),
+                    format!("a {what} parameter must be a plain name (`x: T`); destructure inside the body"),
+                ));
+            }
+        };
+        check_owned(&typed.ty, what)?;
+        out.push(Param {
+            ident,
+            mutable,
+            ty: (*typed.ty).clone(),
+        });
+    }
+    Ok(out)
+}
+
+fn check_owned(ty: &Type, what: &str) -> syn::Result<()> {
+    match ty {
+        Type::Reference(r) => Err(syn::Error::new(
+            r.span(),
+            format!(
+                "a {what} parameter cannot be a reference: steps own their inputs (take the value, e.g. `String` for `&str`)"
+            ),
+        )),
+        Type::ImplTrait(t) => Err(syn::Error::new(
+            t.span(),
+            format!("a {what} parameter needs a concrete type, not `impl Trait`"),
+        )),
+        Type::Paren(p) => check_owned(&p.elem, what),
+        _ => Ok(()),
+    }
+}
+
+/// The written return type, `()` when there is none.
+pub fn return_type(item: &ItemFn) -> Type {
+    match &item.sig.output {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    }
+}
+
+/// `T` of a return type written `Result<T, E>` or `some::Result<T>`.
+pub fn result_ok_type(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        syn::GenericArgument::Type(t) => Some(t),
+        _ => None,
+    }
+}

@@ -1,0 +1,66 @@
+//! Which run a component call belongs to: the run whose body is executing on this task or
+//! thread. A task-local (not a global) so that nested and parallel runs never mix.
+
+use crate::controller::Run;
+use pipeline_core::{PipelineDag, RunStatus};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+tokio::task_local! {
+    pub(crate) static CURRENT: Arc<Run>;
+}
+
+pub(crate) fn current() -> Option<Arc<Run>> {
+    CURRENT.try_with(Arc::clone).ok()
+}
+
+/// The run whose body is executing here, if any: call it from inside a `#[pipeline]` function.
+pub fn current_run() -> Option<RunView> {
+    current().map(|run| RunView { run })
+}
+
+/// A live view of a running pipeline (the analogue of ClearML's controller methods).
+pub struct RunView {
+    run: Arc<Run>,
+}
+
+impl RunView {
+    /// The run's id, unique within this process.
+    pub fn id(&self) -> u64 {
+        self.run.id
+    }
+
+    /// The DAG so far, with each node's current state.
+    pub fn dag(&self) -> PipelineDag {
+        self.run.dag()
+    }
+
+    /// Names of the nodes that have finished (in any final state).
+    pub fn processed_nodes(&self) -> Vec<String> {
+        self.run.node_names(|s| s.is_terminal())
+    }
+
+    /// Names of the nodes executing now.
+    pub fn running_nodes(&self) -> Vec<String> {
+        self.run.node_names(|s| s == pipeline_core::NodeStatus::Running)
+    }
+
+    /// `Running` while any node is active, else what the run would end as.
+    pub fn status(&self) -> RunStatus {
+        self.run.status(false)
+    }
+
+    /// Time since the run started.
+    pub fn elapsed(&self) -> Duration {
+        SystemTime::now().duration_since(self.run.started).unwrap_or_default()
+    }
+
+    /// The pipeline's parameters as `(name, JSON value)`.
+    pub fn parameters(&self) -> Vec<(String, String)> {
+        self.run
+            .params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+}

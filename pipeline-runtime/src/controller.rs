@@ -1,0 +1,521 @@
+//! The controller of one run: DAG discovery from component calls, node states, and the
+//! scheduling rules every executor shares (readiness, retries, skips, aborts, callbacks).
+//!
+//! State lives per run, never globally, so runs may nest and run side by side in one process.
+//! Callbacks and slot wake-ups happen outside the run's lock (see [`Effects`]).
+
+use crate::error::HandleError;
+use crate::executor::Executor;
+use crate::handle::NodeRef;
+use crate::slot::ErasedSlot;
+use pipeline_core::options::{PostExecuteCallback, PreExecuteCallback, StatusChangeCallback};
+use pipeline_core::{
+    ComponentDescriptor, DagNode, ErrorKind, NodeStatus, PipelineDag, PipelineDescriptor, RetryPolicy, RunStatus,
+    StepError,
+};
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::SystemTime;
+
+/// A step's work, type-erased: resolves its inputs, runs the component, fills its output
+/// slots. The flag says no further attempt can follow, so inputs may be moved.
+pub(crate) type Job = Box<dyn FnMut(bool) -> Result<(), StepError> + Send>;
+
+struct NodeState {
+    name: Arc<str>,
+    descriptor: &'static ComponentDescriptor,
+    /// Parents by index; `true` for a data edge (an input), `false` for `parents = [...]`.
+    parents: Vec<(u32, bool)>,
+    dependents: Vec<(u32, bool)>,
+    waiting_on: usize,
+    status: NodeStatus,
+    attempts: u32,
+    started: Option<SystemTime>,
+    ended: Option<SystemTime>,
+    error: Option<StepError>,
+    job: Option<Job>,
+    /// Dropped once the node is final, so that readers can move values out of the slots.
+    outputs: Vec<Arc<dyn ErasedSlot>>,
+}
+
+struct RunState {
+    nodes: Vec<NodeState>,
+    names: HashMap<Arc<str>, u32>,
+    repeats: HashMap<&'static str, u32>,
+    active: usize,
+    /// The first step whose failure fails the run.
+    fatal: Option<Arc<str>>,
+    /// Why the run is being aborted; nodes that have not started yet are aborted with it.
+    aborting: Option<String>,
+    idle_wakers: Vec<Waker>,
+}
+
+/// Work to do once the run's lock is released.
+#[derive(Default)]
+struct Effects {
+    failed_slots: Vec<(Vec<Arc<dyn ErasedSlot>>, HandleError)>,
+    status_events: Vec<(StatusChangeCallback, DagNode, NodeStatus)>,
+    post_events: Vec<(PostExecuteCallback, DagNode)>,
+    pre_checks: Vec<(u32, PreExecuteCallback, DagNode)>,
+    submit: Vec<u32>,
+    idle: bool,
+}
+
+/// One run of a pipeline.
+pub(crate) struct Run {
+    pub(crate) id: u64,
+    pub(crate) descriptor: &'static PipelineDescriptor,
+    pub(crate) params: Vec<(&'static str, String)>,
+    pub(crate) started: SystemTime,
+    state: Mutex<RunState>,
+    idle: Condvar,
+    executor: Box<dyn Executor>,
+}
+
+static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Run {
+    pub(crate) fn new(
+        descriptor: &'static PipelineDescriptor,
+        params: Vec<(&'static str, String)>,
+        executor: Box<dyn Executor>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            id: NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed),
+            descriptor,
+            params,
+            started: SystemTime::now(),
+            state: Mutex::new(RunState {
+                nodes: Vec::new(),
+                names: HashMap::new(),
+                repeats: HashMap::new(),
+                active: 0,
+                fatal: None,
+                aborting: None,
+                idle_wakers: Vec::new(),
+            }),
+            idle: Condvar::new(),
+            executor,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RunState> {
+        // Callbacks and steps never run under this lock, so it is never poisoned by them.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a node for a call of `descriptor` whose arguments come from `deps`; `build` makes
+    /// its job and output slots once the node's name is known.
+    pub(crate) fn add_node<H>(
+        self: &Arc<Self>,
+        descriptor: &'static ComponentDescriptor,
+        deps: &[Option<NodeRef>],
+        build: impl FnOnce(NodeRef, &Arc<str>) -> (H, Job, Vec<Arc<dyn ErasedSlot>>),
+    ) -> H {
+        let mut fx = Effects::default();
+        let handles = {
+            let mut st = self.lock();
+            let index = st.nodes.len() as u32;
+            let name = st.unique_name(descriptor.name);
+            let (handles, job, outputs) = build(NodeRef { run: self.id, index }, &name);
+
+            let mut parents: Vec<(u32, bool)> = Vec::new();
+            for dep in deps.iter().flatten().filter(|d| d.run == self.id) {
+                add_parent(&mut parents, dep.index, true);
+            }
+            let mut unknown = Vec::new();
+            for &parent in descriptor.options.parents {
+                match st.names.get(parent) {
+                    Some(&i) => add_parent(&mut parents, i, false),
+                    None => unknown.push(parent),
+                }
+            }
+            st.nodes.push(NodeState {
+                name: name.clone(),
+                descriptor,
+                parents,
+                dependents: Vec::new(),
+                waiting_on: 0,
+                status: NodeStatus::Pending,
+                attempts: 0,
+                started: None,
+                ended: None,
+                error: None,
+                job: Some(job),
+                outputs,
+            });
+            st.names.insert(name, index);
+            st.active += 1;
+
+            if !unknown.is_empty() {
+                let error = StepError::new(
+                    ErrorKind::Setup,
+                    format!(
+                        "unknown parent step{} {}: `parents` names steps called earlier in this run",
+                        if unknown.len() > 1 { "s" } else { "" },
+                        unknown.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+                    ),
+                );
+                st.fail(self, index, error, &mut fx);
+            } else if let Some(reason) = st.aborting.clone() {
+                st.finish(
+                    index,
+                    NodeStatus::Aborted,
+                    Some(StepError::new(ErrorKind::Aborted, reason)),
+                    &mut fx,
+                );
+            } else {
+                st.wire(index, &mut fx);
+            }
+            handles
+        };
+        self.apply(fx);
+        handles
+    }
+
+    /// Runs the node's job in this thread, with retries, and records the outcome.
+    pub(crate) fn execute_in_process(self: &Arc<Self>, index: u32) {
+        loop {
+            let mut fx = Effects::default();
+            let (mut job, last, retries, policy) = {
+                let mut st = self.lock();
+                let node = &mut st.nodes[index as usize];
+                if node.status.is_terminal() {
+                    return; // aborted while queued
+                }
+                let Some(job) = node.job.take() else { return };
+                node.attempts += 1;
+                node.started.get_or_insert_with(SystemTime::now);
+                let retries = node.attempts - 1;
+                let policy = self.retry_policy(node.descriptor);
+                let last = policy.is_last_attempt(retries);
+                st.set_status(index, NodeStatus::Running, &mut fx);
+                (job, last, retries, policy)
+            };
+            self.apply(fx);
+
+            let outcome = catch_unwind(AssertUnwindSafe(|| job(last)))
+                .unwrap_or_else(|payload| Err(StepError::from_panic(&*payload)));
+
+            let mut fx = Effects::default();
+            match outcome {
+                Ok(()) => {
+                    self.lock().finish(index, NodeStatus::Completed, None, &mut fx);
+                    self.apply(fx);
+                    return;
+                }
+                Err(error) => {
+                    let retry = !last && {
+                        let snapshot = self.lock().dag_node(index);
+                        policy.allows(&snapshot, retries)
+                    };
+                    let mut st = self.lock();
+                    if retry && st.aborting.is_none() {
+                        st.nodes[index as usize].job = Some(job);
+                        continue;
+                    }
+                    st.fail(self, index, error, &mut fx);
+                    drop(st);
+                    self.apply(fx);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn retry_policy(&self, component: &ComponentDescriptor) -> RetryPolicy {
+        match component.options.retry {
+            RetryPolicy::Never => self.descriptor.options.retry,
+            policy => policy,
+        }
+    }
+
+    /// Blocks until no node is pending, queued or running.
+    pub(crate) fn wait_idle(&self) {
+        let mut st = self.lock();
+        while st.active > 0 {
+            st = self.idle.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// The `async` form of [`Run::wait_idle`].
+    pub(crate) fn poll_idle(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = self.lock();
+        if st.active == 0 {
+            return Poll::Ready(());
+        }
+        st.idle_wakers.push(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Stops the executor; called once no node is active.
+    pub(crate) fn shutdown(&self) {
+        self.executor.shutdown();
+    }
+
+    /// The run's state as the body left it; `body_panicked` fails it.
+    pub(crate) fn status(&self, body_panicked: bool) -> RunStatus {
+        let st = self.lock();
+        if st.active > 0 {
+            RunStatus::Running
+        } else if body_panicked || st.fatal.is_some() {
+            RunStatus::Failed
+        } else if st.aborting.is_some() {
+            RunStatus::Aborted
+        } else {
+            RunStatus::Completed
+        }
+    }
+
+    /// A snapshot of the DAG as it stands.
+    pub(crate) fn dag(&self) -> PipelineDag {
+        let st = self.lock();
+        PipelineDag::from_nodes((0..st.nodes.len() as u32).map(|i| st.dag_node(i)).collect())
+    }
+
+    /// Names of the nodes in `status`-matching states, in creation order.
+    pub(crate) fn node_names(&self, keep: impl Fn(NodeStatus) -> bool) -> Vec<String> {
+        let st = self.lock();
+        st.nodes
+            .iter()
+            .filter(|n| keep(n.status))
+            .map(|n| n.name.to_string())
+            .collect()
+    }
+
+    fn apply(self: &Arc<Self>, mut fx: Effects) {
+        loop {
+            for (slots, error) in fx.failed_slots.drain(..) {
+                for slot in slots {
+                    slot.fail(error.clone());
+                }
+            }
+            for (callback, node, previous) in fx.status_events.drain(..) {
+                callback(&node, previous);
+            }
+            for (callback, node) in fx.post_events.drain(..) {
+                callback(&node);
+            }
+            let checks = std::mem::take(&mut fx.pre_checks);
+            for (index, callback, node) in checks {
+                let go = callback(&node);
+                let mut st = self.lock();
+                if st.nodes[index as usize].status.is_terminal() {
+                    continue;
+                }
+                if go {
+                    st.queue(index, &mut fx);
+                } else {
+                    let error = StepError::new(ErrorKind::Skipped, "pre_execute_callback returned false");
+                    st.finish(index, NodeStatus::Skipped, Some(error), &mut fx);
+                }
+            }
+            for index in fx.submit.drain(..) {
+                self.executor.submit(self.clone(), index);
+            }
+            if std::mem::take(&mut fx.idle) {
+                let wakers = std::mem::take(&mut self.lock().idle_wakers);
+                self.idle.notify_all();
+                wakers.into_iter().for_each(Waker::wake);
+            }
+            if fx.failed_slots.is_empty()
+                && fx.status_events.is_empty()
+                && fx.post_events.is_empty()
+                && fx.pre_checks.is_empty()
+                && fx.submit.is_empty()
+            {
+                return;
+            }
+        }
+    }
+}
+
+fn add_parent(parents: &mut Vec<(u32, bool)>, index: u32, data: bool) {
+    match parents.iter_mut().find(|(p, _)| *p == index) {
+        Some(entry) => entry.1 |= data,
+        None => parents.push((index, data)),
+    }
+}
+
+impl RunState {
+    fn unique_name(&mut self, base: &'static str) -> Arc<str> {
+        let count = self.repeats.entry(base).or_insert(0);
+        loop {
+            let name: Arc<str> = if *count == 0 {
+                base.into()
+            } else {
+                format!("{base}_{count}").into()
+            };
+            *count += 1;
+            if !self.names.contains_key(&name) {
+                return name;
+            }
+        }
+    }
+
+    fn dag_node(&self, index: u32) -> DagNode {
+        let n = &self.nodes[index as usize];
+        DagNode {
+            name: n.name.to_string(),
+            component: n.descriptor.name.to_string(),
+            parents: n
+                .parents
+                .iter()
+                .map(|&(p, _)| self.nodes[p as usize].name.to_string())
+                .collect(),
+            status: n.status,
+            attempts: n.attempts,
+            started: n.started,
+            ended: n.ended,
+            error: n.error.clone(),
+        }
+    }
+
+    fn set_status(&mut self, index: u32, status: NodeStatus, fx: &mut Effects) {
+        let node = &mut self.nodes[index as usize];
+        let previous = std::mem::replace(&mut node.status, status);
+        if previous != status {
+            if let Some(callback) = node.descriptor.options.callbacks.status_change {
+                fx.status_events.push((callback, self.dag_node(index), previous));
+            }
+        }
+    }
+
+    /// Connects a new node to its unfinished parents, or decides its fate now.
+    fn wire(&mut self, index: u32, fx: &mut Effects) {
+        let parents = self.nodes[index as usize].parents.clone();
+        let mut waiting = 0;
+        for (parent, data) in parents {
+            let p = &self.nodes[parent as usize];
+            if !p.status.is_terminal() {
+                waiting += 1;
+                self.nodes[parent as usize].dependents.push((index, data));
+            } else if let Some(reason) = blocks_child(p, data) {
+                self.finish(
+                    index,
+                    NodeStatus::Skipped,
+                    Some(StepError::new(ErrorKind::Skipped, reason)),
+                    fx,
+                );
+                return;
+            }
+        }
+        self.nodes[index as usize].waiting_on = waiting;
+        if waiting == 0 {
+            self.ready(index, fx);
+        }
+    }
+
+    fn ready(&mut self, index: u32, fx: &mut Effects) {
+        match self.nodes[index as usize].descriptor.options.callbacks.pre_execute {
+            Some(callback) => fx.pre_checks.push((index, callback, self.dag_node(index))),
+            None => self.queue(index, fx),
+        }
+    }
+
+    fn queue(&mut self, index: u32, fx: &mut Effects) {
+        self.set_status(index, NodeStatus::Queued, fx);
+        fx.submit.push(index);
+    }
+
+    fn fail(&mut self, run: &Run, index: u32, error: StepError, fx: &mut Effects) {
+        let behaviour = self.nodes[index as usize].descriptor.options.continue_behaviour;
+        self.finish(index, NodeStatus::Failed, Some(error), fx);
+        if !behaviour.continue_on_fail {
+            let name = self.nodes[index as usize].name.clone();
+            if run.descriptor.options.abort_on_failure && self.aborting.is_none() {
+                self.abort(format!("the pipeline stopped because step `{name}` failed"), fx);
+            }
+            self.fatal.get_or_insert(name);
+        }
+    }
+
+    /// Aborts every node that has not started; running nodes are left to their executor.
+    fn abort(&mut self, reason: String, fx: &mut Effects) {
+        self.aborting = Some(reason.clone());
+        for index in 0..self.nodes.len() as u32 {
+            if matches!(
+                self.nodes[index as usize].status,
+                NodeStatus::Pending | NodeStatus::Queued
+            ) {
+                let error = StepError::new(ErrorKind::Aborted, reason.clone());
+                self.finish(index, NodeStatus::Aborted, Some(error), fx);
+            }
+        }
+    }
+
+    /// Puts a node in a final state and carries the consequences to its descendants.
+    fn finish(&mut self, index: u32, status: NodeStatus, error: Option<StepError>, fx: &mut Effects) {
+        let mut work = vec![(index, status, error)];
+        while let Some((index, status, error)) = work.pop() {
+            if self.nodes[index as usize].status.is_terminal() {
+                continue;
+            }
+            self.set_status(index, status, fx);
+            self.active -= 1;
+            let node = &mut self.nodes[index as usize];
+            node.ended = Some(SystemTime::now());
+            node.error = error;
+            node.job = None;
+            let outputs = std::mem::take(&mut node.outputs);
+            let dependents = std::mem::take(&mut node.dependents);
+            if !status.is_success() {
+                let step = node.name.to_string();
+                let reason = node.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+                let handle_error = match status {
+                    NodeStatus::Failed => HandleError::Failed {
+                        step,
+                        error: node
+                            .error
+                            .clone()
+                            .unwrap_or_else(|| StepError::new(ErrorKind::Error, "failed")),
+                    },
+                    NodeStatus::Skipped => HandleError::Skipped { step, reason },
+                    _ => HandleError::Aborted { step, reason },
+                };
+                fx.failed_slots.push((outputs, handle_error));
+            }
+            if let Some(callback) = node.descriptor.options.callbacks.post_execute {
+                fx.post_events.push((callback, self.dag_node(index)));
+            }
+            for (child, data) in dependents {
+                if self.nodes[child as usize].status.is_terminal() {
+                    continue;
+                }
+                if let Some(reason) = blocks_child(&self.nodes[index as usize], data) {
+                    work.push((
+                        child,
+                        NodeStatus::Skipped,
+                        Some(StepError::new(ErrorKind::Skipped, reason)),
+                    ));
+                } else {
+                    let c = &mut self.nodes[child as usize];
+                    c.waiting_on -= 1;
+                    if c.waiting_on == 0 {
+                        self.ready(child, fx);
+                    }
+                }
+            }
+        }
+        if self.active == 0 {
+            fx.idle = true;
+        }
+    }
+}
+
+/// Why a final parent keeps its child from running, if it does.
+fn blocks_child(parent: &NodeState, data: bool) -> Option<String> {
+    let behaviour = parent.descriptor.options.continue_behaviour;
+    let (verb, skips) = match parent.status {
+        NodeStatus::Completed | NodeStatus::Cached => return None,
+        NodeStatus::Failed => ("failed", behaviour.skip_children_on_fail),
+        NodeStatus::Aborted => ("was aborted", behaviour.skip_children_on_abort),
+        NodeStatus::Skipped => ("was skipped", true),
+        NodeStatus::Pending | NodeStatus::Queued | NodeStatus::Running => return None,
+    };
+    // A data child has no value to run with, whatever the behaviour says.
+    (data || skips).then(|| format!("parent step `{}` {verb}", parent.name))
+}

@@ -1,0 +1,58 @@
+//! Errors users see: reading a step's output, and starting a pipeline.
+
+use pipeline_core::StepError;
+
+/// Why reading a step's output (`Handle::get`, `.await`) gave no value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HandleError {
+    /// The step ran and failed (after its retries).
+    #[error("step `{step}` failed: {error}")]
+    Failed {
+        /// The node's name.
+        step: String,
+        /// Its error, with the chain of causes.
+        error: StepError,
+    },
+    /// The step never ran.
+    #[error("step `{step}` was skipped: {reason}")]
+    Skipped {
+        /// The node's name.
+        step: String,
+        /// Why: which parent failed, or which callback said so.
+        reason: String,
+    },
+    /// The step was stopped, or never started because the run was stopped.
+    #[error("step `{step}` was aborted: {reason}")]
+    Aborted {
+        /// The node's name.
+        step: String,
+        /// Why the run or the step was stopped.
+        reason: String,
+    },
+}
+
+impl HandleError {
+    /// The name of the node this error is about.
+    pub fn step(&self) -> &str {
+        match self {
+            Self::Failed { step, .. } | Self::Skipped { step, .. } | Self::Aborted { step, .. } => step,
+        }
+    }
+}
+
+/// Why a pipeline could not be run at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PipelineError {
+    /// Two components share a name in this binary.
+    #[error(transparent)]
+    DuplicateComponent(#[from] pipeline_core::registry::DuplicateComponent),
+    /// No execution mode was chosen and the default (remote) one is not available.
+    #[error(
+        "no execution mode chosen for pipeline `{0}`: remote execution is not available in this \
+         build; call `pipeline_runtime::debug_pipeline()` before running the pipeline"
+    )]
+    RemoteUnavailable(String),
+    /// The executor could not start (for example, no thread could be spawned).
+    #[error("the executor could not start: {0}")]
+    Executor(String),
+}

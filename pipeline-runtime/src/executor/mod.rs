@@ -1,0 +1,17 @@
+//! Executors run the nodes the controller has queued. They share the controller's rules;
+//! they differ only in where a step's code runs.
+
+mod debug;
+
+pub(crate) use debug::DebugExecutor;
+
+use crate::controller::Run;
+use std::sync::Arc;
+
+/// Where queued nodes go.
+pub(crate) trait Executor: Send + Sync {
+    /// Runs node `index` of `run` (now or later), reporting back through the run.
+    fn submit(&self, run: Arc<Run>, index: u32);
+    /// Stops taking work and waits for the executor's own threads; called when the run is idle.
+    fn shutdown(&self);
+}

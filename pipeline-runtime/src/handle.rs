@@ -1,0 +1,177 @@
+//! Typed handles to step outputs, and what a component parameter accepts.
+
+use crate::error::HandleError;
+use crate::slot::Slot;
+use pipeline_core::{ComponentValue, ErrorKind, StepError};
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// Which node of which run produced a value. Run 0 means "no run": a component called
+/// outside any pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[doc(hidden)]
+pub struct NodeRef {
+    pub(crate) run: u64,
+    pub(crate) index: u32,
+}
+
+/// A typed handle to one output of a step, returned at once by a component call.
+///
+/// Pass it (or a reference to it) to another component to make a DAG edge: that step starts
+/// once this one has finished, and passing never waits. Reading the value waits: `.get()` in
+/// sync code, `.await` in async code. A handle is cheap to clone; all clones read the same
+/// value (the last reader takes it without a copy).
+pub struct Handle<T> {
+    slot: Arc<Slot<T>>,
+    node: NodeRef,
+    name: Arc<str>,
+}
+
+impl<T> Clone for Handle<T> {
+    fn clone(&self) -> Self {
+        Self {
+            slot: self.slot.clone(),
+            node: self.node,
+            name: self.name.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Handle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("step", &&*self.name)
+            .field("ready", &self.slot.is_resolved())
+            .finish()
+    }
+}
+
+impl<T> Handle<T> {
+    pub(crate) fn new(slot: Arc<Slot<T>>, node: NodeRef, name: Arc<str>) -> Self {
+        Self { slot, node, name }
+    }
+
+    /// The name of the node that produces this value (`mean`, `mean_1`...).
+    pub fn step(&self) -> &str {
+        &self.name
+    }
+
+    /// True once the step has finished, successfully or not: reading will not wait.
+    pub fn is_ready(&self) -> bool {
+        self.slot.is_resolved()
+    }
+}
+
+impl<T: ComponentValue> Handle<T> {
+    /// Waits for the step and returns its value, or why there is none.
+    ///
+    /// In `async` code use `.await` instead, which does not block the executor thread.
+    pub fn get(self) -> Result<T, HandleError> {
+        Slot::take_blocking(&self.slot, true)
+    }
+}
+
+/// The future of [`Handle::into_future`].
+pub struct HandleFuture<T> {
+    slot: Arc<Slot<T>>,
+}
+
+impl<T: ComponentValue> Future for HandleFuture<T> {
+    type Output = Result<T, HandleError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Slot::poll_take(&self.slot, cx, true)
+    }
+}
+
+impl<T: ComponentValue> IntoFuture for Handle<T> {
+    type Output = Result<T, HandleError>;
+    type IntoFuture = HandleFuture<T>;
+
+    fn into_future(self) -> HandleFuture<T> {
+        HandleFuture { slot: self.slot }
+    }
+}
+
+/// One argument of a component call: a plain value (a parameter) or a handle (an edge).
+#[doc(hidden)]
+pub struct Input<T>(InputKind<T>);
+
+enum InputKind<T> {
+    Value(Option<T>),
+    Handle(Handle<T>),
+}
+
+impl<T: ComponentValue> Input<T> {
+    /// The node this argument waits for, if it is a handle.
+    pub fn dependency(&self) -> Option<NodeRef> {
+        match &self.0 {
+            InputKind::Value(_) => None,
+            InputKind::Handle(h) => Some(h.node),
+        }
+    }
+
+    /// The value, once the scheduler has made sure it exists. `last` says no further attempt
+    /// will need it, so it may be moved rather than cloned.
+    pub fn resolve(&mut self, last: bool) -> Result<T, StepError> {
+        let moved = || {
+            StepError::new(
+                ErrorKind::Setup,
+                "an input was used after it was moved into an earlier attempt",
+            )
+        };
+        if last {
+            // Give up our own reference, so that the slot can see whether it is the last one.
+            return match std::mem::replace(&mut self.0, InputKind::Value(None)) {
+                InputKind::Value(v) => v.ok_or_else(moved),
+                InputKind::Handle(h) => h.get().map_err(input_error),
+            };
+        }
+        match &self.0 {
+            InputKind::Value(v) => v.clone().ok_or_else(moved),
+            InputKind::Handle(h) => Slot::take_blocking(&h.slot, false).map_err(input_error),
+        }
+    }
+}
+
+fn input_error(e: HandleError) -> StepError {
+    StepError::new(ErrorKind::Setup, format!("input unavailable: {e}"))
+}
+
+/// What a component parameter of type `T` accepts: a `T` (a plain parameter), or a
+/// `Handle<T>` / `&Handle<T>` from an earlier step (a DAG edge).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be passed to a component parameter of type `{T}`",
+    label = "expected `{T}`, `Handle<{T}>` or `&Handle<{T}>`",
+    note = "a step's output handle fits only a parameter of the same type as the output"
+)]
+pub trait IntoInput<T> {
+    /// Wraps the argument.
+    fn into_input(self) -> Input<T>;
+}
+
+impl<T: ComponentValue> IntoInput<T> for T {
+    fn into_input(self) -> Input<T> {
+        Input(InputKind::Value(Some(self)))
+    }
+}
+
+impl<T: ComponentValue> IntoInput<T> for Handle<T> {
+    fn into_input(self) -> Input<T> {
+        Input(InputKind::Handle(self))
+    }
+}
+
+impl<T: ComponentValue> IntoInput<T> for &Handle<T> {
+    fn into_input(self) -> Input<T> {
+        Input(InputKind::Handle(self.clone()))
+    }
+}
+
+impl IntoInput<String> for &str {
+    fn into_input(self) -> Input<String> {
+        Input(InputKind::Value(Some(self.to_owned())))
+    }
+}

@@ -1,0 +1,55 @@
+//! Pipelines of plain Rust functions.
+//!
+//! Annotate functions with [`component`] and [`pipeline`]; inside a pipeline, each component
+//! call returns a typed [`Handle`] at once and passing a handle to another component is a DAG
+//! edge. Choose where steps run with [`debug_pipeline`] (in-process, serially). See the
+//! repository's README for a walk-through.
+
+mod call;
+mod context;
+mod controller;
+mod error;
+mod executor;
+mod handle;
+mod mode;
+mod outputs;
+mod pipeline;
+mod slot;
+
+pub use context::{RunView, current_run};
+pub use error::{HandleError, PipelineError};
+pub use handle::{Handle, HandleFuture, IntoInput};
+pub use mode::{Mode, debug_pipeline, mode};
+pub use pipeline::{Finished, PipelineRun};
+pub use pipeline_core::{
+    ComponentDescriptor, ComponentOptions, ContinueBehaviour, DagNode, ErrorKind, NodeStatus, PipelineDag,
+    PipelineDescriptor, PipelineOptions, RetryPolicy, RunStatus, StepError, registry,
+};
+pub use pipeline_macros::{component, pipeline};
+
+/// Everything a pipeline file needs: `use pipeline_runtime::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        DagNode, Handle, HandleError, NodeStatus, PipelineRun, RunStatus, component, current_run, debug_pipeline,
+        pipeline,
+    };
+}
+
+/// Items the macros' generated code refers to. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::call::{block_on, call_component, param_repr, step_error};
+    pub use crate::handle::{Input, IntoInput, NodeRef};
+    pub use crate::outputs::Outputs;
+    pub use crate::pipeline::{expect_started, run_pipeline, run_pipeline_async};
+    pub use inventory;
+    pub use pipeline_core::codec::{decode, encode};
+    pub use pipeline_core::descriptor::{ComponentRegistration, PipelineRegistration};
+    pub use pipeline_core::options::{Callbacks, MultiInstance};
+    pub use pipeline_core::{
+        ComponentDescriptor, ComponentOptions, ComponentValue, ContinueBehaviour, ErrorKind, ParamDescriptor,
+        PipelineDescriptor, PipelineOptions, RetryPolicy, StepError,
+    };
+    pub use serde::Serialize;
+    pub use std::time::Duration;
+}

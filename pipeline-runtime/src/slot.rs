@@ -1,0 +1,138 @@
+//! The cell one step output lives in until every consumer has it: filled once by the step,
+//! waited on by handles (blocking or `async`), moved out by the last reader, cloned otherwise.
+
+use crate::error::HandleError;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
+
+enum State<T> {
+    Empty,
+    /// `None` once the last reader moved the value out.
+    Ready(Option<T>),
+    Failed(HandleError),
+}
+
+struct Inner<T> {
+    state: State<T>,
+    wakers: Vec<Waker>,
+}
+
+/// One output of one node.
+#[doc(hidden)]
+pub struct Slot<T> {
+    inner: Mutex<Inner<T>>,
+    ready: Condvar,
+}
+
+/// What the controller needs of a slot without knowing its type.
+#[doc(hidden)]
+pub trait ErasedSlot: Send + Sync {
+    /// Resolves the slot with an error (the step failed, was skipped or aborted).
+    fn fail(&self, error: HandleError);
+}
+
+impl<T: Send> ErasedSlot for Slot<T> {
+    fn fail(&self, error: HandleError) {
+        self.resolve(State::Failed(error));
+    }
+}
+
+impl<T> Slot<T> {
+    pub(crate) fn empty() -> Arc<Self> {
+        Arc::new(Self {
+            inner: Mutex::new(Inner {
+                state: State::Empty,
+                wakers: Vec::new(),
+            }),
+            ready: Condvar::new(),
+        })
+    }
+
+    pub(crate) fn filled(value: T) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Mutex::new(Inner {
+                state: State::Ready(Some(value)),
+                wakers: Vec::new(),
+            }),
+            ready: Condvar::new(),
+        })
+    }
+
+    pub(crate) fn failed(error: HandleError) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Mutex::new(Inner {
+                state: State::Failed(error),
+                wakers: Vec::new(),
+            }),
+            ready: Condvar::new(),
+        })
+    }
+
+    pub(crate) fn fill(&self, value: T) {
+        self.resolve(State::Ready(Some(value)));
+    }
+
+    fn resolve(&self, state: State<T>) {
+        let wakers = {
+            let mut inner = lock(&self.inner);
+            // A slot is resolved once; a late failure (an abort racing a finish) loses.
+            if !matches!(inner.state, State::Empty) {
+                return;
+            }
+            inner.state = state;
+            std::mem::take(&mut inner.wakers)
+        };
+        self.ready.notify_all();
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn is_resolved(&self) -> bool {
+        !matches!(lock(&self.inner).state, State::Empty)
+    }
+}
+
+impl<T: Clone> Slot<T> {
+    /// Blocks until resolved, then moves the value out if `this` is the last reference and
+    /// `may_move` allows, else clones it.
+    pub(crate) fn take_blocking(this: &Arc<Self>, may_move: bool) -> Result<T, HandleError> {
+        let mut inner = lock(&this.inner);
+        while matches!(inner.state, State::Empty) {
+            inner = this.ready.wait(inner).unwrap_or_else(|p| p.into_inner());
+        }
+        Self::take_resolved(this, &mut inner.state, may_move)
+    }
+
+    /// The `async` form of [`Slot::take_blocking`].
+    pub(crate) fn poll_take(this: &Arc<Self>, cx: &mut Context<'_>, may_move: bool) -> Poll<Result<T, HandleError>> {
+        let mut inner = lock(&this.inner);
+        if matches!(inner.state, State::Empty) {
+            if !inner.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                inner.wakers.push(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        Poll::Ready(Self::take_resolved(this, &mut inner.state, may_move))
+    }
+
+    fn take_resolved(this: &Arc<Self>, state: &mut State<T>, may_move: bool) -> Result<T, HandleError> {
+        match state {
+            State::Empty => unreachable!("checked by the callers"),
+            State::Failed(e) => Err(e.clone()),
+            // No other handle or consumer can reach the slot: moving cannot be observed.
+            State::Ready(value) if may_move && Arc::strong_count(this) == 1 => Ok(value
+                .take()
+                .expect("a slot's value is moved out only by its last reference")),
+            State::Ready(value) => Ok(value
+                .as_ref()
+                .expect("a slot's value is moved out only by its last reference")
+                .clone()),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic never happens while a slot lock is held, but do not turn one into a second panic.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
