@@ -515,10 +515,11 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
         };
 
         #(#docs)*
-        #[allow(clippy::too_many_arguments)]
+        #[allow(clippy::too_many_arguments, unused_mut)]
         #vis fn #ident(#(#names: impl #p::IntoInput<#types>),*) -> #handles_ty {
             #(let mut #names = #p::IntoInput::<#types>::into_input(#names);)*
-            let __deps = [#(#p::Input::dependency(&#names)),*];
+            let mut __deps = ::std::vec::Vec::new();
+            #(#p::Input::dependencies(&#names, &mut __deps);)*
             #p::call_component(&#desc, &__deps, move |__last: bool| {
                 #(let #names = #p::Input::resolve(&mut #names, __last)?;)*
                 #invoke

@@ -11,14 +11,10 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-/// Called by the code `#[component]` generates. `deps` lists the node each argument comes
-/// from (`None` for plain values); `job` resolves the arguments and runs the component.
+/// Called by the code `#[component]` generates. `deps` lists the nodes the arguments come
+/// from; `job` resolves the arguments and runs the component.
 #[doc(hidden)]
-pub fn call_component<O, F>(
-    descriptor: &'static ComponentDescriptor,
-    deps: &[Option<NodeRef>],
-    mut job: F,
-) -> O::Handles
+pub fn call_component<O, F>(descriptor: &'static ComponentDescriptor, deps: &[NodeRef], mut job: F) -> O::Handles
 where
     O: Outputs,
     F: FnMut(bool) -> Result<O, StepError> + Send + 'static,

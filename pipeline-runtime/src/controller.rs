@@ -112,7 +112,7 @@ impl Run {
     pub(crate) fn add_node<H>(
         self: &Arc<Self>,
         descriptor: &'static ComponentDescriptor,
-        deps: &[Option<NodeRef>],
+        deps: &[NodeRef],
         build: impl FnOnce(NodeRef, &Arc<str>) -> (H, Job, Vec<Arc<dyn ErasedSlot>>),
     ) -> H {
         let mut fx = Effects::default();
@@ -123,7 +123,7 @@ impl Run {
             let (handles, job, outputs) = build(NodeRef { run: self.id, index }, &name);
 
             let mut parents: Vec<(u32, bool)> = Vec::new();
-            for dep in deps.iter().flatten().filter(|d| d.run == self.id) {
+            for dep in deps.iter().filter(|d| d.run == self.id) {
                 add_parent(&mut parents, dep.index, true);
             }
             let mut unknown = Vec::new();

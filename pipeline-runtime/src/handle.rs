@@ -95,21 +95,48 @@ impl<T: ComponentValue> IntoFuture for Handle<T> {
     }
 }
 
-/// One argument of a component call: a plain value (a parameter) or a handle (an edge).
+/// One argument of a component call: a plain value (a parameter), a handle (an edge), or a
+/// list of handles gathered into a `Vec` (a fan-in: one edge per handle).
 #[doc(hidden)]
 pub struct Input<T>(InputKind<T>);
 
 enum InputKind<T> {
     Value(Option<T>),
     Handle(Handle<T>),
+    Gather(Box<dyn Gather<T>>),
+}
+
+/// A `Vec<Handle<U>>` read as one `Vec<U>` argument.
+trait Gather<T>: Send {
+    fn dependencies(&self, deps: &mut Vec<NodeRef>);
+    fn resolve(&mut self, last: bool) -> Result<T, StepError>;
+}
+
+impl<U: ComponentValue> Gather<Vec<U>> for Vec<Handle<U>> {
+    fn dependencies(&self, deps: &mut Vec<NodeRef>) {
+        deps.extend(self.iter().map(|h| h.node));
+    }
+
+    fn resolve(&mut self, last: bool) -> Result<Vec<U>, StepError> {
+        if last {
+            return std::mem::take(self)
+                .into_iter()
+                .map(|h| h.get().map_err(input_error))
+                .collect();
+        }
+        self.iter()
+            .map(|h| Slot::take_blocking(&h.slot, false).map_err(input_error))
+            .collect()
+    }
 }
 
 impl<T: ComponentValue> Input<T> {
-    /// The node this argument waits for, if it is a handle.
-    pub fn dependency(&self) -> Option<NodeRef> {
+    /// Adds the nodes this argument waits for to `deps`.
+    pub fn dependencies(&self, deps: &mut Vec<NodeRef>) {
         match &self.0 {
-            InputKind::Value(_) => None,
-            InputKind::Handle(h) => Some(h.node),
+            InputKind::Value(_) => {}
+            InputKind::Handle(h) => deps.push(h.node),
+            InputKind::Gather(g) => g.dependencies(deps),
         }
     }
 
@@ -127,11 +154,13 @@ impl<T: ComponentValue> Input<T> {
             return match std::mem::replace(&mut self.0, InputKind::Value(None)) {
                 InputKind::Value(v) => v.ok_or_else(moved),
                 InputKind::Handle(h) => h.get().map_err(input_error),
+                InputKind::Gather(mut g) => g.resolve(true),
             };
         }
-        match &self.0 {
+        match &mut self.0 {
             InputKind::Value(v) => v.clone().ok_or_else(moved),
             InputKind::Handle(h) => Slot::take_blocking(&h.slot, false).map_err(input_error),
+            InputKind::Gather(g) => g.resolve(false),
         }
     }
 }
@@ -140,8 +169,9 @@ fn input_error(e: HandleError) -> StepError {
     StepError::new(ErrorKind::Setup, format!("input unavailable: {e}"))
 }
 
-/// What a component parameter of type `T` accepts: a `T` (a plain parameter), or a
-/// `Handle<T>` / `&Handle<T>` from an earlier step (a DAG edge).
+/// What a component parameter of type `T` accepts: a `T` (a plain parameter), a
+/// `Handle<T>` / `&Handle<T>` from an earlier step (a DAG edge), or, for a `Vec<U>`
+/// parameter, a `Vec<Handle<U>>` (one edge per handle: a fan-in).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be passed to a component parameter of type `{T}`",
     label = "expected `{T}`, `Handle<{T}>` or `&Handle<{T}>`",
@@ -167,6 +197,12 @@ impl<T: ComponentValue> IntoInput<T> for Handle<T> {
 impl<T: ComponentValue> IntoInput<T> for &Handle<T> {
     fn into_input(self) -> Input<T> {
         Input(InputKind::Handle(self.clone()))
+    }
+}
+
+impl<T: ComponentValue> IntoInput<Vec<T>> for Vec<Handle<T>> {
+    fn into_input(self) -> Input<Vec<T>> {
+        Input(InputKind::Gather(Box::new(self)))
     }
 }
 
