@@ -122,17 +122,19 @@ impl Run {
             let name = st.unique_name(descriptor.name);
             let (handles, job, outputs) = build(NodeRef { run: self.id, index }, &name);
 
-            let mut parents: Vec<(u32, bool)> = Vec::new();
-            for dep in deps.iter().filter(|d| d.run == self.id) {
-                add_parent(&mut parents, dep.index, true);
-            }
+            let mut parents: Vec<(u32, bool)> = deps
+                .iter()
+                .filter(|d| d.run == self.id)
+                .map(|d| (d.index, true))
+                .collect();
             let mut unknown = Vec::new();
             for &parent in descriptor.options.parents {
                 match st.names.get(parent) {
-                    Some(&i) => add_parent(&mut parents, i, false),
+                    Some(&i) => parents.push((i, false)),
                     None => unknown.push(parent),
                 }
             }
+            let parents = dedup_parents(parents);
             st.nodes.push(NodeState {
                 name: name.clone(),
                 descriptor,
@@ -333,11 +335,18 @@ impl Run {
     }
 }
 
-fn add_parent(parents: &mut Vec<(u32, bool)>, index: u32, data: bool) {
-    match parents.iter_mut().find(|(p, _)| *p == index) {
-        Some(entry) => entry.1 |= data,
-        None => parents.push((index, data)),
-    }
+/// Parents in creation order, each once; an edge is a data edge if any argument came from it.
+/// Sorting keeps a fan-in of n handles O(n log n).
+fn dedup_parents(mut parents: Vec<(u32, bool)>) -> Vec<(u32, bool)> {
+    parents.sort_unstable_by_key(|&(index, _)| index);
+    parents.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            kept.1 |= later.1;
+        }
+        same
+    });
+    parents
 }
 
 impl RunState {

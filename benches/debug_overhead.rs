@@ -1,0 +1,71 @@
+//! Per-step overhead of `debug_pipeline()`: a chain and a fan-out of trivial steps at several
+//! sizes, so that both the cost per step and how it scales show.
+//!
+//! Run: `cargo bench --bench debug_overhead` (prints a Markdown table).
+
+use pipeline_runtime::prelude::*;
+use std::time::{Duration, Instant};
+
+#[component]
+fn inc(x: u64) -> u64 {
+    x + 1
+}
+
+#[component]
+fn count(values: Vec<u64>) -> u64 {
+    values.len() as u64
+}
+
+#[pipeline(name = "bench_chain", project = "bench")]
+fn chain(n: u64) -> u64 {
+    let mut h = inc(0);
+    for _ in 1..n {
+        h = inc(h);
+    }
+    h.get().expect("the chain completes")
+}
+
+#[pipeline(name = "bench_fan_out", project = "bench")]
+fn fan_out(n: u64) -> u64 {
+    let handles: Vec<_> = (0..n).map(inc).collect();
+    // The fan-in adds one step: n + 1 in all.
+    count(handles).get().expect("the fan-out completes")
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn measure(runs: usize, f: impl Fn() -> u64, expected: u64) -> Duration {
+    assert_eq!(f(), expected, "warm-up result");
+    median(
+        (0..runs)
+            .map(|_| {
+                let start = Instant::now();
+                let got = f();
+                let elapsed = start.elapsed();
+                assert_eq!(got, expected);
+                elapsed
+            })
+            .collect(),
+    )
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter is not supported and ignored.
+    debug_pipeline();
+    println!("| shape | steps | run (median of 7) | per step |");
+    println!("|---|---:|---:|---:|");
+    for n in [1_000u64, 10_000, 100_000] {
+        let chain_time = measure(7, || chain(n), n);
+        let fan_time = measure(7, || fan_out(n), n);
+        for (shape, steps, t) in [("chain", n, chain_time), ("fan-out + fan-in", n + 1, fan_time)] {
+            println!(
+                "| {shape} | {steps} | {:.2} ms | {:.2} µs |",
+                t.as_secs_f64() * 1e3,
+                t.as_secs_f64() * 1e6 / steps as f64
+            );
+        }
+    }
+}
