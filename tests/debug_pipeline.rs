@@ -213,12 +213,14 @@ fn control_flow_may_depend_on_values_already_read() {
 
 // ---------------------------------------------------------------- failures
 
-#[pipeline(name = "err", project = "tests")]
-fn err_pipeline() -> (
+type ErrOutcome = (
     Result<u32, HandleError>,
     Result<Vec<f64>, HandleError>,
     Result<f64, HandleError>,
-) {
+);
+
+#[pipeline(name = "err", project = "tests")]
+fn err_pipeline() -> ErrOutcome {
     let config = read_config("settings.toml".to_string());
     let scaled = scale(numbers(&config), 2.0); // `numbers` waits for the failed step
     let independent = total(numbers(3));

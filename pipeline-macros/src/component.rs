@@ -2,7 +2,7 @@
 
 use crate::args::{self, Arg};
 use crate::signature::{self, Param};
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ItemFn, LitStr, Type};
@@ -137,8 +137,19 @@ fn parse_options(attr: TokenStream) -> syn::Result<Options> {
             "cache_ignore" => o.cache_ignore = arg.str_list()?,
             "parents" => o.parents = arg.str_list()?,
             "execution_queue" => o.execution_queue = Some(arg.str()?),
-            "continue_on_fail" => o.continue_on_fail = Some(arg.bool()?),
-            "continue_behaviour" => o.behaviour = Some(parse_behaviour(&arg)?),
+            "continue_on_fail" | "continue_behaviour" => {
+                if o.continue_on_fail.is_some() || o.behaviour.is_some() {
+                    return Err(syn::Error::new(
+                        arg.key.span(),
+                        "give either `continue_behaviour(...)` or the deprecated `continue_on_fail`, not both",
+                    ));
+                }
+                if arg.name() == "continue_on_fail" {
+                    o.continue_on_fail = Some(arg.bool()?);
+                } else {
+                    o.behaviour = Some(parse_behaviour(&arg)?);
+                }
+            }
             "retry_on_failure" | "retries" => {
                 if o.retry.is_some() {
                     return Err(syn::Error::new(
@@ -172,12 +183,6 @@ fn parse_options(attr: TokenStream) -> syn::Result<Options> {
             "crate" => o.krate = Some(args::crate_path(&arg)?),
             _ => return Err(args::unknown(&arg, KNOWN, NOT_APPLICABLE)),
         }
-    }
-    if let (Some(_), Some(_)) = (o.continue_on_fail, o.behaviour) {
-        return Err(syn::Error::new(
-            Span::call_site(),
-            "give either `continue_behaviour(...)` or the deprecated `continue_on_fail`, not both",
-        ));
     }
     Ok(o)
 }
@@ -295,6 +300,8 @@ struct Outputs {
     fallible: bool,
     /// More than one output: the job's value is the returned tuple itself.
     split: bool,
+    /// Where the value type is written, `T` of `Result<T, E>`.
+    span: Span,
 }
 
 fn outputs(item: &ItemFn, return_values: &Option<Vec<LitStr>>) -> syn::Result<Outputs> {
@@ -310,6 +317,7 @@ fn outputs(item: &ItemFn, return_values: &Option<Vec<LitStr>>) -> syn::Result<Ou
     if names.len() == 1 {
         return Ok(Outputs {
             names,
+            span: value_ty.span(),
             types: vec![value_ty],
             fallible,
             split: false,
@@ -348,6 +356,7 @@ fn outputs(item: &ItemFn, return_values: &Option<Vec<LitStr>>) -> syn::Result<Ou
         types: tuple.elems.iter().cloned().collect(),
         fallible,
         split: true,
+        span: value_ty.span(),
     })
 }
 
@@ -428,13 +437,18 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
             quote! {{ let __value = #call; ::core::result::Result::Ok::<_, #p::StepError>(#wrap) }}
         }
     };
-    let encode_outputs = (0..out_types.len())
-        .map(syn::Index::from)
-        .map(|i| quote!(#p::encode(&__outputs.#i)?));
+    // The calls below need `ComponentValue` (or serde) of the user's types: they are located at
+    // those types, so that a type missing the traits is reported there and not at the attribute.
+    let encode_outputs = out_types.iter().enumerate().map(|(i, ty)| {
+        let i = syn::Index::from(i);
+        let encode = located_at(quote!(#p::encode(&__outputs.#i)), ty.span());
+        quote!(#encode?)
+    });
     let decode_inputs = params.iter().enumerate().map(|(i, Param { ident, ty, .. })| {
         let pname = ident.to_string();
+        let decode = located_at(quote!(#p::decode(__inputs[#i])), ty.span());
         quote! {
-            let #ident: #ty = #p::decode(__inputs[#i]).map_err(|mut e| {
+            let #ident: #ty = #decode.map_err(|mut e| {
                 e.message = ::std::format!("input `{}`: {}", #pname, e.message);
                 e
             })?;
@@ -451,6 +465,34 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
     let unsafety = &item.sig.unsafety;
     let constness = &item.sig.constness;
     let options = options_tokens(&o, &p, &krate);
+    // Each argument as an `Input`, under a name of our own so that its uses can be located at
+    // the parameter's type without touching the user's identifier.
+    let inputs: Vec<_> = (0..params.len()).map(|i| format_ident!("__input_{}", i)).collect();
+    let dependencies = inputs
+        .iter()
+        .zip(&types)
+        .map(|(input, ty)| located_at(quote!(#p::Input::dependencies(&#input, &mut __deps)), ty.span()));
+    let resolve = params.iter().zip(&inputs).map(|(Param { ident, ty, .. }, input)| {
+        let resolve = located_at(quote!(#p::Input::resolve(&mut #input, __last)), ty.span());
+        quote!(let #ident = #resolve?;)
+    });
+    let call_component = call_at(
+        quote!(#p::call_component),
+        quote! {
+            &#desc, &__deps, move |__last: bool| {
+                #(#resolve)*
+                #invoke
+            }
+        },
+        outs.span,
+    );
+    // Spanned at the name, so that two components of one module with the same name are
+    // reported at the second name (and the first), not at the attributes.
+    let name_guard = quote_spanned! {name_lit.span()=>
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        const #name_guard: () = ();
+    };
 
     Ok(quote! {
         #(#docs)*
@@ -472,9 +514,7 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
             }
         }
 
-        #[doc(hidden)]
-        #[allow(non_upper_case_globals)]
-        const #name_guard: () = ();
+        #name_guard
 
         #[doc(hidden)]
         #[allow(non_upper_case_globals)]
@@ -517,15 +557,41 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
         #(#docs)*
         #[allow(clippy::too_many_arguments, unused_mut)]
         #vis fn #ident(#(#names: impl #p::IntoInput<#types>),*) -> #handles_ty {
-            #(let mut #names = #p::IntoInput::<#types>::into_input(#names);)*
+            #(let mut #inputs = #p::IntoInput::<#types>::into_input(#names);)*
             let mut __deps = ::std::vec::Vec::new();
-            #(#p::Input::dependencies(&#names, &mut __deps);)*
-            #p::call_component(&#desc, &__deps, move |__last: bool| {
-                #(let #names = #p::Input::resolve(&mut #names, __last)?;)*
-                #invoke
-            })
+            #(#dependencies;)*
+            #call_component
         }
     })
+}
+
+/// `tokens` reported at `at` but resolved as call-site code: every token gets the call site's
+/// name resolution with `at`'s location.
+fn located_at(tokens: TokenStream, at: Span) -> TokenStream {
+    let span = Span::call_site().located_at(at);
+    tokens
+        .into_iter()
+        .map(|tt| match tt {
+            TokenTree::Group(g) => {
+                let mut group = Group::new(g.delimiter(), located_at(g.stream(), at));
+                group.set_span(span);
+                TokenTree::Group(group)
+            }
+            mut other => {
+                other.set_span(span);
+                other
+            }
+        })
+        .collect()
+}
+
+/// The call `path(args)` reported at `at`: the path and the parentheses are located there, the
+/// arguments keep their own spans.
+fn call_at(path: TokenStream, args: TokenStream, at: Span) -> TokenStream {
+    let mut parens = Group::new(proc_macro2::Delimiter::Parenthesis, args);
+    parens.set_span(Span::call_site().located_at(at));
+    let path = located_at(path, at);
+    quote!(#path #parens)
 }
 
 fn type_string(ty: &Type) -> String {

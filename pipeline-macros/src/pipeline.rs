@@ -119,6 +119,8 @@ fn parse_options(attr: TokenStream) -> syn::Result<Options> {
         max_parallel: None,
         krate: None,
     };
+    // A missing option is reported at the options given, or at the attribute if there are none.
+    let given = attr.clone();
     for arg in args::parse_args(attr)? {
         match arg.name().as_str() {
             "name" => {
@@ -216,8 +218,8 @@ fn parse_options(attr: TokenStream) -> syn::Result<Options> {
             _ => return Err(args::unknown(&arg, KNOWN, NOT_APPLICABLE)),
         }
     }
-    o.name = name.ok_or_else(|| syn::Error::new(Span::call_site(), "a pipeline needs `name = \"...\"`"))?;
-    o.project = project.ok_or_else(|| syn::Error::new(Span::call_site(), "a pipeline needs `project = \"...\"`"))?;
+    o.name = name.ok_or_else(|| syn::Error::new_spanned(&given, "a pipeline needs `name = \"...\"`"))?;
+    o.project = project.ok_or_else(|| syn::Error::new_spanned(&given, "a pipeline needs `project = \"...\"`"))?;
     Ok(o)
 }
 
@@ -318,7 +320,8 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
         #[allow(non_camel_case_types, dead_code)]
         #vis struct #ident {}
 
-        #[allow(dead_code)]
+        // `run` repeats the user's return type, where the user cannot put an `allow`.
+        #[allow(dead_code, clippy::type_complexity)]
         impl #ident {
             /// Runs the pipeline; returns its value together with the record of the run, or why
             /// it could not start.

@@ -14,14 +14,14 @@ pub struct Param {
 pub fn params(item: &ItemFn, what: &str) -> syn::Result<Vec<Param>> {
     let sig = &item.sig;
     if !sig.generics.params.is_empty() {
-        return Err(syn::Error::new(
-            sig.generics.span(),
+        return Err(syn::Error::new_spanned(
+            &sig.generics,
             format!("a {what} cannot be generic: it is registered and run by name, so its types must be concrete"),
         ));
     }
     if let Some(wc) = &sig.generics.where_clause {
-        return Err(syn::Error::new(
-            wc.span(),
+        return Err(syn::Error::new_spanned(
+            wc,
             format!("a {what} cannot have a `where` clause"),
         ));
     }
@@ -35,8 +35,8 @@ pub fn params(item: &ItemFn, what: &str) -> syn::Result<Vec<Param>> {
     for input in &sig.inputs {
         let typed = match input {
             FnArg::Receiver(r) => {
-                return Err(syn::Error::new(
-                    r.span(),
+                return Err(syn::Error::new_spanned(
+                    r,
                     format!("a {what} cannot take `self`: it must be a free function, called by name"),
                 ));
             }
@@ -45,8 +45,8 @@ pub fn params(item: &ItemFn, what: &str) -> syn::Result<Vec<Param>> {
         let (ident, mutable) = match &*typed.pat {
             Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => (p.ident.clone(), p.mutability.is_some()),
             other => {
-                return Err(syn::Error::new(
-                    other.span(),
+                return Err(syn::Error::new_spanned(
+                    other,
                     format!("a {what} parameter must be a plain name (`x: T`); destructure inside the body"),
                 ));
             }
@@ -63,14 +63,14 @@ pub fn params(item: &ItemFn, what: &str) -> syn::Result<Vec<Param>> {
 
 fn check_owned(ty: &Type, what: &str) -> syn::Result<()> {
     match ty {
-        Type::Reference(r) => Err(syn::Error::new(
-            r.span(),
+        Type::Reference(r) => Err(syn::Error::new_spanned(
+            r,
             format!(
                 "a {what} parameter cannot be a reference: steps own their inputs (take the value, e.g. `String` for `&str`)"
             ),
         )),
-        Type::ImplTrait(t) => Err(syn::Error::new(
-            t.span(),
+        Type::ImplTrait(t) => Err(syn::Error::new_spanned(
+            t,
             format!("a {what} parameter needs a concrete type, not `impl Trait`"),
         )),
         Type::Paren(p) => check_owned(&p.elem, what),

@@ -1,0 +1,8 @@
+use pipeline_runtime::prelude::*;
+
+#[component]
+fn identity<T: Clone>(x: T) -> T {
+    x
+}
+
+fn main() {}
