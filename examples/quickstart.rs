@@ -1,8 +1,9 @@
 //! Quickstart: a small training pipeline. Load a dataset, fan out over shards to fit one
 //! model per shard, fan in to average them, evaluate, report.
 //!
-//! `cargo run --example quickstart` runs it in debug mode and prints the result and the DAG;
-//! add `-- --dot` or `-- --mermaid` to print the DAG as Graphviz DOT or Mermaid instead.
+//! `cargo run --example quickstart` runs it in debug mode (in-process) and prints the result and
+//! the DAG; `-- --local` runs every step as a subprocess instead; `-- --dot` or `-- --mermaid`
+//! print the DAG as Graphviz DOT or Mermaid.
 
 use pipeline_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -113,10 +114,15 @@ fn train(rows: usize, shards: usize, seed: u64) -> anyhow::Result<String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    pipeline_runtime::debug_pipeline();
+    let flag = std::env::args().nth(1);
+    if flag.as_deref() == Some("--local") {
+        pipeline_runtime::run_locally();
+    } else {
+        pipeline_runtime::debug_pipeline();
+    }
     let finished = train::run(10_000, 4, 7)?;
     let dag = finished.run.dag();
-    match std::env::args().nth(1).as_deref() {
+    match flag.as_deref() {
         Some("--dot") => print!("{}", dag.to_dot()),
         Some("--mermaid") => print!("{}", dag.to_mermaid()),
         _ => {

@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use pipeline_runtime::prelude::*;
-use pipeline_runtime::{ErrorKind, registry};
+use pipeline_runtime::{Codec, ErrorKind, call_entry, registry};
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -602,18 +602,23 @@ fn every_component_is_registered_with_a_callable_entry_point() {
 
     let values = pipeline_core_codec::encode(&vec![1.0f64, 2.0]);
     let factor = pipeline_core_codec::encode(&10.0f64);
-    let out = (c.entry)(&[&values, &factor]).unwrap();
+    let out = call_entry(c.entry, Codec::Bincode, &[&values, &factor]).unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(pipeline_core_codec::decode::<Vec<f64>>(&out[0]), vec![10.0, 20.0]);
 
-    let err = (c.entry)(&[&values]).unwrap_err();
+    let err = call_entry(c.entry, Codec::Bincode, &[&values]).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Codec);
     assert!(err.message.contains("takes 2 inputs, got 1"), "{err}");
-    let err = (c.entry)(&[&values, &[0xff, 0xff]]).unwrap_err();
+    let err = call_entry(c.entry, Codec::Bincode, &[&values, &[0xff, 0xff]]).unwrap_err();
     assert!(err.message.starts_with("input `factor`"), "{err}");
 
     let failing = registry::find_component("read_config").unwrap().unwrap();
-    let err = (failing.entry)(&[&pipeline_core_codec::encode(&"a".to_string())]).unwrap_err();
+    let err = call_entry(
+        failing.entry,
+        Codec::Bincode,
+        &[&pipeline_core_codec::encode(&"a".to_string())],
+    )
+    .unwrap_err();
     assert_eq!(err.causes, ["file `a` is missing"]);
     assert!(registry::find_component("no_such_component").unwrap().is_none());
     assert!(registry::pipelines().any(|p| p.name == "diamond" && p.project == "tests"));

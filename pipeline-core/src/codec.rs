@@ -1,9 +1,12 @@
 //! How values cross step boundaries: the bound every step input and output meets, and the
-//! default codec (`bincode` 2 through serde).
+//! codecs that turn values into artifact payloads: `bincode` 2 through serde (the default),
+//! JSON, or one of the user's ([`ArtifactCodec`], the analogue of ClearML's
+//! `artifact_serialization_function`).
 
 use crate::error::{ErrorKind, StepError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::io::{Read, Write};
 
 /// A value that can flow between steps: serializable (to become an artifact), clonable (one
 /// output may feed several steps) and sendable to the thread or process that runs the step.
@@ -16,19 +19,122 @@ pub trait ComponentValue: Serialize + DeserializeOwned + Clone + Send + 'static 
 
 impl<T: Serialize + DeserializeOwned + Clone + Send + 'static> ComponentValue for T {}
 
-fn config() -> bincode::config::Configuration {
+/// A user-supplied serialization format for artifacts. It sees values through `erased_serde`,
+/// so any serde format works: implement it once, then name a `static` of it in
+/// `#[pipeline(artifact_codec = MY_CODEC)]`.
+///
+/// ```
+/// use pipeline_core::codec::ArtifactCodec;
+/// struct JsonLines;
+/// impl ArtifactCodec for JsonLines {
+///     fn name(&self) -> &'static str { "json-pretty" }
+///     fn encode(&self, value: &dyn erased_serde::Serialize, out: &mut dyn std::io::Write) -> Result<(), String> {
+///         let mut ser = serde_json::Serializer::pretty(out);
+///         value.erased_serialize(&mut <dyn erased_serde::Serializer>::erase(&mut ser)).map_err(|e| e.to_string())
+///     }
+///     fn decode(&self, input: &mut dyn std::io::Read,
+///               visit: &mut dyn FnMut(&mut dyn erased_serde::Deserializer) -> Result<(), String>) -> Result<(), String> {
+///         let mut de = serde_json::Deserializer::from_reader(input);
+///         visit(&mut <dyn erased_serde::Deserializer>::erase(&mut de))
+///     }
+/// }
+/// ```
+pub trait ArtifactCodec: Send + Sync + 'static {
+    /// A stable name, written into every artifact's header.
+    fn name(&self) -> &'static str;
+    /// Writes `value` to `out`.
+    fn encode(&self, value: &dyn erased_serde::Serialize, out: &mut dyn Write) -> Result<(), String>;
+    /// Reads one value from `input`, handing a deserializer to `visit` (which builds the value).
+    fn decode(
+        &self,
+        input: &mut dyn Read,
+        visit: &mut dyn FnMut(&mut dyn erased_serde::Deserializer) -> Result<(), String>,
+    ) -> Result<(), String>;
+}
+
+/// The codec a pipeline's artifacts are written with.
+#[derive(Clone, Copy)]
+pub enum Codec {
+    /// `bincode` 2, standard configuration, through serde: compact and fast (the default).
+    Bincode,
+    /// JSON through `serde_json`: readable, portable, larger.
+    Json,
+    /// The user's codec.
+    Custom(&'static dyn ArtifactCodec),
+}
+
+impl Codec {
+    /// The name written into artifact headers.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Bincode => "bincode",
+            Self::Json => "json",
+            Self::Custom(c) => c.name(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Codec({})", self.name())
+    }
+}
+
+fn bincode_config() -> bincode::config::Configuration {
     bincode::config::standard()
+}
+
+fn codec_error(codec: Codec, what: &str, e: impl std::fmt::Display) -> StepError {
+    StepError::new(ErrorKind::Codec, format!("{} {what}: {e}", codec.name()))
+}
+
+/// Writes `value` to `out` with `codec`.
+pub fn encode_into<T: Serialize + ?Sized>(codec: Codec, value: &T, out: &mut dyn Write) -> Result<(), StepError> {
+    match codec {
+        Codec::Bincode => bincode::serde::encode_into_std_write(value, &mut { out }, bincode_config())
+            .map(drop)
+            .map_err(|e| codec_error(codec, "encoding failed", e)),
+        Codec::Json => serde_json::to_writer(out, value).map_err(|e| codec_error(codec, "encoding failed", e)),
+        Codec::Custom(c) => {
+            let erased: &dyn erased_serde::Serialize = &value;
+            c.encode(erased, out)
+                .map_err(|e| codec_error(codec, "encoding failed", e))
+        }
+    }
+}
+
+/// Reads one value of type `T` from `input` with `codec`.
+pub fn decode_from<T: DeserializeOwned>(codec: Codec, input: &mut dyn Read) -> Result<T, StepError> {
+    match codec {
+        Codec::Bincode => bincode::serde::decode_from_std_read(&mut { input }, bincode_config())
+            .map_err(|e| codec_error(codec, "decoding failed", e)),
+        Codec::Json => {
+            let mut de = serde_json::Deserializer::from_reader(input);
+            T::deserialize(&mut de).map_err(|e| codec_error(codec, "decoding failed", e))
+        }
+        Codec::Custom(c) => {
+            let mut out = None;
+            c.decode(input, &mut |de| {
+                out = Some(erased_serde::deserialize::<T>(de).map_err(|e| e.to_string())?);
+                Ok(())
+            })
+            .map_err(|e| codec_error(codec, "decoding failed", e))?;
+            out.ok_or_else(|| codec_error(codec, "decoding failed", "the codec produced no value"))
+        }
+    }
 }
 
 /// Encodes a value with the default codec.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StepError> {
-    bincode::serde::encode_to_vec(value, config()).map_err(|e| StepError::from_std(ErrorKind::Codec, &e))
+    let mut out = Vec::new();
+    encode_into(Codec::Bincode, value, &mut out)?;
+    Ok(out)
 }
 
 /// Decodes a value of type `T` with the default codec; trailing bytes are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StepError> {
-    let (value, read) =
-        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| StepError::from_std(ErrorKind::Codec, &e))?;
+    let (value, read) = bincode::serde::decode_from_slice(bytes, bincode_config())
+        .map_err(|e| codec_error(Codec::Bincode, "decoding failed", e))?;
     if read != bytes.len() {
         return Err(StepError::new(
             ErrorKind::Codec,
@@ -46,6 +152,28 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StepError> {
 mod tests {
     use super::*;
 
+    struct Pretty;
+    impl ArtifactCodec for Pretty {
+        fn name(&self) -> &'static str {
+            "pretty-json"
+        }
+        fn encode(&self, value: &dyn erased_serde::Serialize, out: &mut dyn Write) -> Result<(), String> {
+            let mut ser = serde_json::Serializer::pretty(out);
+            value
+                .erased_serialize(&mut <dyn erased_serde::Serializer>::erase(&mut ser))
+                .map_err(|e| e.to_string())
+        }
+        fn decode(
+            &self,
+            input: &mut dyn Read,
+            visit: &mut dyn FnMut(&mut dyn erased_serde::Deserializer) -> Result<(), String>,
+        ) -> Result<(), String> {
+            let mut de = serde_json::Deserializer::from_reader(input);
+            visit(&mut <dyn erased_serde::Deserializer>::erase(&mut de))
+        }
+    }
+    static PRETTY: Pretty = Pretty;
+
     #[test]
     fn round_trips_and_rejects_trailing_bytes() {
         let bytes = encode(&(vec![1.5f64, 2.5], "x".to_string())).unwrap();
@@ -57,5 +185,21 @@ mod tests {
         assert_eq!(err.kind, ErrorKind::Codec);
         assert!(err.message.contains("trailing"), "{err}");
         assert!(decode::<Vec<f64>>(&[0xff]).is_err());
+    }
+
+    #[test]
+    fn every_codec_round_trips_through_a_stream() {
+        let value = (vec![1u32, 2, 3], Some("z".to_string()));
+        for codec in [Codec::Bincode, Codec::Json, Codec::Custom(&PRETTY)] {
+            let mut buf = Vec::new();
+            encode_into(codec, &value, &mut buf).unwrap();
+            let back: (Vec<u32>, Option<String>) = decode_from(codec, &mut buf.as_slice()).unwrap();
+            assert_eq!(back, value, "{codec:?}");
+        }
+        let mut pretty = Vec::new();
+        encode_into(Codec::Custom(&PRETTY), &value, &mut pretty).unwrap();
+        assert!(String::from_utf8(pretty).unwrap().contains("\n"));
+        let err = decode_from::<u32>(Codec::Json, &mut "\"no\"".as_bytes()).unwrap_err();
+        assert!(err.message.starts_with("json decoding failed"), "{err}");
     }
 }

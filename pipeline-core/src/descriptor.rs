@@ -1,7 +1,9 @@
 //! What the macros generate for each component and pipeline: a `static` descriptor.
 
-use crate::error::StepError;
+use crate::codec::Codec;
+use crate::error::{ErrorKind, StepError};
 use crate::options::{ComponentOptions, PipelineOptions};
+use std::io::{Read, Write};
 
 /// A parameter or an output: its name and its Rust type as written in the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,10 +14,116 @@ pub struct ParamDescriptor {
     pub type_name: &'static str,
 }
 
-/// The type-erased entry point of a component: one encoded value per parameter in, one
-/// encoded value per output out (default codec). Any process built from the same binary can
-/// run a component by name through it.
-pub type EntryPoint = fn(&[&[u8]]) -> Result<Vec<Vec<u8>>, StepError>;
+/// Where a component's entry point reads its inputs and writes its outputs: artifact files in a
+/// worker process, byte buffers in [`call_entry`].
+pub trait StepIo {
+    /// The codec values are encoded with.
+    fn codec(&self) -> Codec;
+    /// How many inputs there are.
+    fn input_count(&self) -> usize;
+    /// Hands a reader over input `index` (whose type is `type_name`) to `decode`.
+    fn read_input(
+        &mut self,
+        index: usize,
+        type_name: &'static str,
+        decode: &mut dyn FnMut(&mut dyn Read) -> Result<(), StepError>,
+    ) -> Result<(), StepError>;
+    /// Hands a writer for output `index` (of type `type_name`) to `encode`.
+    fn write_output(
+        &mut self,
+        index: usize,
+        type_name: &'static str,
+        encode: &mut dyn FnMut(&mut dyn Write) -> Result<(), StepError>,
+    ) -> Result<(), StepError>;
+}
+
+/// The type-erased entry point of a component: decodes its inputs from a [`StepIo`], runs the
+/// function, encodes its outputs. Any process built from the same binary can run a component
+/// by name through it.
+pub type EntryPoint = fn(&mut dyn StepIo) -> Result<(), StepError>;
+
+/// Runs a component's entry point on encoded values: one payload per parameter in, one
+/// payload per output out (bytes in, bytes out).
+pub fn call_entry(entry: EntryPoint, codec: Codec, inputs: &[&[u8]]) -> Result<Vec<Vec<u8>>, StepError> {
+    struct Memory<'a> {
+        codec: Codec,
+        inputs: &'a [&'a [u8]],
+        outputs: Vec<Vec<u8>>,
+    }
+    impl StepIo for Memory<'_> {
+        fn codec(&self) -> Codec {
+            self.codec
+        }
+        fn input_count(&self) -> usize {
+            self.inputs.len()
+        }
+        fn read_input(
+            &mut self,
+            index: usize,
+            _type_name: &'static str,
+            decode: &mut dyn FnMut(&mut dyn Read) -> Result<(), StepError>,
+        ) -> Result<(), StepError> {
+            let mut bytes = *self
+                .inputs
+                .get(index)
+                .ok_or_else(|| StepError::new(ErrorKind::Codec, format!("input {index} is missing")))?;
+            decode(&mut bytes)?;
+            if !bytes.is_empty() {
+                return Err(StepError::new(
+                    ErrorKind::Codec,
+                    format!("{} trailing bytes in input {index}", bytes.len()),
+                ));
+            }
+            Ok(())
+        }
+        fn write_output(
+            &mut self,
+            index: usize,
+            _type_name: &'static str,
+            encode: &mut dyn FnMut(&mut dyn Write) -> Result<(), StepError>,
+        ) -> Result<(), StepError> {
+            debug_assert_eq!(index, self.outputs.len(), "outputs are written in order");
+            let mut out = Vec::new();
+            encode(&mut out)?;
+            self.outputs.push(out);
+            Ok(())
+        }
+    }
+    let mut io = Memory {
+        codec,
+        inputs,
+        outputs: Vec::new(),
+    };
+    entry(&mut io)?;
+    Ok(io.outputs)
+}
+
+/// Decodes input `index` as a `T`; errors name the parameter.
+pub fn read_input<T: serde::de::DeserializeOwned>(
+    io: &mut dyn StepIo,
+    index: usize,
+    param: &str,
+) -> Result<T, StepError> {
+    let codec = io.codec();
+    let mut value = None;
+    io.read_input(index, std::any::type_name::<T>(), &mut |r| {
+        value = Some(crate::codec::decode_from::<T>(codec, r)?);
+        Ok(())
+    })
+    .map_err(|mut e| {
+        e.message = format!("input `{param}`: {}", e.message);
+        e
+    })?;
+    value.ok_or_else(|| StepError::new(ErrorKind::Codec, format!("input `{param}` was not read")))
+}
+
+/// Encodes `value` as output `index`.
+pub fn write_output<T: serde::Serialize>(io: &mut dyn StepIo, index: usize, value: &T) -> Result<(), StepError> {
+    let codec = io.codec();
+    io.write_output(index, std::any::type_name::<T>(), &mut |w| {
+        crate::codec::encode_into(codec, value, w)
+    })
+}
 
 /// Everything known about a component at compile time.
 #[derive(Debug, Clone, Copy)]

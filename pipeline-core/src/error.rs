@@ -18,6 +18,8 @@ pub enum ErrorKind {
     Aborted,
     /// The step never ran (a parent failed or was skipped, or a callback said so).
     Skipped,
+    /// The worker process died without reporting: a signal, a crash, an exit without a result.
+    Crash,
 }
 
 /// A step's failure: its message and the chain of causes, outermost first.

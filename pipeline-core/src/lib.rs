@@ -4,6 +4,7 @@
 //! This crate does no I/O and spawns nothing; the runtime (`pipeline-runtime`) executes what
 //! is described here, and the macros (`pipeline-macros`) generate the descriptors.
 
+pub mod artifact;
 pub mod codec;
 pub mod dag;
 pub mod descriptor;
@@ -12,9 +13,9 @@ pub mod options;
 pub mod registry;
 pub mod status;
 
-pub use codec::ComponentValue;
+pub use codec::{ArtifactCodec, Codec, ComponentValue};
 pub use dag::{DagNode, PipelineDag};
-pub use descriptor::{ComponentDescriptor, EntryPoint, ParamDescriptor, PipelineDescriptor};
+pub use descriptor::{ComponentDescriptor, EntryPoint, ParamDescriptor, PipelineDescriptor, StepIo, call_entry};
 pub use error::{ErrorKind, StepError};
 pub use options::{Callbacks, ComponentOptions, ContinueBehaviour, MultiInstance, PipelineOptions, RetryPolicy};
 pub use status::{NodeStatus, RunStatus};

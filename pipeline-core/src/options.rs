@@ -3,6 +3,7 @@
 //! Everything here is `const`-constructible so that a descriptor can be a `static` and be
 //! registered through `inventory` without running code at start-up.
 
+use crate::codec::Codec;
 use crate::dag::DagNode;
 use crate::status::NodeStatus;
 use std::time::Duration;
@@ -212,6 +213,8 @@ pub struct PipelineOptions {
     pub time_limit: Option<Duration>,
     /// Steps running at once in parallel modes (`max_parallel`); number of cores when `None`.
     pub max_parallel: Option<usize>,
+    /// How artifacts are encoded (`artifact_codec`).
+    pub codec: Codec,
 }
 
 impl PipelineOptions {
@@ -232,6 +235,7 @@ impl PipelineOptions {
         target_project: None,
         time_limit: None,
         max_parallel: None,
+        codec: Codec::Bincode,
     };
 }
 

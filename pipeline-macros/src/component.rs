@@ -439,20 +439,15 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
     };
     // The calls below need `ComponentValue` (or serde) of the user's types: they are located at
     // those types, so that a type missing the traits is reported there and not at the attribute.
-    let encode_outputs = out_types.iter().enumerate().map(|(i, ty)| {
-        let i = syn::Index::from(i);
-        let encode = located_at(quote!(#p::encode(&__outputs.#i)), ty.span());
-        quote!(#encode?)
+    let write_outputs = out_types.iter().enumerate().map(|(i, ty)| {
+        let index = syn::Index::from(i);
+        let write = located_at(quote!(#p::write_output(__io, #i, &__outputs.#index)), ty.span());
+        quote!(#write?;)
     });
-    let decode_inputs = params.iter().enumerate().map(|(i, Param { ident, ty, .. })| {
+    let read_inputs = params.iter().enumerate().map(|(i, Param { ident, ty, .. })| {
         let pname = ident.to_string();
-        let decode = located_at(quote!(#p::decode(__inputs[#i])), ty.span());
-        quote! {
-            let #ident: #ty = #decode.map_err(|mut e| {
-                e.message = ::std::format!("input `{}`: {}", #pname, e.message);
-                e
-            })?;
-        }
+        let read = located_at(quote!(#p::read_input::<#ty>(__io, #i, #pname)), ty.span());
+        quote!(let #ident: #ty = #read?;)
     });
 
     let call_params = params.iter().map(|Param { ident, mutable, ty }| {
@@ -476,12 +471,22 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
         let resolve = located_at(quote!(#p::Input::resolve(&mut #input, __last)), ty.span());
         quote!(let #ident = #resolve?;)
     });
+    let export = types
+        .iter()
+        .zip(&inputs)
+        .map(|(ty, input)| located_at(quote!(#p::Input::export(&mut #input, __sink)), ty.span()));
     let call_component = call_at(
         quote!(#p::call_component),
         quote! {
-            &#desc, &__deps, move |__last: bool| {
-                #(#resolve)*
-                #invoke
+            &#desc, &__deps, move |__how: #p::Invoke<'_>| match __how {
+                #p::Invoke::Run { last: __last } => {
+                    #(#resolve)*
+                    (#invoke).map(::core::option::Option::Some)
+                }
+                #p::Invoke::Export(__sink) => {
+                    #(#export?;)*
+                    ::core::result::Result::Ok(::core::option::Option::None)
+                }
             }
         },
         outs.span,
@@ -536,16 +541,18 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
 
         #[doc(hidden)]
         #[allow(non_snake_case, unused_mut)]
-        fn #entry(__inputs: &[&[u8]]) -> ::core::result::Result<::std::vec::Vec<::std::vec::Vec<u8>>, #p::StepError> {
-            if __inputs.len() != #n_inputs {
+        fn #entry(__io: &mut dyn #p::StepIo) -> ::core::result::Result<(), #p::StepError> {
+            let __count = #p::StepIo::input_count(__io);
+            if __count != #n_inputs {
                 return ::core::result::Result::Err(#p::StepError::new(
                     #p::ErrorKind::Codec,
-                    ::std::format!("component `{}` takes {} inputs, got {}", #name_lit, #n_inputs, __inputs.len()),
+                    ::std::format!("component `{}` takes {} inputs, got {}", #name_lit, #n_inputs, __count),
                 ));
             }
-            #(#decode_inputs)*
+            #(#read_inputs)*
             let __outputs = #invoke?;
-            ::core::result::Result::Ok(::std::vec![#(#encode_outputs),*])
+            #(#write_outputs)*
+            ::core::result::Result::Ok(())
         }
 
         #[allow(dead_code)]

@@ -28,6 +28,7 @@ const KNOWN: &[&str] = &[
     "target_project",
     "time_limit",
     "max_parallel",
+    "artifact_codec",
     "crate",
 ];
 
@@ -93,6 +94,7 @@ struct Options {
     target_project: Option<LitStr>,
     time_limit: Option<std::time::Duration>,
     max_parallel: Option<usize>,
+    codec: Option<TokenStream>,
     krate: Option<syn::Path>,
 }
 
@@ -117,6 +119,7 @@ fn parse_options(attr: TokenStream) -> syn::Result<Options> {
         target_project: None,
         time_limit: None,
         max_parallel: None,
+        codec: None,
         krate: None,
     };
     // A missing option is reported at the options given, or at the attribute if there are none.
@@ -214,6 +217,26 @@ fn parse_options(attr: TokenStream) -> syn::Result<Options> {
                 }
                 o.max_parallel = Some(n as usize);
             }
+            "artifact_codec" => {
+                o.codec = Some(match arg.value()? {
+                    syn::Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(s), ..
+                    }) => match s.value().as_str() {
+                        "bincode" => quote!(Bincode),
+                        "json" => quote!(Json),
+                        _ => {
+                            return Err(syn::Error::new(
+                                s.span(),
+                                "built-in codecs are \"bincode\" and \"json\"; for your own, name a `static` implementing `ArtifactCodec`",
+                            ));
+                        }
+                    },
+                    _ => {
+                        let path = arg.path()?;
+                        quote!(Custom(&#path))
+                    }
+                })
+            }
             "crate" => o.krate = Some(args::crate_path(&arg)?),
             _ => return Err(args::unknown(&arg, KNOWN, NOT_APPLICABLE)),
         }
@@ -310,6 +333,7 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
     let add_tags = o.add_pipeline_tags;
     let target_project = opt(&o.target_project);
     let time_limit = opt_duration(o.time_limit, &krate);
+    let codec = o.codec.clone().unwrap_or_else(|| quote!(Bincode));
     let max_parallel = match o.max_parallel {
         Some(n) => quote!(::core::option::Option::Some(#n)),
         None => quote!(::core::option::Option::None),
@@ -363,6 +387,7 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
                 target_project: #target_project,
                 time_limit: #time_limit,
                 max_parallel: #max_parallel,
+                codec: #p::Codec::#codec,
             },
         };
 

@@ -4,26 +4,41 @@
 use crate::context::current;
 use crate::controller::Job;
 use crate::error::HandleError;
-use crate::handle::NodeRef;
+use crate::handle::{ExportSink, NodeRef};
 use crate::outputs::Outputs;
 use pipeline_core::{ComponentDescriptor, StepError};
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+/// What the controller asks of a step's job.
+#[doc(hidden)]
+pub enum Invoke<'a> {
+    /// Resolve the arguments and run the component here; `last` says no further attempt will
+    /// follow, so arguments may be moved rather than cloned.
+    Run {
+        /// See above.
+        last: bool,
+    },
+    /// Write the arguments as artifacts, for a worker process.
+    Export(&'a mut ExportSink),
+}
+
 /// Called by the code `#[component]` generates. `deps` lists the nodes the arguments come
-/// from; `job` resolves the arguments and runs the component.
+/// from; `job` runs the component (giving `Some(outputs)`) or exports its arguments (`None`).
 #[doc(hidden)]
 pub fn call_component<O, F>(descriptor: &'static ComponentDescriptor, deps: &[NodeRef], mut job: F) -> O::Handles
 where
     O: Outputs,
-    F: FnMut(bool) -> Result<O, StepError> + Send + 'static,
+    F: for<'a> FnMut(Invoke<'a>) -> Result<Option<O>, StepError> + Send + 'static,
 {
     if let Some(run) = current() {
         return run.add_node(descriptor, deps, move |node, name| {
             let (handles, slots, erased) = O::create(node, name);
-            let job: Job = Box::new(move |last| {
-                job(last)?.fill(&slots);
+            let job: Job = Box::new(move |how| {
+                if let Some(outputs) = job(how)? {
+                    outputs.fill(&slots);
+                }
                 Ok(())
             });
             (handles, job, erased)
@@ -51,8 +66,10 @@ where
     }
 }
 
-fn run_caught<O>(job: &mut impl FnMut(bool) -> Result<O, StepError>) -> Result<O, StepError> {
-    catch_unwind(AssertUnwindSafe(|| job(true))).unwrap_or_else(|payload| Err(StepError::from_panic(&*payload)))
+fn run_caught<O>(job: &mut impl for<'a> FnMut(Invoke<'a>) -> Result<Option<O>, StepError>) -> Result<O, StepError> {
+    catch_unwind(AssertUnwindSafe(|| job(Invoke::Run { last: true })))
+        .unwrap_or_else(|payload| Err(StepError::from_panic(&*payload)))?
+        .ok_or_else(|| StepError::new(pipeline_core::ErrorKind::Setup, "the component produced no outputs"))
 }
 
 /// Runs an async component's future to completion on this thread.

@@ -4,6 +4,7 @@
 //! State lives per run, never globally, so runs may nest and run side by side in one process.
 //! Callbacks and slot wake-ups happen outside the run's lock (see [`Effects`]).
 
+use crate::call::Invoke;
 use crate::error::HandleError;
 use crate::executor::Executor;
 use crate::handle::NodeRef;
@@ -20,9 +21,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::SystemTime;
 
-/// A step's work, type-erased: resolves its inputs, runs the component, fills its output
-/// slots. The flag says no further attempt can follow, so inputs may be moved.
-pub(crate) type Job = Box<dyn FnMut(bool) -> Result<(), StepError> + Send>;
+/// A step's work, type-erased: either resolves its inputs, runs the component and fills its
+/// output slots, or writes its inputs as artifacts for a worker process.
+pub(crate) type Job = Box<dyn for<'a> FnMut(crate::call::Invoke<'a>) -> Result<(), StepError> + Send>;
 
 struct NodeState {
     name: Arc<str>,
@@ -53,6 +54,22 @@ struct RunState {
     idle_wakers: Vec<Waker>,
 }
 
+/// One attempt at running a node, as handed to an executor.
+pub(crate) struct Attempt {
+    pub(crate) job: Job,
+    /// No further attempt can follow: inputs may be moved into this one.
+    pub(crate) last: bool,
+    retries: u32,
+    policy: RetryPolicy,
+}
+
+impl Attempt {
+    /// 1 for the first attempt, 2 for the first retry...
+    pub(crate) fn number(&self) -> u32 {
+        self.retries + 1
+    }
+}
+
 /// Work to do once the run's lock is released.
 #[derive(Default)]
 struct Effects {
@@ -61,6 +78,8 @@ struct Effects {
     post_events: Vec<(PostExecuteCallback, DagNode)>,
     pre_checks: Vec<(u32, PreExecuteCallback, DagNode)>,
     submit: Vec<u32>,
+    /// Running nodes to stop, with the reason.
+    cancel: Vec<(u32, String)>,
     idle: bool,
 }
 
@@ -180,52 +199,98 @@ impl Run {
 
     /// Runs the node's job in this thread, with retries, and records the outcome.
     pub(crate) fn execute_in_process(self: &Arc<Self>, index: u32) {
-        loop {
-            let mut fx = Effects::default();
-            let (mut job, last, retries, policy) = {
-                let mut st = self.lock();
-                let node = &mut st.nodes[index as usize];
-                if node.status.is_terminal() {
-                    return; // aborted while queued
-                }
-                let Some(job) = node.job.take() else { return };
-                node.attempts += 1;
-                node.started.get_or_insert_with(SystemTime::now);
-                let retries = node.attempts - 1;
-                let policy = self.retry_policy(node.descriptor);
-                let last = policy.is_last_attempt(retries);
-                st.set_status(index, NodeStatus::Running, &mut fx);
-                (job, last, retries, policy)
-            };
-            self.apply(fx);
-
-            let outcome = catch_unwind(AssertUnwindSafe(|| job(last)))
+        while let Some(mut attempt) = self.begin_attempt(index) {
+            let last = attempt.last;
+            let outcome = catch_unwind(AssertUnwindSafe(|| (attempt.job)(Invoke::Run { last })))
                 .unwrap_or_else(|payload| Err(StepError::from_panic(&*payload)));
-
-            let mut fx = Effects::default();
-            match outcome {
-                Ok(()) => {
-                    self.lock().finish(index, NodeStatus::Completed, None, &mut fx);
-                    self.apply(fx);
-                    return;
-                }
-                Err(error) => {
-                    let retry = !last && {
-                        let snapshot = self.lock().dag_node(index);
-                        policy.allows(&snapshot, retries)
-                    };
-                    let mut st = self.lock();
-                    if retry && st.aborting.is_none() {
-                        st.nodes[index as usize].job = Some(job);
-                        continue;
-                    }
-                    st.fail(self, index, error, &mut fx);
-                    drop(st);
-                    self.apply(fx);
-                    return;
-                }
+            if !self.end_attempt(index, attempt, outcome) {
+                return;
             }
         }
+    }
+
+    /// Starts an attempt: the node becomes `Running` and its job is handed out. `None` when the
+    /// node is already final (aborted while queued).
+    pub(crate) fn begin_attempt(self: &Arc<Self>, index: u32) -> Option<Attempt> {
+        let mut fx = Effects::default();
+        let attempt = {
+            let mut st = self.lock();
+            let node = &mut st.nodes[index as usize];
+            if node.status.is_terminal() {
+                return None;
+            }
+            let job = node.job.take()?;
+            node.attempts += 1;
+            node.started.get_or_insert_with(SystemTime::now);
+            let retries = node.attempts - 1;
+            let policy = self.retry_policy(node.descriptor);
+            let attempt = Attempt {
+                job,
+                last: policy.is_last_attempt(retries),
+                retries,
+                policy,
+            };
+            st.set_status(index, NodeStatus::Running, &mut fx);
+            attempt
+        };
+        self.apply(fx);
+        Some(attempt)
+    }
+
+    /// Records how an attempt ended; true when the node is to be tried again (its job is
+    /// back in place and [`Run::begin_attempt`] starts the next attempt).
+    pub(crate) fn end_attempt(self: &Arc<Self>, index: u32, attempt: Attempt, outcome: Result<(), StepError>) -> bool {
+        let mut fx = Effects::default();
+        match outcome {
+            Ok(()) => self.lock().finish(index, NodeStatus::Completed, None, &mut fx),
+            Err(error) if error.kind == ErrorKind::Aborted => {
+                let mut st = self.lock();
+                st.finish(index, NodeStatus::Aborted, Some(error), &mut fx);
+                st.note_abort(self, index, &mut fx);
+            }
+            Err(error) => {
+                let retry = !attempt.last && {
+                    let snapshot = self.lock().dag_node(index);
+                    attempt.policy.allows(&snapshot, attempt.retries)
+                };
+                let mut st = self.lock();
+                if retry && st.aborting.is_none() && !st.nodes[index as usize].status.is_terminal() {
+                    st.nodes[index as usize].job = Some(attempt.job);
+                    return true;
+                }
+                st.fail(self, index, error, &mut fx);
+            }
+        }
+        self.apply(fx);
+        false
+    }
+
+    /// The node's output slots, to resolve from another process's artifacts.
+    pub(crate) fn output_slots(&self, index: u32) -> (Arc<str>, Vec<Arc<dyn ErasedSlot>>) {
+        let st = self.lock();
+        let node = &st.nodes[index as usize];
+        (node.name.clone(), node.outputs.clone())
+    }
+
+    /// The node's name and component.
+    pub(crate) fn node_info(&self, index: u32) -> (Arc<str>, &'static ComponentDescriptor) {
+        let st = self.lock();
+        let node = &st.nodes[index as usize];
+        (node.name.clone(), node.descriptor)
+    }
+
+    /// Stops the run: nodes not started are aborted, running ones are stopped by their
+    /// executor. Used for time limits and user stops.
+    pub(crate) fn abort_run(self: &Arc<Self>, reason: String) {
+        let mut fx = Effects::default();
+        {
+            let mut st = self.lock();
+            if st.aborting.is_some() || st.active == 0 {
+                return;
+            }
+            st.abort(reason, &mut fx);
+        }
+        self.apply(fx);
     }
 
     fn retry_policy(&self, component: &ComponentDescriptor) -> RetryPolicy {
@@ -318,6 +383,9 @@ impl Run {
             for index in fx.submit.drain(..) {
                 self.executor.submit(self.clone(), index);
             }
+            for (index, reason) in fx.cancel.drain(..) {
+                self.executor.cancel(index, &reason);
+            }
             if std::mem::take(&mut fx.idle) {
                 let wakers = std::mem::take(&mut self.lock().idle_wakers);
                 self.idle.notify_all();
@@ -328,6 +396,7 @@ impl Run {
                 && fx.post_events.is_empty()
                 && fx.pre_checks.is_empty()
                 && fx.submit.is_empty()
+                && fx.cancel.is_empty()
             {
                 return;
             }
@@ -442,18 +511,33 @@ impl RunState {
         }
     }
 
-    /// Aborts every node that has not started; running nodes are left to their executor.
+    /// Aborts every node that has not started, and asks the executor to stop running ones.
     fn abort(&mut self, reason: String, fx: &mut Effects) {
         self.aborting = Some(reason.clone());
         for index in 0..self.nodes.len() as u32 {
-            if matches!(
-                self.nodes[index as usize].status,
-                NodeStatus::Pending | NodeStatus::Queued
-            ) {
-                let error = StepError::new(ErrorKind::Aborted, reason.clone());
-                self.finish(index, NodeStatus::Aborted, Some(error), fx);
+            match self.nodes[index as usize].status {
+                NodeStatus::Pending | NodeStatus::Queued => {
+                    let error = StepError::new(ErrorKind::Aborted, reason.clone());
+                    self.finish(index, NodeStatus::Aborted, Some(error), fx);
+                }
+                NodeStatus::Running => fx.cancel.push((index, reason.clone())),
+                _ => {}
             }
         }
+    }
+
+    /// An aborted step without `continue_on_abort` fails the run, and with
+    /// `abort_on_failure` stops the rest. Steps aborted by the run's own abort change nothing.
+    fn note_abort(&mut self, run: &Run, index: u32, fx: &mut Effects) {
+        let behaviour = self.nodes[index as usize].descriptor.options.continue_behaviour;
+        if behaviour.continue_on_abort || self.aborting.is_some() {
+            return;
+        }
+        let name = self.nodes[index as usize].name.clone();
+        if run.descriptor.options.abort_on_failure {
+            self.abort(format!("the pipeline stopped because step `{name}` was aborted"), fx);
+        }
+        self.fatal.get_or_insert(name);
     }
 
     /// Puts a node in a final state and carries the consequences to its descendants.

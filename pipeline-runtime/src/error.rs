@@ -21,6 +21,14 @@ pub enum HandleError {
         /// Why: which parent failed, or which callback said so.
         reason: String,
     },
+    /// The step succeeded but its stored output could not be read back.
+    #[error("the output of step `{step}` could not be read: {error}")]
+    Unreadable {
+        /// The node's name.
+        step: String,
+        /// What went wrong (missing, corrupt or mismatched artifact).
+        error: StepError,
+    },
     /// The step was stopped, or never started because the run was stopped.
     #[error("step `{step}` was aborted: {reason}")]
     Aborted {
@@ -35,7 +43,10 @@ impl HandleError {
     /// The name of the node this error is about.
     pub fn step(&self) -> &str {
         match self {
-            Self::Failed { step, .. } | Self::Skipped { step, .. } | Self::Aborted { step, .. } => step,
+            Self::Failed { step, .. }
+            | Self::Skipped { step, .. }
+            | Self::Unreadable { step, .. }
+            | Self::Aborted { step, .. } => step,
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Typed handles to step outputs, and what a component parameter accepts.
 
+use crate::artifacts::{ArtifactRef, write_value};
 use crate::error::HandleError;
 use crate::slot::Slot;
-use pipeline_core::{ComponentValue, ErrorKind, StepError};
+use pipeline_core::{Codec, ComponentValue, ErrorKind, StepError};
 use std::future::{Future, IntoFuture};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -56,6 +58,11 @@ impl<T> Handle<T> {
     /// The name of the node that produces this value (`mean`, `mean_1`...).
     pub fn step(&self) -> &str {
         &self.name
+    }
+
+    /// The artifact file holding the value, when the step ran in another process.
+    pub fn artifact(&self) -> Option<std::path::PathBuf> {
+        self.slot.artifact().map(|a| a.path)
     }
 
     /// True once the step has finished, successfully or not: reading will not wait.
@@ -112,6 +119,23 @@ trait Gather<T>: Send {
     fn resolve(&mut self, last: bool) -> Result<T, StepError>;
 }
 
+/// Where a step's arguments are written when it runs in another process: one artifact per
+/// argument, in order.
+#[doc(hidden)]
+pub struct ExportSink {
+    pub(crate) dir: PathBuf,
+    pub(crate) codec: Codec,
+    pub(crate) inputs: Vec<ArtifactRef>,
+}
+
+impl ExportSink {
+    fn write<T: ComponentValue>(&mut self, value: &T) -> Result<(), StepError> {
+        let path = self.dir.join(format!("input-{}.art", self.inputs.len()));
+        self.inputs.push(write_value(&path, self.codec, value)?);
+        Ok(())
+    }
+}
+
 impl<U: ComponentValue> Gather<Vec<U>> for Vec<Handle<U>> {
     fn dependencies(&self, deps: &mut Vec<NodeRef>) {
         deps.extend(self.iter().map(|h| h.node));
@@ -137,6 +161,33 @@ impl<T: ComponentValue> Input<T> {
             InputKind::Value(_) => {}
             InputKind::Handle(h) => deps.push(h.node),
             InputKind::Gather(g) => g.dependencies(deps),
+        }
+    }
+
+    /// Makes the argument an artifact for a step running in another process: a handle whose
+    /// value is already stored is passed by reference, anything else is written once.
+    pub fn export(&mut self, sink: &mut ExportSink) -> Result<(), StepError> {
+        match &mut self.0 {
+            InputKind::Value(v) => {
+                let value = v
+                    .take()
+                    .ok_or_else(|| StepError::new(ErrorKind::Setup, "an input was exported twice"))?;
+                sink.write(&value)
+            }
+            InputKind::Handle(h) => match h.slot.artifact() {
+                Some(artifact) if artifact.codec.name() == sink.codec.name() => {
+                    sink.inputs.push(artifact);
+                    Ok(())
+                }
+                _ => {
+                    let value = Slot::take_blocking(&h.slot, false).map_err(input_error)?;
+                    sink.write(&value)
+                }
+            },
+            InputKind::Gather(g) => {
+                let values = g.resolve(false)?;
+                sink.write(&values)
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 //! edge. Choose where steps run with [`debug_pipeline`] (in-process, serially). See the
 //! repository's README for a walk-through.
 
+mod artifacts;
 mod call;
 mod context;
 mod controller;
@@ -15,36 +16,42 @@ mod mode;
 mod outputs;
 mod pipeline;
 mod slot;
+mod state;
+mod worker;
 
 pub use context::{RunView, current_run};
 pub use error::{HandleError, PipelineError};
 pub use handle::{Handle, HandleFuture, IntoInput};
-pub use mode::{Mode, debug_pipeline, mode};
+pub use mode::{Mode, debug_pipeline, mode, run_locally, with_mode};
 pub use pipeline::{Finished, PipelineRun};
 pub use pipeline_core::{
-    ComponentDescriptor, ComponentOptions, ContinueBehaviour, DagNode, ErrorKind, NodeStatus, PipelineDag,
-    PipelineDescriptor, PipelineOptions, RetryPolicy, RunStatus, StepError, registry,
+    ArtifactCodec, Codec, ComponentDescriptor, ComponentOptions, ContinueBehaviour, DagNode, ErrorKind, NodeStatus,
+    PipelineDag, PipelineDescriptor, PipelineOptions, RetryPolicy, RunStatus, StepError, StepIo, call_entry, registry,
 };
 pub use pipeline_macros::{component, pipeline};
+pub use state::{STATE_DIR_ENV, set_state_dir, state_dir};
+pub use worker::{EXIT_SETUP, EXIT_STEP_FAILED, MANIFEST_ENV};
 
 /// Everything a pipeline file needs: `use pipeline_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::{
         DagNode, Handle, HandleError, NodeStatus, PipelineRun, RunStatus, component, current_run, debug_pipeline,
-        pipeline,
+        pipeline, run_locally,
     };
 }
 
 /// Items the macros' generated code refers to. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::call::{block_on, call_component, param_repr, step_error};
-    pub use crate::handle::{Input, IntoInput, NodeRef};
+    pub use crate::call::{Invoke, block_on, call_component, param_repr, step_error};
+    pub use crate::handle::{ExportSink, Input, IntoInput, NodeRef};
     pub use crate::outputs::Outputs;
     pub use crate::pipeline::{expect_started, run_pipeline, run_pipeline_async};
     pub use inventory;
+    pub use pipeline_core::Codec;
     pub use pipeline_core::codec::{decode, encode};
     pub use pipeline_core::descriptor::{ComponentRegistration, PipelineRegistration};
+    pub use pipeline_core::descriptor::{StepIo, read_input, write_output};
     pub use pipeline_core::options::{Callbacks, MultiInstance};
     pub use pipeline_core::{
         ComponentDescriptor, ComponentOptions, ComponentValue, ContinueBehaviour, ErrorKind, ParamDescriptor,

@@ -1,5 +1,7 @@
-//! The process-wide choice of where steps run, as ClearML's `PipelineDecorator` makes it.
+//! The choice of where steps run, made process-wide as ClearML's `PipelineDecorator` makes it,
+//! with a per-thread override for code that runs one pipeline in several modes.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Where the steps of the pipelines started after the choice run.
@@ -7,23 +9,60 @@ use std::sync::atomic::{AtomicU8, Ordering};
 pub enum Mode {
     /// In-process calls, one at a time ([`debug_pipeline`]).
     Debug,
+    /// Subprocesses of this executable, in parallel ([`run_locally`]).
+    Local,
     /// Jobs on a cluster: the default when no other mode is chosen.
     Remote,
 }
 
 static MODE: AtomicU8 = AtomicU8::new(0);
 
+thread_local! {
+    static OVERRIDE: Cell<Option<Mode>> = const { Cell::new(None) };
+}
+
+fn code(mode: Mode) -> u8 {
+    match mode {
+        Mode::Remote => 0,
+        Mode::Debug => 1,
+        Mode::Local => 2,
+    }
+}
+
 /// Runs every step of the pipelines started from now on as an in-process function call,
 /// serially, with values moved from step to step rather than serialized. Breakpoints, `dbg!`
 /// and backtraces work as in plain Rust; a panicking step becomes a failed step.
 pub fn debug_pipeline() {
-    MODE.store(1, Ordering::Relaxed);
+    MODE.store(code(Mode::Debug), Ordering::Relaxed);
 }
 
-/// The mode pipelines started now run in.
+/// Runs every step of the pipelines started from now on as a subprocess of this same
+/// executable, in parallel as far as the DAG and `max_parallel` (default: the number of cores)
+/// allow. Arguments and results travel as artifacts under the state folder.
+pub fn run_locally() {
+    MODE.store(code(Mode::Local), Ordering::Relaxed);
+}
+
+/// The mode pipelines started now, on this thread, run in.
 pub fn mode() -> Mode {
+    if let Some(mode) = OVERRIDE.with(Cell::get) {
+        return mode;
+    }
     match MODE.load(Ordering::Relaxed) {
         1 => Mode::Debug,
+        2 => Mode::Local,
         _ => Mode::Remote,
     }
+}
+
+/// Runs `f` with pipelines started on this thread in `mode`, whatever the process-wide choice.
+pub fn with_mode<R>(mode: Mode, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Mode>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            OVERRIDE.with(|o| o.set(self.0));
+        }
+    }
+    let _restore = Restore(OVERRIDE.with(|o| o.replace(Some(mode))));
+    f()
 }

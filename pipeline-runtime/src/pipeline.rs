@@ -4,8 +4,9 @@
 use crate::context::CURRENT;
 use crate::controller::Run;
 use crate::error::PipelineError;
-use crate::executor::{DebugExecutor, Executor};
+use crate::executor::{DebugExecutor, Executor, LocalExecutor};
 use crate::mode::{Mode, mode};
+use crate::state::state_dir;
 use pipeline_core::{NodeStatus, PipelineDag, PipelineDescriptor, RunStatus, registry};
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -97,13 +98,69 @@ fn start(
     params: Vec<(&'static str, String)>,
 ) -> Result<Arc<Run>, PipelineError> {
     registry::validate()?;
+    let executor_error = |e: std::io::Error| PipelineError::Executor(e.to_string());
     let executor: Box<dyn Executor> = match mode() {
-        Mode::Debug => {
-            Box::new(DebugExecutor::start(descriptor.name).map_err(|e| PipelineError::Executor(e.to_string()))?)
+        Mode::Debug => Box::new(DebugExecutor::start(descriptor.name).map_err(executor_error)?),
+        Mode::Local => {
+            let options = &descriptor.options;
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let run_dir = state_dir().join("runs").join(run_key(descriptor.name));
+            Box::new(
+                LocalExecutor::start(
+                    descriptor.name,
+                    run_dir,
+                    options.codec,
+                    options.max_parallel.unwrap_or(cores),
+                )
+                .map_err(executor_error)?,
+            )
         }
         Mode::Remote => return Err(PipelineError::RemoteUnavailable(descriptor.name.to_string())),
     };
     Ok(Run::new(descriptor, params, executor))
+}
+
+/// A folder name unique across processes: pipeline, time, process, counter.
+fn run_key(pipeline: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "{pipeline}-{}{:03}-{}-{n}",
+        now.as_secs(),
+        now.subsec_millis(),
+        std::process::id()
+    )
+}
+
+/// Aborts the run when its time limit passes, unless it ends first (dropping the guard).
+struct Watchdog {
+    _stop: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl Watchdog {
+    fn start(run: &Arc<Run>) -> Self {
+        let Some(limit) = run.descriptor.options.time_limit else {
+            return Self { _stop: None };
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let run = run.clone();
+        let spawned = std::thread::Builder::new()
+            .name("pipeline-watchdog".into())
+            .spawn(move || {
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                    run.abort_run(format!(
+                        "the pipeline's time limit of {} was reached",
+                        pipeline_core::dag::format_duration(limit)
+                    ));
+                }
+            });
+        Self {
+            _stop: spawned.ok().map(|_| tx),
+        }
+    }
 }
 
 fn record(run: &Run, body_panicked: bool) -> PipelineRun {
@@ -130,8 +187,10 @@ pub fn run_pipeline<R>(
     body: impl FnOnce() -> R,
 ) -> Result<Finished<R>, PipelineError> {
     let run = start(descriptor, params)?;
+    let watchdog = Watchdog::start(&run);
     let outcome = catch_unwind(AssertUnwindSafe(|| CURRENT.sync_scope(run.clone(), body)));
     run.wait_idle();
+    drop(watchdog);
     let record = record(&run, outcome.is_err());
     match outcome {
         Ok(output) => Ok(Finished { output, run: record }),
@@ -147,6 +206,7 @@ pub async fn run_pipeline_async<R>(
     body: impl Future<Output = R>,
 ) -> Result<Finished<R>, PipelineError> {
     let run = start(descriptor, params)?;
+    let watchdog = Watchdog::start(&run);
     let mut body = pin!(CURRENT.scope(run.clone(), body));
     let outcome = poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| body.as_mut().poll(cx))) {
         Ok(poll) => poll.map(Ok),
@@ -154,6 +214,7 @@ pub async fn run_pipeline_async<R>(
     })
     .await;
     poll_fn(|cx| run.poll_idle(cx)).await;
+    drop(watchdog);
     let record = record(&run, outcome.is_err());
     match outcome {
         Ok(output) => Ok(Finished { output, run: record }),

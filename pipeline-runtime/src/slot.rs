@@ -1,6 +1,7 @@
 //! The cell one step output lives in until every consumer has it: filled once by the step,
 //! waited on by handles (blocking or `async`), moved out by the last reader, cloned otherwise.
 
+use crate::artifacts::{ArtifactRef, read_value};
 use crate::error::HandleError;
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
@@ -9,6 +10,8 @@ enum State<T> {
     Empty,
     /// `None` once the last reader moved the value out.
     Ready(Option<T>),
+    /// The value is in an artifact (the step ran in another process); each reader decodes it.
+    Stored(ArtifactRef, Arc<str>),
     Failed(HandleError),
 }
 
@@ -29,11 +32,17 @@ pub struct Slot<T> {
 pub trait ErasedSlot: Send + Sync {
     /// Resolves the slot with an error (the step failed, was skipped or aborted).
     fn fail(&self, error: HandleError);
+    /// Resolves the slot with an artifact written by step `step`.
+    fn store(&self, artifact: ArtifactRef, step: Arc<str>);
 }
 
 impl<T: Send> ErasedSlot for Slot<T> {
     fn fail(&self, error: HandleError) {
         self.resolve(State::Failed(error));
+    }
+
+    fn store(&self, artifact: ArtifactRef, step: Arc<str>) {
+        self.resolve(State::Stored(artifact, step));
     }
 }
 
@@ -91,9 +100,17 @@ impl<T> Slot<T> {
     pub(crate) fn is_resolved(&self) -> bool {
         !matches!(lock(&self.inner).state, State::Empty)
     }
+
+    /// The artifact holding the value, if the value lives in one.
+    pub(crate) fn artifact(&self) -> Option<ArtifactRef> {
+        match &lock(&self.inner).state {
+            State::Stored(artifact, _) => Some(artifact.clone()),
+            _ => None,
+        }
+    }
 }
 
-impl<T: Clone> Slot<T> {
+impl<T: pipeline_core::ComponentValue> Slot<T> {
     /// Blocks until resolved, then moves the value out if `this` is the last reference and
     /// `may_move` allows, else clones it.
     pub(crate) fn take_blocking(this: &Arc<Self>, may_move: bool) -> Result<T, HandleError> {
@@ -120,6 +137,10 @@ impl<T: Clone> Slot<T> {
         match state {
             State::Empty => unreachable!("checked by the callers"),
             State::Failed(e) => Err(e.clone()),
+            State::Stored(artifact, step) => read_value(artifact).map_err(|error| HandleError::Unreadable {
+                step: step.to_string(),
+                error,
+            }),
             // No other handle or consumer can reach the slot: moving cannot be observed.
             State::Ready(value) if may_move && Arc::strong_count(this) == 1 => Ok(value
                 .take()

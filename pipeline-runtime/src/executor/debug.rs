@@ -42,6 +42,10 @@ impl Executor for DebugExecutor {
         }
     }
 
+    fn cancel(&self, _index: u32, _reason: &str) {
+        // An in-process call cannot be interrupted safely; the step ends when it returns.
+    }
+
     fn shutdown(&self) {
         drop(self.queue.lock().unwrap_or_else(|p| p.into_inner()).take());
         let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();

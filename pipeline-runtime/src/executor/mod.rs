@@ -2,8 +2,10 @@
 //! they differ only in where a step's code runs.
 
 mod debug;
+mod local;
 
 pub(crate) use debug::DebugExecutor;
+pub(crate) use local::LocalExecutor;
 
 use crate::controller::Run;
 use std::sync::Arc;
@@ -12,6 +14,8 @@ use std::sync::Arc;
 pub(crate) trait Executor: Send + Sync {
     /// Runs node `index` of `run` (now or later), reporting back through the run.
     fn submit(&self, run: Arc<Run>, index: u32);
+    /// Stops node `index` if it is running; it then ends as aborted with `reason`.
+    fn cancel(&self, index: u32, reason: &str);
     /// Stops taking work and waits for the executor's own threads; called when the run is idle.
     fn shutdown(&self);
 }

@@ -1,0 +1,232 @@
+//! Worker mode: a process started by the local (or remote) executor from the pipeline's own
+//! binary runs exactly one component and exits, before the program's `main` would start.
+//!
+//! The controller writes a manifest (component, code hash, artifact paths) and starts the
+//! binary with [`MANIFEST_ENV`] naming it. A constructor that runs after every `inventory`
+//! registration sees the variable, runs the component through its entry point and exits, so
+//! none of the user's `main` runs, in a binary, an example or a `cargo test` harness alike.
+
+use crate::artifacts;
+use pipeline_core::{Codec, ErrorKind, StepError, StepIo, registry};
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+/// The environment variable that turns a process into a worker.
+pub const MANIFEST_ENV: &str = "PIPELINE_WORKER_MANIFEST";
+
+/// Exit code of a worker whose step returned `Err` or panicked (the result file says why).
+pub const EXIT_STEP_FAILED: i32 = 1;
+/// Exit code of a worker that could not run the step at all (bad manifest, unknown component...).
+pub const EXIT_SETUP: i32 = 2;
+
+/// What a worker is to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    /// The pipeline (for its codec).
+    pub pipeline: String,
+    /// The component's registered name.
+    pub component: String,
+    /// The code hash the controller's binary has for it.
+    pub code_hash: String,
+    /// The codec's name.
+    pub codec: String,
+    /// One artifact per parameter.
+    pub inputs: Vec<PathBuf>,
+    /// One artifact per output, to be written.
+    pub outputs: Vec<PathBuf>,
+    /// Where the outcome goes.
+    pub result: PathBuf,
+}
+
+/// What a worker reports back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WorkerResult {
+    /// `None` on success.
+    pub error: Option<StepError>,
+}
+
+/// Runs before `main` as an ELF/Mach-O constructor, like `inventory`'s registrations. It must
+/// run after them: constructors without a priority run in link order, and rustc links a crate
+/// before its dependencies, so every crate that defines components (and so depends on this
+/// one) registers them before this hook runs.
+#[used]
+#[cfg_attr(
+    any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly",
+        target_os = "illumos"
+    ),
+    unsafe(link_section = ".init_array")
+)]
+#[cfg_attr(
+    any(target_os = "macos", target_os = "ios"),
+    unsafe(link_section = "__DATA,__mod_init_func,mod_init_funcs")
+)]
+static WORKER_HOOK: extern "C" fn() = worker_hook;
+
+extern "C" fn worker_hook() {
+    let Some(manifest) = std::env::var_os(MANIFEST_ENV) else {
+        return;
+    };
+    // Nothing may unwind out of a constructor.
+    let code = catch_unwind(|| run(Path::new(&manifest))).unwrap_or(EXIT_SETUP);
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(code);
+}
+
+fn setup_error(message: String) -> StepError {
+    StepError::new(ErrorKind::Setup, message)
+}
+
+/// Runs the manifest's component; returns the process's exit code.
+fn run(manifest_path: &Path) -> i32 {
+    let manifest = match read_manifest(manifest_path) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("pipeline worker: {e}");
+            return EXIT_SETUP;
+        }
+    };
+    let (error, code) = match prepare(&manifest) {
+        Err(e) => (Some(e), EXIT_SETUP),
+        Ok((entry, codec)) => {
+            let mut io = FileIo {
+                codec,
+                manifest: &manifest,
+            };
+            let outcome = catch_unwind(AssertUnwindSafe(|| entry(&mut io)))
+                .unwrap_or_else(|payload| Err(StepError::from_panic(&*payload)));
+            match outcome {
+                Ok(()) => (None, 0),
+                Err(e) => (Some(e), EXIT_STEP_FAILED),
+            }
+        }
+    };
+    if let Some(e) = &error {
+        eprintln!("pipeline worker: step `{}` failed: {e}", manifest.component);
+    }
+    let report = WorkerResult { error };
+    let written = serde_json::to_vec(&report)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            let tmp = manifest.result.with_extension("tmp");
+            std::fs::write(&tmp, bytes)
+                .and_then(|()| std::fs::rename(&tmp, &manifest.result))
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = written {
+        eprintln!(
+            "pipeline worker: cannot write the result file `{}`: {e}",
+            manifest.result.display()
+        );
+        return EXIT_SETUP;
+    }
+    code
+}
+
+fn read_manifest(path: &Path) -> Result<Manifest, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read the manifest `{}`: {e}", path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("the manifest `{}` is not valid: {e}", path.display()))
+}
+
+fn prepare(m: &Manifest) -> Result<(pipeline_core::EntryPoint, Codec), StepError> {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "this binary".into());
+    let component = registry::find_component(&m.component)
+        .map_err(|e| setup_error(e.to_string()))?
+        .ok_or_else(|| {
+            setup_error(format!(
+                "component `{}` is not registered in the worker binary `{exe}`; the controller's binary has it \
+                 (code hash {}): run workers from the same build",
+                m.component, m.code_hash
+            ))
+        })?;
+    if component.code_hash != m.code_hash {
+        return Err(setup_error(format!(
+            "component `{}` has code hash {} in the worker binary `{exe}` but {} in the controller's: \
+             run workers from the same build",
+            m.component, component.code_hash, m.code_hash
+        )));
+    }
+    if m.inputs.len() != component.params.len() || m.outputs.len() != component.outputs.len() {
+        return Err(setup_error(format!(
+            "component `{}` takes {} inputs and gives {} outputs, the manifest lists {} and {}",
+            m.component,
+            component.params.len(),
+            component.outputs.len(),
+            m.inputs.len(),
+            m.outputs.len()
+        )));
+    }
+    let codec = codec_named(&m.codec, &m.pipeline)?;
+    Ok((component.entry, codec))
+}
+
+/// The codec called `name`: a built-in one, or the custom codec of pipeline `pipeline`.
+pub(crate) fn codec_named(name: &str, pipeline: &str) -> Result<Codec, StepError> {
+    match name {
+        "bincode" => return Ok(Codec::Bincode),
+        "json" => return Ok(Codec::Json),
+        _ => {}
+    }
+    registry::pipelines()
+        .filter(|p| p.name == pipeline)
+        .map(|p| p.options.codec)
+        .find(|c| c.name() == name)
+        .ok_or_else(|| {
+            setup_error(format!(
+                "no codec named `{name}` in pipeline `{pipeline}` of this binary"
+            ))
+        })
+}
+
+struct FileIo<'a> {
+    codec: Codec,
+    manifest: &'a Manifest,
+}
+
+impl StepIo for FileIo<'_> {
+    fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    fn input_count(&self) -> usize {
+        self.manifest.inputs.len()
+    }
+
+    fn read_input(
+        &mut self,
+        index: usize,
+        type_name: &'static str,
+        decode: &mut dyn FnMut(&mut dyn Read) -> Result<(), StepError>,
+    ) -> Result<(), StepError> {
+        let path = self
+            .manifest
+            .inputs
+            .get(index)
+            .ok_or_else(|| setup_error(format!("no input {index}")))?;
+        artifacts::read_with(path, self.codec, type_name, decode)
+    }
+
+    fn write_output(
+        &mut self,
+        index: usize,
+        type_name: &'static str,
+        encode: &mut dyn FnMut(&mut dyn Write) -> Result<(), StepError>,
+    ) -> Result<(), StepError> {
+        let path = self
+            .manifest
+            .outputs
+            .get(index)
+            .ok_or_else(|| setup_error(format!("no output {index}")))?;
+        artifacts::write_with(path, self.codec, type_name, encode).map(drop)
+    }
+}
