@@ -113,6 +113,27 @@ pub fn read_with(
     payload.into_inner().verify(&header).map_err(context)
 }
 
+/// Reads and checks only the header of an artifact.
+pub fn read_header(path: &Path) -> Result<ArtifactHeader, StepError> {
+    let file = File::open(path).map_err(|e| io_error(path, "cannot open", e))?;
+    ArtifactHeader::read_from(&mut BufReader::with_capacity(512, file))
+}
+
+/// Reads the header and the whole payload of an artifact, checking length and checksum,
+/// without decoding it (for tools that show artifacts whatever their type).
+pub fn read_payload(path: &Path) -> Result<(ArtifactHeader, Vec<u8>), StepError> {
+    let file = File::open(path).map_err(|e| io_error(path, "cannot open", e))?;
+    let mut file = BufReader::new(file);
+    let header = ArtifactHeader::read_from(&mut file)?;
+    let mut payload = Vec::with_capacity(usize::try_from(header.length).unwrap_or(0).min(1 << 30));
+    let mut reader = ChecksumReader::new(file, header.length);
+    reader
+        .read_to_end(&mut payload)
+        .map_err(|e| io_error(path, "cannot read", e))?;
+    reader.verify(&header)?;
+    Ok((header, payload))
+}
+
 /// Writes `value` to `path`.
 pub fn write_value<T: Serialize>(path: &Path, codec: Codec, value: &T) -> Result<ArtifactRef, StepError> {
     write_with(path, codec, std::any::type_name::<T>(), &mut |w| {

@@ -25,9 +25,9 @@ pub struct RunView {
 }
 
 impl RunView {
-    /// The run's id, unique within this process.
-    pub fn id(&self) -> u64 {
-        self.run.id
+    /// The run's id in the run store and the state folder.
+    pub fn id(&self) -> &str {
+        &self.run.key
     }
 
     /// The DAG so far, with each node's current state.

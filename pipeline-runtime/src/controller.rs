@@ -8,7 +8,9 @@ use crate::call::Invoke;
 use crate::error::HandleError;
 use crate::executor::Executor;
 use crate::handle::NodeRef;
+use crate::recorder::Recorder;
 use crate::slot::ErasedSlot;
+use crate::store::Event;
 use pipeline_core::options::{PostExecuteCallback, PreExecuteCallback, StatusChangeCallback};
 use pipeline_core::{
     ComponentDescriptor, DagNode, ErrorKind, NodeStatus, PipelineDag, PipelineDescriptor, RetryPolicy, RunStatus,
@@ -40,9 +42,15 @@ struct NodeState {
     job: Option<Job>,
     /// Dropped once the node is final, so that readers can move values out of the slots.
     outputs: Vec<Arc<dyn ErasedSlot>>,
+    cache_key: Option<String>,
+    log_path: Option<std::path::PathBuf>,
 }
 
 struct RunState {
+    /// The run's key, for the events sent to the recorder.
+    record: Arc<str>,
+    /// Whether events are recorded at all.
+    recording: bool,
     nodes: Vec<NodeState>,
     names: HashMap<Arc<str>, u32>,
     repeats: HashMap<&'static str, u32>,
@@ -80,18 +88,37 @@ struct Effects {
     submit: Vec<u32>,
     /// Running nodes to stop, with the reason.
     cancel: Vec<(u32, String)>,
+    /// Events for the run store.
+    records: Vec<Event>,
     idle: bool,
 }
 
 /// One run of a pipeline.
 pub(crate) struct Run {
+    /// Identity within this process (handles compare it).
     pub(crate) id: u64,
+    /// Identity in the run store and the state folder.
+    pub(crate) key: Arc<str>,
     pub(crate) descriptor: &'static PipelineDescriptor,
     pub(crate) params: Vec<(&'static str, String)>,
     pub(crate) started: SystemTime,
+    /// The version recorded (given, or chosen by the store).
+    pub(crate) version: String,
+    /// 1 for the first run of this pipeline in the store.
+    pub(crate) run_number: u32,
     state: Mutex<RunState>,
     idle: Condvar,
     executor: Box<dyn Executor>,
+    pub(crate) recorder: Option<Recorder>,
+}
+
+/// What a run is called and numbered, and whether it is recorded.
+pub(crate) struct RunIdentity {
+    pub(crate) key: String,
+    pub(crate) started: SystemTime,
+    pub(crate) version: String,
+    pub(crate) run_number: u32,
+    pub(crate) recorder: Option<Recorder>,
 }
 
 static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
@@ -101,13 +128,22 @@ impl Run {
         descriptor: &'static PipelineDescriptor,
         params: Vec<(&'static str, String)>,
         executor: Box<dyn Executor>,
+        identity: RunIdentity,
     ) -> Arc<Self> {
+        let key: Arc<str> = identity.key.into();
+        let identity_recording = identity.recorder.is_some();
         Arc::new(Self {
             id: NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed),
             descriptor,
             params,
-            started: SystemTime::now(),
+            started: identity.started,
+            version: identity.version,
+            run_number: identity.run_number,
+            recorder: identity.recorder,
+            key: key.clone(),
             state: Mutex::new(RunState {
+                record: key,
+                recording: identity_recording,
                 nodes: Vec::new(),
                 names: HashMap::new(),
                 repeats: HashMap::new(),
@@ -119,6 +155,37 @@ impl Run {
             idle: Condvar::new(),
             executor,
         })
+    }
+
+    /// Records a step output stored at `path` (size and checksum from its header).
+    pub(crate) fn record_output(
+        &self,
+        node: &str,
+        output: &pipeline_core::ParamDescriptor,
+        path: &std::path::Path,
+        codec: pipeline_core::Codec,
+    ) {
+        let Some(recorder) = &self.recorder else { return };
+        let header = crate::artifacts::read_header(path).ok();
+        recorder.send(Event::Artifact {
+            run: self.key.to_string(),
+            record: crate::store::ArtifactRecord {
+                node: node.to_string(),
+                name: output.name.to_string(),
+                kind: crate::store::ArtifactKind::Output,
+                uri: path.display().to_string(),
+                codec: Some(codec.name().to_string()),
+                type_name: header.as_ref().map(|h| h.type_name.clone()),
+                size: header.as_ref().map(|h| h.length),
+                checksum: header.as_ref().map(|h| format!("{:08x}", h.checksum)),
+                metadata: None,
+            },
+        });
+    }
+
+    /// The log file of the node's current attempt, recorded with its next state change.
+    pub(crate) fn set_log_path(&self, index: u32, path: std::path::PathBuf) {
+        self.lock().nodes[index as usize].log_path = Some(path);
     }
 
     fn lock(&self) -> MutexGuard<'_, RunState> {
@@ -167,7 +234,10 @@ impl Run {
                 error: None,
                 job: Some(job),
                 outputs,
+                cache_key: None,
+                log_path: None,
             });
+            st.record_node(index, &mut fx);
             st.names.insert(name, index);
             st.active += 1;
 
@@ -355,6 +425,9 @@ impl Run {
 
     fn apply(self: &Arc<Self>, mut fx: Effects) {
         loop {
+            if let Some(recorder) = &self.recorder {
+                fx.records.drain(..).for_each(|e| recorder.send(e));
+            }
             for (slots, error) in fx.failed_slots.drain(..) {
                 for slot in slots {
                     slot.fail(error.clone());
@@ -397,6 +470,7 @@ impl Run {
                 && fx.pre_checks.is_empty()
                 && fx.submit.is_empty()
                 && fx.cancel.is_empty()
+                && fx.records.is_empty()
             {
                 return;
             }
@@ -459,6 +533,21 @@ impl RunState {
             if let Some(callback) = node.descriptor.options.callbacks.status_change {
                 fx.status_events.push((callback, self.dag_node(index), previous));
             }
+            self.record_node(index, fx);
+        }
+    }
+
+    fn record_node(&self, index: u32, fx: &mut Effects) {
+        if self.recording {
+            let n = &self.nodes[index as usize];
+            fx.records.push(Event::Node {
+                run: self.record.to_string(),
+                seq: index,
+                node: self.dag_node(index),
+                code_hash: n.descriptor.code_hash,
+                cache_key: n.cache_key.clone(),
+                log_path: n.log_path.clone(),
+            });
         }
     }
 
@@ -547,12 +636,14 @@ impl RunState {
             if self.nodes[index as usize].status.is_terminal() {
                 continue;
             }
-            self.set_status(index, status, fx);
-            self.active -= 1;
             let node = &mut self.nodes[index as usize];
             node.ended = Some(SystemTime::now());
             node.error = error;
             node.job = None;
+            // After `ended` and `error`, so that callbacks and the record see them.
+            self.set_status(index, status, fx);
+            self.active -= 1;
+            let node = &mut self.nodes[index as usize];
             let outputs = std::mem::take(&mut node.outputs);
             let dependents = std::mem::take(&mut node.dependents);
             if !status.is_success() {

@@ -63,6 +63,9 @@ pub enum PipelineError {
          build; call `pipeline_runtime::debug_pipeline()` before running the pipeline"
     )]
     RemoteUnavailable(String),
+    /// The run store could not be opened or written.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// The executor could not start (for example, no thread could be spawned).
     #[error("the executor could not start: {0}")]
     Executor(String),

@@ -5,7 +5,8 @@
 //! edge. Choose where steps run with [`debug_pipeline`] (in-process, serially). See the
 //! repository's README for a walk-through.
 
-mod artifacts;
+mod api;
+pub mod artifacts;
 mod call;
 mod context;
 mod controller;
@@ -15,21 +16,24 @@ mod handle;
 mod mode;
 mod outputs;
 mod pipeline;
+mod recorder;
 mod slot;
 mod state;
+pub mod store;
 mod worker;
 
+pub use api::PipelineRun;
 pub use context::{RunView, current_run};
 pub use error::{HandleError, PipelineError};
 pub use handle::{Handle, HandleFuture, IntoInput};
 pub use mode::{Mode, debug_pipeline, mode, run_locally, with_mode};
-pub use pipeline::{Finished, PipelineRun};
+pub use pipeline::Finished;
 pub use pipeline_core::{
     ArtifactCodec, Codec, ComponentDescriptor, ComponentOptions, ContinueBehaviour, DagNode, ErrorKind, NodeStatus,
     PipelineDag, PipelineDescriptor, PipelineOptions, RetryPolicy, RunStatus, StepError, StepIo, call_entry, registry,
 };
 pub use pipeline_macros::{component, pipeline};
-pub use state::{STATE_DIR_ENV, set_state_dir, state_dir};
+pub use state::{STATE_DIR_ENV, recording, set_recording, set_state_dir, state_dir};
 pub use worker::{EXIT_SETUP, EXIT_STEP_FAILED, MANIFEST_ENV};
 
 /// Everything a pipeline file needs: `use pipeline_runtime::prelude::*;`.

@@ -1,18 +1,23 @@
 //! Running a pipeline body: set up a run, execute the body with the run as its context, wait
 //! for every step, and hand back the value with the run's record.
 
+use crate::api::PipelineRun;
 use crate::context::CURRENT;
-use crate::controller::Run;
+use crate::controller::{Run, RunIdentity};
 use crate::error::PipelineError;
 use crate::executor::{DebugExecutor, Executor, LocalExecutor};
 use crate::mode::{Mode, mode};
+use crate::recorder::Recorder;
+use crate::state::recording;
 use crate::state::state_dir;
-use pipeline_core::{NodeStatus, PipelineDag, PipelineDescriptor, RunStatus, registry};
+use crate::store::RunRecord;
+use crate::store::{Event, NewRun, RunStore};
+use pipeline_core::{PipelineDescriptor, registry};
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// The value a pipeline returned, with the record of its run.
 #[derive(Debug)]
@@ -23,88 +28,47 @@ pub struct Finished<R> {
     pub run: PipelineRun,
 }
 
-/// The record of a finished run.
-#[derive(Debug, Clone)]
-pub struct PipelineRun {
-    id: u64,
-    name: &'static str,
-    project: &'static str,
-    version: Option<&'static str>,
-    parameters: Vec<(String, String)>,
-    status: RunStatus,
-    started: SystemTime,
-    ended: SystemTime,
-    dag: PipelineDag,
-}
-
-impl PipelineRun {
-    /// The run's id, unique within this process.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// The pipeline's `name`.
-    pub fn name(&self) -> &str {
-        self.name
-    }
-
-    /// The pipeline's `project`.
-    pub fn project(&self) -> &str {
-        self.project
-    }
-
-    /// The pipeline's `version`, when it gave one.
-    pub fn version(&self) -> Option<&str> {
-        self.version
-    }
-
-    /// The parameters the pipeline was called with, as `(name, JSON value)`.
-    pub fn parameters(&self) -> &[(String, String)] {
-        &self.parameters
-    }
-
-    /// How the run ended.
-    pub fn status(&self) -> RunStatus {
-        self.status
-    }
-
-    /// True when the run completed: no step failed except those with `continue_on_fail`.
-    pub fn is_successful(&self) -> bool {
-        self.status == RunStatus::Completed
-    }
-
-    /// Wall time from start to end.
-    pub fn elapsed(&self) -> Duration {
-        self.ended.duration_since(self.started).unwrap_or_default()
-    }
-
-    /// The DAG, with each node's final state, timings, attempts and error.
-    pub fn dag(&self) -> &PipelineDag {
-        &self.dag
-    }
-
-    /// Names of the nodes that failed.
-    pub fn failed_nodes(&self) -> Vec<&str> {
-        self.dag
-            .nodes()
-            .filter(|n| n.status == NodeStatus::Failed)
-            .map(|n| n.name.as_str())
-            .collect()
-    }
-}
-
 fn start(
     descriptor: &'static PipelineDescriptor,
     params: Vec<(&'static str, String)>,
 ) -> Result<Arc<Run>, PipelineError> {
     registry::validate()?;
+    let mode = mode();
+    if mode == Mode::Remote {
+        return Err(PipelineError::RemoteUnavailable(descriptor.name.to_string()));
+    }
+    let key = run_key(descriptor.name);
+    let started = SystemTime::now();
+    let mut identity = RunIdentity {
+        key: key.clone(),
+        started,
+        version: descriptor.version.unwrap_or("1.0.0").to_string(),
+        run_number: 1,
+        recorder: None,
+    };
+    if recording() {
+        let mut store = RunStore::open_default()?;
+        let (version, run_number) = store.begin_run(&NewRun {
+            id: &key,
+            project: descriptor.project,
+            name: descriptor.name,
+            version: descriptor.version,
+            mode: if mode == Mode::Debug { "debug" } else { "local" },
+            code_hash: descriptor.code_hash,
+            parameters: &params,
+            tags: descriptor.options.tags,
+            started,
+        })?;
+        identity.version = version;
+        identity.run_number = run_number;
+        identity.recorder = Some(Recorder::start(store).map_err(|e| PipelineError::Executor(e.to_string()))?);
+    }
     let executor_error = |e: std::io::Error| PipelineError::Executor(e.to_string());
-    let executor: Box<dyn Executor> = match mode() {
-        Mode::Debug => Box::new(DebugExecutor::start(descriptor.name).map_err(executor_error)?),
+    let executor: Box<dyn Executor> = match mode {
         Mode::Local => {
             let options = &descriptor.options;
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let run_dir = state_dir().join("runs").join(run_key(descriptor.name));
+            let run_dir = state_dir().join("runs").join(&key);
             Box::new(
                 LocalExecutor::start(
                     descriptor.name,
@@ -115,9 +79,9 @@ fn start(
                 .map_err(executor_error)?,
             )
         }
-        Mode::Remote => return Err(PipelineError::RemoteUnavailable(descriptor.name.to_string())),
+        _ => Box::new(DebugExecutor::start(descriptor.name).map_err(executor_error)?),
     };
-    Ok(Run::new(descriptor, params, executor))
+    Ok(Run::new(descriptor, params, executor, identity))
 }
 
 /// A folder name unique across processes: pipeline, time, process, counter.
@@ -166,18 +130,40 @@ impl Watchdog {
 fn record(run: &Run, body_panicked: bool) -> PipelineRun {
     run.shutdown();
     let d = run.descriptor;
-    PipelineRun {
-        id: run.id,
-        name: d.name,
-        project: d.project,
-        version: d.version,
-        parameters: run.params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
-        status: run.status(body_panicked),
-        started: run.started,
-        ended: SystemTime::now(),
-        dag: run.dag(),
+    let status = run.status(body_panicked);
+    let ended = SystemTime::now();
+    if let Some(recorder) = &run.recorder {
+        recorder.send(Event::RunEnd {
+            run: run.key.to_string(),
+            status,
+            ended,
+        });
+        // A run that could not be fully recorded still returns its value; the reason was printed.
+        let _ = recorder.finish(RECORD_FLUSH_BOUND);
     }
+    let record = RunRecord {
+        id: run.key.to_string(),
+        project: d.project.to_string(),
+        name: d.name.to_string(),
+        version: run.version.clone(),
+        run_number: run.run_number,
+        status,
+        mode: match mode() {
+            Mode::Local => "local".into(),
+            _ => "debug".into(),
+        },
+        code_hash: d.code_hash.to_string(),
+        parameters: run.params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        tags: d.options.tags.iter().map(|t| t.to_string()).collect(),
+        configuration: Default::default(),
+        started: run.started,
+        ended: Some(ended),
+    };
+    PipelineRun::new(record, run.dag())
 }
+
+/// How long the end of a run waits for the run store to catch up.
+const RECORD_FLUSH_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Runs a sync pipeline body. A panic in the body is re-raised after every step has ended.
 #[doc(hidden)]

@@ -27,3 +27,20 @@ pub fn state_dir() -> PathBuf {
             .join(".pipeline"),
     }
 }
+
+static RECORDING: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Turns recording into the run store on or off for the pipelines started from now on
+/// (default: on, unless `PIPELINE_RECORD=0`).
+pub fn set_recording(on: bool) {
+    RECORDING.store(if on { 1 } else { 2 }, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether pipelines started now are recorded.
+pub fn recording() -> bool {
+    match RECORDING.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => std::env::var("PIPELINE_RECORD").map_or(true, |v| v != "0"),
+    }
+}

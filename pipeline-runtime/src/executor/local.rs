@@ -165,6 +165,7 @@ async fn attempt_in_worker(
     std::fs::write(&manifest_path, bytes).map_err(|e| setup("cannot write the manifest", &e))?;
 
     let log_path = node_dir.join(format!("attempt-{number}.log"));
+    run.set_log_path(index, log_path.clone());
     let log = std::fs::File::create(&log_path).map_err(|e| setup("cannot create the step log", &e))?;
     let mut child = tokio::process::Command::new(&ctx.exe)
         .env(MANIFEST_ENV, &manifest_path)
@@ -209,7 +210,8 @@ async fn attempt_in_worker(
                 Some(WorkerResult { error: Some(error) }) => Err(error),
                 Some(WorkerResult { error: None }) if status.success() => {
                     let (_, slots) = run.output_slots(index);
-                    for (slot, path) in slots.iter().zip(outputs) {
+                    for ((slot, path), output) in slots.iter().zip(outputs).zip(descriptor.outputs) {
+                        run.record_output(name, output, &path, ctx.codec);
                         slot.store(ArtifactRef { path, codec: ctx.codec }, name.clone());
                     }
                     Ok(())

@@ -1,0 +1,199 @@
+//! Runs as the user sees them, in the spirit of ClearML's `PipelineController` queries: the
+//! record of a run just finished, or any run found in the run store by id, by
+//! project/name/version/tags, and the operations on it (wait, stop, tags).
+
+use crate::store::{ArtifactRecord, MetricRecord, RunFilter, RunRecord, RunStore, StoreError, version_key};
+use pipeline_core::{NodeStatus, PipelineDag, RunStatus};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// A pipeline run: its record (identity, parameters, status, timings) and its DAG.
+#[derive(Debug, Clone)]
+pub struct PipelineRun {
+    record: RunRecord,
+    dag: PipelineDag,
+}
+
+impl PipelineRun {
+    pub(crate) fn new(record: RunRecord, dag: PipelineDag) -> Self {
+        Self { record, dag }
+    }
+
+    /// Loads a run from a store.
+    pub fn load(store: &RunStore, id: &str) -> Result<Option<Self>, StoreError> {
+        let Some(record) = store.run(id)? else { return Ok(None) };
+        let nodes = store.nodes(&record.id)?.into_iter().map(|n| n.node).collect();
+        Ok(Some(Self {
+            record,
+            dag: PipelineDag::from_nodes(nodes),
+        }))
+    }
+
+    /// The run with this id (or unambiguous id prefix) in the default store.
+    pub fn get(id: &str) -> Result<Option<Self>, StoreError> {
+        Self::load(&RunStore::open_default()?, id)
+    }
+
+    /// The run matching `filter` in the default store with the highest version (semantic
+    /// order), the newest among equal versions.
+    pub fn find(filter: &RunFilter) -> Result<Option<Self>, StoreError> {
+        let store = RunStore::open_default()?;
+        let mut runs = store.runs(&RunFilter {
+            limit: None,
+            ..filter.clone()
+        })?;
+        // `runs` is newest first; a stable sort keeps that among equal versions.
+        runs.sort_by_key(|r| std::cmp::Reverse(version_key(&r.version)));
+        match runs.first() {
+            Some(r) => Self::load(&store, &r.id),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the run again from the default store (its state, if it is still running elsewhere).
+    pub fn refresh(&mut self) -> Result<(), StoreError> {
+        if let Some(fresh) = Self::get(&self.record.id)? {
+            *self = fresh;
+        }
+        Ok(())
+    }
+
+    /// Waits until the run has ended, reading the store every 100 ms, for at most `timeout`;
+    /// returns whether it ended.
+    pub fn wait(&mut self, timeout: Duration) -> Result<bool, StoreError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.refresh()?;
+            if !self.is_running() {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(100).min(deadline - Instant::now()));
+        }
+    }
+
+    /// Asks the run's controller (in whatever process) to stop it; false if it had ended.
+    pub fn stop(&self, reason: &str) -> Result<bool, StoreError> {
+        RunStore::open_default()?.request_stop(&self.record.id, reason)
+    }
+
+    /// Adds tags to the run (old tags stay).
+    pub fn add_tags(&mut self, tags: &[&str]) -> Result<(), StoreError> {
+        let mut store = RunStore::open_default()?;
+        store.apply_now(crate::store::Event::Tags {
+            run: self.record.id.clone(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        })?;
+        for t in tags {
+            if !self.record.tags.iter().any(|x| x == t) {
+                self.record.tags.push(t.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// The artifacts recorded for this run (step outputs, uploads, models).
+    pub fn artifacts(&self) -> Result<Vec<ArtifactRecord>, StoreError> {
+        RunStore::open_default()?.artifacts(&self.record.id)
+    }
+
+    /// The scalars reported in this run.
+    pub fn metrics(&self) -> Result<Vec<MetricRecord>, StoreError> {
+        RunStore::open_default()?.metrics(&self.record.id)
+    }
+
+    /// The whole record.
+    pub fn record(&self) -> &RunRecord {
+        &self.record
+    }
+
+    /// The run's id in the run store and the state folder.
+    pub fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    /// The pipeline's `name`.
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// The pipeline's `project`.
+    pub fn project(&self) -> &str {
+        &self.record.project
+    }
+
+    /// The version recorded: the one given, or the latest bumped when the code changed.
+    pub fn version(&self) -> &str {
+        &self.record.version
+    }
+
+    /// 1 for the first run of this pipeline, then 2, 3...
+    pub fn run_number(&self) -> u32 {
+        self.record.run_number
+    }
+
+    /// The parameters the pipeline was called with, as `(name, JSON value)`.
+    pub fn parameters(&self) -> &[(String, String)] {
+        &self.record.parameters
+    }
+
+    /// The run's tags.
+    pub fn tags(&self) -> &[String] {
+        &self.record.tags
+    }
+
+    /// The configuration connected during the run.
+    pub fn configuration(&self) -> &BTreeMap<String, serde_json::Value> {
+        &self.record.configuration
+    }
+
+    /// How the run stands or ended.
+    pub fn status(&self) -> RunStatus {
+        self.record.status
+    }
+
+    /// True while the run has not ended.
+    pub fn is_running(&self) -> bool {
+        self.record.status == RunStatus::Running
+    }
+
+    /// True when the run completed: no step failed except those with `continue_on_fail`.
+    pub fn is_successful(&self) -> bool {
+        self.record.status == RunStatus::Completed
+    }
+
+    /// Wall time from start to end (to now while running).
+    pub fn elapsed(&self) -> Duration {
+        self.record.elapsed()
+    }
+
+    /// The DAG, with each node's state, timings, attempts and error.
+    pub fn dag(&self) -> &PipelineDag {
+        &self.dag
+    }
+
+    /// Names of the nodes that failed.
+    pub fn failed_nodes(&self) -> Vec<&str> {
+        self.nodes_in(|s| s == NodeStatus::Failed)
+    }
+
+    /// Names of the nodes in a final state.
+    pub fn processed_nodes(&self) -> Vec<&str> {
+        self.nodes_in(NodeStatus::is_terminal)
+    }
+
+    /// Names of the nodes running (as last recorded).
+    pub fn running_nodes(&self) -> Vec<&str> {
+        self.nodes_in(|s| s == NodeStatus::Running)
+    }
+
+    fn nodes_in(&self, keep: impl Fn(NodeStatus) -> bool) -> Vec<&str> {
+        self.dag
+            .nodes()
+            .filter(|n| keep(n.status))
+            .map(|n| n.name.as_str())
+            .collect()
+    }
+}

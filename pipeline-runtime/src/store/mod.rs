@@ -1,0 +1,506 @@
+//! The run store: an embedded SQLite database (WAL) in the state folder that records every
+//! run, node, state change, artifact, metric and cache entry. Several processes and several
+//! pipelines write to it at once; every connection waits up to a bound for a lock.
+
+mod records;
+mod schema;
+
+pub use records::{ArtifactKind, ArtifactRecord, MetricRecord, NodeRecord, RunFilter, RunRecord};
+
+use pipeline_core::{DagNode, NodeStatus, RunStatus};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// How long a connection waits for another writer before the store reports it locked.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the run store could not be used; the message is one line, meant for the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("run store `{path}`: {message}")]
+pub struct StoreError {
+    /// The database file.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// An open run store.
+pub struct RunStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+pub(crate) fn secs(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+pub(crate) fn time(secs: f64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs.max(0.0))
+}
+
+/// What a new run is, as the controller knows it at start.
+pub(crate) struct NewRun<'a> {
+    pub id: &'a str,
+    pub project: &'a str,
+    pub name: &'a str,
+    /// `None`: the latest version, bumped when the code changed, else `1.0.0`.
+    pub version: Option<&'a str>,
+    pub mode: &'a str,
+    pub code_hash: &'a str,
+    pub parameters: &'a [(&'static str, String)],
+    pub tags: &'a [&'static str],
+    pub started: SystemTime,
+}
+
+/// One write, as the recorder batches them.
+#[derive(Debug)]
+#[allow(dead_code)] // metrics, texts, configuration and cache entries land with the step API
+pub(crate) enum Event {
+    /// A node's full state (upserted), with a state-change event.
+    Node {
+        run: String,
+        seq: u32,
+        node: DagNode,
+        code_hash: &'static str,
+        cache_key: Option<String>,
+        log_path: Option<PathBuf>,
+    },
+    /// An artifact of a node or of the run.
+    Artifact { run: String, record: ArtifactRecord },
+    /// A scalar.
+    Metric { run: String, record: MetricRecord },
+    /// A text report.
+    Text { run: String, node: String, text: String },
+    /// A named configuration value of the run.
+    Configuration {
+        run: String,
+        name: String,
+        value: serde_json::Value,
+    },
+    /// Tags added to the run.
+    Tags { run: String, tags: Vec<String> },
+    /// The run ended.
+    RunEnd {
+        run: String,
+        status: RunStatus,
+        ended: SystemTime,
+    },
+    /// A finished step whose outputs may be reused.
+    Cache {
+        key: String,
+        component: String,
+        run: String,
+        node: String,
+        outputs: Vec<ArtifactRecord>,
+    },
+}
+
+impl RunStore {
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let fail = |message: String| StoreError {
+            path: path.to_path_buf(),
+            message,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create its folder: {e}")))?;
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| fail(describe(&e)))?;
+        let mut store = Self {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.configure().map_err(|e| fail(describe(&e)))?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens the store of the state folder (`<state>/runs.db`).
+    pub fn open_default() -> Result<Self, StoreError> {
+        Self::open(&crate::state::state_dir().join("runs.db"))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn configure(&self) -> rusqlite::Result<()> {
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Checks that the file is a database before anything is written to it.
+        self.conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let fail = |e: rusqlite::Error| self.error(&e);
+        let version: usize = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(fail)?;
+        if version > schema::MIGRATIONS.len() {
+            return Err(StoreError {
+                path: self.path.clone(),
+                message: format!(
+                    "schema version {version} is newer than this build understands ({}); upgrade the framework",
+                    schema::MIGRATIONS.len()
+                ),
+            });
+        }
+        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version) {
+            let path = self.path.clone();
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| error_at(&path, &e))?;
+            // Another process may have migrated while this one waited for the lock.
+            let now: usize = tx
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .map_err(|e| error_at(&path, &e))?;
+            if now > i {
+                continue;
+            }
+            tx.execute_batch(sql).map_err(|e| error_at(&path, &e))?;
+            tx.pragma_update(None, "user_version", i + 1)
+                .map_err(|e| error_at(&path, &e))?;
+            tx.commit().map_err(|e| error_at(&path, &e))?;
+        }
+        Ok(())
+    }
+
+    fn error(&self, e: &rusqlite::Error) -> StoreError {
+        error_at(&self.path, e)
+    }
+
+    /// Inserts a run, choosing its version and run number; returns them.
+    pub(crate) fn begin_run(&mut self, run: &NewRun<'_>) -> Result<(String, u32), StoreError> {
+        let path = self.path.clone();
+        let fail = |e: rusqlite::Error| error_at(&path, &e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let run_number: u32 = tx
+            .query_row(
+                "SELECT count(*) FROM runs WHERE project = ?1 AND name = ?2",
+                params![run.project, run.name],
+                |r| r.get(0),
+            )
+            .map_err(fail)?;
+        let version = match run.version {
+            Some(v) => v.to_string(),
+            None => {
+                let latest = highest_version(&tx, run.project, run.name).map_err(fail)?;
+                match latest {
+                    Some((v, hash)) if hash == run.code_hash => v,
+                    Some((v, _)) => bump(&v),
+                    None => "1.0.0".to_string(),
+                }
+            }
+        };
+        let parameters = serde_json::to_string(run.parameters).expect("strings serialize");
+        let tags = serde_json::to_string(run.tags).expect("strings serialize");
+        tx.execute(
+            "INSERT INTO runs (id, project, name, version, run_number, status, mode, code_hash, parameters, tags, started, pid)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                run.id,
+                run.project,
+                run.name,
+                version,
+                run_number + 1,
+                run.mode,
+                run.code_hash,
+                parameters,
+                tags,
+                secs(run.started),
+                std::process::id()
+            ],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok((version, run_number + 1))
+    }
+
+    /// Writes a batch of events in one transaction.
+    pub(crate) fn apply(&mut self, events: &[Event]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let fail = |e: rusqlite::Error| error_at(&path, &e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        for event in events {
+            apply_one(&tx, event).map_err(fail)?;
+        }
+        tx.commit().map_err(fail)
+    }
+
+    /// Writes one event now (used by worker processes and step code).
+    pub(crate) fn apply_now(&mut self, event: Event) -> Result<(), StoreError> {
+        self.apply(std::slice::from_ref(&event))
+    }
+
+    /// Runs matching `filter`, newest first.
+    pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        records::runs(&self.conn, filter).map_err(|e| self.error(&e))
+    }
+
+    /// The run with this id, or whose id starts with it (when that is unambiguous).
+    pub fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        records::run(&self.conn, id).map_err(|e| self.error(&e))
+    }
+
+    /// The nodes of a run, in creation order.
+    pub fn nodes(&self, run: &str) -> Result<Vec<NodeRecord>, StoreError> {
+        records::nodes(&self.conn, run).map_err(|e| self.error(&e))
+    }
+
+    /// The state changes of a node, oldest first: `(status, when)`.
+    pub fn node_events(&self, run: &str, node: &str) -> Result<Vec<(NodeStatus, SystemTime)>, StoreError> {
+        records::node_events(&self.conn, run, node).map_err(|e| self.error(&e))
+    }
+
+    /// The artifacts of a run (step outputs, uploaded artifacts and models).
+    pub fn artifacts(&self, run: &str) -> Result<Vec<ArtifactRecord>, StoreError> {
+        records::artifacts(&self.conn, run).map_err(|e| self.error(&e))
+    }
+
+    /// The scalars reported in a run.
+    pub fn metrics(&self, run: &str) -> Result<Vec<MetricRecord>, StoreError> {
+        records::metrics(&self.conn, run).map_err(|e| self.error(&e))
+    }
+
+    /// The text reports of a run: `(node, text)`.
+    pub fn texts(&self, run: &str) -> Result<Vec<(String, String)>, StoreError> {
+        records::texts(&self.conn, run).map_err(|e| self.error(&e))
+    }
+
+    /// The outputs cached under `key`.
+    pub fn cached(&self, key: &str) -> Result<Option<Vec<ArtifactRecord>>, StoreError> {
+        let json: Option<String> = self
+            .conn
+            .query_row("SELECT outputs FROM cache WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.error(&e))?;
+        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
+    /// Forgets cached results (of one component, or all); returns how many.
+    pub fn clear_cache(&self, component: Option<&str>) -> Result<usize, StoreError> {
+        let n = match component {
+            Some(c) => self.conn.execute("DELETE FROM cache WHERE component = ?1", [c]),
+            None => self.conn.execute("DELETE FROM cache", []),
+        };
+        n.map_err(|e| self.error(&e))
+    }
+
+    /// Asks the controller of a running run to stop it.
+    pub fn request_stop(&self, run: &str, reason: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE runs SET stop_requested = ?2 WHERE id = ?1 AND status = 'running'",
+                params![run, reason],
+            )
+            .map_err(|e| self.error(&e))?;
+        Ok(n > 0)
+    }
+
+    /// The reason a stop was requested for this run, if one was.
+    #[allow(dead_code)] // polled by the controller once stop requests land
+    pub(crate) fn stop_requested(&self, run: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT stop_requested FROM runs WHERE id = ?1", [run], |r| {
+                r.get::<_, Option<String>>(0)
+            })
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| self.error(&e))
+    }
+}
+
+fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> {
+    match event {
+        Event::Node {
+            run,
+            seq,
+            node,
+            code_hash,
+            cache_key,
+            log_path,
+        } => {
+            let parents = serde_json::to_string(&node.parents).expect("strings serialize");
+            let error = node
+                .error
+                .as_ref()
+                .map(|e| serde_json::to_string(e).expect("errors serialize"));
+            tx.prepare_cached(
+                "INSERT INTO nodes (run_id, seq, name, component, code_hash, parents, status, attempts, started, ended, error, cache_key, cache_hit, log_path)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 ON CONFLICT (run_id, name) DO UPDATE SET status = ?7, attempts = ?8, started = ?9, ended = ?10,
+                   error = ?11, cache_key = coalesce(?12, cache_key), cache_hit = ?13, log_path = coalesce(?14, log_path)",
+            )?
+            .execute(params![
+                run,
+                seq,
+                node.name,
+                node.component,
+                code_hash,
+                parents,
+                node.status.as_str(),
+                node.attempts,
+                node.started.map(secs),
+                node.ended.map(secs),
+                error,
+                cache_key,
+                node.status == NodeStatus::Cached,
+                log_path.as_ref().map(|p| p.display().to_string()),
+            ])?;
+            tx.prepare_cached("INSERT INTO node_events (run_id, node, status, at) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![run, node.name, node.status.as_str(), secs(SystemTime::now())])?;
+        }
+        Event::Artifact { run, record } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO artifacts (run_id, node, kind, name, uri, codec, type_name, size, checksum, metadata, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                run,
+                record.node,
+                record.kind.as_str(),
+                record.name,
+                record.uri,
+                record.codec,
+                record.type_name,
+                record.size,
+                record.checksum,
+                record.metadata.as_ref().map(|m| m.to_string()),
+                secs(SystemTime::now()),
+            ])?;
+        }
+        Event::Metric { run, record } => {
+            tx.prepare_cached(
+                "INSERT INTO metrics (run_id, node, title, series, iteration, value, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![run, record.node, record.title, record.series, record.iteration, record.value, secs(record.at)])?;
+        }
+        Event::Text { run, node, text } => {
+            tx.prepare_cached("INSERT INTO texts (run_id, node, text, at) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![run, node, text, secs(SystemTime::now())])?;
+        }
+        Event::Configuration { run, name, value } => {
+            tx.prepare_cached("UPDATE runs SET configuration = json_set(configuration, '$.' || json_quote(?2), json(?3)) WHERE id = ?1")?
+                .execute(params![run, name, value.to_string()])?;
+        }
+        Event::Tags { run, tags } => {
+            let current: String = tx.query_row("SELECT tags FROM runs WHERE id = ?1", [run], |r| r.get(0))?;
+            let mut all: Vec<String> = serde_json::from_str(&current).unwrap_or_default();
+            for t in tags {
+                if !all.contains(t) {
+                    all.push(t.clone());
+                }
+            }
+            tx.execute(
+                "UPDATE runs SET tags = ?2 WHERE id = ?1",
+                params![run, serde_json::to_string(&all).expect("strings serialize")],
+            )?;
+        }
+        Event::RunEnd { run, status, ended } => {
+            tx.prepare_cached("UPDATE runs SET status = ?2, ended = ?3 WHERE id = ?1")?
+                .execute(params![run, status.as_str(), secs(*ended)])?;
+        }
+        Event::Cache {
+            key,
+            component,
+            run,
+            node,
+            outputs,
+        } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO cache (key, component, run_id, node, outputs, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![key, component, run, node, serde_json::to_string(outputs).expect("records serialize"), secs(SystemTime::now())])?;
+        }
+    }
+    Ok(())
+}
+
+fn highest_version(
+    tx: &rusqlite::Transaction<'_>,
+    project: &str,
+    name: &str,
+) -> rusqlite::Result<Option<(String, String)>> {
+    let mut stmt = tx.prepare("SELECT version, code_hash FROM runs WHERE project = ?1 AND name = ?2")?;
+    let rows = stmt.query_map(params![project, name], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut best: Option<(String, String)> = None;
+    for row in rows {
+        let row = row?;
+        if best.as_ref().is_none_or(|(v, _)| version_key(&row.0) > version_key(v)) {
+            best = Some(row);
+        }
+    }
+    Ok(best)
+}
+
+/// Orders versions numerically part by part: `1.10.0` > `1.9.3`.
+pub(crate) fn version_key(v: &str) -> Vec<u64> {
+    v.split('.').map(|p| p.parse().unwrap_or(0)).collect()
+}
+
+/// `1.2.3` -> `1.2.4`.
+fn bump(v: &str) -> String {
+    let mut parts: Vec<u64> = version_key(v);
+    if let Some(last) = parts.last_mut() {
+        *last += 1;
+    }
+    parts.iter().map(u64::to_string).collect::<Vec<_>>().join(".")
+}
+
+fn error_at(path: &Path, e: &rusqlite::Error) -> StoreError {
+    StoreError {
+        path: path.to_path_buf(),
+        message: describe(e),
+    }
+}
+
+fn describe(e: &rusqlite::Error) -> String {
+    use rusqlite::ffi::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => "the file is not a run store (not an SQLite database, or corrupt)".into(),
+        Some(ErrorCode::DatabaseCorrupt) => "the database is corrupt".into(),
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => format!(
+            "the database is locked by another process (waited {}s); try again when it is done",
+            BUSY_TIMEOUT.as_secs()
+        ),
+        Some(ErrorCode::ReadOnly) | Some(ErrorCode::PermissionDenied) | Some(ErrorCode::CannotOpen) => {
+            format!("cannot open or write the database: {e}")
+        }
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_order_and_bump_numerically() {
+        assert!(version_key("1.10.0") > version_key("1.9.3"));
+        assert_eq!(bump("1.0.9"), "1.0.10");
+        assert_eq!(bump("23"), "24");
+    }
+}

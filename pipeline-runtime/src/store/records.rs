@@ -1,0 +1,331 @@
+//! What the run store gives back, and the queries behind it.
+
+use super::time;
+use pipeline_core::{DagNode, NodeStatus, RunStatus, StepError};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+/// One recorded run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    /// Unique id (pipeline name, start time, process, counter).
+    pub id: String,
+    /// `project`.
+    pub project: String,
+    /// `name`.
+    pub name: String,
+    /// The version, given or chosen.
+    pub version: String,
+    /// 1 for the first run of this project/name, then 2, 3...
+    pub run_number: u32,
+    /// How it stands or ended.
+    pub status: RunStatus,
+    /// `debug` or `local`.
+    pub mode: String,
+    /// The pipeline function's code hash.
+    pub code_hash: String,
+    /// Parameters as `(name, JSON value)`.
+    pub parameters: Vec<(String, String)>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Named configuration values (`connect_configuration`).
+    pub configuration: BTreeMap<String, serde_json::Value>,
+    /// Start.
+    pub started: SystemTime,
+    /// End, once it ended.
+    pub ended: Option<SystemTime>,
+}
+
+impl RunRecord {
+    /// `name #N`, as ClearML shows runs with `add_run_number`.
+    pub fn display_name(&self) -> String {
+        format!("{} #{}", self.name, self.run_number)
+    }
+
+    /// Wall time, up to now while it runs.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.ended
+            .unwrap_or_else(SystemTime::now)
+            .duration_since(self.started)
+            .unwrap_or_default()
+    }
+}
+
+/// One recorded node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeRecord {
+    /// Creation order within the run.
+    pub seq: u32,
+    /// State, timings, parents, error.
+    #[serde(flatten)]
+    pub node: DagNode,
+    /// The component's code hash.
+    pub code_hash: String,
+    /// The cache key, for `cache = true` steps.
+    pub cache_key: Option<String>,
+    /// The last attempt's log file (local mode).
+    pub log_path: Option<PathBuf>,
+}
+
+/// What an artifact record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactKind {
+    /// A step's output.
+    Output,
+    /// Uploaded with `upload_artifact`.
+    Artifact,
+    /// Uploaded with `upload_model`.
+    Model,
+}
+
+impl ArtifactKind {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Output => "output",
+            Self::Artifact => "artifact",
+            Self::Model => "model",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "model" => Self::Model,
+            "artifact" => Self::Artifact,
+            _ => Self::Output,
+        }
+    }
+}
+
+/// One recorded artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    /// The node that made it (empty for the run's own).
+    pub node: String,
+    /// Output name, or the uploaded name.
+    pub name: String,
+    /// Output, artifact or model.
+    pub kind: ArtifactKind,
+    /// Where it is (a path for the local store).
+    pub uri: String,
+    /// Codec of its payload, for encoded values.
+    pub codec: Option<String>,
+    /// Rust type of the value, for encoded values.
+    pub type_name: Option<String>,
+    /// Size in bytes.
+    pub size: Option<u64>,
+    /// Checksum (CRC-32 hex for encoded values, BLAKE3 hex for uploaded files).
+    pub checksum: Option<String>,
+    /// Free-form metadata.
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// One reported scalar.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricRecord {
+    /// The node that reported it (empty for the run's own).
+    pub node: String,
+    /// Plot title.
+    pub title: String,
+    /// Series within the plot.
+    pub series: String,
+    /// Iteration (x value).
+    pub iteration: i64,
+    /// The value.
+    pub value: f64,
+    /// When it was reported.
+    pub at: SystemTime,
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only this project.
+    pub project: Option<String>,
+    /// Only this pipeline name.
+    pub name: Option<String>,
+    /// Only this version.
+    pub version: Option<String>,
+    /// Only runs carrying all of these tags.
+    pub tags: Vec<String>,
+    /// Only runs in this state.
+    pub status: Option<RunStatus>,
+    /// At most this many (newest first).
+    pub limit: Option<usize>,
+}
+
+fn run_status(s: &str) -> RunStatus {
+    match s {
+        "completed" => RunStatus::Completed,
+        "failed" => RunStatus::Failed,
+        "aborted" => RunStatus::Aborted,
+        _ => RunStatus::Running,
+    }
+}
+
+pub(crate) fn node_status(s: &str) -> NodeStatus {
+    match s {
+        "queued" => NodeStatus::Queued,
+        "running" => NodeStatus::Running,
+        "completed" => NodeStatus::Completed,
+        "cached" => NodeStatus::Cached,
+        "failed" => NodeStatus::Failed,
+        "aborted" => NodeStatus::Aborted,
+        "skipped" => NodeStatus::Skipped,
+        _ => NodeStatus::Pending,
+    }
+}
+
+const RUN_COLUMNS: &str =
+    "id, project, name, version, run_number, status, mode, code_hash, parameters, tags, configuration, started, ended";
+
+fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
+    Ok(RunRecord {
+        id: r.get(0)?,
+        project: r.get(1)?,
+        name: r.get(2)?,
+        version: r.get(3)?,
+        run_number: r.get(4)?,
+        status: run_status(&r.get::<_, String>(5)?),
+        mode: r.get(6)?,
+        code_hash: r.get(7)?,
+        parameters: serde_json::from_str(&json(8)?).unwrap_or_default(),
+        tags: serde_json::from_str(&json(9)?).unwrap_or_default(),
+        configuration: serde_json::from_str(&json(10)?).unwrap_or_default(),
+        started: time(r.get(11)?),
+        ended: r.get::<_, Option<f64>>(12)?.map(time),
+    })
+}
+
+pub(super) fn runs(conn: &Connection, f: &RunFilter) -> rusqlite::Result<Vec<RunRecord>> {
+    let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1");
+    let mut args: Vec<String> = Vec::new();
+    for (column, value) in [("project", &f.project), ("name", &f.name), ("version", &f.version)] {
+        if let Some(v) = value {
+            args.push(v.clone());
+            sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+        }
+    }
+    if let Some(s) = f.status {
+        args.push(s.as_str().to_string());
+        sql.push_str(&format!(" AND status = ?{}", args.len()));
+    }
+    for tag in &f.tags {
+        args.push(tag.clone());
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value = ?{})",
+            args.len()
+        ));
+    }
+    sql.push_str(" ORDER BY started DESC, id DESC");
+    if let Some(n) = f.limit {
+        sql.push_str(&format!(" LIMIT {n}"));
+    }
+    let mut stmt = conn.prepare(&sql)?;
+    stmt.query_map(rusqlite::params_from_iter(args), run_row)?.collect()
+}
+
+pub(super) fn run(conn: &Connection, id: &str) -> rusqlite::Result<Option<RunRecord>> {
+    let exact = conn
+        .query_row(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"), [id], run_row)
+        .optional()?;
+    if exact.is_some() {
+        return Ok(exact);
+    }
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE ?1 || '%' ESCAPE '\\' LIMIT 2"
+    ))?;
+    let escaped = id.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let found: Vec<RunRecord> = stmt.query_map([escaped], run_row)?.collect::<rusqlite::Result<_>>()?;
+    Ok(if found.len() == 1 {
+        found.into_iter().next()
+    } else {
+        None
+    })
+}
+
+pub(super) fn nodes(conn: &Connection, run: &str) -> rusqlite::Result<Vec<NodeRecord>> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, name, component, code_hash, parents, status, attempts, started, ended, error, cache_key, log_path
+         FROM nodes WHERE run_id = ?1 ORDER BY seq",
+    )?;
+    stmt.query_map([run], |r| {
+        Ok(NodeRecord {
+            seq: r.get(0)?,
+            node: DagNode {
+                name: r.get(1)?,
+                component: r.get(2)?,
+                parents: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
+                status: node_status(&r.get::<_, String>(5)?),
+                attempts: r.get(6)?,
+                started: r.get::<_, Option<f64>>(7)?.map(time),
+                ended: r.get::<_, Option<f64>>(8)?.map(time),
+                error: r
+                    .get::<_, Option<String>>(9)?
+                    .and_then(|e| serde_json::from_str::<StepError>(&e).ok()),
+            },
+            code_hash: r.get(3)?,
+            cache_key: r.get(10)?,
+            log_path: r.get::<_, Option<String>>(11)?.map(PathBuf::from),
+        })
+    })?
+    .collect()
+}
+
+pub(super) fn node_events(conn: &Connection, run: &str, node: &str) -> rusqlite::Result<Vec<(NodeStatus, SystemTime)>> {
+    let mut stmt = conn.prepare("SELECT status, at FROM node_events WHERE run_id = ?1 AND node = ?2 ORDER BY rowid")?;
+    stmt.query_map(params![run, node], |r| {
+        Ok((node_status(&r.get::<_, String>(0)?), time(r.get(1)?)))
+    })?
+    .collect()
+}
+
+pub(super) fn artifacts(conn: &Connection, run: &str) -> rusqlite::Result<Vec<ArtifactRecord>> {
+    let mut stmt = conn.prepare(
+        "SELECT node, name, kind, uri, codec, type_name, size, checksum, metadata FROM artifacts WHERE run_id = ?1
+         ORDER BY created, node, name",
+    )?;
+    stmt.query_map([run], |r| {
+        Ok(ArtifactRecord {
+            node: r.get(0)?,
+            name: r.get(1)?,
+            kind: ArtifactKind::parse(&r.get::<_, String>(2)?),
+            uri: r.get(3)?,
+            codec: r.get(4)?,
+            type_name: r.get(5)?,
+            size: r.get(6)?,
+            checksum: r.get(7)?,
+            metadata: r
+                .get::<_, Option<String>>(8)?
+                .and_then(|m| serde_json::from_str(&m).ok()),
+        })
+    })?
+    .collect()
+}
+
+pub(super) fn metrics(conn: &Connection, run: &str) -> rusqlite::Result<Vec<MetricRecord>> {
+    let mut stmt = conn.prepare(
+        "SELECT node, title, series, iteration, value, at FROM metrics WHERE run_id = ?1 ORDER BY title, series, iteration, rowid",
+    )?;
+    stmt.query_map([run], |r| {
+        Ok(MetricRecord {
+            node: r.get(0)?,
+            title: r.get(1)?,
+            series: r.get(2)?,
+            iteration: r.get(3)?,
+            value: r.get(4)?,
+            at: time(r.get(5)?),
+        })
+    })?
+    .collect()
+}
+
+pub(super) fn texts(conn: &Connection, run: &str) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare("SELECT node, text FROM texts WHERE run_id = ?1 ORDER BY rowid")?;
+    stmt.query_map([run], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+}

@@ -1,0 +1,95 @@
+//! The run store's schema, as numbered migrations applied in order. `PRAGMA user_version`
+//! holds the number of migrations applied; a database newer than this build is refused.
+
+/// Each entry upgrades the schema by one version.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: the first release.
+    r#"
+    CREATE TABLE runs (
+        id              TEXT PRIMARY KEY,
+        project         TEXT NOT NULL,
+        name            TEXT NOT NULL,
+        version         TEXT NOT NULL,
+        run_number      INTEGER NOT NULL,
+        status          TEXT NOT NULL,
+        mode            TEXT NOT NULL,
+        code_hash       TEXT NOT NULL,
+        parameters      TEXT NOT NULL,
+        tags            TEXT NOT NULL,
+        configuration   TEXT NOT NULL DEFAULT '{}',
+        started         REAL NOT NULL,
+        ended           REAL,
+        pid             INTEGER NOT NULL,
+        stop_requested  TEXT
+    );
+    CREATE INDEX runs_by_pipeline ON runs (project, name, started);
+
+    CREATE TABLE nodes (
+        run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        seq         INTEGER NOT NULL,
+        name        TEXT NOT NULL,
+        component   TEXT NOT NULL,
+        code_hash   TEXT NOT NULL,
+        parents     TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        attempts    INTEGER NOT NULL,
+        started     REAL,
+        ended       REAL,
+        error       TEXT,
+        cache_key   TEXT,
+        cache_hit   INTEGER NOT NULL DEFAULT 0,
+        log_path    TEXT,
+        PRIMARY KEY (run_id, name)
+    );
+
+    CREATE TABLE node_events (
+        run_id  TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        node    TEXT NOT NULL,
+        status  TEXT NOT NULL,
+        at      REAL NOT NULL
+    );
+    CREATE INDEX node_events_by_run ON node_events (run_id, node);
+
+    CREATE TABLE artifacts (
+        run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        node        TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        uri         TEXT NOT NULL,
+        codec       TEXT,
+        type_name   TEXT,
+        size        INTEGER,
+        checksum    TEXT,
+        metadata    TEXT,
+        created     REAL NOT NULL,
+        PRIMARY KEY (run_id, node, kind, name)
+    );
+
+    CREATE TABLE metrics (
+        run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        node        TEXT NOT NULL,
+        title       TEXT NOT NULL,
+        series      TEXT NOT NULL,
+        iteration   INTEGER NOT NULL,
+        value       REAL NOT NULL,
+        at          REAL NOT NULL
+    );
+    CREATE INDEX metrics_by_run ON metrics (run_id);
+
+    CREATE TABLE texts (
+        run_id  TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        node    TEXT NOT NULL,
+        text    TEXT NOT NULL,
+        at      REAL NOT NULL
+    );
+
+    CREATE TABLE cache (
+        key         TEXT PRIMARY KEY,
+        component   TEXT NOT NULL,
+        run_id      TEXT NOT NULL,
+        node        TEXT NOT NULL,
+        outputs     TEXT NOT NULL,
+        created     REAL NOT NULL
+    );
+    "#,
+];
