@@ -475,6 +475,15 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
         .iter()
         .zip(&inputs)
         .map(|(ty, input)| located_at(quote!(#p::Input::export(&mut #input, __sink)), ty.span()));
+    // The cache key covers every parameter but those in `cache_ignore`.
+    let fingerprint = params
+        .iter()
+        .zip(&inputs)
+        .filter(|(prm, _)| !o.cache_ignore.iter().any(|c| prm.ident == c.value()))
+        .map(|(Param { ident, ty, .. }, input)| {
+            let name = ident.to_string();
+            located_at(quote!(#p::Input::fingerprint(&mut #input, #name, __key)), ty.span())
+        });
     let call_component = call_at(
         quote!(#p::call_component),
         quote! {
@@ -485,6 +494,10 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
                 }
                 #p::Invoke::Export(__sink) => {
                     #(#export?;)*
+                    ::core::result::Result::Ok(::core::option::Option::None)
+                }
+                #p::Invoke::Fingerprint(__key) => {
+                    #(#fingerprint?;)*
                     ::core::result::Result::Ok(::core::option::Option::None)
                 }
             }

@@ -22,6 +22,8 @@ pub enum Invoke<'a> {
     },
     /// Write the arguments as artifacts, for a worker process.
     Export(&'a mut ExportSink),
+    /// Feed the arguments (but those in `cache_ignore`) into a cache key.
+    Fingerprint(&'a mut blake3::Hasher),
 }
 
 /// Called by the code `#[component]` generates. `deps` lists the nodes the arguments come

@@ -4,6 +4,7 @@
 //! State lives per run, never globally, so runs may nest and run side by side in one process.
 //! Callbacks and slot wake-ups happen outside the run's lock (see [`Effects`]).
 
+use crate::artifacts::ArtifactRef;
 use crate::call::Invoke;
 use crate::error::HandleError;
 use crate::executor::Executor;
@@ -110,6 +111,11 @@ pub(crate) struct Run {
     idle: Condvar,
     executor: Box<dyn Executor>,
     pub(crate) recorder: Option<Recorder>,
+    /// The run's folder in the state folder (artifacts, logs).
+    pub(crate) run_dir: std::path::PathBuf,
+    /// The run store, for cache look-ups (`None` when the run is not recorded).
+    store_path: Option<std::path::PathBuf>,
+    cache_store: Mutex<Option<crate::store::RunStore>>,
 }
 
 /// What a run is called and numbered, and whether it is recorded.
@@ -119,6 +125,8 @@ pub(crate) struct RunIdentity {
     pub(crate) version: String,
     pub(crate) run_number: u32,
     pub(crate) recorder: Option<Recorder>,
+    pub(crate) run_dir: std::path::PathBuf,
+    pub(crate) store_path: Option<std::path::PathBuf>,
 }
 
 static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
@@ -140,6 +148,9 @@ impl Run {
             version: identity.version,
             run_number: identity.run_number,
             recorder: identity.recorder,
+            run_dir: identity.run_dir,
+            store_path: identity.store_path,
+            cache_store: Mutex::new(None),
             key: key.clone(),
             state: Mutex::new(RunState {
                 record: key,
@@ -180,6 +191,139 @@ impl Run {
                 checksum: header.as_ref().map(|h| format!("{:08x}", h.checksum)),
                 metadata: None,
             },
+        });
+    }
+
+    /// The run store's file, when the run is recorded.
+    pub(crate) fn store_path(&self) -> Option<&std::path::Path> {
+        self.store_path.as_deref()
+    }
+
+    /// Where reports of node `index` (or of the body, for `None`) go; `None` when not recorded.
+    pub(crate) fn step_context(&self, index: Option<u32>) -> Option<crate::step::StepContext> {
+        let store = self.store_path.clone()?;
+        let (node, component) = match index {
+            Some(i) => {
+                let (name, descriptor) = self.node_info(i);
+                (name.to_string(), Some(descriptor))
+            }
+            None => (String::new(), None),
+        };
+        Some(crate::step::StepContext {
+            run: self.key.to_string(),
+            node,
+            component,
+            store,
+            run_dir: self.run_dir.clone(),
+        })
+    }
+
+    /// Serves a `cache = true` node from an earlier run's outputs when its key matches; true
+    /// when it did (the node is then `Cached`). Otherwise the key is kept for [`Run::save_cache`].
+    pub(crate) fn lookup_cache(self: &Arc<Self>, index: u32) -> bool {
+        let Some(store_path) = &self.store_path else {
+            return false;
+        };
+        let (descriptor, mut job) = {
+            let mut st = self.lock();
+            let node = &mut st.nodes[index as usize];
+            if !node.descriptor.options.cache || node.status.is_terminal() {
+                return false;
+            }
+            let Some(job) = node.job.take() else { return false };
+            (node.descriptor, job)
+        };
+        let mut key = blake3::Hasher::new();
+        for part in [
+            descriptor.name,
+            descriptor.code_hash,
+            descriptor.options.version.unwrap_or(""),
+        ] {
+            key.update(&(part.len() as u64).to_le_bytes());
+            key.update(part.as_bytes());
+        }
+        let fingerprint = catch_unwind(AssertUnwindSafe(|| job(Invoke::Fingerprint(&mut key))));
+        self.lock().nodes[index as usize].job = Some(job);
+        if !matches!(fingerprint, Ok(Ok(()))) {
+            return false; // no key, no cache: the step runs and reports its own input errors
+        }
+        let key = key.finalize().to_hex().to_string();
+        self.lock().nodes[index as usize].cache_key = Some(key.clone());
+
+        let hit = {
+            let mut store = self.cache_store.lock().unwrap_or_else(|p| p.into_inner());
+            if store.is_none() {
+                *store = crate::store::RunStore::open(store_path).ok();
+            }
+            store.as_ref().and_then(|s| s.cached(&key).ok().flatten())
+        };
+        let Some(records) = hit else { return false };
+        let outputs: Option<Vec<ArtifactRef>> = records
+            .iter()
+            .map(|r| {
+                let codec = crate::worker::codec_named(r.codec.as_deref()?, self.descriptor.name).ok()?;
+                let path = std::path::PathBuf::from(&r.uri);
+                crate::artifacts::read_header(&path).ok()?;
+                Some(ArtifactRef { path, codec })
+            })
+            .collect();
+        let Some(outputs) = outputs.filter(|o| o.len() == descriptor.outputs.len()) else {
+            return false;
+        };
+        let (name, slots) = self.output_slots(index);
+        for ((slot, artifact), output) in slots.iter().zip(outputs).zip(descriptor.outputs) {
+            self.record_output(&name, output, &artifact.path, artifact.codec);
+            slot.store(artifact, name.clone());
+        }
+        let mut fx = Effects::default();
+        self.lock().finish(index, NodeStatus::Cached, None, &mut fx);
+        self.apply(fx);
+        true
+    }
+
+    /// Stores a finished `cache = true` node's outputs as artifacts (if they are not already)
+    /// and records them under its cache key.
+    fn save_cache(&self, index: u32) {
+        let (Some(recorder), Some(key)) = (&self.recorder, self.lock().nodes[index as usize].cache_key.clone()) else {
+            return;
+        };
+        let (name, descriptor) = self.node_info(index);
+        let (_, slots) = self.output_slots(index);
+        let codec = self.descriptor.options.codec;
+        let mut records = Vec::new();
+        for (slot, output) in slots.iter().zip(descriptor.outputs) {
+            let path = self
+                .run_dir
+                .join(&*name)
+                .join("outputs")
+                .join(format!("{}.art", output.name));
+            match slot.persist(&path, codec) {
+                Ok(artifact) => {
+                    self.record_output(&name, output, &artifact.path, artifact.codec);
+                    records.push(crate::store::ArtifactRecord {
+                        node: name.to_string(),
+                        name: output.name.to_string(),
+                        kind: crate::store::ArtifactKind::Output,
+                        uri: artifact.path.display().to_string(),
+                        codec: Some(artifact.codec.name().to_string()),
+                        type_name: None,
+                        size: None,
+                        checksum: None,
+                        metadata: None,
+                    });
+                }
+                Err(e) => {
+                    eprintln!("pipeline: step `{name}` is not cached: {e}");
+                    return;
+                }
+            }
+        }
+        recorder.send(Event::Cache {
+            key,
+            component: descriptor.name.to_string(),
+            run: self.key.to_string(),
+            node: name.to_string(),
+            outputs: records,
         });
     }
 
@@ -269,10 +413,16 @@ impl Run {
 
     /// Runs the node's job in this thread, with retries, and records the outcome.
     pub(crate) fn execute_in_process(self: &Arc<Self>, index: u32) {
+        if self.lookup_cache(index) {
+            return;
+        }
+        let context = self.step_context(Some(index));
         while let Some(mut attempt) = self.begin_attempt(index) {
             let last = attempt.last;
-            let outcome = catch_unwind(AssertUnwindSafe(|| (attempt.job)(Invoke::Run { last })))
-                .unwrap_or_else(|payload| Err(StepError::from_panic(&*payload)));
+            let outcome = crate::step::with_context(context.clone(), || {
+                catch_unwind(AssertUnwindSafe(|| (attempt.job)(Invoke::Run { last })))
+                    .unwrap_or_else(|payload| Err(StepError::from_panic(&*payload)))
+            });
             if !self.end_attempt(index, attempt, outcome) {
                 return;
             }
@@ -312,7 +462,10 @@ impl Run {
     pub(crate) fn end_attempt(self: &Arc<Self>, index: u32, attempt: Attempt, outcome: Result<(), StepError>) -> bool {
         let mut fx = Effects::default();
         match outcome {
-            Ok(()) => self.lock().finish(index, NodeStatus::Completed, None, &mut fx),
+            Ok(()) => {
+                self.save_cache(index);
+                self.lock().finish(index, NodeStatus::Completed, None, &mut fx)
+            }
             Err(error) if error.kind == ErrorKind::Aborted => {
                 let mut st = self.lock();
                 st.finish(index, NodeStatus::Aborted, Some(error), &mut fx);

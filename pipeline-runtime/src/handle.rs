@@ -191,6 +191,33 @@ impl<T: ComponentValue> Input<T> {
         }
     }
 
+    /// Feeds the parameter's name and value into a cache key. Values are hashed in their
+    /// bincode form whatever the pipeline's codec, so keys agree across modes.
+    pub fn fingerprint(&mut self, name: &str, key: &mut blake3::Hasher) -> Result<(), StepError> {
+        key.update(&(name.len() as u64).to_le_bytes());
+        key.update(name.as_bytes());
+        let value = match &mut self.0 {
+            InputKind::Value(v) => {
+                let value = v
+                    .as_ref()
+                    .ok_or_else(|| StepError::new(ErrorKind::Setup, "an input was used up"))?;
+                return hash_value(value, key);
+            }
+            InputKind::Handle(h) => {
+                if let Some(artifact) = h.slot.artifact() {
+                    if artifact.codec.name() == Codec::Bincode.name() {
+                        let (_, payload) = crate::artifacts::read_payload(&artifact.path)?;
+                        key.update(&payload);
+                        return Ok(());
+                    }
+                }
+                Slot::take_blocking(&h.slot, false).map_err(input_error)?
+            }
+            InputKind::Gather(g) => g.resolve(false)?,
+        };
+        hash_value(&value, key)
+    }
+
     /// The value, once the scheduler has made sure it exists. `last` says no further attempt
     /// will need it, so it may be moved rather than cloned.
     pub fn resolve(&mut self, last: bool) -> Result<T, StepError> {
@@ -214,6 +241,10 @@ impl<T: ComponentValue> Input<T> {
             InputKind::Gather(g) => g.resolve(false),
         }
     }
+}
+
+fn hash_value<T: ComponentValue>(value: &T, key: &mut blake3::Hasher) -> Result<(), StepError> {
+    pipeline_core::codec::encode_into(Codec::Bincode, value, key)
 }
 
 fn input_error(e: HandleError) -> StepError {

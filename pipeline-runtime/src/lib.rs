@@ -19,6 +19,7 @@ mod pipeline;
 mod recorder;
 mod slot;
 mod state;
+pub mod step;
 pub mod store;
 mod worker;
 

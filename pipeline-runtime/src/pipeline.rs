@@ -15,6 +15,7 @@ use crate::store::{Event, NewRun, RunStore};
 use pipeline_core::{PipelineDescriptor, registry};
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::path::Path;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -39,15 +40,21 @@ fn start(
     }
     let key = run_key(descriptor.name);
     let started = SystemTime::now();
+    let state = state_dir();
+    let run_dir = state.join("runs").join(&key);
     let mut identity = RunIdentity {
         key: key.clone(),
         started,
         version: descriptor.version.unwrap_or("1.0.0").to_string(),
         run_number: 1,
         recorder: None,
+        run_dir: run_dir.clone(),
+        store_path: None,
     };
     if recording() {
-        let mut store = RunStore::open_default()?;
+        let store_path = state.join("runs.db");
+        let mut store = RunStore::open(&store_path)?;
+        identity.store_path = Some(store_path);
         let (version, run_number) = store.begin_run(&NewRun {
             id: &key,
             project: descriptor.project,
@@ -68,7 +75,6 @@ fn start(
         Mode::Local => {
             let options = &descriptor.options;
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let run_dir = state_dir().join("runs").join(&key);
             Box::new(
                 LocalExecutor::start(
                     descriptor.name,
@@ -99,26 +105,53 @@ fn run_key(pipeline: &str) -> String {
     )
 }
 
-/// Aborts the run when its time limit passes, unless it ends first (dropping the guard).
+/// Aborts the run when its time limit passes or when a stop is requested through the run
+/// store (`PipelineRun::stop`, `pipeline stop`), unless it ends first (dropping the guard).
 struct Watchdog {
     _stop: Option<std::sync::mpsc::Sender<()>>,
 }
 
+/// How often a recorded run looks for stop requests.
+const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl Watchdog {
     fn start(run: &Arc<Run>) -> Self {
-        let Some(limit) = run.descriptor.options.time_limit else {
+        let limit = run.descriptor.options.time_limit;
+        let store_path = run.store_path().map(Path::to_path_buf);
+        if limit.is_none() && store_path.is_none() {
             return Self { _stop: None };
-        };
+        }
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let run = run.clone();
         let spawned = std::thread::Builder::new()
             .name("pipeline-watchdog".into())
             .spawn(move || {
-                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                    run.abort_run(format!(
-                        "the pipeline's time limit of {} was reached",
-                        pipeline_core::dag::format_duration(limit)
-                    ));
+                let deadline = limit.map(|l| std::time::Instant::now() + l);
+                let store = store_path.and_then(|p| RunStore::open(&p).ok());
+                loop {
+                    let now = std::time::Instant::now();
+                    if let (Some(deadline), Some(limit)) = (deadline, limit) {
+                        if now >= deadline {
+                            run.abort_run(format!(
+                                "the pipeline's time limit of {} was reached",
+                                pipeline_core::dag::format_duration(limit)
+                            ));
+                            return;
+                        }
+                    }
+                    let wait = match (deadline, &store) {
+                        (Some(d), Some(_)) => (d - now).min(STOP_POLL),
+                        (Some(d), None) => d - now,
+                        (None, _) => STOP_POLL,
+                    };
+                    match rx.recv_timeout(wait) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => return, // the run ended
+                    }
+                    if let Some(reason) = store.as_ref().and_then(|s| s.stop_requested(&run.key).ok().flatten()) {
+                        run.abort_run(format!("stopped: {reason}"));
+                        return;
+                    }
                 }
             });
         Self {
@@ -174,7 +207,10 @@ pub fn run_pipeline<R>(
 ) -> Result<Finished<R>, PipelineError> {
     let run = start(descriptor, params)?;
     let watchdog = Watchdog::start(&run);
-    let outcome = catch_unwind(AssertUnwindSafe(|| CURRENT.sync_scope(run.clone(), body)));
+    let context = run.step_context(None);
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        crate::step::with_context(context, || CURRENT.sync_scope(run.clone(), body))
+    }));
     run.wait_idle();
     drop(watchdog);
     let record = record(&run, outcome.is_err());
@@ -194,9 +230,15 @@ pub async fn run_pipeline_async<R>(
     let run = start(descriptor, params)?;
     let watchdog = Watchdog::start(&run);
     let mut body = pin!(CURRENT.scope(run.clone(), body));
-    let outcome = poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| body.as_mut().poll(cx))) {
-        Ok(poll) => poll.map(Ok),
-        Err(payload) => std::task::Poll::Ready(Err(payload)),
+    let context = run.step_context(None);
+    // The body may move between threads at each await: its report context goes with each poll.
+    let outcome = poll_fn(|cx| {
+        match catch_unwind(AssertUnwindSafe(|| {
+            crate::step::with_context(context.clone(), || body.as_mut().poll(cx))
+        })) {
+            Ok(poll) => poll.map(Ok),
+            Err(payload) => std::task::Poll::Ready(Err(payload)),
+        }
     })
     .await;
     poll_fn(|cx| run.poll_idle(cx)).await;

@@ -34,15 +34,36 @@ pub trait ErasedSlot: Send + Sync {
     fn fail(&self, error: HandleError);
     /// Resolves the slot with an artifact written by step `step`.
     fn store(&self, artifact: ArtifactRef, step: Arc<str>);
+    /// The artifact holding the value: the one it lives in, or one written now at `path`.
+    fn persist(
+        &self,
+        path: &std::path::Path,
+        codec: pipeline_core::Codec,
+    ) -> Result<ArtifactRef, pipeline_core::StepError>;
 }
 
-impl<T: Send> ErasedSlot for Slot<T> {
+impl<T: pipeline_core::ComponentValue> ErasedSlot for Slot<T> {
     fn fail(&self, error: HandleError) {
         self.resolve(State::Failed(error));
     }
 
     fn store(&self, artifact: ArtifactRef, step: Arc<str>) {
         self.resolve(State::Stored(artifact, step));
+    }
+
+    fn persist(
+        &self,
+        path: &std::path::Path,
+        codec: pipeline_core::Codec,
+    ) -> Result<ArtifactRef, pipeline_core::StepError> {
+        match &lock(&self.inner).state {
+            State::Stored(artifact, _) => Ok(artifact.clone()),
+            State::Ready(Some(value)) => crate::artifacts::write_value(path, codec, value),
+            _ => Err(pipeline_core::StepError::new(
+                pipeline_core::ErrorKind::Setup,
+                "the output has no value to store",
+            )),
+        }
     }
 }
 

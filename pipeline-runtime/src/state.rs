@@ -14,18 +14,41 @@ pub fn set_state_dir(dir: Option<PathBuf>) {
     *OVERRIDE.write().unwrap_or_else(|p| p.into_inner()) = dir;
 }
 
-/// The state folder: the one set by [`set_state_dir`], else `$PIPELINE_STATE_DIR`, else
-/// `.pipeline` in the working directory.
+/// The configuration file read from the working directory.
+pub const CONFIG_FILE: &str = "pipeline.toml";
+
+/// The state folder, from the first of: [`set_state_dir`], `$PIPELINE_STATE_DIR`,
+/// `state_dir = "..."` in `pipeline.toml` in the working directory (relative to that folder),
+/// and `.pipeline` in the working directory.
 pub fn state_dir() -> PathBuf {
     if let Some(dir) = OVERRIDE.read().unwrap_or_else(|p| p.into_inner()).clone() {
         return dir;
     }
-    match std::env::var_os(STATE_DIR_ENV) {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => std::env::current_dir()
-            .unwrap_or_else(|_| PathBuf::from("."))
-            .join(".pipeline"),
+    if let Some(dir) = std::env::var_os(STATE_DIR_ENV).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
     }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    match std::fs::read_to_string(cwd.join(CONFIG_FILE)) {
+        Ok(text) => match state_dir_from_config(&text) {
+            Ok(Some(dir)) => cwd.join(dir),
+            Ok(None) => cwd.join(".pipeline"),
+            Err(e) => {
+                eprintln!("pipeline: ignoring {CONFIG_FILE}: {e}");
+                cwd.join(".pipeline")
+            }
+        },
+        Err(_) => cwd.join(".pipeline"),
+    }
+}
+
+fn state_dir_from_config(text: &str) -> Result<Option<PathBuf>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Config {
+        state_dir: Option<PathBuf>,
+    }
+    let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+    Ok(config.state_dir)
 }
 
 static RECORDING: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
@@ -42,5 +65,24 @@ pub fn recording() -> bool {
         1 => true,
         2 => false,
         _ => std::env::var("PIPELINE_RECORD").map_or(true, |v| v != "0"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_file_names_the_state_folder_and_rejects_unknown_keys() {
+        assert_eq!(
+            state_dir_from_config("state_dir = \"runs/here\"").unwrap(),
+            Some(PathBuf::from("runs/here"))
+        );
+        assert_eq!(state_dir_from_config("").unwrap(), None);
+        assert!(
+            state_dir_from_config("state_dri = \"x\"")
+                .unwrap_err()
+                .contains("unknown field")
+        );
     }
 }

@@ -38,6 +38,9 @@ pub(crate) struct Manifest {
     pub outputs: Vec<PathBuf>,
     /// Where the outcome goes.
     pub result: PathBuf,
+    /// Where the step's reports go (metrics, uploads), when the run is recorded.
+    #[serde(default)]
+    pub context: Option<crate::step::StepContext>,
 }
 
 /// What a worker reports back.
@@ -101,8 +104,14 @@ fn run(manifest_path: &Path) -> i32 {
                 codec,
                 manifest: &manifest,
             };
-            let outcome = catch_unwind(AssertUnwindSafe(|| entry(&mut io)))
-                .unwrap_or_else(|payload| Err(StepError::from_panic(&*payload)));
+            let mut context = manifest.context.clone();
+            if let Some(cx) = &mut context {
+                cx.component = registry::find_component(&manifest.component).ok().flatten();
+            }
+            let outcome = crate::step::with_context(context, || {
+                catch_unwind(AssertUnwindSafe(|| entry(&mut io)))
+                    .unwrap_or_else(|payload| Err(StepError::from_panic(&*payload)))
+            });
             match outcome {
                 Ok(()) => (None, 0),
                 Err(e) => (Some(e), EXIT_STEP_FAILED),

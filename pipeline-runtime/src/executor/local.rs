@@ -103,6 +103,10 @@ async fn run_node(ctx: Arc<Context>, run: Arc<Run>, index: u32) {
     let cancel = Arc::new(Cancel::default());
     lock(&ctx.running).insert(index, cancel.clone());
     let _permit = ctx.permits.acquire().await.expect("the semaphore is never closed");
+    if run.lookup_cache(index) {
+        lock(&ctx.running).remove(&index);
+        return;
+    }
     let (name, descriptor) = run.node_info(index);
     let node_dir = ctx.run_dir.join(&*name);
     let mut inputs = None;
@@ -157,6 +161,7 @@ async fn attempt_in_worker(
         inputs: inputs.iter().map(|a| a.path.clone()).collect(),
         outputs: outputs.clone(),
         result: node_dir.join(format!("result-{number}.json")),
+        context: run.step_context(Some(index)),
     };
     let manifest_path = node_dir.join(format!("manifest-{number}.json"));
     let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| setup("cannot encode the manifest", &e))?;

@@ -12,8 +12,18 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-/// How long a connection waits for another writer before the store reports it locked.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection waits for another writer before the store reports it locked, in ms.
+static BUSY_TIMEOUT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(10_000);
+
+/// Sets how long connections opened from now on wait for another process's write lock before
+/// reporting the store locked (default 10 s).
+pub fn set_busy_timeout(timeout: Duration) {
+    BUSY_TIMEOUT_MS.store(timeout.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn busy_timeout() -> Duration {
+    Duration::from_millis(BUSY_TIMEOUT_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
 
 /// Why the run store could not be used; the message is one line, meant for the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,7 +143,7 @@ impl RunStore {
     }
 
     fn configure(&self) -> rusqlite::Result<()> {
-        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        self.conn.busy_timeout(busy_timeout())?;
         // Checks that the file is a database before anything is written to it.
         self.conn
             .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
@@ -319,7 +329,6 @@ impl RunStore {
     }
 
     /// The reason a stop was requested for this run, if one was.
-    #[allow(dead_code)] // polled by the controller once stop requests land
     pub(crate) fn stop_requested(&self, run: &str) -> Result<Option<String>, StoreError> {
         self.conn
             .query_row("SELECT stop_requested FROM runs WHERE id = ?1", [run], |r| {
@@ -483,8 +492,8 @@ fn describe(e: &rusqlite::Error) -> String {
         Some(ErrorCode::NotADatabase) => "the file is not a run store (not an SQLite database, or corrupt)".into(),
         Some(ErrorCode::DatabaseCorrupt) => "the database is corrupt".into(),
         Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => format!(
-            "the database is locked by another process (waited {}s); try again when it is done",
-            BUSY_TIMEOUT.as_secs()
+            "the database is locked by another process (waited {:?}); try again when it is done",
+            busy_timeout()
         ),
         Some(ErrorCode::ReadOnly) | Some(ErrorCode::PermissionDenied) | Some(ErrorCode::CannotOpen) => {
             format!("cannot open or write the database: {e}")

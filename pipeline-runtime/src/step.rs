@@ -1,0 +1,213 @@
+//! What step code (and a pipeline body) can report about itself: scalars and text (ClearML's
+//! `get_logger()`), artifacts and models (`upload_artifact`, `upload_model`) and configuration
+//! (`connect_configuration`). Reports go to the run store under the current run and step, in
+//! every mode: the controller sets the context for in-process steps, the worker for its own.
+//!
+//! Outside any run, or with recording off, reports are dropped and `false` is returned.
+
+use crate::artifacts::write_value;
+use crate::store::{ArtifactKind, ArtifactRecord, Event, MetricRecord, RunStore};
+use pipeline_core::{ComponentDescriptor, ComponentValue, StepError};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Where the reports of the code running on this thread go.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StepContext {
+    /// The run's id.
+    pub run: String,
+    /// The node's name; empty for the pipeline body itself.
+    pub node: String,
+    /// The component (for its `monitor_*` options); `None` for the body.
+    #[serde(skip)]
+    pub component: Option<&'static ComponentDescriptor>,
+    /// The run store.
+    pub store: PathBuf,
+    /// The run's folder, where uploaded values are written.
+    pub run_dir: PathBuf,
+}
+
+thread_local! {
+    static CONTEXT: RefCell<Option<StepContext>> = const { RefCell::new(None) };
+    static STORE: RefCell<Option<RunStore>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with reports going to `context`.
+pub(crate) fn with_context<R>(context: Option<StepContext>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<StepContext>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CONTEXT.with(|c| *c.borrow_mut() = self.0.take());
+        }
+    }
+    let _restore = Restore(CONTEXT.with(|c| std::mem::replace(&mut *c.borrow_mut(), context)));
+    f()
+}
+
+fn context() -> Option<StepContext> {
+    CONTEXT.with(|c| c.borrow().clone())
+}
+
+fn write(context: &StepContext, events: Vec<Event>) -> bool {
+    STORE.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.as_ref().is_none_or(|s| s.path() != context.store) {
+            *slot = RunStore::open(&context.store)
+                .map_err(|e| eprintln!("pipeline: {e}"))
+                .ok();
+        }
+        let Some(store) = slot.as_mut() else { return false };
+        match store.apply(&events) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("pipeline: {e}");
+                false
+            }
+        }
+    })
+}
+
+/// Reports a scalar: plot `title`, line `series`, point (`iteration`, `value`). With the
+/// component's `monitor_metrics`, the point is copied onto the pipeline run too.
+pub fn report_scalar(title: &str, series: &str, iteration: i64, value: f64) -> bool {
+    let Some(cx) = context() else { return false };
+    let record = |node: &str, title: &str, series: &str| Event::Metric {
+        run: cx.run.clone(),
+        record: MetricRecord {
+            node: node.to_string(),
+            title: title.to_string(),
+            series: series.to_string(),
+            iteration,
+            value,
+            at: SystemTime::now(),
+        },
+    };
+    let mut events = vec![record(&cx.node, title, series)];
+    if let Some(component) = cx.component {
+        for (t, s, target_title, target_series) in component.options.monitor_metrics {
+            if *t == title && *s == series {
+                events.push(record("", target_title, target_series));
+            }
+        }
+    }
+    write(&cx, events)
+}
+
+/// Reports a line of text.
+pub fn report_text(text: &str) -> bool {
+    let Some(cx) = context() else { return false };
+    let event = Event::Text {
+        run: cx.run.clone(),
+        node: cx.node.clone(),
+        text: text.to_string(),
+    };
+    write(&cx, vec![event])
+}
+
+fn upload(cx: &StepContext, kind: ArtifactKind, name: &str, mut record: ArtifactRecord) -> bool {
+    let monitored = match (kind, cx.component) {
+        (ArtifactKind::Artifact, Some(c)) => c.options.monitor_artifacts,
+        (ArtifactKind::Model, Some(c)) => c.options.monitor_models,
+        _ => &[],
+    };
+    let mut events = vec![Event::Artifact {
+        run: cx.run.clone(),
+        record: record.clone(),
+    }];
+    for (source, target) in monitored {
+        let matches = *source == name || (source.ends_with('*') && name.starts_with(source.trim_end_matches('*')));
+        if matches {
+            record.node = String::new();
+            record.name = target.trim_end_matches('*').to_string();
+            if record.name.is_empty() {
+                record.name = name.to_string();
+            }
+            events.push(Event::Artifact {
+                run: cx.run.clone(),
+                record: record.clone(),
+            });
+        }
+    }
+    write(cx, events)
+}
+
+/// Stores `value` as an artifact named `name` of the current step (or run), in the run's
+/// folder with the artifact header; `metadata` is kept with the record.
+pub fn upload_artifact<T: ComponentValue>(
+    name: &str,
+    value: &T,
+    metadata: Option<serde_json::Value>,
+) -> Result<bool, StepError> {
+    let Some(cx) = context() else { return Ok(false) };
+    let dir = if cx.node.is_empty() {
+        cx.run_dir.join("artifacts")
+    } else {
+        cx.run_dir.join(&cx.node).join("artifacts")
+    };
+    let codec = pipeline_core::Codec::Bincode;
+    let artifact = write_value(&dir.join(format!("{name}.art")), codec, value)?;
+    let header = crate::artifacts::read_header(&artifact.path)?;
+    let record = ArtifactRecord {
+        node: cx.node.clone(),
+        name: name.to_string(),
+        kind: ArtifactKind::Artifact,
+        uri: artifact.path.display().to_string(),
+        codec: Some(codec.name().to_string()),
+        type_name: Some(header.type_name),
+        size: Some(header.length),
+        checksum: Some(format!("{:08x}", header.checksum)),
+        metadata,
+    };
+    Ok(upload(&cx, ArtifactKind::Artifact, name, record))
+}
+
+/// Records a model file (weights, an exported graph...) named `name`: its path, size and
+/// BLAKE3 checksum. The file stays where it is.
+pub fn upload_model(name: &str, path: &Path) -> Result<bool, StepError> {
+    let Some(cx) = context() else { return Ok(false) };
+    let io = |e: std::io::Error| {
+        StepError::new(
+            pipeline_core::ErrorKind::Setup,
+            format!("model `{}`: {e}", path.display()),
+        )
+    };
+    let mut hasher = blake3::Hasher::new();
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let size = std::io::copy(&mut file, &mut hasher).map_err(io)?;
+    let path = std::fs::canonicalize(path).map_err(io)?;
+    let record = ArtifactRecord {
+        node: cx.node.clone(),
+        name: name.to_string(),
+        kind: ArtifactKind::Model,
+        uri: path.display().to_string(),
+        codec: None,
+        type_name: None,
+        size: Some(size),
+        checksum: Some(hasher.finalize().to_hex().to_string()),
+        metadata: None,
+    };
+    Ok(upload(&cx, ArtifactKind::Model, name, record))
+}
+
+/// Records `value` as the run's configuration `name` and gives it back, as ClearML's
+/// `connect_configuration` does with a dictionary.
+pub fn connect_configuration<T: Serialize>(name: &str, value: T) -> T {
+    if let Some(cx) = context() {
+        match serde_json::to_value(&value) {
+            Ok(json) => {
+                write(
+                    &cx,
+                    vec![Event::Configuration {
+                        run: cx.run.clone(),
+                        name: name.to_string(),
+                        value: json,
+                    }],
+                );
+            }
+            Err(e) => eprintln!("pipeline: configuration `{name}` is not representable as JSON: {e}"),
+        }
+    }
+    value
+}
