@@ -67,14 +67,19 @@ fn main() {
 
     let steps = 200u64;
     let spawn = median((0..steps).map(|_| bare_spawn()).collect());
-    let runs: Vec<Duration> = (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            assert_eq!(chain(steps), steps);
-            start.elapsed()
-        })
-        .collect();
-    let per_step = median(runs) / steps as u32;
+    let chain_per_step = |recording: bool| {
+        pipeline_runtime::set_recording(recording);
+        let runs: Vec<Duration> = (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                assert_eq!(chain(steps), steps);
+                start.elapsed()
+            })
+            .collect();
+        median(runs) / steps as u32
+    };
+    let unrecorded = chain_per_step(false);
+    let per_step = chain_per_step(true);
     println!("| what | per step |");
     println!("|---|---:|");
     println!(
@@ -86,6 +91,11 @@ fn main() {
         per_step.as_secs_f64() * 1e3
     );
     println!("| ratio | {:.2}x |", per_step.as_secs_f64() / spawn.as_secs_f64());
+    println!(
+        "| of which the run store (same chain unrecorded: {:.2} ms) | {:.3} ms |",
+        unrecorded.as_secs_f64() * 1e3,
+        per_step.as_secs_f64() * 1e3 - unrecorded.as_secs_f64() * 1e3
+    );
     println!();
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
