@@ -395,3 +395,26 @@ fn a_running_pipeline_can_be_found_stopped_and_waited_for() {
     );
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+// ---------------------------------------------------------------- parallel instances
+
+#[pipeline(name = "instances", project = "store-tests", multi_instance_support = "parallel")]
+fn instances(x: u64) -> u64 {
+    nap(200).get().unwrap() + x
+}
+
+#[test]
+fn parallel_instances_run_at_once_and_can_all_be_awaited() {
+    state();
+    let runs: Vec<_> = (0..3).map(instances::spawn).collect();
+    let records = pipeline_runtime::wait_for_multi_pipelines();
+    assert_eq!(records.len(), 3);
+    assert!(records.iter().all(PipelineRun::is_successful));
+    let finished: Vec<_> = runs.into_iter().map(|r| r.join().unwrap()).collect();
+    assert_eq!(finished.iter().map(|f| f.output).collect::<Vec<_>>(), [200, 201, 202]);
+    // Every run started before any other ended: they ran at once.
+    let record = |f: &pipeline_runtime::Finished<u64>| f.run.record().clone();
+    let latest_start = finished.iter().map(|f| record(f).started).max().unwrap();
+    let earliest_end = finished.iter().map(|f| record(f).ended.unwrap()).min().unwrap();
+    assert!(latest_start < earliest_end);
+}

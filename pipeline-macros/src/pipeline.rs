@@ -84,6 +84,7 @@ struct Options {
     abort_on_failure: bool,
     pipeline_execution_queue: Option<Option<LitStr>>,
     parallel_instances: bool,
+    parallel_span: Span,
     add_run_number: bool,
     args_map: Vec<(LitStr, Vec<LitStr>)>,
     start_controller_locally: bool,
@@ -109,6 +110,7 @@ fn parse_options(attr: TokenStream) -> syn::Result<Options> {
         abort_on_failure: false,
         pipeline_execution_queue: None,
         parallel_instances: false,
+        parallel_span: Span::call_site(),
         add_run_number: true,
         args_map: Vec::new(),
         start_controller_locally: false,
@@ -162,6 +164,7 @@ fn parse_options(attr: TokenStream) -> syn::Result<Options> {
                 })
             }
             "multi_instance_support" => {
+                o.parallel_span = arg.key.span();
                 o.parallel_instances = match arg.value() {
                     Ok(syn::Expr::Lit(syn::ExprLit {
                         lit: syn::Lit::Str(s), ..
@@ -295,6 +298,27 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
         quote_spanned! {ty.span()=> (#n, #p::param_repr::<#ty>(&#id)) }
     });
 
+    if o.parallel_instances && is_async {
+        return Err(syn::Error::new(
+            o.parallel_span,
+            "`multi_instance_support = \"parallel\"` is for sync pipelines; an async pipeline's runs \
+             already run in parallel when their futures are spawned or joined",
+        ));
+    }
+    let spawn = o.parallel_instances.then(|| {
+        let names = params.iter().map(|prm| &prm.ident);
+        let decl = params.iter().map(|prm| {
+            let (id, ty) = (&prm.ident, &prm.ty);
+            quote!(#id: #ty)
+        });
+        quote! {
+            /// Starts a run on a thread of its own (`multi_instance_support = "parallel"`); join
+            /// it, or wait for every such run with `wait_for_multi_pipelines`.
+            #vis fn spawn(#(#decl),*) -> #krate::Spawned<#ret> {
+                #p::spawn_pipeline(move || #ident::run(#(#names),*))
+            }
+        }
+    });
     let (run_body, asyncness, dot_await) = if is_async {
         (
             quote!(#p::run_pipeline_async::<#ret>(&#desc, __params, async move #block).await),
@@ -353,6 +377,8 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
                 let __params = ::std::vec![#(#records),*];
                 #run_body
             }
+
+            #spawn
 
             /// What the framework knows about this pipeline.
             #vis fn descriptor() -> &'static #p::PipelineDescriptor {

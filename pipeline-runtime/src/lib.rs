@@ -14,6 +14,7 @@ mod error;
 mod executor;
 mod handle;
 mod mode;
+mod multi;
 mod outputs;
 mod pipeline;
 mod recorder;
@@ -28,6 +29,7 @@ pub use context::{RunView, current_run};
 pub use error::{HandleError, PipelineError};
 pub use handle::{Handle, HandleFuture, IntoInput};
 pub use mode::{Mode, debug_pipeline, mode, run_locally, with_mode};
+pub use multi::{Spawned, wait_for_multi_pipelines};
 pub use pipeline::Finished;
 pub use pipeline_core::{
     ArtifactCodec, Codec, ComponentDescriptor, ComponentOptions, ContinueBehaviour, DagNode, ErrorKind, NodeStatus,
@@ -50,6 +52,7 @@ pub mod prelude {
 pub mod __private {
     pub use crate::call::{Invoke, block_on, call_component, param_repr, step_error};
     pub use crate::handle::{ExportSink, Input, IntoInput, NodeRef};
+    pub use crate::multi::spawn_pipeline;
     pub use crate::outputs::Outputs;
     pub use crate::pipeline::{expect_started, run_pipeline, run_pipeline_async};
     pub use inventory;

@@ -243,16 +243,27 @@ impl RunStore {
         Ok((version, run_number + 1))
     }
 
-    /// Writes a batch of events in one transaction.
+    /// Writes a batch of events in one transaction. A node's row is written once per batch,
+    /// with its last state; every state change still gets its event row.
     pub(crate) fn apply(&mut self, events: &[Event]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let fail = |e: rusqlite::Error| error_at(&path, &e);
+        let mut last_state = std::collections::HashMap::new();
+        for (i, event) in events.iter().enumerate() {
+            if let Event::Node { run, node, .. } = event {
+                last_state.insert((run.as_str(), node.name.as_str()), i);
+            }
+        }
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(fail)?;
-        for event in events {
-            apply_one(&tx, event).map_err(fail)?;
+        for (i, event) in events.iter().enumerate() {
+            let latest = match event {
+                Event::Node { run, node, .. } => last_state.get(&(run.as_str(), node.name.as_str())) == Some(&i),
+                _ => true,
+            };
+            apply_one(&tx, event, latest).map_err(fail)?;
         }
         tx.commit().map_err(fail)
     }
@@ -340,8 +351,14 @@ impl RunStore {
     }
 }
 
-fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> {
+/// Writes one event; `latest` is false for a node state that a later event in the same batch
+/// replaces (only its state-change row is written).
+fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, latest: bool) -> rusqlite::Result<()> {
     match event {
+        Event::Node { run, node, .. } if !latest => {
+            tx.prepare_cached("INSERT INTO node_events (run_id, node, status, at) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![run, node.name, node.status.as_str(), secs(SystemTime::now())])?;
+        }
         Event::Node {
             run,
             seq,
