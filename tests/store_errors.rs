@@ -20,7 +20,8 @@ fn guarded() -> u32 {
 
 #[test]
 fn corrupt_and_locked_stores_are_clear_errors() {
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("store_errors-{}", std::process::id()));
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("store_errors-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     pipeline_runtime::set_state_dir(Some(dir.clone()));
     debug_pipeline();
@@ -30,7 +31,10 @@ fn corrupt_and_locked_stores_are_clear_errors() {
     let err = guarded::run().unwrap_err();
     assert!(matches!(err, PipelineError::Store(_)), "{err:?}");
     let message = err.to_string();
-    assert!(message.contains("runs.db") && message.contains("not a run store"), "{message}");
+    assert!(
+        message.contains("runs.db") && message.contains("not a run store"),
+        "{message}"
+    );
     assert!(!message.contains('\n'));
     assert!(!RAN.load(Ordering::SeqCst));
 
