@@ -96,6 +96,24 @@ fn a_run_is_recorded_with_its_nodes_states_and_parameters() {
     assert_eq!(store().runs(&filter).unwrap().len(), 2);
 }
 
+#[pipeline(name = "sections", project = "store-tests", args_map(data = ["rows", "seed"]))]
+fn sections(rows: u32, seed: u64, label: String) -> u32 {
+    let _ = (seed, label);
+    add(rows, 0).get().unwrap()
+}
+
+#[test]
+fn args_map_files_parameters_under_sections() {
+    state();
+    let run = sections::run(5, 7, "x".into()).unwrap().run;
+    let names: Vec<&str> = run.parameters().iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["data/rows", "data/seed", "label"]);
+    assert_eq!(
+        PipelineRun::get(run.id()).unwrap().unwrap().parameters(),
+        run.parameters()
+    );
+}
+
 mod version_one {
     use super::*;
     #[pipeline(name = "versioned", project = "store-tests")]

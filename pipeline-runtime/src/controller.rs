@@ -101,7 +101,7 @@ pub(crate) struct Run {
     /// Identity in the run store and the state folder.
     pub(crate) key: Arc<str>,
     pub(crate) descriptor: &'static PipelineDescriptor,
-    pub(crate) params: Vec<(&'static str, String)>,
+    pub(crate) params: Vec<(String, String)>,
     pub(crate) started: SystemTime,
     /// The version recorded (given, or chosen by the store).
     pub(crate) version: String,
@@ -134,7 +134,7 @@ static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
 impl Run {
     pub(crate) fn new(
         descriptor: &'static PipelineDescriptor,
-        params: Vec<(&'static str, String)>,
+        params: Vec<(String, String)>,
         executor: Box<dyn Executor>,
         identity: RunIdentity,
     ) -> Arc<Self> {

@@ -34,6 +34,21 @@ fn start(
     params: Vec<(&'static str, String)>,
 ) -> Result<Arc<Run>, PipelineError> {
     registry::validate()?;
+    // `args_map` files parameters under sections: `section/name`.
+    let params: Vec<(String, String)> = params
+        .into_iter()
+        .map(|(name, value)| {
+            let section = descriptor
+                .options
+                .args_map
+                .iter()
+                .find(|(_, names)| names.contains(&name));
+            (
+                section.map_or_else(|| name.to_string(), |(s, _)| format!("{s}/{name}")),
+                value,
+            )
+        })
+        .collect();
     let mode = mode();
     if mode == Mode::Remote {
         return Err(PipelineError::RemoteUnavailable(descriptor.name.to_string()));
@@ -186,7 +201,7 @@ fn record(run: &Run, body_panicked: bool) -> PipelineRun {
             _ => "debug".into(),
         },
         code_hash: d.code_hash.to_string(),
-        parameters: run.params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        parameters: run.params.clone(),
         tags: d.options.tags.iter().map(|t| t.to_string()).collect(),
         configuration: Default::default(),
         started: run.started,

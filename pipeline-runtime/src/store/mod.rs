@@ -60,7 +60,7 @@ pub(crate) struct NewRun<'a> {
     pub version: Option<&'a str>,
     pub mode: &'a str,
     pub code_hash: &'a str,
-    pub parameters: &'a [(&'static str, String)],
+    pub parameters: &'a [(String, String)],
     pub tags: &'a [&'static str],
     pub started: SystemTime,
 }
