@@ -227,12 +227,7 @@ pub fn run_pipeline<R>(
         crate::step::with_context(context, || CURRENT.sync_scope(run.clone(), body))
     }));
     run.wait_idle();
-    drop(watchdog);
-    let record = record(&run, outcome.is_err());
-    match outcome {
-        Ok(output) => Ok(Finished { output, run: record }),
-        Err(payload) => resume_unwind(payload),
-    }
+    conclude(&run, watchdog, outcome)
 }
 
 /// Runs an async pipeline body. A panic in the body is re-raised after every step has ended.
@@ -257,8 +252,14 @@ pub async fn run_pipeline_async<R>(
     })
     .await;
     poll_fn(|cx| run.poll_idle(cx)).await;
+    conclude(&run, watchdog, outcome)
+}
+
+/// Ends an idle run: stops its watchdog, records it, and hands back the body's value or
+/// re-raises its panic.
+fn conclude<R>(run: &Run, watchdog: Watchdog, outcome: std::thread::Result<R>) -> Result<Finished<R>, PipelineError> {
     drop(watchdog);
-    let record = record(&run, outcome.is_err());
+    let record = record(run, outcome.is_err());
     match outcome {
         Ok(output) => Ok(Finished { output, run: record }),
         Err(payload) => resume_unwind(payload),
