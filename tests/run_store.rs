@@ -436,3 +436,28 @@ fn parallel_instances_run_at_once_and_can_all_be_awaited() {
     let earliest_end = finished.iter().map(|f| record(f).ended.unwrap()).min().unwrap();
     assert!(latest_start < earliest_end);
 }
+
+#[test]
+fn changing_a_components_code_invalidates_its_cache() {
+    let dir = state().join("code-change");
+    let probe = |exe: &str, x: u64| {
+        let out = std::process::Command::new(exe)
+            .arg(&dir)
+            .arg(x.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (a, b) = (env!("CARGO_BIN_EXE_cache_probe_a"), env!("CARGO_BIN_EXE_cache_probe_b"));
+    assert_eq!(probe(a, 5), "completed 10");
+    assert_eq!(probe(a, 5), "cached 10");
+    assert_eq!(
+        probe(b, 5),
+        "completed 10",
+        "other code under the same name must not reuse the result"
+    );
+    assert_eq!(probe(b, 5), "cached 10");
+    assert_eq!(probe(a, 5), "cached 10");
+    assert_eq!(probe(a, 6), "completed 12");
+}
