@@ -327,9 +327,16 @@ impl Run {
         });
     }
 
-    /// The log file of the node's current attempt, recorded with its next state change.
-    pub(crate) fn set_log_path(&self, index: u32, path: std::path::PathBuf) {
-        self.lock().nodes[index as usize].log_path = Some(path);
+    /// The log file of the node's current attempt.
+    pub(crate) fn set_log_path(self: &Arc<Self>, index: u32, path: std::path::PathBuf) {
+        let mut fx = Effects::default();
+        {
+            let mut st = self.lock();
+            st.nodes[index as usize].log_path = Some(path);
+            // Recorded now, so that `pipeline logs --follow` finds a running attempt's log.
+            st.record_node(index, false, &mut fx);
+        }
+        self.apply(fx);
     }
 
     fn lock(&self) -> MutexGuard<'_, RunState> {
@@ -381,7 +388,7 @@ impl Run {
                 cache_key: None,
                 log_path: None,
             });
-            st.record_node(index, &mut fx);
+            st.record_node(index, true, &mut fx);
             st.names.insert(name, index);
             st.active += 1;
 
@@ -686,11 +693,13 @@ impl RunState {
             if let Some(callback) = node.descriptor.options.callbacks.status_change {
                 fx.status_events.push((callback, self.dag_node(index), previous));
             }
-            self.record_node(index, fx);
+            self.record_node(index, true, fx);
         }
     }
 
-    fn record_node(&self, index: u32, fx: &mut Effects) {
+    /// Sends the node's state to the recorder; `changed` when its status just changed (an event
+    /// row is written then).
+    fn record_node(&self, index: u32, changed: bool, fx: &mut Effects) {
         if self.recording {
             let n = &self.nodes[index as usize];
             fx.records.push(Event::Node {
@@ -700,6 +709,7 @@ impl RunState {
                 code_hash: n.descriptor.code_hash,
                 cache_key: n.cache_key.clone(),
                 log_path: n.log_path.clone(),
+                changed,
             });
         }
     }

@@ -8,7 +8,7 @@ use pipeline_runtime::prelude::*;
 
 #[component(cache = true)]
 fn cached_work(x: u64) -> u64 {
-    x * 2 + 0 // the same result, other code
+    x + x // the same result, other code
 }
 
 #[pipeline(name = "cache_probe", project = "tests")]

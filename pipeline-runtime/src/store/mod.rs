@@ -67,9 +67,8 @@ pub(crate) struct NewRun<'a> {
 
 /// One write, as the recorder batches them.
 #[derive(Debug)]
-#[allow(dead_code)] // metrics, texts, configuration and cache entries land with the step API
 pub(crate) enum Event {
-    /// A node's full state (upserted), with a state-change event.
+    /// A node's full state (upserted), with a state-change event when `changed`.
     Node {
         run: String,
         seq: u32,
@@ -77,6 +76,7 @@ pub(crate) enum Event {
         code_hash: &'static str,
         cache_key: Option<String>,
         log_path: Option<PathBuf>,
+        changed: bool,
     },
     /// An artifact of a node or of the run.
     Artifact { run: String, record: ArtifactRecord },
@@ -355,9 +355,10 @@ impl RunStore {
 /// replaces (only its state-change row is written).
 fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, latest: bool) -> rusqlite::Result<()> {
     match event {
-        Event::Node { run, node, .. } if !latest => {
-            tx.prepare_cached("INSERT INTO node_events (run_id, node, status, at) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![run, node.name, node.status.as_str(), secs(SystemTime::now())])?;
+        Event::Node { run, node, changed, .. } if !latest => {
+            if *changed {
+                insert_node_event(tx, run, node)?;
+            }
         }
         Event::Node {
             run,
@@ -366,6 +367,7 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, latest: bool) -> rus
             code_hash,
             cache_key,
             log_path,
+            changed,
         } => {
             let parents = serde_json::to_string(&node.parents).expect("strings serialize");
             let error = node
@@ -394,8 +396,9 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, latest: bool) -> rus
                 node.status == NodeStatus::Cached,
                 log_path.as_ref().map(|p| p.display().to_string()),
             ])?;
-            tx.prepare_cached("INSERT INTO node_events (run_id, node, status, at) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![run, node.name, node.status.as_str(), secs(SystemTime::now())])?;
+            if *changed {
+                insert_node_event(tx, run, node)?;
+            }
         }
         Event::Artifact { run, record } => {
             tx.prepare_cached(
@@ -461,6 +464,12 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, latest: bool) -> rus
         }
     }
     Ok(())
+}
+
+fn insert_node_event(tx: &rusqlite::Transaction<'_>, run: &str, node: &DagNode) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT INTO node_events (run_id, node, status, at) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![run, node.name, node.status.as_str(), secs(SystemTime::now())])
+        .map(drop)
 }
 
 fn highest_version(

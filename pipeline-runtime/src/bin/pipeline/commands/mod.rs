@@ -1,0 +1,11 @@
+//! One module per command.
+
+pub mod artifacts;
+pub mod cache;
+pub mod compare;
+pub mod dag;
+pub mod get;
+pub mod logs;
+pub mod runs;
+pub mod show;
+pub mod stop;

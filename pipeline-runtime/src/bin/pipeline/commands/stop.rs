@@ -1,0 +1,30 @@
+//! `pipeline stop RUN [--reason TEXT]`: asks a running run's controller to stop it.
+
+use crate::context::{Ctx, find_run};
+use crate::error::CliError;
+use crate::output::{print, print_json};
+
+/// Records a stop request for a running run.
+pub fn stop(ctx: &Ctx, id: &str, reason: &str) -> Result<(), CliError> {
+    let store = ctx.require_store()?;
+    let run = find_run(&store, id)?;
+    let requested = store.request_stop(&run.id, reason)?;
+    if ctx.json {
+        return print_json(&serde_json::json!({
+            "run": run.id,
+            "requested": requested,
+            "status": run.status.as_str(),
+            "reason": reason,
+        }));
+    }
+    if requested {
+        print(&format!("stop requested for run {} ({reason})\n", run.id))
+    } else {
+        // It ended between the lookup and the request, or long before: nothing to stop.
+        let status = store.run(&run.id)?.map_or(run.status, |r| r.status);
+        print(&format!(
+            "run {} has already ended ({status}); nothing to stop\n",
+            run.id
+        ))
+    }
+}

@@ -1,0 +1,206 @@
+//! `pipeline`: the command line over the run store. Lists runs, shows a run and its steps,
+//! renders its DAG, prints a step's log or an output's value, compares runs, clears the cache
+//! and asks a running run to stop.
+//!
+//! Every error is one line on stderr, `pipeline: ...`, with exit code 2 for a usage mistake or
+//! something that does not exist and 1 for a store, log or artifact that cannot be read.
+
+mod commands;
+mod context;
+mod error;
+mod format;
+mod json;
+mod metrics;
+mod output;
+mod table;
+
+use clap::{Parser, Subcommand};
+use commands::dag::DagFormat;
+use commands::runs::RunsArgs;
+use context::Ctx;
+use error::{CliError, EXIT_USAGE};
+use std::path::PathBuf;
+
+/// Inspect the runs of Rust pipelines recorded in the run store.
+#[derive(Debug, Parser)]
+#[command(name = "pipeline", version, propagate_version = true)]
+struct Cli {
+    /// The state folder holding the run store (default: $PIPELINE_STATE_DIR, else ./.pipeline).
+    #[arg(long, global = true, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// Machine output: JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List runs, newest first.
+    Runs(RunsArgs),
+    /// Show a run: identity, parameters, timings and its steps.
+    Show {
+        /// Run id, or an unambiguous prefix of one.
+        run: String,
+    },
+    /// Render a run's DAG.
+    Dag {
+        /// Run id, or an unambiguous prefix of one.
+        run: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = DagFormat::Text)]
+        format: DagFormat,
+    },
+    /// Print a local-mode step's log.
+    Logs {
+        /// Run id, or an unambiguous prefix of one.
+        run: String,
+        /// Step (node) name, as `pipeline show` lists it.
+        step: String,
+        /// Keep printing new lines until the step reaches a final state.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// List a run's artifacts.
+    Artifacts {
+        /// Run id, or an unambiguous prefix of one.
+        run: String,
+    },
+    /// Print the value of a step's output (JSON-codec artifacts).
+    Get {
+        /// Run id, or an unambiguous prefix of one.
+        run: String,
+        /// Step (node) name.
+        step: String,
+        /// Output name (`return_object`, or a `return_values` name); optional when the step
+        /// has one output.
+        output: Option<String>,
+    },
+    /// Compare two runs: parameters, step durations, metrics.
+    Compare {
+        /// The first run (A).
+        a: String,
+        /// The second run (B).
+        b: String,
+    },
+    /// Manage the step cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Ask a running run to stop.
+    Stop {
+        /// Run id, or an unambiguous prefix of one.
+        run: String,
+        /// Why, recorded with the request.
+        #[arg(long, default_value = "stopped from the command line")]
+        reason: String,
+    },
+}
+
+/// `pipeline cache ...`.
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// Remove cache entries (all, or one component's).
+    Clear {
+        /// Only the entries of this component.
+        #[arg(long, value_name = "NAME")]
+        component: Option<String>,
+    },
+}
+
+fn main() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        let place = info
+            .location()
+            .map_or_else(String::new, |l| format!(" (at {}:{})", l.file(), l.line()));
+        eprintln!("pipeline: internal error: {}{place}", format::one_line(&message));
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage_error(e),
+    };
+    let ctx = Ctx {
+        state: cli.state.clone().unwrap_or_else(pipeline_runtime::state_dir),
+        json: cli.json,
+    };
+    if let Err(e) = run(&ctx, cli.command) {
+        if !e.message.is_empty() {
+            eprintln!("pipeline: {}", format::one_line(&e.message));
+        }
+        std::process::exit(e.code);
+    }
+}
+
+/// Runs one command.
+fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
+    use commands::*;
+    match command {
+        Command::Runs(args) => runs::runs(ctx, args),
+        Command::Show { run } => show::show(ctx, &run),
+        Command::Dag { run, format } => dag::dag(ctx, &run, format),
+        Command::Logs { run, step, follow } => logs::logs(ctx, &run, &step, follow),
+        Command::Artifacts { run } => artifacts::artifacts(ctx, &run),
+        Command::Get { run, step, output } => get::get(ctx, &run, &step, output.as_deref()),
+        Command::Compare { a, b } => compare::compare(ctx, &a, &b),
+        Command::Cache(CacheCommand::Clear { component }) => cache::clear(ctx, component.as_deref()),
+        Command::Stop { run, reason } => stop::stop(ctx, &run, &reason),
+    }
+}
+
+/// Help and version print as usual; any other parse error becomes one line and exit 2.
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        std::process::exit(0);
+    }
+    let rendered = e.render().to_string();
+    let lines: Vec<&str> = rendered.lines().map(str::trim).collect();
+    // `Usage: pipeline cache [OPTIONS] <COMMAND>` names the command that was being parsed.
+    let command = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("Usage: "))
+        .map(|u| {
+            u.split(' ')
+                .take_while(|w| !w.starts_with(['[', '<']))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "pipeline".to_string());
+    let message = if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand
+    ) {
+        // The help that clap would print lists the subcommands: name them.
+        let subcommands: Vec<&str> = lines
+            .iter()
+            .skip_while(|l| **l != "Commands:")
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|c| *c != "help")
+            .collect();
+        format!("`{command}` needs a command ({})", subcommands.join(", "))
+    } else {
+        // clap's message is a few lines (the error, its details, tips), then the usage: keep the
+        // lines before the usage, joined.
+        let joined = lines
+            .iter()
+            .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+            .filter(|l| !l.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
+        joined.strip_prefix("error: ").unwrap_or(&joined).to_string()
+    };
+    eprintln!("pipeline: {message}; see `{command} --help`");
+    std::process::exit(EXIT_USAGE);
+}
