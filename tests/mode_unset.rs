@@ -1,5 +1,5 @@
-//! Without `debug_pipeline()` the default mode is remote, which this build does not provide:
-//! starting a pipeline must say so clearly instead of running anything.
+//! Without `debug_pipeline()` or `run_locally()` the mode is remote: with no Ray cluster at the
+//! configured address, starting a pipeline must say so clearly instead of running anything.
 
 use pipeline_runtime::prelude::*;
 use pipeline_runtime::{Mode, PipelineError, mode};
@@ -19,19 +19,26 @@ fn unset() -> bool {
 }
 
 #[test]
-fn no_mode_chosen_is_a_clear_error_and_runs_nothing() {
+fn an_unreachable_cluster_is_a_clear_error_and_runs_nothing() {
+    // SAFETY: this binary's only test; nothing else reads the environment concurrently.
+    unsafe { std::env::set_var(pipeline_runtime::RAY_ADDRESS_ENV, "http://127.0.0.1:9") };
     assert_eq!(mode(), Mode::Remote);
     let err = unset::run().unwrap_err();
-    assert!(matches!(err, PipelineError::RemoteUnavailable(ref name) if name == "unset"));
     assert!(
-        err.to_string().contains("call `pipeline_runtime::debug_pipeline()`"),
-        "{err}"
+        matches!(err, PipelineError::Cluster { ref address, .. } if address == "http://127.0.0.1:9"),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.starts_with("cannot use the Ray cluster at http://127.0.0.1:9: no answer"),
+        "{message}"
+    );
+    assert!(
+        message.contains("debug_pipeline()") && !message.contains('\n'),
+        "{message}"
     );
     let panic = std::panic::catch_unwind(unset).unwrap_err();
     let message = panic.downcast_ref::<String>().unwrap();
-    assert!(
-        message.contains("no execution mode chosen for pipeline `unset`"),
-        "{message}"
-    );
+    assert!(message.contains("cannot use the Ray cluster"), "{message}");
     assert!(!RAN.load(Ordering::SeqCst));
 }

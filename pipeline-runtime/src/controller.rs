@@ -103,6 +103,8 @@ pub(crate) struct Run {
     pub(crate) descriptor: &'static PipelineDescriptor,
     pub(crate) params: Vec<(String, String)>,
     pub(crate) started: SystemTime,
+    /// Where its steps run.
+    pub(crate) mode: crate::mode::Mode,
     /// The version recorded (given, or chosen by the store).
     pub(crate) version: String,
     /// 1 for the first run of this pipeline in the store.
@@ -146,6 +148,7 @@ impl Run {
             params,
             started: identity.started,
             version: identity.version,
+            mode: crate::mode::mode(),
             run_number: identity.run_number,
             recorder: identity.recorder,
             run_dir: identity.run_dir,

@@ -57,12 +57,18 @@ pub enum PipelineError {
     /// Two components share a name in this binary.
     #[error(transparent)]
     DuplicateComponent(#[from] pipeline_core::registry::DuplicateComponent),
-    /// No execution mode was chosen and the default (remote) one is not available.
+    /// Remote mode (the default when no mode is chosen) could not use the Ray cluster.
     #[error(
-        "no execution mode chosen for pipeline `{0}`: remote execution is not available in this \
-         build; call `pipeline_runtime::debug_pipeline()` before running the pipeline"
+        "cannot use the Ray cluster at {address}: {reason}; start one (`ray start --head`), point \
+         PIPELINE_RAY_ADDRESS at yours, or run in-process with `pipeline_runtime::debug_pipeline()` \
+         or as local subprocesses with `pipeline_runtime::run_locally()`"
     )]
-    RemoteUnavailable(String),
+    Cluster {
+        /// The dashboard address tried.
+        address: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The run store could not be opened or written.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

@@ -15,6 +15,17 @@ pub enum Mode {
     Remote,
 }
 
+impl Mode {
+    /// Lower-case name, as recorded.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Local => "local",
+            Self::Remote => "remote",
+        }
+    }
+}
+
 static MODE: AtomicU8 = AtomicU8::new(0);
 
 thread_local! {

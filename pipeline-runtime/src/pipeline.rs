@@ -5,7 +5,8 @@ use crate::api::PipelineRun;
 use crate::context::CURRENT;
 use crate::controller::{Run, RunIdentity};
 use crate::error::PipelineError;
-use crate::executor::{DebugExecutor, Executor, LocalExecutor};
+use crate::executor::ray::RayClient;
+use crate::executor::{DebugExecutor, Executor, LocalBackend, RayBackend, WorkerExecutor, runtime};
 use crate::mode::{Mode, mode};
 use crate::recorder::Recorder;
 use crate::state::recording;
@@ -50,13 +51,12 @@ fn start(
         })
         .collect();
     let mode = mode();
-    if mode == Mode::Remote {
-        return Err(PipelineError::RemoteUnavailable(descriptor.name.to_string()));
-    }
     let key = run_key(descriptor.name);
     let started = SystemTime::now();
     let state = state_dir();
     let run_dir = state.join("runs").join(&key);
+    // The executor first: an unreachable cluster is an error before anything is recorded.
+    let executor = executor(mode, descriptor, &run_dir)?;
     let mut identity = RunIdentity {
         key: key.clone(),
         started,
@@ -75,7 +75,7 @@ fn start(
             project: descriptor.project,
             name: descriptor.name,
             version: descriptor.version,
-            mode: if mode == Mode::Debug { "debug" } else { "local" },
+            mode: mode.name(),
             code_hash: descriptor.code_hash,
             parameters: &params,
             tags: descriptor.options.tags,
@@ -85,24 +85,86 @@ fn start(
         identity.run_number = run_number;
         identity.recorder = Some(Recorder::start(store).map_err(|e| PipelineError::Executor(e.to_string()))?);
     }
-    let executor_error = |e: std::io::Error| PipelineError::Executor(e.to_string());
-    let executor: Box<dyn Executor> = match mode {
+    Ok(Run::new(descriptor, params, executor, identity))
+}
+
+/// Steps running at once on a cluster when `max_parallel` says nothing.
+const REMOTE_PARALLEL: usize = 64;
+
+fn executor(
+    mode: Mode,
+    descriptor: &'static PipelineDescriptor,
+    run_dir: &Path,
+) -> Result<Box<dyn Executor>, PipelineError> {
+    let options = &descriptor.options;
+    let io = |e: std::io::Error| PipelineError::Executor(e.to_string());
+    Ok(match mode {
+        Mode::Debug => Box::new(DebugExecutor::start(descriptor.name).map_err(io)?),
         Mode::Local => {
-            let options = &descriptor.options;
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             Box::new(
-                LocalExecutor::start(
+                WorkerExecutor::start(
+                    runtime("pipeline-local").map_err(io)?,
+                    LocalBackend::new().map_err(io)?,
                     descriptor.name,
-                    run_dir,
+                    run_dir.to_path_buf(),
                     options.codec,
                     options.max_parallel.unwrap_or(cores),
                 )
-                .map_err(executor_error)?,
+                .map_err(io)?,
             )
         }
-        _ => Box::new(DebugExecutor::start(descriptor.name).map_err(executor_error)?),
+        Mode::Remote => {
+            let runtime = runtime("pipeline-remote").map_err(io)?;
+            let backend = connect_ray(&runtime, options.default_queue.unwrap_or("default"))?;
+            Box::new(
+                WorkerExecutor::start(
+                    runtime,
+                    backend,
+                    descriptor.name,
+                    run_dir.to_path_buf(),
+                    options.codec,
+                    options.max_parallel.unwrap_or(REMOTE_PARALLEL),
+                )
+                .map_err(io)?,
+            )
+        }
+    })
+}
+
+/// Checks the cluster and makes sure it has this binary.
+fn connect_ray(runtime: &tokio::runtime::Runtime, default_queue: &'static str) -> Result<RayBackend, PipelineError> {
+    let config = crate::state::ray_config();
+    let address = config
+        .address
+        .clone()
+        .unwrap_or_else(|| crate::executor::ray::DEFAULT_ADDRESS.into());
+    let fail = |e: String| PipelineError::Cluster {
+        address: address.clone(),
+        reason: e,
     };
-    Ok(Run::new(descriptor, params, executor, identity))
+    let client = RayClient::new(&config).map_err(fail)?;
+    let exe = std::env::current_exe().map_err(|e| fail(e.to_string()))?;
+    let exe_name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("worker").to_string();
+    // On a thread of its own: the caller may be inside another tokio runtime.
+    let package = std::thread::scope(|s| {
+        s.spawn(|| {
+            runtime.block_on(async {
+                client.check().await?;
+                client.ensure_package(&exe).await
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the connection check panicked".into()))
+    })
+    .map_err(fail)?;
+    Ok(RayBackend {
+        client,
+        package,
+        exe_name,
+        default_queue,
+        warm: tokio::sync::Mutex::new(false),
+    })
 }
 
 /// A folder name unique across processes: pipeline, time, process, counter.
@@ -196,10 +258,7 @@ fn record(run: &Run, body_panicked: bool) -> PipelineRun {
         version: run.version.clone(),
         run_number: run.run_number,
         status,
-        mode: match mode() {
-            Mode::Local => "local".into(),
-            _ => "debug".into(),
-        },
+        mode: run.mode.name().into(),
         code_hash: d.code_hash.to_string(),
         parameters: run.params.clone(),
         tags: d.options.tags.iter().map(|t| t.to_string()).collect(),

@@ -41,14 +41,41 @@ pub fn state_dir() -> PathBuf {
     }
 }
 
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    state_dir: Option<PathBuf>,
+    ray: Option<crate::executor::ray::RayConfig>,
+}
+
+fn read_config(text: &str) -> Result<Config, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
+}
+
 fn state_dir_from_config(text: &str) -> Result<Option<PathBuf>, String> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Config {
-        state_dir: Option<PathBuf>,
+    Ok(read_config(text)?.state_dir)
+}
+
+/// The environment variable with the Ray dashboard's address.
+pub const RAY_ADDRESS_ENV: &str = "PIPELINE_RAY_ADDRESS";
+/// The environment variable with a bearer token for the Ray cluster.
+pub const RAY_TOKEN_ENV: &str = "PIPELINE_RAY_TOKEN";
+
+/// The Ray cluster to use: `[ray]` in `pipeline.toml` (`address`, `token`, `headers`), with
+/// `$PIPELINE_RAY_ADDRESS` and `$PIPELINE_RAY_TOKEN` taking precedence.
+pub(crate) fn ray_config() -> crate::executor::ray::RayConfig {
+    let file = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| std::fs::read_to_string(cwd.join(CONFIG_FILE)).ok())
+        .and_then(|text| read_config(&text).ok())
+        .and_then(|c| c.ray)
+        .unwrap_or_default();
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    crate::executor::ray::RayConfig {
+        address: env(RAY_ADDRESS_ENV).or(file.address),
+        token: env(RAY_TOKEN_ENV).or(file.token),
+        headers: file.headers,
     }
-    let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
-    Ok(config.state_dir)
 }
 
 static RECORDING: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);

@@ -3,9 +3,14 @@
 
 mod debug;
 mod local;
+pub mod ray;
+mod remote;
+mod worker_job;
 
 pub(crate) use debug::DebugExecutor;
-pub(crate) use local::LocalExecutor;
+pub(crate) use local::LocalBackend;
+pub(crate) use remote::RayBackend;
+pub(crate) use worker_job::{WorkerExecutor, runtime};
 
 use crate::controller::Run;
 use std::sync::Arc;

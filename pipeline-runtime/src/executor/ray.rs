@@ -1,0 +1,218 @@
+//! A client of Ray's Jobs REST API (the dashboard's HTTP port): cluster check, package upload,
+//! job submission, status, logs and stop. Facts it relies on: a resubmitted `submission_id`
+//! answers HTTP 500 "already exists" (treated as submitted); packages are uploaded with
+//! `PUT /api/packages/gcs/NAME.zip` and used as `working_dir: gcs://NAME.zip`.
+
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+/// Where the cluster is and how to talk to it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RayConfig {
+    /// The dashboard's address, `http://127.0.0.1:8265` by default.
+    pub address: Option<String>,
+    /// A bearer token (Ray's token authentication).
+    pub token: Option<String>,
+    /// Extra headers, for clusters behind a proxy.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// The default dashboard address.
+pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:8265";
+
+/// A job's state as Ray reports it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct JobInfo {
+    pub status: String,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub driver_exit_code: Option<i64>,
+}
+
+impl JobInfo {
+    pub(crate) fn is_terminal(&self) -> bool {
+        matches!(self.status.as_str(), "SUCCEEDED" | "FAILED" | "STOPPED")
+    }
+}
+
+/// The client.
+pub(crate) struct RayClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl RayClient {
+    pub(crate) fn new(config: &RayConfig) -> Result<Self, String> {
+        let base = config
+            .address
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ADDRESS.to_string())
+            .trim_end_matches('/')
+            .to_string();
+        let mut headers = HeaderMap::new();
+        if let Some(token) = &config.token {
+            let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| format!("bad token: {e}"))?;
+            headers.insert(AUTHORIZATION, value);
+        }
+        for (name, value) in &config.headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("bad header name `{name}`: {e}"))?;
+            let value = HeaderValue::from_str(value).map_err(|e| format!("bad value for header `{name}`: {e}"))?;
+            headers.insert(name, value);
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(300))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self { http, base })
+    }
+
+    pub(crate) fn address(&self) -> &str {
+        &self.base
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response, String> {
+        request.send().await.map_err(|e| format!("{what}: {}", describe(&e)))
+    }
+
+    /// Checks that the cluster answers; gives Ray's version.
+    pub(crate) async fn check(&self) -> Result<String, String> {
+        #[derive(Deserialize)]
+        struct Version {
+            ray_version: String,
+        }
+        let response = self
+            .send(
+                self.http
+                    .get(format!("{}/api/version", self.base))
+                    .timeout(Duration::from_secs(10)),
+                "no answer",
+            )
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(format!("it answered HTTP {status}: {}", body.trim()));
+        }
+        response
+            .json::<Version>()
+            .await
+            .map(|v| v.ray_version)
+            .map_err(|e| format!("not a Ray dashboard: {e}"))
+    }
+
+    /// Uploads the executable as a `working_dir` package named after its hash, unless the
+    /// cluster has it already; gives the package's URI.
+    pub(crate) async fn ensure_package(&self, exe: &Path) -> Result<String, String> {
+        // Runs of one process share one upload: concurrent uploads of one package break the
+        // jobs that unpack it meanwhile.
+        static UPLOADED: tokio::sync::Mutex<Vec<(String, String)>> = tokio::sync::Mutex::const_new(Vec::new());
+        let bytes = std::fs::read(exe).map_err(|e| format!("cannot read `{}`: {e}", exe.display()))?;
+        let hash = blake3::hash(&bytes).to_hex();
+        let name = format!("_ray_pkg_{}.zip", &hash[..32]);
+        let mut uploaded = UPLOADED.lock().await;
+        let key = (self.base.clone(), name.clone());
+        if uploaded.contains(&key) {
+            return Ok(format!("gcs://{name}"));
+        }
+        let url = format!("{}/api/packages/gcs/{name}", self.base);
+        let found = self.send(self.http.get(&url), "package check").await?;
+        if !found.status().is_success() {
+            let file_name = exe
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or("the executable has no file name")?;
+            let zip = zip_executable(file_name, &bytes).map_err(|e| format!("cannot zip the executable: {e}"))?;
+            let put = self.send(self.http.put(&url).body(zip), "package upload").await?;
+            if !put.status().is_success() {
+                let status = put.status();
+                return Err(format!(
+                    "package upload answered HTTP {status}: {}",
+                    put.text().await.unwrap_or_default().trim()
+                ));
+            }
+        }
+        uploaded.push(key);
+        Ok(format!("gcs://{name}"))
+    }
+
+    /// Submits a job; a job already submitted under this id counts as submitted.
+    pub(crate) async fn submit(&self, body: &serde_json::Value) -> Result<(), String> {
+        let response = self
+            .send(
+                self.http.post(format!("{}/api/jobs/", self.base)).json(body),
+                "job submission",
+            )
+            .await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = response.text().await.unwrap_or_default();
+        if text.contains("already exists") {
+            return Ok(());
+        }
+        Err(format!("job submission answered HTTP {status}: {}", text.trim()))
+    }
+
+    pub(crate) async fn status(&self, id: &str) -> Result<JobInfo, String> {
+        let response = self
+            .send(self.http.get(format!("{}/api/jobs/{id}", self.base)), "job status")
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("job status answered HTTP {status}"));
+        }
+        response.json().await.map_err(|e| format!("job status: {e}"))
+    }
+
+    pub(crate) async fn logs(&self, id: &str) -> Result<String, String> {
+        #[derive(Deserialize)]
+        struct Logs {
+            logs: String,
+        }
+        let response = self
+            .send(self.http.get(format!("{}/api/jobs/{id}/logs", self.base)), "job logs")
+            .await?;
+        response
+            .json::<Logs>()
+            .await
+            .map(|l| l.logs)
+            .map_err(|e| format!("job logs: {e}"))
+    }
+
+    pub(crate) async fn stop(&self, id: &str) -> Result<(), String> {
+        self.send(self.http.post(format!("{}/api/jobs/{id}/stop", self.base)), "job stop")
+            .await
+            .map(drop)
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}
+
+/// A zip holding the executable, with its run bit.
+fn zip_executable(name: &str, bytes: &[u8]) -> zip::result::ZipResult<Vec<u8>> {
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .unix_permissions(0o755)
+        .large_file(bytes.len() as u64 >= u64::from(u32::MAX));
+    out.start_file(name, options)?;
+    out.write_all(bytes)?;
+    Ok(out.finish()?.into_inner())
+}

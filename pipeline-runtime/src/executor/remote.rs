@@ -1,0 +1,136 @@
+//! Remote mode (the default): every step is a job on a Ray cluster, submitted through the Jobs
+//! REST API. The job runs this same binary (uploaded once per build as a `working_dir`
+//! package) in worker mode. A queue is a custom resource: a step of queue `q` asks for one
+//! `queue_q`, so only nodes started with that resource serve it.
+
+use super::ray::{JobInfo, RayClient};
+use super::worker_job::{Backend, Cancel, Ended, LogSink, WorkerJob, sleep_or_never, time_limit_message};
+use crate::worker::MANIFEST_ENV;
+use pipeline_core::{ErrorKind, StepError};
+use std::time::Duration;
+
+/// How often a job's state is read.
+const POLL: Duration = Duration::from_millis(100);
+/// How long a stopped job may take to reach its final state.
+const STOP_BOUND: Duration = Duration::from_secs(30);
+
+/// How long a job waits for the run's first job to have its environment set up.
+const WARM_UP_BOUND: Duration = Duration::from_secs(20);
+
+/// Runs workers as Ray jobs.
+pub(crate) struct RayBackend {
+    pub(crate) client: RayClient,
+    pub(crate) package: String,
+    pub(crate) exe_name: String,
+    pub(crate) default_queue: &'static str,
+    /// Whether a job of this run has had its `working_dir` set up. Until one has, jobs are
+    /// submitted one at a time: Ray's runtime-env agent fails jobs that unpack one package
+    /// concurrently on a node that does not have it yet.
+    pub(crate) warm: tokio::sync::Mutex<bool>,
+}
+
+impl RayBackend {
+    fn body(&self, job: &WorkerJob<'_>, id: &str) -> serde_json::Value {
+        let options = &job.descriptor.options;
+        let queue = options.execution_queue.unwrap_or(self.default_queue);
+        let mut body = serde_json::json!({
+            "entrypoint": format!("./{}", self.exe_name),
+            "submission_id": id,
+            "runtime_env": {
+                "working_dir": self.package,
+                "env_vars": {
+                    MANIFEST_ENV: job.manifest_path.display().to_string(),
+                    "PIPELINE_LOG_ECHO": "0",
+                },
+            },
+            "entrypoint_resources": { format!("queue_{queue}"): 1 },
+            "metadata": { "step": job.step, "component": job.descriptor.name },
+        });
+        if let Some(cpus) = options.num_cpus {
+            body["entrypoint_num_cpus"] = cpus.into();
+        }
+        if let Some(gpus) = options.num_gpus {
+            body["entrypoint_num_gpus"] = gpus.into();
+        }
+        body
+    }
+
+    async fn wait_final(&self, id: &str) -> Result<JobInfo, String> {
+        loop {
+            let info = self.client.status(id).await?;
+            if info.is_terminal() {
+                return Ok(info);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+impl Backend for RayBackend {
+    async fn execute(
+        &self,
+        job: &WorkerJob<'_>,
+        log: &LogSink,
+        cancel: &Cancel,
+        limit: Option<Duration>,
+    ) -> Result<Ended, StepError> {
+        let cluster =
+            |e: String| StepError::new(ErrorKind::Setup, format!("Ray cluster {}: {e}", self.client.address()));
+        // Letters, digits, `-` and `_` only; the id is derived, so a retried submit never runs twice.
+        let id: String = job
+            .attempt_id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .collect();
+        match tokio::time::timeout(WARM_UP_BOUND, self.warm.lock()).await {
+            Ok(mut warm) if !*warm => {
+                self.client.submit(&self.body(job, &id)).await.map_err(cluster)?;
+                // Held until this job is past its environment set-up (or the bound passes).
+                let started = tokio::time::Instant::now();
+                while started.elapsed() < WARM_UP_BOUND {
+                    match self.client.status(&id).await {
+                        Ok(info) if info.status == "PENDING" => tokio::time::sleep(POLL).await,
+                        Ok(info) => {
+                            *warm = info.status != "FAILED";
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ => self.client.submit(&self.body(job, &id)).await.map_err(cluster)?,
+        }
+        let outcome = tokio::select! {
+            info = self.wait_final(&id) => Ok(info.map_err(cluster)?),
+            reason = cancel.requested() => Err(reason),
+            () = sleep_or_never(limit) => Err(time_limit_message(limit)),
+        };
+        if outcome.is_err() {
+            let _ = self.client.stop(&id).await;
+            let _ = tokio::time::timeout(STOP_BOUND, self.wait_final(&id)).await;
+        }
+        match self.client.logs(&id).await {
+            Ok(text) => text.lines().for_each(|line| log.line(line)),
+            Err(e) => log.line(&format!("(the job's logs could not be read: {e})")),
+        }
+        Ok(match outcome {
+            Err(reason) => Ended::Stopped(reason),
+            Ok(info) => match info.status.as_str() {
+                "SUCCEEDED" => Ended::Exited {
+                    success: true,
+                    how: "succeeded".into(),
+                },
+                "STOPPED" => Ended::Stopped(format!("the Ray job `{id}` was stopped on the cluster")),
+                _ => Ended::Exited {
+                    success: false,
+                    how: format!(
+                        "failed as Ray job `{id}` (driver exit code {}): {}",
+                        info.driver_exit_code
+                            .map_or_else(|| "unknown".into(), |c| c.to_string()),
+                        info.message.unwrap_or_default()
+                    ),
+                },
+            },
+        })
+    }
+}
