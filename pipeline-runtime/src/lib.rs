@@ -27,7 +27,7 @@ mod worker;
 pub use api::PipelineRun;
 pub use context::{RunView, current_run};
 pub use error::{HandleError, PipelineError};
-pub use executor::ray::RayConfig;
+pub use executor::ray::{JobInfo, RayClient, RayConfig};
 pub use handle::{Handle, HandleFuture, IntoInput};
 pub use mode::{Mode, debug_pipeline, mode, run_locally, with_mode};
 pub use multi::{Spawned, wait_for_multi_pipelines};
@@ -37,7 +37,9 @@ pub use pipeline_core::{
     PipelineDag, PipelineDescriptor, PipelineOptions, RetryPolicy, RunStatus, StepError, StepIo, call_entry, registry,
 };
 pub use pipeline_macros::{component, pipeline};
-pub use state::{RAY_ADDRESS_ENV, RAY_TOKEN_ENV, STATE_DIR_ENV, recording, set_recording, set_state_dir, state_dir};
+pub use state::{
+    RAY_ADDRESS_ENV, RAY_TOKEN_ENV, STATE_DIR_ENV, ray_config, recording, set_recording, set_state_dir, state_dir,
+};
 pub use worker::{EXIT_SETUP, EXIT_STEP_FAILED, MANIFEST_ENV};
 
 /// Everything a pipeline file needs: `use pipeline_runtime::prelude::*;`.

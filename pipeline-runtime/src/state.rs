@@ -63,7 +63,7 @@ pub const RAY_TOKEN_ENV: &str = "PIPELINE_RAY_TOKEN";
 
 /// The Ray cluster to use: `[ray]` in `pipeline.toml` (`address`, `token`, `headers`), with
 /// `$PIPELINE_RAY_ADDRESS` and `$PIPELINE_RAY_TOKEN` taking precedence.
-pub(crate) fn ray_config() -> crate::executor::ray::RayConfig {
+pub fn ray_config() -> crate::executor::ray::RayConfig {
     let file = std::env::current_dir()
         .ok()
         .and_then(|cwd| std::fs::read_to_string(cwd.join(CONFIG_FILE)).ok())

@@ -27,28 +27,33 @@ pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:8265";
 
 /// A job's state as Ray reports it.
 #[derive(Debug, Clone, Deserialize)]
-pub(crate) struct JobInfo {
+pub struct JobInfo {
+    /// PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED.
     pub status: String,
+    /// Ray's explanation of the status.
     #[serde(default)]
     pub message: Option<String>,
+    /// The entrypoint's exit code, once it exited.
     #[serde(default)]
     pub driver_exit_code: Option<i64>,
 }
 
 impl JobInfo {
-    pub(crate) fn is_terminal(&self) -> bool {
+    /// True once the job will not change state any more.
+    pub fn is_terminal(&self) -> bool {
         matches!(self.status.as_str(), "SUCCEEDED" | "FAILED" | "STOPPED")
     }
 }
 
-/// The client.
-pub(crate) struct RayClient {
+/// A client of a Ray cluster's Jobs REST API.
+pub struct RayClient {
     http: reqwest::Client,
     base: String,
 }
 
 impl RayClient {
-    pub(crate) fn new(config: &RayConfig) -> Result<Self, String> {
+    /// A client for the cluster `config` names.
+    pub fn new(config: &RayConfig) -> Result<Self, String> {
         let base = config
             .address
             .clone()
@@ -74,7 +79,8 @@ impl RayClient {
         Ok(Self { http, base })
     }
 
-    pub(crate) fn address(&self) -> &str {
+    /// The dashboard address.
+    pub fn address(&self) -> &str {
         &self.base
     }
 
@@ -83,7 +89,7 @@ impl RayClient {
     }
 
     /// Checks that the cluster answers; gives Ray's version.
-    pub(crate) async fn check(&self) -> Result<String, String> {
+    pub async fn check(&self) -> Result<String, String> {
         #[derive(Deserialize)]
         struct Version {
             ray_version: String,
@@ -110,7 +116,7 @@ impl RayClient {
 
     /// Uploads the executable as a `working_dir` package named after its hash, unless the
     /// cluster has it already; gives the package's URI.
-    pub(crate) async fn ensure_package(&self, exe: &Path) -> Result<String, String> {
+    pub async fn ensure_package(&self, exe: &Path) -> Result<String, String> {
         // Runs of one process share one upload: concurrent uploads of one package break the
         // jobs that unpack it meanwhile.
         static UPLOADED: tokio::sync::Mutex<Vec<(String, String)>> = tokio::sync::Mutex::const_new(Vec::new());
@@ -144,7 +150,7 @@ impl RayClient {
     }
 
     /// Submits a job; a job already submitted under this id counts as submitted.
-    pub(crate) async fn submit(&self, body: &serde_json::Value) -> Result<(), String> {
+    pub async fn submit(&self, body: &serde_json::Value) -> Result<(), String> {
         let response = self
             .send(
                 self.http.post(format!("{}/api/jobs/", self.base)).json(body),
@@ -162,7 +168,8 @@ impl RayClient {
         Err(format!("job submission answered HTTP {status}: {}", text.trim()))
     }
 
-    pub(crate) async fn status(&self, id: &str) -> Result<JobInfo, String> {
+    /// The job's state.
+    pub async fn status(&self, id: &str) -> Result<JobInfo, String> {
         let response = self
             .send(self.http.get(format!("{}/api/jobs/{id}", self.base)), "job status")
             .await?;
@@ -173,7 +180,8 @@ impl RayClient {
         response.json().await.map_err(|e| format!("job status: {e}"))
     }
 
-    pub(crate) async fn logs(&self, id: &str) -> Result<String, String> {
+    /// The job's output so far.
+    pub async fn logs(&self, id: &str) -> Result<String, String> {
         #[derive(Deserialize)]
         struct Logs {
             logs: String,
@@ -188,7 +196,8 @@ impl RayClient {
             .map_err(|e| format!("job logs: {e}"))
     }
 
-    pub(crate) async fn stop(&self, id: &str) -> Result<(), String> {
+    /// Asks the cluster to stop the job.
+    pub async fn stop(&self, id: &str) -> Result<(), String> {
         self.send(self.http.post(format!("{}/api/jobs/{id}/stop", self.base)), "job stop")
             .await
             .map(drop)

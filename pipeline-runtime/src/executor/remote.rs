@@ -10,7 +10,7 @@ use pipeline_core::{ErrorKind, StepError};
 use std::time::Duration;
 
 /// How often a job's state is read.
-const POLL: Duration = Duration::from_millis(100);
+const POLL: Duration = Duration::from_millis(50);
 /// How long a stopped job may take to reach its final state.
 const STOP_BOUND: Duration = Duration::from_secs(30);
 
