@@ -111,7 +111,7 @@ fn nap(millis: u64, id: u32) -> u32 {
 
 #[pipeline(name = "parallel", project = "tests", max_parallel = 2)]
 fn parallel() -> Vec<u32> {
-    let naps: Vec<_> = (0..4).map(|i| nap(400, i)).collect();
+    let naps: Vec<_> = (0..4).map(|i| nap(1000, i)).collect();
     naps.into_iter().map(|h| h.get().unwrap()).collect()
 }
 
@@ -132,15 +132,15 @@ fn independent_steps_overlap_up_to_the_concurrency_limit() {
             .filter(|&j| j != i && overlaps(&nodes[i], &nodes[j]))
             .count()
     };
-    assert!(overlaps(&nodes[0], &nodes[1]), "{}", f.run.dag().to_text());
-    // Never more than two at once.
+    // Every step ran beside another, never more than two at once. Steps of a second each leave
+    // room for slow spawns on a loaded machine.
     for i in 0..nodes.len() {
         let at_start = nodes
             .iter()
             .filter(|n| n.started.unwrap() <= nodes[i].started.unwrap() && n.ended.unwrap() > nodes[i].started.unwrap())
             .count();
         assert!(at_start <= 2, "{}", f.run.dag().to_text());
-        assert!(overlapping(i) >= 1);
+        assert!(overlapping(i) >= 1, "{}", f.run.dag().to_text());
     }
 
     let f = serial::run().unwrap();

@@ -177,3 +177,71 @@ fn a_job_stopped_on_the_cluster_is_an_aborted_step() {
     );
     assert!(started.elapsed() < Duration::from_secs(90));
 }
+
+#[pipeline(
+    name = "remote_s3",
+    project = "remote-tests",
+    output_uri = "s3://pipeline-tests/artifacts"
+)]
+fn through_s3(n: u64) -> (Handle<u64>, u64) {
+    let squares: Vec<Handle<u64>> = (1..=n).map(square).collect();
+    let sum = total(squares);
+    let (evens, _) = split((1..=n).collect::<Vec<_>>());
+    let even_sum = total(evens); // reads `split`'s output straight from the bucket
+    (sum, even_sum.get().unwrap())
+}
+
+/// `GET` an S3 listing from the endpoint `scripts/with-ray.sh` exports.
+fn s3_listing(prefix: &str) -> String {
+    let endpoint = std::env::var("AWS_ENDPOINT").expect("AWS_ENDPOINT: run under scripts/with-ray.sh");
+    let host = endpoint.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET /pipeline-tests?list-type=2&prefix={prefix} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn artifacts_travel_through_s3_when_output_uri_names_a_bucket() {
+    setup();
+    let f = through_s3::run(4).unwrap();
+    let (sum, even_sum) = f.output;
+    assert_eq!(even_sum, 6);
+    // The output stayed in the bucket until read here.
+    let local = sum.artifact().unwrap();
+    assert!(
+        !local.exists(),
+        "the worker wrote to object storage, not to the state folder"
+    );
+    assert_eq!(sum.get().unwrap(), 30);
+    assert!(local.exists(), "read through a download");
+
+    let listing = s3_listing(&format!("artifacts/{}/", f.run.id()));
+    for key in [
+        "square_3/outputs/return_object.art",
+        "total/inputs/",
+        "total/result-1.json",
+    ] {
+        assert!(
+            listing.contains(&format!("artifacts/{}/{key}", f.run.id())),
+            "{key} missing from {listing}"
+        );
+    }
+    let recorded = f.run.artifacts().unwrap();
+    let output = recorded
+        .iter()
+        .find(|a| a.node == "total" && a.name == "return_object")
+        .unwrap();
+    assert_eq!(
+        output.uri,
+        format!(
+            "s3://pipeline-tests/artifacts/{}/total/outputs/return_object.art",
+            f.run.id()
+        )
+    );
+}

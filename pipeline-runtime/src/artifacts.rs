@@ -13,10 +13,35 @@ use std::path::{Path, PathBuf};
 /// Where one value is stored, and how it was encoded.
 #[derive(Debug, Clone)]
 pub struct ArtifactRef {
-    /// The artifact file.
+    /// The artifact file (for an artifact in object storage: where it is downloaded to).
     pub path: PathBuf,
     /// The codec its payload was written with.
     pub codec: Codec,
+    /// Its object-storage URI, when it lives there (`s3://...`).
+    pub uri: Option<String>,
+}
+
+impl ArtifactRef {
+    /// A local artifact.
+    pub fn local(path: PathBuf, codec: Codec) -> Self {
+        Self { path, codec, uri: None }
+    }
+
+    /// Where the artifact is, as recorded: its URI, else its path.
+    pub fn location(&self) -> String {
+        self.uri.clone().unwrap_or_else(|| self.path.display().to_string())
+    }
+
+    /// Makes sure the artifact is in its local file, downloading it from object storage first
+    /// if it is not there yet.
+    pub fn fetch(&self) -> Result<&Path, StepError> {
+        if let Some(uri) = &self.uri {
+            if !self.path.exists() {
+                crate::object_storage::download(uri, &self.path)?;
+            }
+        }
+        Ok(&self.path)
+    }
 }
 
 const BUFFER: usize = 1 << 16;
@@ -139,19 +164,21 @@ pub fn write_value<T: Serialize>(path: &Path, codec: Codec, value: &T) -> Result
     write_with(path, codec, std::any::type_name::<T>(), &mut |w| {
         pipeline_core::codec::encode_into(codec, value, w)
     })?;
-    Ok(ArtifactRef {
-        path: path.to_path_buf(),
-        codec,
-    })
+    Ok(ArtifactRef::local(path.to_path_buf(), codec))
 }
 
 /// Reads a `T` from an artifact.
 pub fn read_value<T: DeserializeOwned>(artifact: &ArtifactRef) -> Result<T, StepError> {
     let mut value = None;
-    read_with(&artifact.path, artifact.codec, std::any::type_name::<T>(), &mut |r| {
-        value = Some(pipeline_core::codec::decode_from::<T>(artifact.codec, r)?);
-        Ok(())
-    })?;
+    read_with(
+        artifact.fetch()?,
+        artifact.codec,
+        std::any::type_name::<T>(),
+        &mut |r| {
+            value = Some(pipeline_core::codec::decode_from::<T>(artifact.codec, r)?);
+            Ok(())
+        },
+    )?;
     value.ok_or_else(|| StepError::new(ErrorKind::Codec, "the artifact was not decoded"))
 }
 
@@ -189,11 +216,7 @@ mod tests {
                 .contains("holds a `alloc::vec::Vec<u32>`, but a `alloc::vec::Vec<u64>` was expected"),
             "{err}"
         );
-        let err = read_value::<Vec<u32>>(&ArtifactRef {
-            path: r.path.clone(),
-            codec: Codec::Json,
-        })
-        .unwrap_err();
+        let err = read_value::<Vec<u32>>(&ArtifactRef::local(r.path.clone(), Codec::Json)).unwrap_err();
         assert!(err.message.contains("written with codec `bincode`"), "{err}");
 
         let mut bytes = std::fs::read(&r.path).unwrap();
@@ -210,11 +233,7 @@ mod tests {
         bytes.truncate(bytes.len() - 10);
         std::fs::write(&r.path, &bytes).unwrap();
         assert!(read_value::<Vec<u32>>(&r).is_err());
-        let err = read_value::<u8>(&ArtifactRef {
-            path: d.join("missing.art"),
-            codec: Codec::Bincode,
-        })
-        .unwrap_err();
+        let err = read_value::<u8>(&ArtifactRef::local(d.join("missing.art"), Codec::Bincode)).unwrap_err();
         assert!(err.message.contains("cannot open"), "{err}");
     }
 }

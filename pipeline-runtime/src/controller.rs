@@ -172,22 +172,18 @@ impl Run {
     }
 
     /// Records a step output stored at `path` (size and checksum from its header).
-    pub(crate) fn record_output(
-        &self,
-        node: &str,
-        output: &pipeline_core::ParamDescriptor,
-        path: &std::path::Path,
-        codec: pipeline_core::Codec,
-    ) {
+    pub(crate) fn record_output(&self, node: &str, output: &pipeline_core::ParamDescriptor, artifact: &ArtifactRef) {
         let Some(recorder) = &self.recorder else { return };
-        let header = crate::artifacts::read_header(path).ok();
+        // An artifact in object storage is not read back just to record it.
+        let header = crate::artifacts::read_header(&artifact.path).ok();
+        let (uri, codec) = (artifact.location(), artifact.codec);
         recorder.send(Event::Artifact {
             run: self.key.to_string(),
             record: crate::store::ArtifactRecord {
                 node: node.to_string(),
                 name: output.name.to_string(),
                 kind: crate::store::ArtifactKind::Output,
-                uri: path.display().to_string(),
+                uri,
                 codec: Some(codec.name().to_string()),
                 type_name: header.as_ref().map(|h| h.type_name.clone()),
                 size: header.as_ref().map(|h| h.length),
@@ -265,9 +261,21 @@ impl Run {
             .iter()
             .map(|r| {
                 let codec = crate::worker::codec_named(r.codec.as_deref()?, self.descriptor.name).ok()?;
+                if crate::object_storage::is_remote(&r.uri) {
+                    // Downloaded into this run's folder when first read.
+                    let path = self
+                        .run_dir
+                        .join("cache")
+                        .join(blake3::hash(r.uri.as_bytes()).to_hex().as_str());
+                    return Some(ArtifactRef {
+                        path,
+                        codec,
+                        uri: Some(r.uri.clone()),
+                    });
+                }
                 let path = std::path::PathBuf::from(&r.uri);
                 crate::artifacts::read_header(&path).ok()?;
-                Some(ArtifactRef { path, codec })
+                Some(ArtifactRef::local(path, codec))
             })
             .collect();
         let Some(outputs) = outputs.filter(|o| o.len() == descriptor.outputs.len()) else {
@@ -275,7 +283,7 @@ impl Run {
         };
         let (name, slots) = self.output_slots(index);
         for ((slot, artifact), output) in slots.iter().zip(outputs).zip(descriptor.outputs) {
-            self.record_output(&name, output, &artifact.path, artifact.codec);
+            self.record_output(&name, output, &artifact);
             slot.store(artifact, name.clone());
         }
         let mut fx = Effects::default();
@@ -302,12 +310,12 @@ impl Run {
                 .join(format!("{}.art", output.name));
             match slot.persist(&path, codec) {
                 Ok(artifact) => {
-                    self.record_output(&name, output, &artifact.path, artifact.codec);
+                    self.record_output(&name, output, &artifact);
                     records.push(crate::store::ArtifactRecord {
                         node: name.to_string(),
                         name: output.name.to_string(),
                         kind: crate::store::ArtifactKind::Output,
-                        uri: artifact.path.display().to_string(),
+                        uri: artifact.location(),
                         codec: Some(artifact.codec.name().to_string()),
                         type_name: None,
                         size: None,

@@ -125,14 +125,27 @@ trait Gather<T>: Send {
 pub struct ExportSink {
     pub(crate) dir: PathBuf,
     pub(crate) codec: Codec,
+    /// Where the inputs are uploaded, when artifacts live in object storage.
+    pub(crate) remote: Option<String>,
     pub(crate) inputs: Vec<ArtifactRef>,
 }
 
 impl ExportSink {
     fn write<T: ComponentValue>(&mut self, value: &T) -> Result<(), StepError> {
-        let path = self.dir.join(format!("input-{}.art", self.inputs.len()));
-        self.inputs.push(write_value(&path, self.codec, value)?);
+        let name = format!("input-{}.art", self.inputs.len());
+        let mut artifact = write_value(&self.dir.join(&name), self.codec, value)?;
+        if let Some(prefix) = &self.remote {
+            let uri = crate::object_storage::join(prefix, &[&name]);
+            crate::object_storage::upload(&artifact.path, &uri)?;
+            artifact.uri = Some(uri);
+        }
+        self.inputs.push(artifact);
         Ok(())
+    }
+
+    /// Whether an existing artifact can be handed on as it is.
+    fn reusable(&self, artifact: &ArtifactRef) -> bool {
+        artifact.codec.name() == self.codec.name() && (self.remote.is_none() || artifact.uri.is_some())
     }
 }
 
@@ -175,7 +188,7 @@ impl<T: ComponentValue> Input<T> {
                 sink.write(&value)
             }
             InputKind::Handle(h) => match h.slot.artifact() {
-                Some(artifact) if artifact.codec.name() == sink.codec.name() => {
+                Some(artifact) if sink.reusable(&artifact) => {
                     sink.inputs.push(artifact);
                     Ok(())
                 }
@@ -206,7 +219,7 @@ impl<T: ComponentValue> Input<T> {
             InputKind::Handle(h) => {
                 if let Some(artifact) = h.slot.artifact() {
                     if artifact.codec.name() == Codec::Bincode.name() {
-                        let (_, payload) = crate::artifacts::read_payload(&artifact.path)?;
+                        let (_, payload) = crate::artifacts::read_payload(artifact.fetch()?)?;
                         key.update(&payload);
                         return Ok(());
                     }

@@ -15,6 +15,7 @@ pub(crate) mod executor;
 mod handle;
 mod mode;
 mod multi;
+mod object_storage;
 mod outputs;
 mod pipeline;
 mod recorder;

@@ -106,9 +106,8 @@ fn executor(
                 WorkerExecutor::start(
                     runtime("pipeline-local").map_err(io)?,
                     LocalBackend::new().map_err(io)?,
-                    descriptor.name,
+                    descriptor,
                     run_dir.to_path_buf(),
-                    options.codec,
                     options.max_parallel.unwrap_or(cores),
                 )
                 .map_err(io)?,
@@ -121,9 +120,8 @@ fn executor(
                 WorkerExecutor::start(
                     runtime,
                     backend,
-                    descriptor.name,
+                    descriptor,
                     run_dir.to_path_buf(),
-                    options.codec,
                     options.max_parallel.unwrap_or(REMOTE_PARALLEL),
                 )
                 .map_err(io)?,

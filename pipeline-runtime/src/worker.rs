@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 
 /// The environment variable that turns a process into a worker.
 pub const MANIFEST_ENV: &str = "PIPELINE_WORKER_MANIFEST";
+/// The environment variable that turns a process into a worker, with the manifest itself as
+/// its value (for workers that do not share the controller's filesystem).
+pub const MANIFEST_JSON_ENV: &str = "PIPELINE_WORKER_MANIFEST_JSON";
 
 /// Exit code of a worker whose step returned `Err` or panicked (the result file says why).
 pub const EXIT_STEP_FAILED: i32 = 1;
@@ -41,6 +44,58 @@ pub(crate) struct Manifest {
     /// Where the step's reports go (metrics, uploads), when the run is recorded.
     #[serde(default)]
     pub context: Option<crate::step::StepContext>,
+    /// Object-storage URIs of the inputs, when they live there (then the worker downloads them).
+    #[serde(default)]
+    pub input_uris: Vec<Option<String>>,
+    /// Object-storage URIs the outputs are uploaded to.
+    #[serde(default)]
+    pub output_uris: Vec<Option<String>>,
+    /// Object-storage URI the result is uploaded to.
+    #[serde(default)]
+    pub result_uri: Option<String>,
+}
+
+impl Manifest {
+    /// With artifacts in object storage, the worker's own files go to a folder of its own:
+    /// the controller's paths may not exist where the worker runs.
+    fn localize(&mut self) -> Result<(), StepError> {
+        let remote = self.result_uri.is_some() || self.input_uris.iter().chain(&self.output_uris).any(Option::is_some);
+        if !remote {
+            return Ok(());
+        }
+        let dir = std::env::temp_dir().join(format!("pipeline-worker-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| setup_error(format!("cannot create `{}`: {e}", dir.display())))?;
+        for (i, input) in self.inputs.iter_mut().enumerate() {
+            if let Some(Some(uri)) = self.input_uris.get(i) {
+                *input = dir.join(format!("input-{i}.art"));
+                crate::object_storage::download(uri, input)?;
+            }
+        }
+        for (i, output) in self.outputs.iter_mut().enumerate() {
+            if let Some(Some(_)) = self.output_uris.get(i) {
+                *output = dir.join(format!("output-{i}.art"));
+            }
+        }
+        if self.result_uri.is_some() {
+            self.result = dir.join("result.json");
+        }
+        Ok(())
+    }
+
+    /// Uploads the outputs (after a successful step) and the result file.
+    fn publish(&self, outputs: bool) -> Result<(), StepError> {
+        if outputs {
+            for (path, uri) in self.outputs.iter().zip(&self.output_uris) {
+                if let Some(uri) = uri {
+                    crate::object_storage::upload(path, uri)?;
+                }
+            }
+        }
+        if let Some(uri) = &self.result_uri {
+            crate::object_storage::upload(&self.result, uri)?;
+        }
+        Ok(())
+    }
 }
 
 /// What a worker reports back.
@@ -74,11 +129,15 @@ pub(crate) struct WorkerResult {
 static WORKER_HOOK: extern "C" fn() = worker_hook;
 
 extern "C" fn worker_hook() {
-    let Some(manifest) = std::env::var_os(MANIFEST_ENV) else {
-        return;
+    let manifest = match (std::env::var(MANIFEST_JSON_ENV), std::env::var_os(MANIFEST_ENV)) {
+        (Ok(json), _) => {
+            serde_json::from_str(&json).map_err(|e| format!("{MANIFEST_JSON_ENV} is not a valid manifest: {e}"))
+        }
+        (Err(_), Some(path)) => read_manifest(Path::new(&path)),
+        (Err(_), None) => return,
     };
     // Nothing may unwind out of a constructor.
-    let code = catch_unwind(|| run(Path::new(&manifest))).unwrap_or(EXIT_SETUP);
+    let code = catch_unwind(|| run(manifest)).unwrap_or(EXIT_SETUP);
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     std::process::exit(code);
@@ -89,15 +148,15 @@ fn setup_error(message: String) -> StepError {
 }
 
 /// Runs the manifest's component; returns the process's exit code.
-fn run(manifest_path: &Path) -> i32 {
-    let manifest = match read_manifest(manifest_path) {
+fn run(manifest: Result<Manifest, String>) -> i32 {
+    let mut manifest = match manifest {
         Ok(m) => m,
         Err(e) => {
             eprintln!("pipeline worker: {e}");
             return EXIT_SETUP;
         }
     };
-    let (error, code) = match prepare(&manifest) {
+    let (error, code) = match manifest.localize().and_then(|()| prepare(&manifest)) {
         Err(e) => (Some(e), EXIT_SETUP),
         Ok((entry, codec)) => {
             let mut io = FileIo {
@@ -135,6 +194,10 @@ fn run(manifest_path: &Path) -> i32 {
             "pipeline worker: cannot write the result file `{}`: {e}",
             manifest.result.display()
         );
+        return EXIT_SETUP;
+    }
+    if let Err(e) = manifest.publish(code == 0) {
+        eprintln!("pipeline worker: {e}");
         return EXIT_SETUP;
     }
     code

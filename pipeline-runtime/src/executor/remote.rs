@@ -5,7 +5,7 @@
 
 use super::ray::{JobInfo, RayClient};
 use super::worker_job::{Backend, Cancel, Ended, LogSink, WorkerJob, sleep_or_never, time_limit_message};
-use crate::worker::MANIFEST_ENV;
+use crate::worker::MANIFEST_JSON_ENV;
 use pipeline_core::{ErrorKind, StepError};
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ impl RayBackend {
             "runtime_env": {
                 "working_dir": self.package,
                 "env_vars": {
-                    MANIFEST_ENV: job.manifest_path.display().to_string(),
+                    MANIFEST_JSON_ENV: job.manifest_json,
                     "PIPELINE_LOG_ECHO": "0",
                 },
             },

@@ -24,6 +24,8 @@ pub(crate) struct WorkerJob<'a> {
     pub(crate) step: &'a str,
     pub(crate) descriptor: &'static ComponentDescriptor,
     pub(crate) manifest_path: PathBuf,
+    /// The manifest itself, for workers that do not share this filesystem.
+    pub(crate) manifest_json: String,
     /// A unique name for this attempt (run, step, attempt number).
     pub(crate) attempt_id: String,
 }
@@ -70,6 +72,8 @@ pub(crate) struct Context<B> {
     pub(crate) run_dir: PathBuf,
     pub(crate) codec: Codec,
     pub(crate) pipeline: &'static str,
+    /// The pipeline's `output_uri`.
+    pub(crate) output_uri: Option<&'static str>,
     echo: bool,
     permits: Semaphore,
     running: Mutex<HashMap<u32, Arc<Cancel>>>,
@@ -86,11 +90,13 @@ impl<B: Backend> WorkerExecutor<B> {
     pub(crate) fn start(
         runtime: tokio::runtime::Runtime,
         backend: B,
-        pipeline: &'static str,
+        pipeline: &'static pipeline_core::PipelineDescriptor,
         run_dir: PathBuf,
-        codec: Codec,
         max_parallel: usize,
     ) -> std::io::Result<Self> {
+        let codec = pipeline.options.codec;
+        let output_uri = pipeline.options.output_uri;
+        let pipeline = pipeline.name;
         std::fs::create_dir_all(&run_dir)?;
         let echo = std::env::var("PIPELINE_LOG_ECHO").map_or(true, |v| v != "0");
         Ok(Self {
@@ -101,6 +107,7 @@ impl<B: Backend> WorkerExecutor<B> {
                 run_dir,
                 codec,
                 pipeline,
+                output_uri,
                 echo,
                 permits: Semaphore::new(max_parallel.max(1)),
                 running: Mutex::new(HashMap::new()),
@@ -186,7 +193,8 @@ async fn attempt_in_worker<B: Backend>(
 ) -> Result<(), StepError> {
     let setup = |what: &str, e: &dyn std::fmt::Display| StepError::new(ErrorKind::Setup, format!("{what}: {e}"));
     if inputs.is_none() {
-        *inputs = Some(export_inputs(ctx.codec, node_dir, attempt).await?);
+        let remote = remote_prefix(ctx, run, descriptor, name).map(|p| crate::object_storage::join(&p, &["inputs"]));
+        *inputs = Some(export_inputs(ctx.codec, node_dir, remote, attempt).await?);
     }
     let inputs = inputs.as_ref().expect("exported above");
     let number = attempt.number();
@@ -194,6 +202,17 @@ async fn attempt_in_worker<B: Backend>(
         .outputs
         .iter()
         .map(|o| node_dir.join("outputs").join(format!("{}.art", o.name)))
+        .collect();
+    // With an object-storage `output_uri`, outputs and the result go there too.
+    let remote = remote_prefix(ctx, run, descriptor, name);
+    let output_uris: Vec<Option<String>> = descriptor
+        .outputs
+        .iter()
+        .map(|o| {
+            remote
+                .as_ref()
+                .map(|p| crate::object_storage::join(p, &["outputs", &format!("{}.art", o.name)]))
+        })
         .collect();
     let manifest = Manifest {
         pipeline: ctx.pipeline.to_string(),
@@ -204,6 +223,11 @@ async fn attempt_in_worker<B: Backend>(
         outputs: outputs.clone(),
         result: node_dir.join(format!("result-{number}.json")),
         context: run.step_context(Some(index)),
+        input_uris: inputs.iter().map(|a| a.uri.clone()).collect(),
+        output_uris: output_uris.clone(),
+        result_uri: remote
+            .as_ref()
+            .map(|p| crate::object_storage::join(p, &[&format!("result-{number}.json")])),
     };
     let manifest_path = node_dir.join(format!("manifest-{number}.json"));
     let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| setup("cannot encode the manifest", &e))?;
@@ -225,6 +249,7 @@ async fn attempt_in_worker<B: Backend>(
         step: name,
         descriptor,
         manifest_path,
+        manifest_json: serde_json::to_string(&manifest).map_err(|e| setup("cannot encode the manifest", &e))?,
         attempt_id: format!("{}-{name}-{number}", run.key),
     };
     let ended = ctx
@@ -236,6 +261,10 @@ async fn attempt_in_worker<B: Backend>(
     match ended {
         Ended::Stopped(reason) => Err(StepError::new(ErrorKind::Aborted, reason)),
         Ended::Exited { success, how } => {
+            if let Some(uri) = &manifest.result_uri {
+                // A missing result is reported below as a crash, with the log's tail.
+                let _ = crate::object_storage::download(uri, &manifest.result);
+            }
             match std::fs::read(&manifest.result)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<WorkerResult>(&b).ok())
@@ -243,9 +272,16 @@ async fn attempt_in_worker<B: Backend>(
                 Some(WorkerResult { error: Some(error) }) => Err(error),
                 Some(WorkerResult { error: None }) if success => {
                     let (_, slots) = run.output_slots(index);
-                    for ((slot, path), output) in slots.iter().zip(outputs).zip(descriptor.outputs) {
-                        run.record_output(name, output, &path, ctx.codec);
-                        slot.store(ArtifactRef { path, codec: ctx.codec }, name.clone());
+                    for (((slot, path), uri), output) in
+                        slots.iter().zip(outputs).zip(output_uris).zip(descriptor.outputs)
+                    {
+                        let artifact = ArtifactRef {
+                            path,
+                            codec: ctx.codec,
+                            uri,
+                        };
+                        run.record_output(name, output, &artifact);
+                        slot.store(artifact, name.clone());
                     }
                     Ok(())
                 }
@@ -257,6 +293,13 @@ async fn attempt_in_worker<B: Backend>(
             }
         }
     }
+}
+
+/// Where a step's artifacts go in object storage: `<output_uri>/<run>/<step>`, with the
+/// component's `output_uri` before the pipeline's; `None` for the state folder.
+fn remote_prefix<B>(ctx: &Context<B>, run: &Run, descriptor: &ComponentDescriptor, step: &str) -> Option<String> {
+    let base = descriptor.options.output_uri.or(ctx.output_uri)?;
+    crate::object_storage::is_remote(base).then(|| crate::object_storage::join(base, &[&run.key, step]))
 }
 
 /// The message for an attempt stopped at its time limit.
@@ -276,11 +319,17 @@ pub(crate) async fn sleep_or_never(limit: Option<Duration>) {
 }
 
 /// Writes the step's arguments as artifacts (once per node, whatever the retries).
-async fn export_inputs(codec: Codec, node_dir: &Path, attempt: &mut Attempt) -> Result<Vec<ArtifactRef>, StepError> {
+async fn export_inputs(
+    codec: Codec,
+    node_dir: &Path,
+    remote: Option<String>,
+    attempt: &mut Attempt,
+) -> Result<Vec<ArtifactRef>, StepError> {
     let mut job = std::mem::replace(&mut attempt.job, Box::new(|_| Ok(())));
     let mut sink = ExportSink {
         dir: node_dir.join("inputs"),
         codec,
+        remote,
         inputs: Vec::new(),
     };
     // Encoding may be large and reading a parent's value may block: keep it off the runtime.

@@ -1,0 +1,134 @@
+//! Artifacts in object storage (`s3://`, `gs://`, `az://`, `http(s)://`), through the
+//! `object_store` crate, for workers that do not share the controller's filesystem. An
+//! artifact there is staged through a local file: written locally and uploaded, downloaded
+//! and read, so the checked, streaming artifact format is the same everywhere.
+//!
+//! Credentials and endpoints come from the environment, as `object_store` reads them
+//! (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, `GOOGLE_SERVICE_ACCOUNT`,
+//! `AZURE_STORAGE_ACCOUNT_NAME`...), on the controller and on every worker node.
+
+use futures_util::StreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, WriteMultipart};
+use pipeline_core::{ErrorKind, StepError};
+use std::future::Future;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// Bytes per uploaded part.
+const PART: usize = 8 << 20;
+
+/// True for the URIs this module handles.
+pub(crate) fn is_remote(uri: &str) -> bool {
+    [
+        "s3://", "s3a://", "gs://", "az://", "abfs://", "abfss://", "http://", "https://",
+    ]
+    .iter()
+    .any(|s| uri.starts_with(s))
+}
+
+fn error(uri: &str, what: &str, e: impl std::fmt::Display) -> StepError {
+    StepError::new(ErrorKind::Codec, format!("{what} `{uri}`: {e}"))
+}
+
+fn store(uri: &str) -> Result<(Box<dyn ObjectStore>, StorePath), StepError> {
+    let url = url::Url::parse(uri).map_err(|e| error(uri, "not a URL", e))?;
+    let options = std::env::vars()
+        .filter(|(k, _)| ["AWS_", "GOOGLE_", "AZURE_"].iter().any(|p| k.starts_with(p)))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v));
+    object_store::parse_url_opts(&url, options).map_err(|e| error(uri, "no object store for", e))
+}
+
+/// Runs `future` on a small runtime of this module's own, from any thread (inside another
+/// runtime or not), and waits for it.
+fn block<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> T {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("pipeline-object-store")
+            .enable_all()
+            .build()
+            .expect("a runtime for object storage")
+    });
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    runtime.spawn(async move {
+        let _ = tx.send(future.await);
+    });
+    rx.recv().expect("the object-store task reports back")
+}
+
+/// Uploads the local file `local` to `uri`, in parts.
+pub(crate) fn upload(local: &Path, uri: &str) -> Result<(), StepError> {
+    let (store, path) = store(uri)?;
+    let mut file = std::fs::File::open(local).map_err(|e| error(uri, "cannot read the file for", e))?;
+    let uri = uri.to_string();
+    block(async move {
+        let upload = store
+            .put_multipart(&path)
+            .await
+            .map_err(|e| error(&uri, "cannot upload to", e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
+        let mut buf = vec![0u8; PART];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .map_err(|e| error(&uri, "cannot read the file for", e))?;
+            if n == 0 {
+                break;
+            }
+            writer
+                .wait_for_capacity(4)
+                .await
+                .map_err(|e| error(&uri, "cannot upload to", e))?;
+            writer.write(&buf[..n]);
+        }
+        writer
+            .finish()
+            .await
+            .map(drop)
+            .map_err(|e| error(&uri, "cannot upload to", e))
+    })
+}
+
+/// Downloads `uri` into the local file `local` (through a temporary file, renamed at the end).
+pub(crate) fn download(uri: &str, local: &Path) -> Result<(), StepError> {
+    let (store, path) = store(uri)?;
+    if let Some(parent) = local.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| error(uri, "cannot create the folder for", e))?;
+    }
+    let tmp = local.with_extension(format!("download-{}", std::process::id()));
+    let mut file = std::fs::File::create(&tmp).map_err(|e| error(uri, "cannot create the file for", e))?;
+    let owned = uri.to_string();
+    let outcome = block(async move {
+        let got = store
+            .get(&path)
+            .await
+            .map_err(|e| error(&owned, "cannot download", e))?;
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| error(&owned, "cannot download", e))?;
+            file.write_all(&chunk)
+                .map_err(|e| error(&owned, "cannot write the download of", e))?;
+        }
+        Ok(())
+    });
+    match outcome {
+        Ok(()) => std::fs::rename(&tmp, local).map_err(|e| error(uri, "cannot move the download of", e)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Joins a URI prefix and relative parts with `/`.
+pub(crate) fn join(prefix: &str, parts: &[&str]) -> String {
+    let mut uri = prefix.trim_end_matches('/').to_string();
+    for part in parts {
+        uri.push('/');
+        uri.push_str(part.trim_matches('/'));
+    }
+    uri
+}
