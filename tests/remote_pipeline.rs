@@ -129,7 +129,11 @@ fn ray_address() -> String {
 
 /// `METHOD path` to the Ray dashboard with a bare HTTP/1.1 request; the whole answer.
 fn request(method: &str, path: &str) -> String {
-    let address = ray_address();
+    http(&ray_address(), method, path)
+}
+
+/// `METHOD path` to `http://host:port` with a bare HTTP/1.1 request; the whole answer.
+fn http(address: &str, method: &str, path: &str) -> String {
     let host = address.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = std::net::TcpStream::connect(host).unwrap();
     write!(
@@ -191,19 +195,14 @@ fn through_s3(n: u64) -> (Handle<u64>, u64) {
     (sum, even_sum.get().unwrap())
 }
 
-/// `GET` an S3 listing from the endpoint `scripts/with-ray.sh` exports.
+/// The bucket's listing under `prefix`, from the endpoint `scripts/with-ray.sh` exports.
 fn s3_listing(prefix: &str) -> String {
     let endpoint = std::env::var("AWS_ENDPOINT").expect("AWS_ENDPOINT: run under scripts/with-ray.sh");
-    let host = endpoint.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        stream,
-        "GET /pipeline-tests?list-type=2&prefix={prefix} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    http(
+        &endpoint,
+        "GET",
+        &format!("/pipeline-tests?list-type=2&prefix={prefix}"),
     )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
 }
 
 #[test]
