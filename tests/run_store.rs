@@ -94,6 +94,8 @@ fn a_run_is_recorded_with_its_nodes_states_and_parameters() {
         ..Default::default()
     };
     assert_eq!(store().runs(&filter).unwrap().len(), 2);
+    // Ids are matched with their case.
+    assert!(PipelineRun::get(&first.id().to_uppercase()).unwrap().is_none());
 }
 
 #[pipeline(name = "sections", project = "store-tests", args_map(data = ["rows", "seed"]))]

@@ -237,11 +237,11 @@ pub(super) fn run(conn: &Connection, id: &str) -> rusqlite::Result<Option<RunRec
     if exact.is_some() {
         return Ok(exact);
     }
+    // A case-sensitive prefix (`LIKE` would ignore case).
     let mut stmt = conn.prepare(&format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE ?1 || '%' ESCAPE '\\' LIMIT 2"
+        "SELECT {RUN_COLUMNS} FROM runs WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2"
     ))?;
-    let escaped = id.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-    let found: Vec<RunRecord> = stmt.query_map([escaped], run_row)?.collect::<rusqlite::Result<_>>()?;
+    let found: Vec<RunRecord> = stmt.query_map([id], run_row)?.collect::<rusqlite::Result<_>>()?;
     Ok(if found.len() == 1 {
         found.into_iter().next()
     } else {
