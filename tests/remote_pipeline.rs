@@ -244,3 +244,28 @@ fn artifacts_travel_through_s3_when_output_uri_names_a_bucket() {
         )
     );
 }
+
+#[component(time_limit = "3s")]
+fn on_the_default_queue() -> u32 {
+    1
+}
+
+#[pipeline(
+    name = "remote_default_queue",
+    project = "remote-tests",
+    default_queue = "nobody-serves-this"
+)]
+fn default_queue() -> Result<u32, HandleError> {
+    on_the_default_queue().get()
+}
+
+#[test]
+fn a_pipelines_default_queue_routes_steps_that_name_none() {
+    setup();
+    // No node serves the pipeline's default queue: the step waits until its time limit.
+    let err = default_queue::run().unwrap().output.unwrap_err();
+    assert!(
+        matches!(&err, HandleError::Aborted { reason, .. } if reason.contains("time limit of 3.000s")),
+        "{err}"
+    );
+}

@@ -77,3 +77,34 @@ pub fn with_mode<R>(mode: Mode, f: impl FnOnce() -> R) -> R {
     let _restore = Restore(OVERRIDE.with(|o| o.replace(Some(mode))));
     f()
 }
+
+static DEFAULT_QUEUE: std::sync::RwLock<Option<&'static str>> = std::sync::RwLock::new(None);
+
+/// The queue of remote steps that name none and whose pipeline has no `default_queue`
+/// (ClearML's `set_default_execution_queue`); `default` when never set.
+pub fn set_default_execution_queue(queue: &str) {
+    // Queue names are few and live as long as the process: leaking one is the simple way to
+    // keep the `&'static str` the options use.
+    let queue: &'static str = Box::leak(queue.to_string().into_boxed_str());
+    *DEFAULT_QUEUE.write().unwrap_or_else(|p| p.into_inner()) = Some(queue);
+}
+
+/// The queue set by [`set_default_execution_queue`], else `default`.
+pub(crate) fn default_execution_queue() -> &'static str {
+    DEFAULT_QUEUE
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or("default")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_execution_queue_can_be_set() {
+        assert_eq!(default_execution_queue(), "default");
+        set_default_execution_queue("gpu");
+        assert_eq!(default_execution_queue(), "gpu");
+    }
+}

@@ -115,7 +115,12 @@ fn executor(
         }
         Mode::Remote => {
             let runtime = runtime("pipeline-remote").map_err(io)?;
-            let backend = connect_ray(&runtime, options.default_queue.unwrap_or("default"))?;
+            let backend = connect_ray(
+                &runtime,
+                options
+                    .default_queue
+                    .unwrap_or_else(crate::mode::default_execution_queue),
+            )?;
             Box::new(
                 WorkerExecutor::start(
                     runtime,

@@ -12,7 +12,7 @@ use std::time::Duration;
 /// How often a job's state is read.
 const POLL: Duration = Duration::from_millis(50);
 /// How long a stopped job may take to reach its final state.
-const STOP_BOUND: Duration = Duration::from_secs(30);
+const STOP_BOUND: Duration = Duration::from_secs(10);
 
 /// How long a job waits for the run's first job to have its environment set up.
 const WARM_UP_BOUND: Duration = Duration::from_secs(20);
@@ -82,26 +82,29 @@ impl Backend for RayBackend {
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
             .collect();
-        match tokio::time::timeout(WARM_UP_BOUND, self.warm.lock()).await {
-            Ok(mut warm) if !*warm => {
-                self.client.submit(&self.body(job, &id)).await.map_err(cluster)?;
-                // Held until this job is past its environment set-up (or the bound passes).
-                let started = tokio::time::Instant::now();
-                while started.elapsed() < WARM_UP_BOUND {
-                    match self.client.status(&id).await {
-                        Ok(info) if info.status == "PENDING" => tokio::time::sleep(POLL).await,
-                        Ok(info) => {
+        // Waiting for the warm-up, submitting and waiting for the end all count against the time
+        // limit and give way to a cancel (dropping this future releases the warm-up lock).
+        let run_job = async {
+            match tokio::time::timeout(WARM_UP_BOUND, self.warm.lock()).await {
+                Ok(mut warm) if !*warm => {
+                    self.client.submit(&self.body(job, &id)).await?;
+                    // Held until this job is past its environment set-up (or the bound passes).
+                    let started = tokio::time::Instant::now();
+                    while started.elapsed() < WARM_UP_BOUND {
+                        let info = self.client.status(&id).await?;
+                        if info.status != "PENDING" {
                             *warm = info.status != "FAILED";
                             break;
                         }
-                        Err(_) => break,
+                        tokio::time::sleep(POLL).await;
                     }
                 }
+                _ => self.client.submit(&self.body(job, &id)).await?,
             }
-            _ => self.client.submit(&self.body(job, &id)).await.map_err(cluster)?,
-        }
+            self.wait_final(&id).await
+        };
         let outcome = tokio::select! {
-            info = self.wait_final(&id) => Ok(info.map_err(cluster)?),
+            info = run_job => Ok(info.map_err(cluster)?),
             reason = cancel.requested() => Err(reason),
             () = sleep_or_never(limit) => Err(time_limit_message(limit)),
         };
