@@ -30,7 +30,7 @@ pub use context::{RunView, current_run};
 pub use error::{HandleError, PipelineError};
 pub use executor::ray::{JobInfo, RayClient, RayConfig};
 pub use handle::{Handle, HandleFuture, IntoInput};
-pub use mode::{Mode, debug_pipeline, mode, run_locally, set_default_execution_queue, with_mode};
+pub use mode::{Mode, debug_pipeline, mode, run_locally, set_default_execution_queue, start_locally, with_mode};
 pub use multi::{Spawned, wait_for_multi_pipelines};
 pub use pipeline::Finished;
 pub use pipeline_core::{

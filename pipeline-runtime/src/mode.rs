@@ -54,6 +54,18 @@ pub fn run_locally() {
     MODE.store(code(Mode::Local), Ordering::Relaxed);
 }
 
+/// ClearML's `start_locally`: the controller runs here (it always does), and the steps of the
+/// pipelines started from now on run as subprocesses when `run_pipeline_steps_locally`, else
+/// as jobs on the Ray cluster (remote mode, the default).
+pub fn start_locally(run_pipeline_steps_locally: bool) {
+    let mode = if run_pipeline_steps_locally {
+        Mode::Local
+    } else {
+        Mode::Remote
+    };
+    MODE.store(code(mode), Ordering::Relaxed);
+}
+
 /// The mode pipelines started now, on this thread, run in.
 pub fn mode() -> Mode {
     if let Some(mode) = OVERRIDE.with(Cell::get) {
@@ -100,6 +112,16 @@ pub(crate) fn default_execution_queue() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_locally_chooses_between_local_and_remote_steps() {
+        start_locally(true);
+        assert_eq!(mode(), Mode::Local);
+        start_locally(false);
+        assert_eq!(mode(), Mode::Remote);
+        with_mode(Mode::Debug, || assert_eq!(mode(), Mode::Debug));
+        assert_eq!(mode(), Mode::Remote);
+    }
 
     #[test]
     fn the_default_execution_queue_can_be_set() {
