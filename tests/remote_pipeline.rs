@@ -269,3 +269,43 @@ fn a_pipelines_default_queue_routes_steps_that_name_none() {
         "{err}"
     );
 }
+
+#[pipeline(
+    name = "remote_controller",
+    project = "remote-tests",
+    pipeline_execution_queue = "default"
+)]
+fn controlled(n: u64, label: String) -> u64 {
+    let _ = label;
+    let squares: Vec<Handle<u64>> = (1..=n).map(square).collect();
+    total(squares).get().unwrap()
+}
+
+#[test]
+fn the_controller_itself_can_run_on_the_cluster() {
+    setup();
+    let remote = controlled::enqueue(3, "from the cluster".into()).unwrap();
+    assert!(remote.job().starts_with("controller-remote_controller-"));
+    let run = remote
+        .wait(Duration::from_secs(180))
+        .unwrap()
+        .expect("the controller ended");
+    assert_eq!(run.id(), remote.id());
+    assert!(
+        run.is_successful(),
+        "{}\n{}",
+        run.dag().to_text(),
+        remote.logs().unwrap_or_default()
+    );
+    assert_eq!(run.record().mode, "remote");
+    assert_eq!(
+        run.parameters(),
+        [
+            ("n".to_string(), "3".to_string()),
+            ("label".to_string(), "\"from the cluster\"".to_string())
+        ]
+    );
+    let names: Vec<_> = run.dag().nodes().map(|n| (n.name.clone(), n.status)).collect();
+    assert_eq!(names.len(), 4);
+    assert!(names.iter().all(|(_, s)| *s == NodeStatus::Completed), "{names:?}");
+}

@@ -181,6 +181,19 @@ pub struct PipelineDescriptor {
     pub params: &'static [ParamDescriptor],
     /// The options from the attribute.
     pub options: PipelineOptions,
+    /// Runs the pipeline from its parameters as a JSON object (the controller of a run
+    /// enqueued on a cluster); `Ok(true)` when the run was successful.
+    pub controller: ControllerEntry,
+}
+
+/// See [`PipelineDescriptor::controller`].
+pub type ControllerEntry = fn(&str) -> Result<bool, String>;
+
+impl PipelineDescriptor {
+    /// `module::path::function`, which tells pipelines of one name apart.
+    pub fn qualified_function(&self) -> String {
+        format!("{}::{}", self.module_path, self.function)
+    }
 }
 
 /// The item `inventory` collects for each component.

@@ -587,7 +587,7 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
 
 /// `tokens` reported at `at` but resolved as call-site code: every token gets the call site's
 /// name resolution with `at`'s location.
-fn located_at(tokens: TokenStream, at: Span) -> TokenStream {
+pub(crate) fn located_at(tokens: TokenStream, at: Span) -> TokenStream {
     let span = Span::call_site().located_at(at);
     tokens
         .into_iter()

@@ -305,6 +305,28 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
              already run in parallel when their futures are spawned or joined",
         ));
     }
+    // The controller entry: the pipeline run from parameters given as JSON, as a remote
+    // controller process does. Each parameter is read back at its type's location.
+    let controller = quote::format_ident!("__pipeline_controller_{}", ident);
+    let from_json = params.iter().zip(&name_strs).map(|(prm, n)| {
+        let (id, ty) = (&prm.ident, &prm.ty);
+        let read = crate::component::located_at(quote!(#p::param_from_json::<#ty>(&mut __params, #n)), ty.span());
+        quote!(let #id: #ty = #read?;)
+    });
+    let names_for_controller = params.iter().map(|prm| &prm.ident);
+    let run_controller = if is_async {
+        quote!(#p::block_on(#ident::run(#(#names_for_controller),*)))
+    } else {
+        quote!(#ident::run(#(#names_for_controller),*))
+    };
+    let enqueue_records = params.iter().zip(&name_strs).map(|(prm, n)| {
+        let (id, ty) = (&prm.ident, &prm.ty);
+        quote_spanned! {ty.span()=> (#n, #p::param_repr::<#ty>(&#id)) }
+    });
+    let enqueue_decl = params.iter().map(|prm| {
+        let (id, ty) = (&prm.ident, &prm.ty);
+        quote!(#id: #ty)
+    });
     let spawn = o.parallel_instances.then(|| {
         let names = params.iter().map(|prm| &prm.ident);
         let decl = params.iter().map(|prm| {
@@ -380,6 +402,13 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
 
             #spawn
 
+            /// Runs the pipeline's controller itself as a job on the Ray cluster, on the queue
+            /// `pipeline_execution_queue` names (`services` by default); its steps run remotely
+            /// too. Returns at once with a handle to wait for the run.
+            #vis fn enqueue(#(#enqueue_decl),*) -> ::core::result::Result<#krate::RemoteRun, #krate::PipelineError> {
+                #p::enqueue_pipeline(&#desc, ::std::vec![#(#enqueue_records),*])
+            }
+
             /// What the framework knows about this pipeline.
             #vis fn descriptor() -> &'static #p::PipelineDescriptor {
                 &#desc
@@ -415,9 +444,21 @@ pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
                 max_parallel: #max_parallel,
                 codec: #p::Codec::#codec,
             },
+            controller: #controller,
         };
 
         #p::inventory::submit! { #p::PipelineRegistration(&#desc) }
+
+        #[doc(hidden)]
+        #[allow(non_snake_case, unused_mut)]
+        fn #controller(__json: &str) -> ::core::result::Result<bool, ::std::string::String> {
+            let mut __params = #p::params_from_json(__json)?;
+            #(#from_json)*
+            match #run_controller {
+                ::core::result::Result::Ok(__finished) => ::core::result::Result::Ok(__finished.run.is_successful()),
+                ::core::result::Result::Err(__error) => ::core::result::Result::Err(::std::string::ToString::to_string(&__error)),
+            }
+        }
 
         #(#attrs)*
         #vis #asyncness fn #ident(#(#decl2),*) -> #ret {

@@ -19,6 +19,7 @@ mod object_storage;
 mod outputs;
 mod pipeline;
 mod recorder;
+mod remote_controller;
 mod slot;
 mod state;
 pub mod step;
@@ -38,6 +39,7 @@ pub use pipeline_core::{
     PipelineDag, PipelineDescriptor, PipelineOptions, RetryPolicy, RunStatus, StepError, StepIo, call_entry, registry,
 };
 pub use pipeline_macros::{component, pipeline};
+pub use remote_controller::{CONTROLLER_ENV, RemoteRun};
 pub use state::{
     RAY_ADDRESS_ENV, RAY_TOKEN_ENV, STATE_DIR_ENV, ray_config, recording, set_recording, set_state_dir, state_dir,
 };
@@ -59,6 +61,7 @@ pub mod __private {
     pub use crate::multi::spawn_pipeline;
     pub use crate::outputs::Outputs;
     pub use crate::pipeline::{expect_started, run_pipeline, run_pipeline_async};
+    pub use crate::remote_controller::{enqueue_pipeline, param_from_json, params_from_json};
     pub use inventory;
     pub use pipeline_core::Codec;
     pub use pipeline_core::codec::{decode, encode};

@@ -136,7 +136,10 @@ fn executor(
 }
 
 /// Checks the cluster and makes sure it has this binary.
-fn connect_ray(runtime: &tokio::runtime::Runtime, default_queue: &'static str) -> Result<RayBackend, PipelineError> {
+pub(crate) fn connect_ray(
+    runtime: &tokio::runtime::Runtime,
+    default_queue: &'static str,
+) -> Result<RayBackend, PipelineError> {
     let config = crate::state::ray_config();
     let address = config
         .address
@@ -171,7 +174,10 @@ fn connect_ray(runtime: &tokio::runtime::Runtime, default_queue: &'static str) -
 }
 
 /// A folder name unique across processes: pipeline, time, process, counter.
-fn run_key(pipeline: &str) -> String {
+pub(crate) fn run_key(pipeline: &str) -> String {
+    if let Some(key) = crate::remote_controller::take_forced_run_key() {
+        return key;
+    }
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)

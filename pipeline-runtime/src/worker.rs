@@ -129,6 +129,12 @@ pub(crate) struct WorkerResult {
 static WORKER_HOOK: extern "C" fn() = worker_hook;
 
 extern "C" fn worker_hook() {
+    if let Ok(request) = std::env::var(crate::remote_controller::CONTROLLER_ENV) {
+        let code = catch_unwind(|| crate::remote_controller::run_controller(&request)).unwrap_or(EXIT_SETUP);
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        std::process::exit(code);
+    }
     let manifest = match (std::env::var(MANIFEST_JSON_ENV), std::env::var_os(MANIFEST_ENV)) {
         (Ok(json), _) => {
             serde_json::from_str(&json).map_err(|e| format!("{MANIFEST_JSON_ENV} is not a valid manifest: {e}"))

@@ -1,0 +1,208 @@
+//! A pipeline's controller run as a job on the Ray cluster (ClearML's `enqueue` onto
+//! `pipeline_execution_queue`): the job runs this same binary, whose constructor sees the
+//! controller request, runs the pipeline from its JSON parameters (its steps become jobs too)
+//! and exits. The run is recorded in the state folder the request names, so the caller can
+//! follow it when that folder is shared with the cluster (one machine, or a shared filesystem).
+
+use crate::api::PipelineRun;
+use crate::error::PipelineError;
+use crate::executor::ray::{JobInfo, RayClient};
+use pipeline_core::{PipelineDescriptor, registry};
+use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The environment variable that turns a process into a pipeline controller.
+pub const CONTROLLER_ENV: &str = "PIPELINE_CONTROLLER_JSON";
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    /// `module::path::function` of the pipeline.
+    pipeline: String,
+    /// Parameters as a JSON object.
+    params: serde_json::Value,
+    /// The run's id, chosen by the caller so it can find the run.
+    run: String,
+}
+
+/// A run whose controller was enqueued on the cluster.
+pub struct RemoteRun {
+    client: RayClient,
+    runtime: tokio::runtime::Runtime,
+    job: String,
+    run: String,
+}
+
+impl RemoteRun {
+    /// The run's id in the run store.
+    pub fn id(&self) -> &str {
+        &self.run
+    }
+
+    /// The controller's Ray job (submission id).
+    pub fn job(&self) -> &str {
+        &self.job
+    }
+
+    fn status(&self) -> Result<JobInfo, PipelineError> {
+        let cluster = |reason: String| PipelineError::Cluster {
+            address: self.client.address().into(),
+            reason,
+        };
+        self.runtime.block_on(self.client.status(&self.job)).map_err(cluster)
+    }
+
+    /// Waits (at most `timeout`) for the controller to end, then loads the run from the run
+    /// store. `Ok(None)` when it is still running.
+    pub fn wait(&self, timeout: Duration) -> Result<Option<PipelineRun>, PipelineError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let info = self.status()?;
+            if info.is_terminal() {
+                return match PipelineRun::get(&self.run)? {
+                    Some(run) => Ok(Some(run)),
+                    None => Err(PipelineError::Cluster {
+                        address: self.client.address().into(),
+                        reason: format!(
+                            "the controller job `{}` ended ({}{}) but its run `{}` is not in this run store: the \
+                             cluster must share the state folder",
+                            self.job,
+                            info.status,
+                            info.message.map(|m| format!(": {m}")).unwrap_or_default(),
+                            self.run
+                        ),
+                    }),
+                };
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(100).min(deadline - Instant::now()));
+        }
+    }
+
+    /// The controller job's output so far.
+    pub fn logs(&self) -> Result<String, PipelineError> {
+        let cluster = |reason: String| PipelineError::Cluster {
+            address: self.client.address().into(),
+            reason,
+        };
+        self.runtime.block_on(self.client.logs(&self.job)).map_err(cluster)
+    }
+
+    /// Stops the controller job (its running steps are stopped by their own jobs' end).
+    pub fn stop(&self) -> Result<(), PipelineError> {
+        let cluster = |reason: String| PipelineError::Cluster {
+            address: self.client.address().into(),
+            reason,
+        };
+        self.runtime.block_on(self.client.stop(&self.job)).map_err(cluster)
+    }
+}
+
+/// Called by `my_pipeline::enqueue(...)`.
+#[doc(hidden)]
+pub fn enqueue_pipeline(
+    descriptor: &'static PipelineDescriptor,
+    params: Vec<(&'static str, String)>,
+) -> Result<RemoteRun, PipelineError> {
+    registry::validate()?;
+    let runtime = crate::executor::runtime("pipeline-enqueue").map_err(|e| PipelineError::Executor(e.to_string()))?;
+    let ray = crate::pipeline::connect_ray(&runtime, "default")?;
+    let params: serde_json::Map<String, serde_json::Value> = params
+        .into_iter()
+        .map(|(name, json)| {
+            (
+                name.to_string(),
+                serde_json::from_str(&json).unwrap_or(serde_json::Value::Null),
+            )
+        })
+        .collect();
+    let run = crate::pipeline::run_key(descriptor.name);
+    let request = Request {
+        pipeline: descriptor.qualified_function(),
+        params: params.into(),
+        run: run.clone(),
+    };
+    let job = format!("controller-{run}");
+    let queue = descriptor.options.pipeline_execution_queue.unwrap_or("services");
+    let state = std::path::absolute(crate::state::state_dir()).unwrap_or_else(|_| crate::state::state_dir());
+    let body = serde_json::json!({
+        "entrypoint": format!("./{}", ray.exe_name),
+        "submission_id": job,
+        "runtime_env": {
+            "working_dir": ray.package,
+            "env_vars": {
+                CONTROLLER_ENV: serde_json::to_string(&request).expect("requests serialize"),
+                crate::state::RAY_ADDRESS_ENV: ray.client.address(),
+                crate::state::STATE_DIR_ENV: state.display().to_string(),
+                "PIPELINE_LOG_ECHO": "0",
+            },
+        },
+        "entrypoint_resources": { format!("queue_{queue}"): 1 },
+        "metadata": { "pipeline": descriptor.name, "run": run },
+    });
+    let client = ray.client;
+    runtime
+        .block_on(client.submit(&body))
+        .map_err(|reason| PipelineError::Cluster {
+            address: client.address().into(),
+            reason,
+        })?;
+    Ok(RemoteRun {
+        client,
+        runtime,
+        job,
+        run,
+    })
+}
+
+/// A run id a controller process must use for its first run (the one it was started for).
+static FORCED_RUN: Mutex<Option<String>> = Mutex::new(None);
+
+/// The forced run id, once.
+pub(crate) fn take_forced_run_key() -> Option<String> {
+    FORCED_RUN.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
+
+/// Runs the controller request in `json`; gives the process's exit code.
+pub(crate) fn run_controller(json: &str) -> i32 {
+    let request: Request = match serde_json::from_str(json) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pipeline controller: {CONTROLLER_ENV} is not a valid request: {e}");
+            return crate::worker::EXIT_SETUP;
+        }
+    };
+    let Some(pipeline) = registry::pipelines().find(|p| p.qualified_function() == request.pipeline) else {
+        eprintln!("pipeline controller: no pipeline `{}` in this binary", request.pipeline);
+        return crate::worker::EXIT_SETUP;
+    };
+    *FORCED_RUN.lock().unwrap_or_else(|p| p.into_inner()) = Some(request.run);
+    match (pipeline.controller)(&request.params.to_string()) {
+        Ok(true) => 0,
+        Ok(false) => crate::worker::EXIT_STEP_FAILED,
+        Err(e) => {
+            eprintln!("pipeline controller: {e}");
+            crate::worker::EXIT_SETUP
+        }
+    }
+}
+
+/// Parses a controller's parameters.
+#[doc(hidden)]
+pub fn params_from_json(json: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    serde_json::from_str(json).map_err(|e| format!("the parameters are not a JSON object: {e}"))
+}
+
+/// Takes parameter `name` out of the controller's parameters.
+#[doc(hidden)]
+pub fn param_from_json<T: serde::de::DeserializeOwned>(
+    params: &mut serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<T, String> {
+    let value = params
+        .remove(name)
+        .ok_or_else(|| format!("parameter `{name}` is missing"))?;
+    serde_json::from_value(value).map_err(|e| format!("parameter `{name}`: {e}"))
+}
