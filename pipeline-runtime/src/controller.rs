@@ -250,7 +250,7 @@ impl Run {
         self.lock().nodes[index as usize].cache_key = Some(key.clone());
 
         let hit = {
-            let mut store = self.cache_store.lock().unwrap_or_else(|p| p.into_inner());
+            let mut store = crate::sync::lock(&self.cache_store);
             if store.is_none() {
                 *store = crate::store::RunStore::open(store_path).ok();
             }
@@ -352,7 +352,7 @@ impl Run {
 
     fn lock(&self) -> MutexGuard<'_, RunState> {
         // Callbacks and steps never run under this lock, so it is never poisoned by them.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Adds a node for a call of `descriptor` whose arguments come from `deps`; `build` makes

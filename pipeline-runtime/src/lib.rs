@@ -24,6 +24,7 @@ mod slot;
 mod state;
 pub mod step;
 pub mod store;
+mod sync;
 mod worker;
 
 pub use api::PipelineRun;

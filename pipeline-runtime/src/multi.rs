@@ -21,7 +21,7 @@ static PENDING: Mutex<Pending> = Mutex::new(Pending {
 static CHANGED: Condvar = Condvar::new();
 
 fn lock() -> std::sync::MutexGuard<'static, Pending> {
-    PENDING.lock().unwrap_or_else(|p| p.into_inner())
+    crate::sync::lock(&PENDING)
 }
 
 /// A pipeline run started with `spawn`; `join` gives its value and record.

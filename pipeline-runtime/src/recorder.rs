@@ -2,6 +2,7 @@
 //! scheduling never waits for the database; the run's end flushes with a bound.
 
 use crate::store::{Event, RunStore, StoreError};
+use crate::sync::lock;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -89,8 +90,4 @@ fn write_loop(mut store: RunStore, rx: Receiver<Msg>, error: Arc<Mutex<Option<St
             let _ = done.send(());
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

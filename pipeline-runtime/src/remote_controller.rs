@@ -7,6 +7,7 @@
 use crate::api::PipelineRun;
 use crate::error::PipelineError;
 use crate::executor::ray::{JobInfo, RayClient};
+use crate::sync::lock;
 use pipeline_core::{PipelineDescriptor, registry};
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
@@ -162,7 +163,7 @@ static FORCED_RUN: Mutex<Option<String>> = Mutex::new(None);
 
 /// The forced run id, once.
 pub(crate) fn take_forced_run_key() -> Option<String> {
-    FORCED_RUN.lock().unwrap_or_else(|p| p.into_inner()).take()
+    lock(&FORCED_RUN).take()
 }
 
 /// Runs the controller request in `json`; gives the process's exit code.
@@ -178,7 +179,7 @@ pub(crate) fn run_controller(json: &str) -> i32 {
         eprintln!("pipeline controller: no pipeline `{}` in this binary", request.pipeline);
         return crate::worker::EXIT_SETUP;
     };
-    *FORCED_RUN.lock().unwrap_or_else(|p| p.into_inner()) = Some(request.run);
+    *lock(&FORCED_RUN) = Some(request.run);
     match (pipeline.controller)(&request.params.to_string()) {
         Ok(true) => 0,
         Ok(false) => crate::worker::EXIT_STEP_FAILED,

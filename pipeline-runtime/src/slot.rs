@@ -3,6 +3,7 @@
 
 use crate::artifacts::{ArtifactRef, read_value};
 use crate::error::HandleError;
+use crate::sync::lock;
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -172,9 +173,4 @@ impl<T: pipeline_core::ComponentValue> Slot<T> {
                 .clone()),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic never happens while a slot lock is held, but do not turn one into a second panic.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

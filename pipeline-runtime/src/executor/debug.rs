@@ -3,6 +3,7 @@
 
 use super::Executor;
 use crate::controller::Run;
+use crate::sync::lock;
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -35,7 +36,7 @@ impl DebugExecutor {
 
 impl Executor for DebugExecutor {
     fn submit(&self, run: Arc<Run>, index: u32) {
-        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = lock(&self.queue);
         if let Some(tx) = queue.as_ref() {
             // The worker outlives every submit: it stops only after `shutdown` drops the sender.
             let _ = tx.send((run, index));
@@ -47,8 +48,8 @@ impl Executor for DebugExecutor {
     }
 
     fn shutdown(&self) {
-        drop(self.queue.lock().unwrap_or_else(|p| p.into_inner()).take());
-        let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(lock(&self.queue).take());
+        let worker = lock(&self.worker).take();
         if let Some(worker) = worker {
             // Steps are caught with `catch_unwind`, so the worker itself never panics.
             let _ = worker.join();

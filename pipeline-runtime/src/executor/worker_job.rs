@@ -8,6 +8,7 @@ use crate::artifacts::ArtifactRef;
 use crate::call::Invoke;
 use crate::controller::{Attempt, Run};
 use crate::handle::ExportSink;
+use crate::sync::lock;
 use crate::worker::{Manifest, WorkerResult};
 use pipeline_core::{Codec, ComponentDescriptor, ErrorKind, StepError};
 use std::collections::{HashMap, VecDeque};
@@ -144,10 +145,6 @@ impl<B: Backend> Executor for WorkerExecutor<B> {
             runtime.shutdown_background();
         }
     }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 async fn run_node<B: Backend>(ctx: Arc<Context<B>>, run: Arc<Run>, index: u32) {
