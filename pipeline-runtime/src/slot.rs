@@ -69,34 +69,26 @@ impl<T: pipeline_core::ComponentValue> ErasedSlot for Slot<T> {
 }
 
 impl<T> Slot<T> {
-    pub(crate) fn empty() -> Arc<Self> {
+    fn with_state(state: State<T>) -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new(Inner {
-                state: State::Empty,
+                state,
                 wakers: Vec::new(),
             }),
             ready: Condvar::new(),
         })
+    }
+
+    pub(crate) fn empty() -> Arc<Self> {
+        Self::with_state(State::Empty)
     }
 
     pub(crate) fn filled(value: T) -> Arc<Self> {
-        Arc::new(Self {
-            inner: Mutex::new(Inner {
-                state: State::Ready(Some(value)),
-                wakers: Vec::new(),
-            }),
-            ready: Condvar::new(),
-        })
+        Self::with_state(State::Ready(Some(value)))
     }
 
     pub(crate) fn failed(error: HandleError) -> Arc<Self> {
-        Arc::new(Self {
-            inner: Mutex::new(Inner {
-                state: State::Failed(error),
-                wakers: Vec::new(),
-            }),
-            ready: Condvar::new(),
-        })
+        Self::with_state(State::Failed(error))
     }
 
     pub(crate) fn fill(&self, value: T) {
