@@ -159,6 +159,11 @@ pub fn read_payload(path: &Path) -> Result<(ArtifactHeader, Vec<u8>), StepError>
     Ok((header, payload))
 }
 
+/// Where output `output` of the step whose folder is `step_dir` is stored.
+pub(crate) fn output_path(step_dir: &Path, output: &str) -> PathBuf {
+    step_dir.join("outputs").join(format!("{output}.art"))
+}
+
 /// Writes `value` to `path`.
 pub fn write_value<T: Serialize>(path: &Path, codec: Codec, value: &T) -> Result<ArtifactRef, StepError> {
     write_with(path, codec, std::any::type_name::<T>(), &mut |w| {

@@ -173,24 +173,12 @@ impl Run {
 
     /// Records a step output stored at `path` (size and checksum from its header).
     pub(crate) fn record_output(&self, node: &str, output: &pipeline_core::ParamDescriptor, artifact: &ArtifactRef) {
-        let Some(recorder) = &self.recorder else { return };
-        // An artifact in object storage is not read back just to record it.
-        let header = crate::artifacts::read_header(&artifact.path).ok();
-        let (uri, codec) = (artifact.location(), artifact.codec);
-        recorder.send(Event::Artifact {
-            run: self.key.to_string(),
-            record: crate::store::ArtifactRecord {
-                node: node.to_string(),
-                name: output.name.to_string(),
-                kind: crate::store::ArtifactKind::Output,
-                uri,
-                codec: Some(codec.name().to_string()),
-                type_name: header.as_ref().map(|h| h.type_name.clone()),
-                size: header.as_ref().map(|h| h.length),
-                checksum: header.as_ref().map(|h| format!("{:08x}", h.checksum)),
-                metadata: None,
-            },
-        });
+        if let Some(recorder) = &self.recorder {
+            recorder.send(Event::Artifact {
+                run: self.key.to_string(),
+                record: output_record(node, output, artifact),
+            });
+        }
     }
 
     /// The run store's file, when the run is recorded.
@@ -303,25 +291,15 @@ impl Run {
         let codec = self.descriptor.options.codec;
         let mut records = Vec::new();
         for (slot, output) in slots.iter().zip(descriptor.outputs) {
-            let path = self
-                .run_dir
-                .join(&*name)
-                .join("outputs")
-                .join(format!("{}.art", output.name));
+            let path = crate::artifacts::output_path(&self.run_dir.join(&*name), output.name);
             match slot.persist(&path, codec) {
                 Ok(artifact) => {
-                    self.record_output(&name, output, &artifact);
-                    records.push(crate::store::ArtifactRecord {
-                        node: name.to_string(),
-                        name: output.name.to_string(),
-                        kind: crate::store::ArtifactKind::Output,
-                        uri: artifact.location(),
-                        codec: Some(artifact.codec.name().to_string()),
-                        type_name: None,
-                        size: None,
-                        checksum: None,
-                        metadata: None,
+                    let record = output_record(&name, output, &artifact);
+                    recorder.send(Event::Artifact {
+                        run: self.key.to_string(),
+                        record: record.clone(),
                     });
+                    records.push(record);
                 }
                 Err(e) => {
                     eprintln!("pipeline: step `{name}` is not cached: {e}");
@@ -646,6 +624,27 @@ impl Run {
                 return;
             }
         }
+    }
+}
+
+/// The run-store record of a step output, with size and checksum from its header when the
+/// artifact is at hand (one in object storage is not downloaded just to record it).
+fn output_record(
+    node: &str,
+    output: &pipeline_core::ParamDescriptor,
+    artifact: &ArtifactRef,
+) -> crate::store::ArtifactRecord {
+    let header = crate::artifacts::read_header(&artifact.path).ok();
+    crate::store::ArtifactRecord {
+        node: node.to_string(),
+        name: output.name.to_string(),
+        kind: crate::store::ArtifactKind::Output,
+        uri: artifact.location(),
+        codec: Some(artifact.codec.name().to_string()),
+        type_name: header.as_ref().map(|h| h.type_name.clone()),
+        size: header.as_ref().map(|h| h.length),
+        checksum: header.as_ref().map(|h| format!("{:08x}", h.checksum)),
+        metadata: None,
     }
 }
 

@@ -198,7 +198,7 @@ async fn attempt_in_worker<B: Backend>(
     let outputs: Vec<PathBuf> = descriptor
         .outputs
         .iter()
-        .map(|o| node_dir.join("outputs").join(format!("{}.art", o.name)))
+        .map(|o| crate::artifacts::output_path(node_dir, o.name))
         .collect();
     // With an object-storage `output_uri`, outputs and the result go there too.
     let remote = remote_prefix(ctx, run, descriptor, name);
