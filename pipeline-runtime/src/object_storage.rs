@@ -42,7 +42,9 @@ fn store(uri: &str) -> Result<(Box<dyn ObjectStore>, StorePath), StepError> {
 
 /// Runs `future` on a small runtime of this module's own, from any thread (inside another
 /// runtime or not), and waits for it.
-fn block<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> T {
+fn block<T: Send + 'static>(
+    future: impl Future<Output = Result<T, StepError>> + Send + 'static,
+) -> Result<T, StepError> {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     let runtime = RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -52,11 +54,8 @@ fn block<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) ->
             .build()
             .expect("a runtime for object storage")
     });
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    runtime.spawn(async move {
-        let _ = tx.send(future.await);
-    });
-    rx.recv().expect("the object-store task reports back")
+    crate::sync::wait_on(runtime.handle(), future)
+        .unwrap_or_else(|e| Err(StepError::new(ErrorKind::Codec, format!("object storage: {e}"))))
 }
 
 /// Uploads the local file `local` to `uri`, in parts.

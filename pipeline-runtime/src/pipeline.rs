@@ -152,17 +152,12 @@ pub(crate) fn connect_ray(
     let client = RayClient::new(&config).map_err(fail)?;
     let exe = std::env::current_exe().map_err(|e| fail(e.to_string()))?;
     let exe_name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("worker").to_string();
-    // On a thread of its own: the caller may be inside another tokio runtime.
-    let package = std::thread::scope(|s| {
-        s.spawn(|| {
-            runtime.block_on(async {
-                client.check().await?;
-                client.ensure_package(&exe).await
-            })
-        })
-        .join()
-        .unwrap_or_else(|_| Err("the connection check panicked".into()))
+    let checking = client.clone();
+    let package = crate::sync::wait_on(runtime.handle(), async move {
+        checking.check().await?;
+        checking.ensure_package(&exe).await
     })
+    .and_then(|checked| checked)
     .map_err(fail)?;
     Ok(RayBackend {
         client,

@@ -45,12 +45,27 @@ impl RemoteRun {
         &self.job
     }
 
-    fn status(&self) -> Result<JobInfo, PipelineError> {
-        let cluster = |reason: String| PipelineError::Cluster {
+    fn cluster_error(&self, reason: String) -> PipelineError {
+        PipelineError::Cluster {
             address: self.client.address().into(),
             reason,
-        };
-        self.runtime.block_on(self.client.status(&self.job)).map_err(cluster)
+        }
+    }
+
+    /// Sends `request(client, job id)` to the cluster and waits for the answer, from any thread.
+    fn ask<T, F>(&self, request: impl FnOnce(RayClient, String) -> F) -> Result<T, PipelineError>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, String>> + Send + 'static,
+    {
+        let future = request(self.client.clone(), self.job.clone());
+        crate::sync::wait_on(self.runtime.handle(), future)
+            .and_then(|answer| answer)
+            .map_err(|reason| self.cluster_error(reason))
+    }
+
+    fn status(&self) -> Result<JobInfo, PipelineError> {
+        self.ask(|client, job| async move { client.status(&job).await })
     }
 
     /// Waits (at most `timeout`) for the controller to end, then loads the run from the run
@@ -62,17 +77,14 @@ impl RemoteRun {
             if info.is_terminal() {
                 return match PipelineRun::get(&self.run)? {
                     Some(run) => Ok(Some(run)),
-                    None => Err(PipelineError::Cluster {
-                        address: self.client.address().into(),
-                        reason: format!(
-                            "the controller job `{}` ended ({}{}) but its run `{}` is not in this run store: the \
+                    None => Err(self.cluster_error(format!(
+                        "the controller job `{}` ended ({}{}) but its run `{}` is not in this run store: the \
                              cluster must share the state folder",
-                            self.job,
-                            info.status,
-                            info.message.map(|m| format!(": {m}")).unwrap_or_default(),
-                            self.run
-                        ),
-                    }),
+                        self.job,
+                        info.status,
+                        info.message.map(|m| format!(": {m}")).unwrap_or_default(),
+                        self.run
+                    ))),
                 };
             }
             if Instant::now() >= deadline {
@@ -84,20 +96,12 @@ impl RemoteRun {
 
     /// The controller job's output so far.
     pub fn logs(&self) -> Result<String, PipelineError> {
-        let cluster = |reason: String| PipelineError::Cluster {
-            address: self.client.address().into(),
-            reason,
-        };
-        self.runtime.block_on(self.client.logs(&self.job)).map_err(cluster)
+        self.ask(|client, job| async move { client.logs(&job).await })
     }
 
     /// Stops the controller job (its running steps are stopped by their own jobs' end).
     pub fn stop(&self) -> Result<(), PipelineError> {
-        let cluster = |reason: String| PipelineError::Cluster {
-            address: self.client.address().into(),
-            reason,
-        };
-        self.runtime.block_on(self.client.stop(&self.job)).map_err(cluster)
+        self.ask(|client, job| async move { client.stop(&job).await })
     }
 }
 
@@ -143,19 +147,14 @@ pub fn enqueue_pipeline(
         "entrypoint_resources": { format!("queue_{queue}"): 1 },
         "metadata": { "pipeline": descriptor.name, "run": run },
     });
-    let client = ray.client;
-    runtime
-        .block_on(client.submit(&body))
-        .map_err(|reason| PipelineError::Cluster {
-            address: client.address().into(),
-            reason,
-        })?;
-    Ok(RemoteRun {
-        client,
+    let remote = RemoteRun {
+        client: ray.client,
         runtime,
         job,
         run,
-    })
+    };
+    remote.ask(move |client, _| async move { client.submit(&body).await })?;
+    Ok(remote)
 }
 
 /// A run id a controller process must use for its first run (the one it was started for).

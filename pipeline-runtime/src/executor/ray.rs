@@ -45,7 +45,8 @@ impl JobInfo {
     }
 }
 
-/// A client of a Ray cluster's Jobs REST API.
+/// A client of a Ray cluster's Jobs REST API (cheap to clone: clones share connections).
+#[derive(Clone)]
 pub struct RayClient {
     http: reqwest::Client,
     base: String,
