@@ -4,6 +4,9 @@
 //!
 //! Run: `cargo bench --bench debug_overhead` (prints a Markdown table).
 
+mod common;
+
+use common::median;
 use pipeline_runtime::prelude::*;
 use std::time::{Duration, Instant};
 
@@ -31,11 +34,6 @@ fn fan_out(n: u64) -> u64 {
     let handles: Vec<_> = (0..n).map(inc).collect();
     // The fan-in adds one step: n + 1 in all.
     count(handles).get().expect("the fan-out completes")
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 fn measure(runs: usize, f: impl Fn() -> u64, expected: u64) -> Duration {

@@ -3,6 +3,9 @@
 //!
 //! Run: `cargo bench --bench local_overhead` (prints Markdown tables).
 
+mod common;
+
+use common::median;
 use pipeline_runtime::prelude::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,11 +37,6 @@ fn chain(n: u64) -> u64 {
 fn fan_out(n: u64, millis: u64) -> u64 {
     let naps: Vec<_> = (0..n).map(|_| nap(millis)).collect();
     naps.into_iter().map(|h| h.get().expect("a nap completes")).sum()
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 fn bare_spawn() -> Duration {

@@ -2,6 +2,9 @@
 //! for the same entrypoint (this binary, exiting at once), and the throughput of a fan-out of
 //! 50 steps. Needs a cluster: `scripts/with-ray.sh cargo bench --bench remote_overhead`.
 
+mod common;
+
+use common::median;
 use pipeline_runtime::prelude::*;
 use pipeline_runtime::{RayClient, ray_config};
 use std::time::{Duration, Instant};
@@ -27,11 +30,6 @@ fn chain(n: u64) -> u64 {
 fn fan_out(n: u64) -> u64 {
     let steps: Vec<_> = (0..n).map(inc).collect();
     steps.into_iter().map(|h| h.get().expect("a step completes")).sum()
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 /// Submits the bare entrypoint as a Ray job and waits for it, polling as the executor does.
