@@ -127,8 +127,19 @@ impl RunStore {
             conn,
             path: path.to_path_buf(),
         };
-        store.configure().map_err(|e| fail(describe(&e)))?;
-        store.migrate()?;
+        // Switching a new file to WAL, or recovering a WAL another process left, can answer
+        // SQLITE_BUSY without waiting in the busy handler: retry such answers up to the same bound.
+        let deadline = std::time::Instant::now() + busy_timeout();
+        let version = loop {
+            match store.configure().and_then(|()| store.schema_version()) {
+                Ok(version) => break version,
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(fail(describe(&e))),
+            }
+        };
+        store.migrate(version)?;
         Ok(store)
     }
 
@@ -147,18 +158,22 @@ impl RunStore {
         // Checks that the file is a database before anything is written to it.
         self.conn
             .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
-        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Only a file not yet in WAL mode needs the (exclusive) switch.
+        let mode: String = self.conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
         self.conn.pragma_update(None, "foreign_keys", "ON")?;
         Ok(())
     }
 
-    fn migrate(&mut self) -> Result<(), StoreError> {
-        let fail = |e: rusqlite::Error| self.error(&e);
-        let version: usize = self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(fail)?;
+    /// The number of migrations applied to the file.
+    fn schema_version(&self) -> rusqlite::Result<usize> {
+        self.conn.pragma_query_value(None, "user_version", |r| r.get(0))
+    }
+
+    fn migrate(&mut self, version: usize) -> Result<(), StoreError> {
         if version > schema::MIGRATIONS.len() {
             return Err(StoreError {
                 path: self.path.clone(),
@@ -505,6 +520,14 @@ fn bump(v: &str) -> String {
     parts.iter().map(u64::to_string).collect::<Vec<_>>().join(".")
 }
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    use rusqlite::ffi::ErrorCode;
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
 fn error_at(path: &Path, e: &rusqlite::Error) -> StoreError {
     StoreError {
         path: path.to_path_buf(),
@@ -537,5 +560,67 @@ mod tests {
         assert!(version_key("1.10.0") > version_key("1.9.3"));
         assert_eq!(bump("1.0.9"), "1.0.10");
         assert_eq!(bump("23"), "24");
+    }
+}
+
+#[cfg(test)]
+mod race {
+    use super::*;
+
+    #[test]
+    fn readers_open_while_writers_write() {
+        let dir = std::env::temp_dir().join(format!("store-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("runs.db");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let path = path.clone();
+                std::thread::spawn(move || -> Result<(), StoreError> {
+                    let mut store = RunStore::open(&path)?;
+                    for i in 0..150 {
+                        let id = format!("run-{w}-{i}");
+                        store.begin_run(&NewRun {
+                            id: &id,
+                            project: "p",
+                            name: "n",
+                            version: None,
+                            mode: "debug",
+                            code_hash: "h",
+                            parameters: &[],
+                            tags: &[],
+                            started: SystemTime::now(),
+                        })?;
+                        store.apply(&[Event::RunEnd {
+                            run: id,
+                            status: RunStatus::Completed,
+                            ended: SystemTime::now(),
+                        }])?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let (path, stop) = (path.clone(), stop.clone());
+                std::thread::spawn(move || -> Result<usize, StoreError> {
+                    let mut n = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let store = RunStore::open(&path)?;
+                        n += store.runs(&RunFilter::default())?.len();
+                    }
+                    Ok(n)
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap().unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for r in readers {
+            r.join().unwrap().unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
