@@ -258,7 +258,16 @@ fn an_err_fails_the_step_with_its_chain_and_skips_its_children() {
     assert_eq!(status_of(&run, "numbers"), NodeStatus::Skipped);
     assert_eq!(status_of(&run, "scale"), NodeStatus::Skipped);
     let why = run.dag().node("numbers").unwrap().error.clone().unwrap();
-    assert_eq!(why.message, "parent step `read_config` failed");
+    assert_eq!(
+        why.message,
+        "parent step `read_config` failed: could not read the configuration"
+    );
+    // A grandchild names the failure its chain goes back to.
+    let root = run.dag().node("scale").unwrap().error.clone().unwrap();
+    assert_eq!(
+        root.message,
+        "parent step `numbers` was skipped; the cause: step `read_config` failed: could not read the configuration"
+    );
     assert_eq!(status_of(&run, "total"), NodeStatus::Completed);
 }
 
@@ -521,7 +530,8 @@ fn callbacks_fire_in_order_and_pre_execute_can_skip() {
     );
     assert_eq!(
         of("watched_1"),
-        ["pre:watched_1", "watched_1:pending->skipped", "post:watched_1:skipped"]
+        ["pre:watched_1", "watched_1:pending->skipped"],
+        "a node the pre callback skipped did not run: no post callback"
     );
     let reason = f.run.dag().node("watched_1").unwrap().error.clone().unwrap();
     assert_eq!(reason.message, "pre_execute_callback returned false");

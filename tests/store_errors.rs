@@ -1,7 +1,7 @@
 //! A run store that cannot be used stops a pipeline before anything runs, with one clear line.
 
 use pipeline_runtime::prelude::*;
-use pipeline_runtime::{PipelineError, store};
+use pipeline_runtime::{Mode, PipelineError, store, with_mode};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -48,4 +48,15 @@ fn corrupt_and_locked_stores_are_clear_errors() {
     assert!(err.to_string().contains("locked by another process"), "{err}");
     holder.execute_batch("COMMIT").unwrap();
     assert_eq!(guarded(), 1, "works again once the lock is gone");
+
+    // A state folder that is a file: every mode names the path.
+    let file = dir.join("not-a-folder");
+    std::fs::write(&file, b"x").unwrap();
+    pipeline_runtime::set_state_dir(Some(file.clone()));
+    RAN.store(false, Ordering::SeqCst);
+    for mode in [Mode::Debug, Mode::Local] {
+        let err = with_mode(mode, guarded::run).unwrap_err().to_string();
+        assert!(err.contains(&file.display().to_string()), "{mode:?}: {err}");
+    }
+    assert!(!RAN.load(Ordering::SeqCst));
 }

@@ -19,7 +19,8 @@ pub enum NodeStatus {
     Cached,
     /// Finished with an error or a panic, after all retries.
     Failed,
-    /// Stopped from outside (abort on failure, time limit, user stop).
+    /// Stopped: by `abort_on_failure` after another step failed, by its own or the
+    /// pipeline's time limit, or by a user stop.
     Aborted,
     /// Never ran: a parent failed or was skipped, or a callback said so.
     Skipped,
@@ -64,9 +65,12 @@ pub enum RunStatus {
     Running,
     /// Every step succeeded (or failed with `continue_on_fail`).
     Completed,
-    /// A step failed without `continue_on_fail`, or the body panicked.
+    /// A step failed, or was aborted (its own `time_limit`), without `continue_on_fail` /
+    /// `continue_on_abort`; or the body panicked. With `abort_on_failure` the other steps are
+    /// stopped too, and the run is still `Failed`: its cause is a step.
     Failed,
-    /// Stopped: `abort_on_failure`, a time limit, or a user stop.
+    /// Stopped from outside the steps: the pipeline's `time_limit` or a user stop
+    /// (`PipelineRun::stop`, `pipeline stop`).
     Aborted,
 }
 

@@ -2,7 +2,7 @@
 //! once; outside any pipeline it runs the component now, as a plain function would.
 
 use crate::context::current;
-use crate::controller::Job;
+use crate::engine::Job;
 use crate::error::HandleError;
 use crate::handle::{ExportSink, NodeRef};
 use crate::outputs::Outputs;

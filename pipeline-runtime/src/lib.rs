@@ -9,7 +9,7 @@ mod api;
 pub mod artifacts;
 mod call;
 mod context;
-mod controller;
+mod engine;
 mod error;
 pub(crate) mod executor;
 mod handle;

@@ -3,7 +3,7 @@
 
 use crate::api::PipelineRun;
 use crate::context::CURRENT;
-use crate::controller::{Run, RunIdentity};
+use crate::engine::{Run, RunIdentity};
 use crate::error::PipelineError;
 use crate::executor::ray::RayClient;
 use crate::executor::{DebugExecutor, Executor, LocalBackend, RayBackend, WorkerExecutor, runtime};
@@ -246,6 +246,7 @@ fn record(run: &Run, body_panicked: bool) -> PipelineRun {
     let d = run.descriptor;
     let status = run.status(body_panicked);
     let ended = SystemTime::now();
+    let mut configuration = Default::default();
     if let Some(recorder) = &run.recorder {
         recorder.send(Event::RunEnd {
             run: run.key.to_string(),
@@ -254,6 +255,13 @@ fn record(run: &Run, body_panicked: bool) -> PipelineRun {
         });
         // A run that could not be fully recorded still returns its value; the reason was printed.
         let _ = recorder.finish(RECORD_FLUSH_BOUND);
+        // `connect_configuration` writes to the store from the body and the steps, in any process.
+        configuration = run
+            .store_path()
+            .and_then(|path| RunStore::open(path).ok())
+            .and_then(|store| store.run(&run.key).ok().flatten())
+            .map(|stored| stored.configuration)
+            .unwrap_or_default();
     }
     let record = RunRecord {
         id: run.key.to_string(),
@@ -266,7 +274,7 @@ fn record(run: &Run, body_panicked: bool) -> PipelineRun {
         code_hash: d.code_hash.to_string(),
         parameters: run.params.clone(),
         tags: d.options.tags.iter().map(|t| t.to_string()).collect(),
-        configuration: Default::default(),
+        configuration,
         started: run.started,
         ended: Some(ended),
     };

@@ -1,5 +1,8 @@
 //! The cell one step output lives in until every consumer has it: filled once by the step,
 //! waited on by handles (blocking or `async`), moved out by the last reader, cloned otherwise.
+//!
+//! A step's value is first *staged*: readers do not see it until the run publishes it, which
+//! it does only once the node is final. So a value read implies its node is final.
 
 use crate::artifacts::{ArtifactRef, read_value};
 use crate::error::HandleError;
@@ -18,6 +21,8 @@ enum State<T> {
 
 struct Inner<T> {
     state: State<T>,
+    /// Written by the step, not yet visible to readers (see the module doc).
+    staged: Option<State<T>>,
     wakers: Vec<Waker>,
 }
 
@@ -33,8 +38,11 @@ pub struct Slot<T> {
 pub trait ErasedSlot: Send + Sync {
     /// Resolves the slot with an error (the step failed, was skipped or aborted).
     fn fail(&self, error: HandleError);
-    /// Resolves the slot with an artifact written by step `step`.
+    /// Stages an artifact written by step `step`; readers see it once published.
     fn store(&self, artifact: ArtifactRef, step: Arc<str>);
+    /// Makes the staged value visible to readers (the node is final). A slot with nothing
+    /// staged fails with `missing`.
+    fn publish(&self, missing: HandleError);
     /// The artifact holding the value: the one it lives in, or one written now at `path`.
     fn persist(
         &self,
@@ -49,7 +57,12 @@ impl<T: pipeline_core::ComponentValue> ErasedSlot for Slot<T> {
     }
 
     fn store(&self, artifact: ArtifactRef, step: Arc<str>) {
-        self.resolve(State::Stored(artifact, step));
+        self.stage(State::Stored(artifact, step));
+    }
+
+    fn publish(&self, missing: HandleError) {
+        let staged = lock(&self.inner).staged.take();
+        self.resolve(staged.unwrap_or(State::Failed(missing)));
     }
 
     fn persist(
@@ -57,7 +70,8 @@ impl<T: pipeline_core::ComponentValue> ErasedSlot for Slot<T> {
         path: &std::path::Path,
         codec: pipeline_core::Codec,
     ) -> Result<ArtifactRef, pipeline_core::StepError> {
-        match &lock(&self.inner).state {
+        let inner = lock(&self.inner);
+        match inner.staged.as_ref().unwrap_or(&inner.state) {
             State::Stored(artifact, _) => Ok(artifact.clone()),
             State::Ready(Some(value)) => crate::artifacts::write_value(path, codec, value),
             _ => Err(pipeline_core::StepError::new(
@@ -73,6 +87,7 @@ impl<T> Slot<T> {
         Arc::new(Self {
             inner: Mutex::new(Inner {
                 state,
+                staged: None,
                 wakers: Vec::new(),
             }),
             ready: Condvar::new(),
@@ -91,8 +106,17 @@ impl<T> Slot<T> {
         Self::with_state(State::Failed(error))
     }
 
+    /// Stages the step's value; readers see it once published.
     pub(crate) fn fill(&self, value: T) {
-        self.resolve(State::Ready(Some(value)));
+        self.stage(State::Ready(Some(value)));
+    }
+
+    fn stage(&self, state: State<T>) {
+        let mut inner = lock(&self.inner);
+        if matches!(inner.state, State::Empty) {
+            // A later attempt's value replaces an earlier one's (only the last is published).
+            inner.staged = Some(state);
+        }
     }
 
     fn resolve(&self, state: State<T>) {

@@ -2,7 +2,7 @@
 //! steps became ready. Values move between steps without being serialized.
 
 use super::Executor;
-use crate::controller::Run;
+use crate::engine::Run;
 use crate::sync::lock;
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};

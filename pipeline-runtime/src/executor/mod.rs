@@ -12,7 +12,7 @@ pub(crate) use local::LocalBackend;
 pub(crate) use remote::RayBackend;
 pub(crate) use worker_job::{WorkerExecutor, runtime};
 
-use crate::controller::Run;
+use crate::engine::Run;
 use std::sync::Arc;
 
 /// Where queued nodes go.

@@ -6,7 +6,7 @@
 use super::Executor;
 use crate::artifacts::ArtifactRef;
 use crate::call::Invoke;
-use crate::controller::{Attempt, Run};
+use crate::engine::{Attempt, Run};
 use crate::handle::ExportSink;
 use crate::sync::lock;
 use crate::worker::{Manifest, WorkerResult};
@@ -78,6 +78,8 @@ pub(crate) struct Context<B> {
     echo: bool,
     permits: Semaphore,
     running: Mutex<HashMap<u32, Arc<Cancel>>>,
+    /// A node's exported inputs, kept between its attempts.
+    exported: Mutex<HashMap<u32, Vec<ArtifactRef>>>,
 }
 
 /// An executor of worker processes on a small tokio runtime of its own.
@@ -98,7 +100,12 @@ impl<B: Backend> WorkerExecutor<B> {
         let codec = pipeline.options.codec;
         let output_uri = pipeline.options.output_uri;
         let pipeline = pipeline.name;
-        std::fs::create_dir_all(&run_dir)?;
+        std::fs::create_dir_all(&run_dir).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot create the run folder `{}`: {e}", run_dir.display()),
+            )
+        })?;
         let echo = std::env::var("PIPELINE_LOG_ECHO").map_or(true, |v| v != "0");
         Ok(Self {
             handle: runtime.handle().clone(),
@@ -112,6 +119,7 @@ impl<B: Backend> WorkerExecutor<B> {
                 echo,
                 permits: Semaphore::new(max_parallel.max(1)),
                 running: Mutex::new(HashMap::new()),
+                exported: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -147,33 +155,55 @@ impl<B: Backend> Executor for WorkerExecutor<B> {
     }
 }
 
+/// Runs one attempt of node `index` (the scheduler starts a retry as a new attempt). Everything
+/// that may block (the cache, the run's reports) goes to the blocking pool.
 async fn run_node<B: Backend>(ctx: Arc<Context<B>>, run: Arc<Run>, index: u32) {
     let cancel = Arc::new(Cancel::default());
     lock(&ctx.running).insert(index, cancel.clone());
     let _permit = ctx.permits.acquire().await.expect("the semaphore is never closed");
-    if !run.lookup_cache(index) {
+    let starting = run.clone();
+    let prepared = tokio::task::spawn_blocking(move || {
+        if starting.lookup_cache(index) {
+            None
+        } else {
+            starting.begin_attempt(index)
+        }
+    })
+    .await;
+    if let Ok(Some(mut attempt)) = prepared {
         let (name, descriptor) = run.node_info(index);
         let node_dir = ctx.run_dir.join(&*name);
-        let mut inputs = None;
-        while let Some(mut attempt) = run.begin_attempt(index) {
-            let outcome = attempt_in_worker(
-                &ctx,
-                &run,
-                index,
-                &name,
-                descriptor,
-                &node_dir,
-                &mut attempt,
-                &mut inputs,
-                &cancel,
-            )
-            .await;
-            if !run.end_attempt(index, attempt, outcome) {
-                break;
-            }
+        // Inputs are written once per node, whatever the retries.
+        let mut inputs = lock(&ctx.exported).remove(&index);
+        let outcome = attempt_in_worker(
+            &ctx,
+            &run,
+            index,
+            &name,
+            descriptor,
+            &node_dir,
+            &mut attempt,
+            &mut inputs,
+            &cancel,
+        )
+        .await;
+        if let Some(inputs) = inputs {
+            // Put back before the scheduler can start a retry.
+            lock(&ctx.exported).insert(index, inputs);
+        }
+        let ending = run.clone();
+        let finished = tokio::task::spawn_blocking(move || ending.end_attempt(index, attempt, outcome))
+            .await
+            .unwrap_or(true);
+        if finished {
+            lock(&ctx.exported).remove(&index);
         }
     }
-    lock(&ctx.running).remove(&index);
+    let mut running = lock(&ctx.running);
+    // A retry's task may already have put its own cancel there.
+    if running.get(&index).is_some_and(|c| Arc::ptr_eq(c, &cancel)) {
+        running.remove(&index);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -1,0 +1,663 @@
+//! One run of a pipeline: DAG discovery from component calls, and the applier of the
+//! scheduler's effects.
+//!
+//! Every rule lives in the pure [`Scheduler`]; this module feeds it events (a call, an attempt
+//! that starts or ends, a callback's answer, a stop) and applies its effects. Effects are
+//! applied by one thread at a time, in the order the scheduler produced them: whichever thread
+//! finds effects waiting and nobody applying them applies them all (on an async runtime's
+//! thread it hands that work to the runtime's blocking pool). So a node's callbacks and
+//! records never reorder, and callbacks never run under the run's lock.
+//!
+//! State lives per run, never globally, so runs may nest and run side by side in one process.
+
+use crate::artifacts::ArtifactRef;
+use crate::call::Invoke;
+use crate::engine::scheduler::{Effect, Grant, Scheduler, StepRules};
+use crate::error::HandleError;
+use crate::executor::Executor;
+use crate::handle::NodeRef;
+use crate::recorder::Recorder;
+use crate::slot::ErasedSlot;
+use crate::store::Event;
+use pipeline_core::{
+    ComponentDescriptor, ErrorKind, NodeStatus, PipelineDag, PipelineDescriptor, RetryPolicy, RunStatus, StepError,
+};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::SystemTime;
+
+/// A step's work, type-erased: either resolves its inputs, runs the component and stages its
+/// outputs, or writes its inputs as artifacts for a worker process.
+pub(crate) type Job = Box<dyn for<'a> FnMut(crate::call::Invoke<'a>) -> Result<(), StepError> + Send>;
+
+struct RunState {
+    sched: Scheduler,
+    /// Per node: its component.
+    descriptors: Vec<&'static ComponentDescriptor>,
+    /// Per node: its job, while it may still run (out while an attempt holds it).
+    jobs: Vec<Option<Job>>,
+    /// Per node: its output slots, until it is final (then readers may move values out).
+    outputs: Vec<Vec<Arc<dyn ErasedSlot>>>,
+    /// A thread is applying effects.
+    draining: bool,
+    /// Effects applied so far (effects are applied in the order they were produced).
+    applied: u64,
+    /// Threads waiting for `applied` to reach a mark.
+    watchers: usize,
+    idle_wakers: Vec<Waker>,
+}
+
+impl RunState {
+    fn idle(&self) -> bool {
+        self.sched.active() == 0 && !self.draining && !self.sched.has_effects()
+    }
+}
+
+/// What a final node gives up: its output slots (to publish or fail) and its job, if still
+/// held (dropped outside the lock with the inputs it holds).
+type FinalParts = (Vec<Arc<dyn ErasedSlot>>, Option<Job>);
+
+/// One attempt at running a node, as handed to an executor.
+pub(crate) struct Attempt {
+    pub(crate) job: Job,
+    grant: Grant,
+}
+
+impl Attempt {
+    /// 1 for the first attempt, 2 for the first retry...
+    pub(crate) fn number(&self) -> u32 {
+        self.grant.number
+    }
+
+    /// No further attempt can follow: inputs may be moved into this one.
+    pub(crate) fn last(&self) -> bool {
+        self.grant.last
+    }
+}
+
+/// One run of a pipeline.
+pub(crate) struct Run {
+    /// Identity within this process (handles compare it).
+    pub(crate) id: u64,
+    /// Identity in the run store and the state folder.
+    pub(crate) key: Arc<str>,
+    pub(crate) descriptor: &'static PipelineDescriptor,
+    pub(crate) params: Vec<(String, String)>,
+    pub(crate) started: SystemTime,
+    /// Where its steps run.
+    pub(crate) mode: crate::mode::Mode,
+    /// The version recorded (given, or chosen by the store).
+    pub(crate) version: String,
+    /// 1 for the first run of this pipeline in the store.
+    pub(crate) run_number: u32,
+    state: Mutex<RunState>,
+    idle: Condvar,
+    /// Signalled as effects are applied, for threads waiting on a mark.
+    progress: Condvar,
+    executor: Box<dyn Executor>,
+    pub(crate) recorder: Option<Recorder>,
+    /// The run's folder in the state folder (artifacts, logs).
+    pub(crate) run_dir: std::path::PathBuf,
+    /// The run store, for cache look-ups (`None` when the run is not recorded).
+    store_path: Option<std::path::PathBuf>,
+    cache_store: Mutex<Option<crate::store::RunStore>>,
+}
+
+/// What a run is called and numbered, and whether it is recorded.
+pub(crate) struct RunIdentity {
+    pub(crate) key: String,
+    pub(crate) started: SystemTime,
+    pub(crate) version: String,
+    pub(crate) run_number: u32,
+    pub(crate) recorder: Option<Recorder>,
+    pub(crate) run_dir: std::path::PathBuf,
+    pub(crate) store_path: Option<std::path::PathBuf>,
+}
+
+static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Run {
+    pub(crate) fn new(
+        descriptor: &'static PipelineDescriptor,
+        params: Vec<(String, String)>,
+        executor: Box<dyn Executor>,
+        identity: RunIdentity,
+    ) -> Arc<Self> {
+        let recording = identity.recorder.is_some();
+        Arc::new(Self {
+            id: NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed),
+            descriptor,
+            params,
+            started: identity.started,
+            version: identity.version,
+            mode: crate::mode::mode(),
+            run_number: identity.run_number,
+            recorder: identity.recorder,
+            run_dir: identity.run_dir,
+            store_path: identity.store_path,
+            cache_store: Mutex::new(None),
+            key: identity.key.into(),
+            state: Mutex::new(RunState {
+                sched: Scheduler::new(descriptor.options.abort_on_failure, recording),
+                descriptors: Vec::new(),
+                jobs: Vec::new(),
+                outputs: Vec::new(),
+                draining: false,
+                applied: 0,
+                watchers: 0,
+                idle_wakers: Vec::new(),
+            }),
+            idle: Condvar::new(),
+            progress: Condvar::new(),
+            executor,
+        })
+    }
+
+    /// Records a step output stored at `path` (size and checksum from its header).
+    pub(crate) fn record_output(&self, node: &str, output: &pipeline_core::ParamDescriptor, artifact: &ArtifactRef) {
+        if let Some(recorder) = &self.recorder {
+            recorder.send(Event::Artifact {
+                run: self.key.to_string(),
+                record: output_record(node, output, artifact),
+            });
+        }
+    }
+
+    /// The run store's file, when the run is recorded.
+    pub(crate) fn store_path(&self) -> Option<&std::path::Path> {
+        self.store_path.as_deref()
+    }
+
+    /// Where reports of node `index` (or of the body, for `None`) go; `None` when not recorded.
+    pub(crate) fn step_context(&self, index: Option<u32>) -> Option<crate::step::StepContext> {
+        let store = self.store_path.clone()?;
+        let (node, component) = match index {
+            Some(i) => {
+                let (name, descriptor) = self.node_info(i);
+                (name.to_string(), Some(descriptor))
+            }
+            None => (String::new(), None),
+        };
+        Some(crate::step::StepContext {
+            run: self.key.to_string(),
+            node,
+            component,
+            store,
+            run_dir: self.run_dir.clone(),
+        })
+    }
+
+    /// Serves a queued `cache = true` node from an earlier run's outputs when its key matches;
+    /// true when it did (the node is then `Cached`). Otherwise the key is kept for
+    /// [`Run::save_cache`]. Called by executors before a node's first attempt.
+    pub(crate) fn lookup_cache(self: &Arc<Self>, index: u32) -> bool {
+        let Some(store_path) = &self.store_path else {
+            return false;
+        };
+        let (descriptor, mut job) = {
+            let mut st = self.lock();
+            let descriptor = st.descriptors[index as usize];
+            if !descriptor.options.cache || st.sched.status(index) != NodeStatus::Queued {
+                return false;
+            }
+            let Some(job) = st.jobs[index as usize].take() else {
+                return false;
+            };
+            (descriptor, job)
+        };
+        let mut key = blake3::Hasher::new();
+        for part in [
+            descriptor.name,
+            descriptor.code_hash,
+            descriptor.options.version.unwrap_or(""),
+        ] {
+            key.update(&(part.len() as u64).to_le_bytes());
+            key.update(part.as_bytes());
+        }
+        let fingerprint = catch_unwind(AssertUnwindSafe(|| job(Invoke::Fingerprint(&mut key))));
+        self.lock().jobs[index as usize] = Some(job);
+        if !matches!(fingerprint, Ok(Ok(()))) {
+            return false; // no key, no cache: the step runs and reports its own input errors
+        }
+        let key = key.finalize().to_hex().to_string();
+        self.lock().sched.set_cache_key(index, key.clone());
+
+        let hit = {
+            let mut store = crate::sync::lock(&self.cache_store);
+            if store.is_none() {
+                *store = crate::store::RunStore::open(store_path).ok();
+            }
+            store.as_ref().and_then(|s| s.cached(&key).ok().flatten())
+        };
+        let Some(records) = hit else { return false };
+        let outputs: Option<Vec<ArtifactRef>> = records
+            .iter()
+            .map(|r| {
+                let codec = crate::worker::codec_named(r.codec.as_deref()?, self.descriptor.name).ok()?;
+                if crate::object_storage::is_remote(&r.uri) {
+                    // Downloaded into this run's folder when first read.
+                    let path = self
+                        .run_dir
+                        .join("cache")
+                        .join(blake3::hash(r.uri.as_bytes()).to_hex().as_str());
+                    return Some(ArtifactRef {
+                        path,
+                        codec,
+                        uri: Some(r.uri.clone()),
+                    });
+                }
+                let path = std::path::PathBuf::from(&r.uri);
+                crate::artifacts::read_header(&path).ok()?;
+                Some(ArtifactRef::local(path, codec))
+            })
+            .collect();
+        let Some(outputs) = outputs.filter(|o| o.len() == descriptor.outputs.len()) else {
+            return false;
+        };
+        let (name, slots) = self.output_slots(index);
+        for ((slot, artifact), output) in slots.iter().zip(outputs).zip(descriptor.outputs) {
+            self.record_output(&name, output, &artifact);
+            slot.store(artifact, name.clone());
+        }
+        self.event(|sched, now| sched.cached(index, now));
+        true
+    }
+
+    /// Stores a finished `cache = true` node's outputs as artifacts (if they are not already)
+    /// and records them under its cache key.
+    fn save_cache(&self, index: u32) {
+        let Some(recorder) = &self.recorder else { return };
+        let Some(key) = self.lock().sched.cache_key(index).map(str::to_string) else {
+            return;
+        };
+        let (name, descriptor) = self.node_info(index);
+        let (_, slots) = self.output_slots(index);
+        let codec = self.descriptor.options.codec;
+        let mut records = Vec::new();
+        for (slot, output) in slots.iter().zip(descriptor.outputs) {
+            let path = crate::artifacts::output_path(&self.run_dir.join(&*name), output.name);
+            match slot.persist(&path, codec) {
+                Ok(artifact) => {
+                    let record = output_record(&name, output, &artifact);
+                    recorder.send(Event::Artifact {
+                        run: self.key.to_string(),
+                        record: record.clone(),
+                    });
+                    records.push(record);
+                }
+                Err(e) => {
+                    eprintln!("pipeline: step `{name}` is not cached: {e}");
+                    return;
+                }
+            }
+        }
+        recorder.send(Event::Cache {
+            key,
+            component: descriptor.name.to_string(),
+            run: self.key.to_string(),
+            node: name.to_string(),
+            outputs: records,
+        });
+    }
+
+    /// The log file of the node's current attempt (recorded at once, so that `pipeline logs
+    /// --follow` finds a running attempt's log).
+    pub(crate) fn set_log_path(self: &Arc<Self>, index: u32, path: std::path::PathBuf) {
+        self.event(|sched, _| sched.set_log_path(index, path));
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RunState> {
+        // Callbacks and steps never run under this lock, so it is never poisoned by them.
+        crate::sync::lock(&self.state)
+    }
+
+    /// Feeds one event to the scheduler, then applies the effects it produced.
+    fn event<R>(self: &Arc<Self>, event: impl FnOnce(&mut Scheduler, SystemTime) -> R) -> R {
+        let result = event(&mut self.lock().sched, SystemTime::now());
+        self.drain();
+        result
+    }
+
+    fn rules(&self, descriptor: &'static ComponentDescriptor) -> StepRules {
+        let options = &descriptor.options;
+        StepRules {
+            component: descriptor.name,
+            parents: options.parents,
+            retry: match options.retry {
+                RetryPolicy::Never => self.descriptor.options.retry,
+                policy => policy,
+            },
+            continue_behaviour: options.continue_behaviour,
+            callbacks: options.callbacks,
+        }
+    }
+
+    /// Adds a node for a call of `descriptor` whose arguments come from `deps`; `build` makes
+    /// its job and output slots once the node's name is known.
+    pub(crate) fn add_node<H>(
+        self: &Arc<Self>,
+        descriptor: &'static ComponentDescriptor,
+        deps: &[NodeRef],
+        build: impl FnOnce(NodeRef, &Arc<str>) -> (H, Job, Vec<Arc<dyn ErasedSlot>>),
+    ) -> H {
+        let rules = self.rules(descriptor);
+        let handles = {
+            let mut st = self.lock();
+            let index = st.sched.len() as u32;
+            let name = st.sched.next_name(descriptor.name);
+            let (handles, job, outputs) = build(NodeRef { run: self.id, index }, &name);
+            st.descriptors.push(descriptor);
+            st.jobs.push(Some(job));
+            st.outputs.push(outputs);
+            let inputs: Vec<u32> = deps.iter().filter(|d| d.run == self.id).map(|d| d.index).collect();
+            st.sched.add_node(name, rules, &inputs, SystemTime::now());
+            handles
+        };
+        self.drain();
+        handles
+    }
+
+    /// Runs a queued node's attempt in this thread (the debug executor), trying the cache first.
+    pub(crate) fn execute_in_process(self: &Arc<Self>, index: u32) {
+        if self.lookup_cache(index) {
+            return;
+        }
+        let Some(mut attempt) = self.begin_attempt(index) else {
+            return;
+        };
+        let context = self.step_context(Some(index));
+        let last = attempt.last();
+        let outcome = crate::step::with_context(context, || {
+            catch_unwind(AssertUnwindSafe(|| (attempt.job)(Invoke::Run { last })))
+                .unwrap_or_else(|payload| Err(StepError::from_panic(&*payload)))
+        });
+        self.end_attempt(index, attempt, outcome);
+    }
+
+    /// Starts an attempt: the node becomes `Running` and its job is handed out, once the
+    /// effects of that (the `queued -> running` callback among them) have been applied, so a
+    /// step never runs before its callbacks have seen it start. `None` when the node is already
+    /// final (aborted while queued) or another attempt holds the job.
+    pub(crate) fn begin_attempt(self: &Arc<Self>, index: u32) -> Option<Attempt> {
+        let (attempt, mark) = {
+            let mut st = self.lock();
+            st.jobs[index as usize].as_ref()?;
+            let grant = st.sched.attempt_started(index, SystemTime::now())?;
+            let job = st.jobs[index as usize].take().expect("checked above");
+            let mark = st.applied + st.sched.pending_effects() as u64;
+            (Attempt { job, grant }, mark)
+        };
+        self.drain();
+        self.wait_applied(mark);
+        let failed_meanwhile = self.lock().sched.status(index).is_terminal();
+        if failed_meanwhile {
+            // A callback panicked (or a stop came) before the step could start.
+            self.end_attempt(
+                index,
+                attempt,
+                Err(StepError::new(ErrorKind::Aborted, "the step did not start")),
+            );
+            return None;
+        }
+        Some(attempt)
+    }
+
+    /// Waits until `mark` effects have been applied.
+    fn wait_applied(&self, mark: u64) {
+        let mut st = self.lock();
+        if st.applied >= mark {
+            return;
+        }
+        st.watchers += 1;
+        while st.applied < mark {
+            st = self.progress.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.watchers -= 1;
+    }
+
+    /// Reports how an attempt ended. A success is cached first (when `cache = true`); the
+    /// scheduler then decides: final, or another attempt (an [`Effect::Start`] again).
+    /// Returns true when the node is final.
+    pub(crate) fn end_attempt(self: &Arc<Self>, index: u32, attempt: Attempt, outcome: Result<(), StepError>) -> bool {
+        if outcome.is_ok() {
+            self.save_cache(index);
+        }
+        let (finished, spent) = {
+            let mut st = self.lock();
+            st.sched.attempt_ended(index, outcome, SystemTime::now());
+            let finished = st.sched.status(index).is_terminal();
+            if finished {
+                (true, Some(attempt.job))
+            } else {
+                st.jobs[index as usize] = Some(attempt.job);
+                (false, None)
+            }
+        };
+        // A final node's job (and the inputs it holds) is dropped outside the lock.
+        drop(spent);
+        self.drain();
+        finished
+    }
+
+    /// The node's output slots, to resolve from another process's artifacts.
+    pub(crate) fn output_slots(&self, index: u32) -> (Arc<str>, Vec<Arc<dyn ErasedSlot>>) {
+        let st = self.lock();
+        (st.sched.name(index).clone(), st.outputs[index as usize].clone())
+    }
+
+    /// The node's name and component.
+    pub(crate) fn node_info(&self, index: u32) -> (Arc<str>, &'static ComponentDescriptor) {
+        let st = self.lock();
+        (st.sched.name(index).clone(), st.descriptors[index as usize])
+    }
+
+    /// Stops the run: nodes not started are aborted, running ones are stopped by their
+    /// executor. Used for the pipeline's time limit and user stops.
+    pub(crate) fn abort_run(self: &Arc<Self>, reason: String) {
+        self.event(|sched, now| sched.stop(reason, now));
+    }
+
+    /// Blocks until no node is pending, queued or running and every effect (callbacks
+    /// included) has been applied.
+    pub(crate) fn wait_idle(&self) {
+        let mut st = self.lock();
+        while !st.idle() {
+            st = self.idle.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// The `async` form of [`Run::wait_idle`].
+    pub(crate) fn poll_idle(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = self.lock();
+        if st.idle() {
+            return Poll::Ready(());
+        }
+        st.idle_wakers.push(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Stops the executor; called once the run is idle.
+    pub(crate) fn shutdown(&self) {
+        self.executor.shutdown();
+    }
+
+    /// The run's state as the body left it; `body_panicked` fails it.
+    pub(crate) fn status(&self, body_panicked: bool) -> RunStatus {
+        self.lock().sched.run_status(body_panicked)
+    }
+
+    /// A snapshot of the DAG as it stands.
+    pub(crate) fn dag(&self) -> PipelineDag {
+        let st = self.lock();
+        PipelineDag::from_nodes((0..st.sched.len() as u32).map(|i| st.sched.dag_node(i)).collect())
+    }
+
+    /// Names of the nodes in `status`-matching states, in creation order.
+    pub(crate) fn node_names(&self, keep: impl Fn(NodeStatus) -> bool) -> Vec<String> {
+        self.lock().sched.names_where(keep)
+    }
+
+    /// Applies waiting effects, unless another thread already does (it will apply these too).
+    fn drain(self: &Arc<Self>) {
+        {
+            let mut st = self.lock();
+            if st.draining || !st.sched.has_effects() {
+                return;
+            }
+            st.draining = true;
+        }
+        // Effects run user callbacks and may block: never on an async runtime's worker thread.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let run = self.clone();
+            runtime.spawn_blocking(move || run.drain_owned());
+        } else {
+            self.drain_owned();
+        }
+    }
+
+    /// The loop of [`Run::drain`], by the thread that set `draining`.
+    fn drain_owned(self: &Arc<Self>) {
+        let mut st = self.lock();
+        while let Some(effect) = st.sched.pop_effect() {
+            // What an effect needs of the run's state is taken under the lock; the effect
+            // itself is applied without it.
+            let slots = match &effect {
+                Effect::Publish { index } | Effect::FailOutputs { index, .. } => {
+                    let spent = st.jobs[*index as usize].take();
+                    Some((std::mem::take(&mut st.outputs[*index as usize]), spent))
+                }
+                _ => None,
+            };
+            let code_hash = match &effect {
+                Effect::Record { index, .. } => st.descriptors[*index as usize].code_hash,
+                _ => "",
+            };
+            drop(st);
+            self.apply(effect, slots, code_hash);
+            st = self.lock();
+            st.applied += 1;
+            if st.watchers > 0 {
+                self.progress.notify_all();
+            }
+        }
+        st.draining = false;
+        if st.idle() {
+            let wakers = std::mem::take(&mut st.idle_wakers);
+            drop(st);
+            self.idle.notify_all();
+            wakers.into_iter().for_each(Waker::wake);
+        }
+    }
+
+    fn apply(self: &Arc<Self>, effect: Effect, slots: Option<FinalParts>, code_hash: &'static str) {
+        match effect {
+            Effect::Record {
+                index,
+                node,
+                changed,
+                cache_key,
+                log_path,
+            } => {
+                if let Some(recorder) = &self.recorder {
+                    recorder.send(Event::Node {
+                        run: self.key.to_string(),
+                        seq: index,
+                        node,
+                        code_hash,
+                        cache_key,
+                        log_path,
+                        changed,
+                    });
+                }
+            }
+            Effect::StatusChanged {
+                index,
+                callback,
+                node,
+                previous,
+            } => {
+                self.guarded(index, "status_change_callback", || callback(&node, previous));
+            }
+            Effect::PreExecute { index, callback, node } => {
+                if let Some(go) = self.guarded(index, "pre_execute_callback", || callback(&node)) {
+                    self.lock().sched.pre_checked(index, go, SystemTime::now());
+                }
+            }
+            Effect::PostExecute { index, callback, node } => {
+                self.guarded(index, "post_execute_callback", || callback(&node));
+            }
+            Effect::AskRetry {
+                index,
+                callback,
+                node,
+                retries,
+            } => {
+                if let Some(retry) = self.guarded(index, "retry_on_failure callback", || callback(&node, retries)) {
+                    self.lock().sched.retry_decided(index, retry, SystemTime::now());
+                }
+            }
+            Effect::Start { index, .. } => self.executor.submit(self.clone(), index),
+            Effect::Cancel { index, reason } => self.executor.cancel(index, &reason),
+            Effect::Publish { index } => {
+                let (slots, spent) = slots.expect("taken for this effect");
+                drop(spent);
+                let name = self.lock().sched.name(index).clone();
+                for slot in slots {
+                    slot.publish(HandleError::Failed {
+                        step: name.to_string(),
+                        error: StepError::new(ErrorKind::Setup, "the step completed without this output"),
+                    });
+                }
+            }
+            Effect::FailOutputs { error, .. } => {
+                let (slots, spent) = slots.expect("taken for this effect");
+                drop(spent);
+                for slot in slots {
+                    slot.fail(error.clone());
+                }
+            }
+        }
+    }
+
+    /// Calls a user callback of node `index`; a panic fails the node (if it is not final yet)
+    /// instead of unwinding through the run, and gives `None`.
+    fn guarded<R>(&self, index: u32, which: &str, callback: impl FnOnce() -> R) -> Option<R> {
+        match catch_unwind(AssertUnwindSafe(callback)) {
+            Ok(value) => Some(value),
+            Err(payload) => {
+                let message = StepError::from_panic(&*payload).message;
+                let late = self
+                    .lock()
+                    .sched
+                    .callback_panicked(index, which, &message, SystemTime::now());
+                if let Some(late) = late {
+                    eprintln!("pipeline: {late}");
+                }
+                None
+            }
+        }
+    }
+}
+
+/// The run-store record of a step output, with size and checksum from its header when the
+/// artifact is at hand (one in object storage is not downloaded just to record it).
+fn output_record(
+    node: &str,
+    output: &pipeline_core::ParamDescriptor,
+    artifact: &ArtifactRef,
+) -> crate::store::ArtifactRecord {
+    let header = crate::artifacts::read_header(&artifact.path).ok();
+    crate::store::ArtifactRecord {
+        node: node.to_string(),
+        name: output.name.to_string(),
+        kind: crate::store::ArtifactKind::Output,
+        uri: artifact.location(),
+        codec: Some(artifact.codec.name().to_string()),
+        type_name: header.as_ref().map(|h| h.type_name.clone()),
+        size: header.as_ref().map(|h| h.length),
+        checksum: header.as_ref().map(|h| format!("{:08x}", h.checksum)),
+        metadata: None,
+    }
+}

@@ -1,0 +1,769 @@
+//! The scheduler: every rule of a run as a pure state machine.
+//!
+//! Events go in as method calls (a node was added, an attempt started or ended, a callback
+//! answered, a stop was requested); effects come out, in order, from [`Scheduler::pop_effect`]
+//! (start this attempt, cancel that one, fire this callback with this snapshot, record this
+//! state, release these outputs). Nothing here does I/O, spawns, sleeps or reads a clock: the
+//! caller passes the time with each event. The run applies effects one at a time in the order
+//! they were produced, so a node's callbacks and records never reorder.
+
+use crate::error::HandleError;
+use pipeline_core::options::{PostExecuteCallback, PreExecuteCallback, RetryCallback, StatusChangeCallback};
+use pipeline_core::{Callbacks, ContinueBehaviour, DagNode, ErrorKind, NodeStatus, RetryPolicy, RunStatus, StepError};
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// What the scheduler needs to know of a node's component.
+#[derive(Clone, Copy)]
+pub(crate) struct StepRules {
+    /// The component's registered name: a node's name is this, then `name_1`, `name_2`...
+    pub(crate) component: &'static str,
+    /// Steps named in `parents = [...]`, by node name.
+    pub(crate) parents: &'static [&'static str],
+    /// The retry policy, the pipeline's default already applied.
+    pub(crate) retry: RetryPolicy,
+    /// `continue_behaviour`.
+    pub(crate) continue_behaviour: ContinueBehaviour,
+    /// The three callbacks.
+    pub(crate) callbacks: Callbacks,
+}
+
+/// Something the run must do, in the order the scheduler produced it.
+#[derive(Debug)]
+pub(crate) enum Effect {
+    /// Write the node's state to the run store; `changed` when its status just changed (a state
+    /// change row is written then).
+    Record {
+        /// The node's index.
+        index: u32,
+        /// Its state now.
+        node: DagNode,
+        /// Whether the status changed.
+        changed: bool,
+        /// Its cache key, once known.
+        cache_key: Option<String>,
+        /// Its current attempt's log, once known.
+        log_path: Option<PathBuf>,
+    },
+    /// Call `status_change_callback` with the node's new state and its previous status.
+    StatusChanged {
+        /// The node's index.
+        index: u32,
+        /// The callback.
+        callback: StatusChangeCallback,
+        /// The node's state now.
+        node: DagNode,
+        /// Its status before.
+        previous: NodeStatus,
+    },
+    /// Ask `pre_execute_callback`; answer with [`Scheduler::pre_checked`].
+    PreExecute {
+        /// The node's index.
+        index: u32,
+        /// The callback.
+        callback: PreExecuteCallback,
+        /// The node's state now.
+        node: DagNode,
+    },
+    /// Call `post_execute_callback`: the node ran and is final.
+    PostExecute {
+        /// The node's index.
+        index: u32,
+        /// The callback.
+        callback: PostExecuteCallback,
+        /// The node's final state.
+        node: DagNode,
+    },
+    /// Hand attempt `attempt` of the node to the executor; it reports back with
+    /// [`Scheduler::attempt_started`] (or [`Scheduler::cached`]) and [`Scheduler::attempt_ended`].
+    Start {
+        /// The node's index.
+        index: u32,
+        /// 1 for the first attempt, 2 for the first retry... (executors learn it again from
+        /// [`Scheduler::attempt_started`]; kept here for tests and traces).
+        #[allow(dead_code)]
+        attempt: u32,
+    },
+    /// Stop the node's running attempt; it ends as aborted with `reason`.
+    Cancel {
+        /// The node's index.
+        index: u32,
+        /// Why.
+        reason: String,
+    },
+    /// The node completed: its outputs may now be read.
+    Publish {
+        /// The node's index.
+        index: u32,
+    },
+    /// The node ended without outputs: readers get `error`.
+    FailOutputs {
+        /// The node's index.
+        index: u32,
+        /// What readers of its outputs get.
+        error: HandleError,
+    },
+    /// Ask a retry callback whether to try the node again; answer with
+    /// [`Scheduler::retry_decided`].
+    AskRetry {
+        /// The node's index.
+        index: u32,
+        /// The callback.
+        callback: RetryCallback,
+        /// The node's state now (still running).
+        node: DagNode,
+        /// Retries so far.
+        retries: u32,
+    },
+}
+
+/// An attempt the executor may run now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Grant {
+    /// 1 for the first attempt, 2 for the first retry...
+    pub(crate) number: u32,
+    /// No further attempt can follow: inputs may be moved into this one.
+    pub(crate) last: bool,
+}
+
+struct Node {
+    name: Arc<str>,
+    rules: StepRules,
+    /// Parents by index; `true` for a data edge (an input), `false` for `parents = [...]`.
+    parents: Vec<(u32, bool)>,
+    dependents: Vec<(u32, bool)>,
+    waiting_on: usize,
+    status: NodeStatus,
+    attempts: u32,
+    /// An attempt is executing (between `attempt_started` and `attempt_ended`).
+    in_attempt: bool,
+    /// The node was handed to the executor (so its post callback fires when it ends).
+    ran: bool,
+    started: Option<SystemTime>,
+    ended: Option<SystemTime>,
+    error: Option<StepError>,
+    /// The failure a retry callback is being asked about.
+    pending_error: Option<StepError>,
+    /// For a final node that did not succeed: the failure its chain goes back to, and whether
+    /// that failure is this node's own.
+    root: Option<(Arc<str>, bool)>,
+    cache_key: Option<String>,
+    log_path: Option<PathBuf>,
+}
+
+/// The state of one run's nodes and the rules that move them.
+pub(crate) struct Scheduler {
+    nodes: Vec<Node>,
+    names: HashMap<Arc<str>, u32>,
+    repeats: HashMap<&'static str, u32>,
+    /// Nodes not yet final.
+    active: usize,
+    /// The first step whose failure fails the run.
+    fatal: Option<Arc<str>>,
+    /// Why the run is being stopped; nodes that have not started are aborted with it.
+    aborting: Option<String>,
+    abort_on_failure: bool,
+    recording: bool,
+    effects: VecDeque<Effect>,
+}
+
+impl Scheduler {
+    /// A run with no nodes. `abort_on_failure` is the pipeline's option; `recording` says
+    /// whether [`Effect::Record`] effects are wanted.
+    pub(crate) fn new(abort_on_failure: bool, recording: bool) -> Self {
+        Self {
+            nodes: Vec::new(),
+            names: HashMap::new(),
+            repeats: HashMap::new(),
+            active: 0,
+            fatal: None,
+            aborting: None,
+            abort_on_failure,
+            recording,
+            effects: VecDeque::new(),
+        }
+    }
+
+    /// The next effect to apply, oldest first.
+    pub(crate) fn pop_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// True when effects are waiting.
+    pub(crate) fn has_effects(&self) -> bool {
+        !self.effects.is_empty()
+    }
+
+    /// Number of effects waiting.
+    pub(crate) fn pending_effects(&self) -> usize {
+        self.effects.len()
+    }
+
+    /// Number of nodes not yet final.
+    pub(crate) fn active(&self) -> usize {
+        self.active
+    }
+
+    /// Number of nodes.
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The name the next node of `component` will get.
+    pub(crate) fn next_name(&mut self, component: &'static str) -> Arc<str> {
+        let count = self.repeats.entry(component).or_insert(0);
+        loop {
+            let name: Arc<str> = if *count == 0 {
+                component.into()
+            } else {
+                format!("{component}_{count}").into()
+            };
+            *count += 1;
+            if !self.names.contains_key(&name) {
+                return name;
+            }
+        }
+    }
+
+    /// Event: a component was called. `name` comes from [`Scheduler::next_name`]; `inputs`
+    /// are the nodes its arguments come from. Returns the node's index.
+    pub(crate) fn add_node(&mut self, name: Arc<str>, rules: StepRules, inputs: &[u32], now: SystemTime) -> u32 {
+        let index = self.nodes.len() as u32;
+        let mut parents: Vec<(u32, bool)> = inputs.iter().filter(|&&i| i < index).map(|&i| (i, true)).collect();
+        let mut unknown = Vec::new();
+        for &parent in rules.parents {
+            match self.names.get(parent) {
+                Some(&i) => parents.push((i, false)),
+                None => unknown.push(parent),
+            }
+        }
+        self.nodes.push(Node {
+            name: name.clone(),
+            rules,
+            parents: dedup_parents(parents),
+            dependents: Vec::new(),
+            waiting_on: 0,
+            status: NodeStatus::Pending,
+            attempts: 0,
+            in_attempt: false,
+            ran: false,
+            started: None,
+            ended: None,
+            error: None,
+            pending_error: None,
+            root: None,
+            cache_key: None,
+            log_path: None,
+        });
+        self.names.insert(name, index);
+        self.active += 1;
+        self.record(index, true);
+
+        if !unknown.is_empty() {
+            let error = StepError::new(
+                ErrorKind::Setup,
+                format!(
+                    "unknown parent step{} {}: `parents` names steps called earlier in this run",
+                    if unknown.len() > 1 { "s" } else { "" },
+                    unknown.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+                ),
+            );
+            self.fail(index, error, now);
+        } else if let Some(reason) = self.aborting.clone() {
+            self.finish(
+                index,
+                NodeStatus::Aborted,
+                StepError::new(ErrorKind::Aborted, reason),
+                now,
+            );
+        } else {
+            self.wire(index, now);
+        }
+        index
+    }
+
+    /// Event: `pre_execute_callback` answered for the node (`go = false` skips it).
+    pub(crate) fn pre_checked(&mut self, index: u32, go: bool, now: SystemTime) {
+        if self.node(index).status != NodeStatus::Pending {
+            return; // aborted meanwhile
+        }
+        if go {
+            self.queue(index);
+        } else {
+            let error = StepError::new(ErrorKind::Skipped, "pre_execute_callback returned false");
+            self.finish(index, NodeStatus::Skipped, error, now);
+        }
+    }
+
+    /// Event: the executor starts an attempt of the node. `None` when the node is already final
+    /// (aborted while it waited): the executor then drops it.
+    pub(crate) fn attempt_started(&mut self, index: u32, now: SystemTime) -> Option<Grant> {
+        let node = &mut self.nodes[index as usize];
+        if node.status.is_terminal() || node.in_attempt {
+            return None;
+        }
+        node.attempts += 1;
+        node.in_attempt = true;
+        node.ran = true;
+        node.started.get_or_insert(now);
+        let retries = node.attempts - 1;
+        let grant = Grant {
+            number: node.attempts,
+            last: node.rules.retry.is_last_attempt(retries),
+        };
+        if node.status == NodeStatus::Running {
+            self.record(index, false); // a retry: the attempt count changed
+        } else {
+            self.set_status(index, NodeStatus::Running);
+        }
+        Some(grant)
+    }
+
+    /// Event: the node's earlier result was found in the cache; it ends `Cached` without
+    /// running. Ignored unless the node is queued.
+    pub(crate) fn cached(&mut self, index: u32, now: SystemTime) {
+        let node = &mut self.nodes[index as usize];
+        if node.status != NodeStatus::Queued || node.in_attempt {
+            return;
+        }
+        node.ran = true;
+        node.started.get_or_insert(now);
+        self.finish_ok(index, NodeStatus::Cached, now);
+    }
+
+    /// Event: an attempt ended. An error of kind `Aborted` (a cancel, a time limit) aborts the
+    /// node; any other error retries it as its policy allows, else fails it.
+    pub(crate) fn attempt_ended(&mut self, index: u32, outcome: Result<(), StepError>, now: SystemTime) {
+        let node = &mut self.nodes[index as usize];
+        if !node.in_attempt {
+            return;
+        }
+        node.in_attempt = false;
+        if node.status.is_terminal() {
+            return;
+        }
+        match outcome {
+            Ok(()) => self.finish_ok(index, NodeStatus::Completed, now),
+            Err(error) if error.kind == ErrorKind::Aborted => {
+                self.finish(index, NodeStatus::Aborted, error, now);
+                self.note_abort(index, now);
+            }
+            Err(error) => {
+                let retries = self.node(index).attempts - 1;
+                if self.aborting.is_some() {
+                    return self.fail(index, error, now);
+                }
+                match self.node(index).rules.retry {
+                    RetryPolicy::Callback(callback) => {
+                        self.nodes[index as usize].pending_error = Some(error);
+                        let node = self.dag_node(index);
+                        self.effects.push_back(Effect::AskRetry {
+                            index,
+                            callback,
+                            node,
+                            retries,
+                        });
+                    }
+                    policy if policy.allows_count(retries) => self.retry(index),
+                    _ => self.fail(index, error, now),
+                }
+            }
+        }
+    }
+
+    /// Event: a retry callback answered.
+    pub(crate) fn retry_decided(&mut self, index: u32, retry: bool, now: SystemTime) {
+        let Some(error) = self.nodes[index as usize].pending_error.take() else {
+            return;
+        };
+        if self.node(index).status.is_terminal() {
+            return;
+        }
+        if retry && self.aborting.is_none() {
+            self.retry(index);
+        } else {
+            self.fail(index, error, now);
+        }
+    }
+
+    /// Event: a callback of the node panicked. A node not yet final fails with it; a final one
+    /// keeps its state (its record never goes back) and the message is returned for the user.
+    pub(crate) fn callback_panicked(
+        &mut self,
+        index: u32,
+        which: &str,
+        message: &str,
+        now: SystemTime,
+    ) -> Option<String> {
+        let text = format!("{which} panicked: {message}");
+        let node = &mut self.nodes[index as usize];
+        if node.status.is_terminal() {
+            return Some(format!("step `{}`: {text}", node.name));
+        }
+        node.pending_error = None;
+        if node.in_attempt {
+            // The attempt's own end is ignored from now on.
+            node.in_attempt = false;
+        }
+        self.fail(index, StepError::new(ErrorKind::Error, text), now);
+        None
+    }
+
+    /// Event: the node's cache key is known (recorded with its next state).
+    pub(crate) fn set_cache_key(&mut self, index: u32, key: String) {
+        self.nodes[index as usize].cache_key = Some(key);
+    }
+
+    /// Event: the node's current attempt logs to `path` (recorded now, so that a running
+    /// attempt's log can be followed).
+    pub(crate) fn set_log_path(&mut self, index: u32, path: PathBuf) {
+        self.nodes[index as usize].log_path = Some(path);
+        self.record(index, false);
+    }
+
+    /// Event: stop the run (a user stop, the pipeline's time limit). Nodes not started are
+    /// aborted, running ones cancelled. Ignored when already stopping or idle.
+    pub(crate) fn stop(&mut self, reason: String, now: SystemTime) {
+        if self.aborting.is_some() || self.active == 0 {
+            return;
+        }
+        self.abort(reason, now);
+    }
+
+    /// The run's status; `body_panicked` fails it. `Aborted` only for a stop from outside the
+    /// steps ([`Scheduler::stop`]); a step failure fails the run, even with `abort_on_failure`.
+    pub(crate) fn run_status(&self, body_panicked: bool) -> RunStatus {
+        if self.active > 0 {
+            RunStatus::Running
+        } else if body_panicked || self.fatal.is_some() {
+            RunStatus::Failed
+        } else if self.aborting.is_some() {
+            RunStatus::Aborted
+        } else {
+            RunStatus::Completed
+        }
+    }
+
+    /// The node's status.
+    pub(crate) fn status(&self, index: u32) -> NodeStatus {
+        self.node(index).status
+    }
+
+    /// The node's name.
+    pub(crate) fn name(&self, index: u32) -> &Arc<str> {
+        &self.node(index).name
+    }
+
+    /// The index of the node called `name`.
+    #[cfg(test)]
+    pub(crate) fn index_of(&self, name: &str) -> Option<u32> {
+        self.names.get(name).copied()
+    }
+
+    /// The node's cache key, once known.
+    pub(crate) fn cache_key(&self, index: u32) -> Option<&str> {
+        self.node(index).cache_key.as_deref()
+    }
+
+    /// Names of the nodes whose status `keep` accepts, in creation order.
+    pub(crate) fn names_where(&self, keep: impl Fn(NodeStatus) -> bool) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| keep(n.status))
+            .map(|n| n.name.to_string())
+            .collect()
+    }
+
+    /// A snapshot of the node as users see it.
+    pub(crate) fn dag_node(&self, index: u32) -> DagNode {
+        let n = self.node(index);
+        DagNode {
+            name: n.name.to_string(),
+            component: n.rules.component.to_string(),
+            parents: n.parents.iter().map(|&(p, _)| self.node(p).name.to_string()).collect(),
+            status: n.status,
+            attempts: n.attempts,
+            started: n.started,
+            ended: n.ended,
+            error: n.error.clone(),
+        }
+    }
+
+    fn node(&self, index: u32) -> &Node {
+        &self.nodes[index as usize]
+    }
+
+    fn record(&mut self, index: u32, changed: bool) {
+        if self.recording {
+            let node = self.dag_node(index);
+            let n = self.node(index);
+            let (cache_key, log_path) = (n.cache_key.clone(), n.log_path.clone());
+            self.effects.push_back(Effect::Record {
+                index,
+                node,
+                changed,
+                cache_key,
+                log_path,
+            });
+        }
+    }
+
+    fn set_status(&mut self, index: u32, status: NodeStatus) {
+        let node = &mut self.nodes[index as usize];
+        let previous = std::mem::replace(&mut node.status, status);
+        if previous == status {
+            return;
+        }
+        self.record(index, true);
+        if let Some(callback) = self.node(index).rules.callbacks.status_change {
+            let node = self.dag_node(index);
+            self.effects.push_back(Effect::StatusChanged {
+                index,
+                callback,
+                node,
+                previous,
+            });
+        }
+    }
+
+    /// Connects a new node to its unfinished parents, or decides its fate now.
+    fn wire(&mut self, index: u32, now: SystemTime) {
+        let mut waiting = 0;
+        for i in 0..self.node(index).parents.len() {
+            let (parent, data) = self.node(index).parents[i];
+            if !self.node(parent).status.is_terminal() {
+                waiting += 1;
+                self.nodes[parent as usize].dependents.push((index, data));
+            } else if let Some(skip) = self.blocked_by(parent, data) {
+                self.finish_skipped(index, skip, now);
+                return;
+            }
+        }
+        self.nodes[index as usize].waiting_on = waiting;
+        if waiting == 0 {
+            self.ready(index);
+        }
+    }
+
+    fn ready(&mut self, index: u32) {
+        match self.node(index).rules.callbacks.pre_execute {
+            Some(callback) => {
+                let node = self.dag_node(index);
+                self.effects.push_back(Effect::PreExecute { index, callback, node });
+            }
+            None => self.queue(index),
+        }
+    }
+
+    fn queue(&mut self, index: u32) {
+        self.set_status(index, NodeStatus::Queued);
+        self.effects.push_back(Effect::Start { index, attempt: 1 });
+    }
+
+    fn retry(&mut self, index: u32) {
+        let attempt = self.node(index).attempts + 1;
+        self.effects.push_back(Effect::Start { index, attempt });
+    }
+
+    fn fail(&mut self, index: u32, error: StepError, now: SystemTime) {
+        self.finish(index, NodeStatus::Failed, error, now);
+        if !self.node(index).rules.continue_behaviour.continue_on_fail {
+            let name = self.node(index).name.clone();
+            if self.abort_on_failure && self.aborting.is_none() {
+                self.abort(format!("the pipeline stopped because step `{name}` failed"), now);
+            }
+            self.fatal.get_or_insert(name);
+        }
+    }
+
+    /// An aborted step without `continue_on_abort` fails the run, and with `abort_on_failure`
+    /// stops the rest. Steps aborted by the run's own stop change nothing.
+    fn note_abort(&mut self, index: u32, now: SystemTime) {
+        if self.node(index).rules.continue_behaviour.continue_on_abort || self.aborting.is_some() {
+            return;
+        }
+        let name = self.node(index).name.clone();
+        if self.abort_on_failure {
+            self.abort(format!("the pipeline stopped because step `{name}` was aborted"), now);
+        }
+        self.fatal.get_or_insert(name);
+    }
+
+    /// Aborts every node that has not started, and cancels running ones.
+    fn abort(&mut self, reason: String, now: SystemTime) {
+        self.aborting = Some(reason.clone());
+        for index in 0..self.nodes.len() as u32 {
+            let node = self.node(index);
+            match node.status {
+                NodeStatus::Pending | NodeStatus::Queued => {
+                    self.finish(
+                        index,
+                        NodeStatus::Aborted,
+                        StepError::new(ErrorKind::Aborted, reason.clone()),
+                        now,
+                    );
+                }
+                // Between attempts (a retry not started, a retry callback not answered).
+                NodeStatus::Running if !node.in_attempt => {
+                    self.nodes[index as usize].pending_error = None;
+                    self.finish(
+                        index,
+                        NodeStatus::Aborted,
+                        StepError::new(ErrorKind::Aborted, reason.clone()),
+                        now,
+                    );
+                }
+                NodeStatus::Running => self.effects.push_back(Effect::Cancel {
+                    index,
+                    reason: reason.clone(),
+                }),
+                _ => {}
+            }
+        }
+    }
+
+    fn finish_ok(&mut self, index: u32, status: NodeStatus, now: SystemTime) {
+        self.conclude(index, status, None, now);
+        self.effects.push_back(Effect::Publish { index });
+        self.after_final(index, now);
+    }
+
+    fn finish_skipped(&mut self, index: u32, skip: Skip, now: SystemTime) {
+        let error = StepError::new(ErrorKind::Skipped, skip.message);
+        self.nodes[index as usize].root = Some((skip.root, false));
+        self.finish(index, NodeStatus::Skipped, error, now);
+    }
+
+    /// Puts a node in an unsuccessful final state and carries the consequences to its
+    /// descendants.
+    fn finish(&mut self, index: u32, status: NodeStatus, error: StepError, now: SystemTime) {
+        if self.node(index).status.is_terminal() {
+            return;
+        }
+        if self.node(index).root.is_none() {
+            let verb = match status {
+                NodeStatus::Failed => "failed",
+                NodeStatus::Aborted => "was aborted",
+                _ => "was skipped",
+            };
+            let root = format!("step `{}` {verb}: {}", self.node(index).name, error.message);
+            self.nodes[index as usize].root = Some((root.into(), true));
+        }
+        let step = self.node(index).name.to_string();
+        let handle_error = match status {
+            NodeStatus::Failed => HandleError::Failed {
+                step,
+                error: error.clone(),
+            },
+            NodeStatus::Skipped => HandleError::Skipped {
+                step,
+                reason: error.message.clone(),
+            },
+            _ => HandleError::Aborted {
+                step,
+                reason: error.message.clone(),
+            },
+        };
+        self.conclude(index, status, Some(error), now);
+        self.effects.push_back(Effect::FailOutputs {
+            index,
+            error: handle_error,
+        });
+        self.after_final(index, now);
+    }
+
+    /// Sets the final state: `ended` and `error` first, so that callbacks and the record see them.
+    fn conclude(&mut self, index: u32, status: NodeStatus, error: Option<StepError>, now: SystemTime) {
+        let node = &mut self.nodes[index as usize];
+        node.ended = Some(now);
+        node.error = error;
+        self.set_status(index, status);
+        self.active -= 1;
+    }
+
+    /// The post callback, then the node's children.
+    fn after_final(&mut self, index: u32, now: SystemTime) {
+        if self.node(index).ran {
+            if let Some(callback) = self.node(index).rules.callbacks.post_execute {
+                let node = self.dag_node(index);
+                self.effects.push_back(Effect::PostExecute { index, callback, node });
+            }
+        }
+        let dependents = std::mem::take(&mut self.nodes[index as usize].dependents);
+        for (child, data) in dependents {
+            if self.node(child).status.is_terminal() {
+                continue;
+            }
+            if let Some(skip) = self.blocked_by(index, data) {
+                self.finish_skipped(child, skip, now);
+            } else {
+                let c = &mut self.nodes[child as usize];
+                c.waiting_on -= 1;
+                if c.waiting_on == 0 {
+                    self.ready(child);
+                }
+            }
+        }
+    }
+
+    /// Why a final parent keeps its child from running, if it does.
+    fn blocked_by(&self, parent: u32, data: bool) -> Option<Skip> {
+        let p = self.node(parent);
+        let behaviour = p.rules.continue_behaviour;
+        let (verb, skips) = match p.status {
+            NodeStatus::Completed | NodeStatus::Cached => return None,
+            NodeStatus::Failed => ("failed", behaviour.skip_children_on_fail),
+            NodeStatus::Aborted => ("was aborted", behaviour.skip_children_on_abort),
+            NodeStatus::Skipped => ("was skipped", true),
+            NodeStatus::Pending | NodeStatus::Queued | NodeStatus::Running => return None,
+        };
+        // A data child has no value to run with, whatever the behaviour says.
+        if !(data || skips) {
+            return None;
+        }
+        let (root, own) = p.root.clone().expect("a final unsuccessful node has a root cause");
+        let reason = p.error.as_ref().map_or("", |e| e.message.as_str());
+        let message = if own {
+            format!("parent step `{}` {verb}: {reason}", p.name)
+        } else {
+            format!("parent step `{}` {verb}; the cause: {root}", p.name)
+        };
+        Some(Skip { message, root })
+    }
+}
+
+/// Why a child is skipped: the message, and the failure the chain goes back to.
+struct Skip {
+    message: String,
+    root: Arc<str>,
+}
+
+trait CountPolicy {
+    /// Whether a count policy allows another attempt after `retries` retries.
+    fn allows_count(&self, retries: u32) -> bool;
+}
+
+impl CountPolicy for RetryPolicy {
+    fn allows_count(&self, retries: u32) -> bool {
+        matches!(self, RetryPolicy::Count(n) if retries < *n)
+    }
+}
+
+/// Parents in creation order, each once; an edge is a data edge if any argument came from it.
+/// Sorting keeps a fan-in of n handles O(n log n).
+fn dedup_parents(mut parents: Vec<(u32, bool)>) -> Vec<(u32, bool)> {
+    parents.sort_unstable_by_key(|&(index, _)| index);
+    parents.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            kept.1 |= later.1;
+        }
+        same
+    });
+    parents
+}
+
+#[cfg(test)]
+mod tests;
