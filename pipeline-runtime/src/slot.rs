@@ -40,9 +40,9 @@ pub trait ErasedSlot: Send + Sync {
     fn fail(&self, error: HandleError);
     /// Stages an artifact written by step `step`; readers see it once published.
     fn store(&self, artifact: ArtifactRef, step: Arc<str>);
-    /// Makes the staged value visible to readers (the node is final). A slot with nothing
-    /// staged fails with `missing`.
-    fn publish(&self, missing: HandleError);
+    /// Makes the staged value visible to readers (the node is final); false when nothing was
+    /// staged (the slot is then left for the caller to fail).
+    fn publish(&self) -> bool;
     /// The artifact holding the value: the one it lives in, or one written now at `path`.
     fn persist(
         &self,
@@ -60,9 +60,9 @@ impl<T: pipeline_core::ComponentValue> ErasedSlot for Slot<T> {
         self.stage(State::Stored(artifact, step));
     }
 
-    fn publish(&self, missing: HandleError) {
+    fn publish(&self) -> bool {
         let staged = lock(&self.inner).staged.take();
-        self.resolve(staged.unwrap_or(State::Failed(missing)));
+        staged.map(|state| self.resolve(state)).is_some()
     }
 
     fn persist(

@@ -105,6 +105,24 @@ pub(crate) struct WorkerResult {
     pub error: Option<StepError>,
 }
 
+// Without a constructor section, a worker process would run the user's `main` instead of one
+// step: refuse to build rather than misbehave at run time.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly",
+    target_os = "illumos",
+    target_os = "macos",
+    target_os = "ios"
+)))]
+compile_error!(
+    "pipeline-runtime supports ELF (Linux, BSDs, illumos) and Mach-O (macOS, iOS) targets only: \
+     its worker processes start through a constructor section, which this target lacks"
+);
+
 /// Runs before `main` as an ELF/Mach-O constructor, like `inventory`'s registrations. It must
 /// run after them: constructors without a priority run in link order, and rustc links a crate
 /// before its dependencies, so every crate that defines components (and so depends on this

@@ -46,6 +46,8 @@ struct RunState {
     applied: u64,
     /// Threads waiting for `applied` to reach a mark.
     watchers: usize,
+    /// The drain's buffer, kept between drains.
+    batch: Batch,
     idle_wakers: Vec<Waker>,
 }
 
@@ -57,7 +59,14 @@ impl RunState {
 
 /// What a final node gives up: its output slots (to publish or fail) and its job, if still
 /// held (dropped outside the lock with the inputs it holds).
-type FinalParts = (Vec<Arc<dyn ErasedSlot>>, Option<Job>);
+struct FinalParts {
+    slots: Vec<Arc<dyn ErasedSlot>>,
+    job: Option<Job>,
+    name: Arc<str>,
+}
+
+/// Effects taken from the scheduler, with what each needs of the run's state.
+type Batch = Vec<(Effect, Option<FinalParts>, &'static str)>;
 
 /// One attempt at running a node, as handed to an executor.
 pub(crate) struct Attempt {
@@ -147,6 +156,7 @@ impl Run {
                 draining: false,
                 applied: 0,
                 watchers: 0,
+                batch: Vec::new(),
                 idle_wakers: Vec::new(),
             }),
             idle: Condvar::new(),
@@ -315,8 +325,9 @@ impl Run {
 
     /// Feeds one event to the scheduler, then applies the effects it produced.
     fn event<R>(self: &Arc<Self>, event: impl FnOnce(&mut Scheduler, SystemTime) -> R) -> R {
-        let result = event(&mut self.lock().sched, SystemTime::now());
-        self.drain();
+        let mut st = self.lock();
+        let result = event(&mut st.sched, SystemTime::now());
+        self.settle(st);
         result
     }
 
@@ -343,19 +354,16 @@ impl Run {
         build: impl FnOnce(NodeRef, &Arc<str>) -> (H, Job, Vec<Arc<dyn ErasedSlot>>),
     ) -> H {
         let rules = self.rules(descriptor);
-        let handles = {
-            let mut st = self.lock();
-            let index = st.sched.len() as u32;
-            let name = st.sched.next_name(descriptor.name);
-            let (handles, job, outputs) = build(NodeRef { run: self.id, index }, &name);
-            st.descriptors.push(descriptor);
-            st.jobs.push(Some(job));
-            st.outputs.push(outputs);
-            let inputs: Vec<u32> = deps.iter().filter(|d| d.run == self.id).map(|d| d.index).collect();
-            st.sched.add_node(name, rules, &inputs, SystemTime::now());
-            handles
-        };
-        self.drain();
+        let mut st = self.lock();
+        let index = st.sched.len() as u32;
+        let name = st.sched.next_name(descriptor.name);
+        let (handles, job, outputs) = build(NodeRef { run: self.id, index }, &name);
+        st.descriptors.push(descriptor);
+        st.jobs.push(Some(job));
+        st.outputs.push(outputs);
+        let inputs: Vec<u32> = deps.iter().filter(|d| d.run == self.id).map(|d| d.index).collect();
+        st.sched.add_node(name, rules, &inputs, SystemTime::now());
+        self.settle(st);
         handles
     }
 
@@ -381,16 +389,18 @@ impl Run {
     /// step never runs before its callbacks have seen it start. `None` when the node is already
     /// final (aborted while queued) or another attempt holds the job.
     pub(crate) fn begin_attempt(self: &Arc<Self>, index: u32) -> Option<Attempt> {
-        let (attempt, mark) = {
-            let mut st = self.lock();
-            st.jobs[index as usize].as_ref()?;
-            let grant = st.sched.attempt_started(index, SystemTime::now())?;
-            let job = st.jobs[index as usize].take().expect("checked above");
-            let mark = st.applied + st.sched.pending_effects() as u64;
-            (Attempt { job, grant }, mark)
-        };
-        self.drain();
-        self.wait_applied(mark);
+        let mut st = self.lock();
+        st.jobs[index as usize].as_ref()?;
+        let grant = st.sched.attempt_started(index, SystemTime::now())?;
+        let job = st.jobs[index as usize].take().expect("checked above");
+        let attempt = Attempt { job, grant };
+        // Only a status callback must see the start before the step runs; records need not.
+        let watched = st.descriptors[index as usize].options.callbacks.status_change.is_some();
+        let mark = st.applied + st.sched.pending_effects() as u64;
+        self.settle(st);
+        if watched {
+            self.wait_applied(mark);
+        }
         let failed_meanwhile = self.lock().sched.status(index).is_terminal();
         if failed_meanwhile {
             // A callback panicked (or a stop came) before the step could start.
@@ -424,20 +434,18 @@ impl Run {
         if outcome.is_ok() {
             self.save_cache(index);
         }
-        let (finished, spent) = {
-            let mut st = self.lock();
-            st.sched.attempt_ended(index, outcome, SystemTime::now());
-            let finished = st.sched.status(index).is_terminal();
-            if finished {
-                (true, Some(attempt.job))
-            } else {
-                st.jobs[index as usize] = Some(attempt.job);
-                (false, None)
-            }
+        let mut st = self.lock();
+        st.sched.attempt_ended(index, outcome, SystemTime::now());
+        let finished = st.sched.status(index).is_terminal();
+        let spent = if finished {
+            Some(attempt.job)
+        } else {
+            st.jobs[index as usize] = Some(attempt.job);
+            None
         };
+        self.settle(st);
         // A final node's job (and the inputs it holds) is dropped outside the lock.
         drop(spent);
-        self.drain();
         finished
     }
 
@@ -499,49 +507,62 @@ impl Run {
         self.lock().sched.names_where(keep)
     }
 
-    /// Applies waiting effects, unless another thread already does (it will apply these too).
-    fn drain(self: &Arc<Self>) {
-        {
-            let mut st = self.lock();
-            if st.draining || !st.sched.has_effects() {
-                return;
-            }
-            st.draining = true;
+    /// Applies the waiting effects, unless another thread already does (it will apply these
+    /// too). Takes the caller's guard, so that an event and its effects need one lock.
+    fn settle<'a>(self: &'a Arc<Self>, mut st: MutexGuard<'a, RunState>) {
+        if st.draining || !st.sched.has_effects() {
+            return;
         }
+        st.draining = true;
         // Effects run user callbacks and may block: never on an async runtime's worker thread.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(st);
             let run = self.clone();
-            runtime.spawn_blocking(move || run.drain_owned());
+            runtime.spawn_blocking(move || {
+                let st = run.lock();
+                run.drain(st)
+            });
         } else {
-            self.drain_owned();
+            self.drain(st);
         }
     }
 
-    /// The loop of [`Run::drain`], by the thread that set `draining`.
-    fn drain_owned(self: &Arc<Self>) {
-        let mut st = self.lock();
-        while let Some(effect) = st.sched.pop_effect() {
-            // What an effect needs of the run's state is taken under the lock; the effect
-            // itself is applied without it.
-            let slots = match &effect {
-                Effect::Publish { index } | Effect::FailOutputs { index, .. } => {
-                    let spent = st.jobs[*index as usize].take();
-                    Some((std::mem::take(&mut st.outputs[*index as usize]), spent))
-                }
-                _ => None,
-            };
-            let code_hash = match &effect {
-                Effect::Record { index, .. } => st.descriptors[*index as usize].code_hash,
-                _ => "",
-            };
+    /// Applies effects in batches until none is left, by the thread that set `draining`.
+    fn drain<'a>(self: &'a Arc<Self>, mut st: MutexGuard<'a, RunState>) {
+        let mut batch = std::mem::take(&mut st.batch);
+        loop {
+            while let Some(effect) = st.sched.pop_effect() {
+                // What an effect needs of the run's state is taken under the lock; the effect
+                // itself is applied without it.
+                let parts = match &effect {
+                    Effect::Publish { index } | Effect::FailOutputs { index, .. } => Some(FinalParts {
+                        slots: std::mem::take(&mut st.outputs[*index as usize]),
+                        job: st.jobs[*index as usize].take(),
+                        name: st.sched.name(*index).clone(),
+                    }),
+                    _ => None,
+                };
+                let code_hash = match &effect {
+                    Effect::Record { index, .. } => st.descriptors[*index as usize].code_hash,
+                    _ => "",
+                };
+                batch.push((effect, parts, code_hash));
+            }
+            if batch.is_empty() {
+                break;
+            }
             drop(st);
-            self.apply(effect, slots, code_hash);
+            let applied = batch.len() as u64;
+            for (effect, parts, code_hash) in batch.drain(..) {
+                self.apply(effect, parts, code_hash);
+            }
             st = self.lock();
-            st.applied += 1;
+            st.applied += applied;
             if st.watchers > 0 {
                 self.progress.notify_all();
             }
         }
+        st.batch = batch;
         st.draining = false;
         if st.idle() {
             let wakers = std::mem::take(&mut st.idle_wakers);
@@ -551,7 +572,7 @@ impl Run {
         }
     }
 
-    fn apply(self: &Arc<Self>, effect: Effect, slots: Option<FinalParts>, code_hash: &'static str) {
+    fn apply(self: &Arc<Self>, effect: Effect, parts: Option<FinalParts>, code_hash: &'static str) {
         match effect {
             Effect::Record {
                 index,
@@ -600,20 +621,21 @@ impl Run {
             }
             Effect::Start { index, .. } => self.executor.submit(self.clone(), index),
             Effect::Cancel { index, reason } => self.executor.cancel(index, &reason),
-            Effect::Publish { index } => {
-                let (slots, spent) = slots.expect("taken for this effect");
-                drop(spent);
-                let name = self.lock().sched.name(index).clone();
+            Effect::Publish { .. } => {
+                let FinalParts { slots, job, name } = parts.expect("taken for this effect");
+                drop(job);
                 for slot in slots {
-                    slot.publish(HandleError::Failed {
-                        step: name.to_string(),
-                        error: StepError::new(ErrorKind::Setup, "the step completed without this output"),
-                    });
+                    if !slot.publish() {
+                        slot.fail(HandleError::Failed {
+                            step: name.to_string(),
+                            error: StepError::new(ErrorKind::Setup, "the step completed without this output"),
+                        });
+                    }
                 }
             }
             Effect::FailOutputs { error, .. } => {
-                let (slots, spent) = slots.expect("taken for this effect");
-                drop(spent);
+                let FinalParts { slots, job, .. } = parts.expect("taken for this effect");
+                drop(job);
                 for slot in slots {
                     slot.fail(error.clone());
                 }
