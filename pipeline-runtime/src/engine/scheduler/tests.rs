@@ -32,6 +32,12 @@ const ALL_CALLBACKS: Callbacks = Callbacks {
     status_change: Some(on_status),
 };
 
+/// Status and post callbacks, no pre callback: a node is queued as soon as it is ready.
+const NO_PRE: Callbacks = Callbacks {
+    pre_execute: None,
+    ..ALL_CALLBACKS
+};
+
 /// A scheduler and the effects it produced so far, as short lines.
 struct Harness {
     s: Scheduler,
@@ -301,10 +307,7 @@ fn a_failed_node_that_ran_gets_its_post_callback_after_its_status() {
     let mut h = Harness::new();
     let a = h.add(
         StepRules {
-            callbacks: Callbacks {
-                pre_execute: None,
-                ..ALL_CALLBACKS
-            },
+            callbacks: NO_PRE,
             ..rules("a")
         },
         &[],
@@ -330,10 +333,7 @@ fn retries_by_count_start_new_attempts_without_new_states() {
     let a = h.add(
         StepRules {
             retry: RetryPolicy::Count(2),
-            callbacks: Callbacks {
-                pre_execute: None,
-                ..ALL_CALLBACKS
-            },
+            callbacks: NO_PRE,
             ..rules("a")
         },
         &[],
@@ -625,10 +625,7 @@ fn a_cache_hit_is_a_success_that_ran_without_an_attempt() {
     let mut h = Harness::new();
     let a = h.add(
         StepRules {
-            callbacks: Callbacks {
-                pre_execute: None,
-                ..ALL_CALLBACKS
-            },
+            callbacks: NO_PRE,
             ..rules("a")
         },
         &[],
@@ -776,10 +773,7 @@ fn records_and_callbacks_never_go_backwards_in_a_random_run() {
         seed % n.max(1)
     };
     let mut h = Harness::new();
-    let callbacks = Callbacks {
-        pre_execute: None,
-        ..ALL_CALLBACKS
-    };
+    let callbacks = NO_PRE;
     let mut started = Vec::new();
     let mut last_rank: HashMap<String, u8> = HashMap::new();
     let mut finals: HashMap<String, usize> = HashMap::new();
