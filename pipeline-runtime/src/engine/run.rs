@@ -201,8 +201,8 @@ impl Run {
 
     /// Serves a queued `cache = true` node from an earlier run's outputs when its key matches;
     /// true when it did (the node is then `Cached`). Otherwise the key is kept for
-    /// [`Run::save_cache`]. Called by executors before a node's first attempt.
-    pub(crate) fn lookup_cache(self: &Arc<Self>, index: u32) -> bool {
+    /// [`Run::save_cache`].
+    fn lookup_cache(self: &Arc<Self>, index: u32) -> bool {
         let Some(store_path) = &self.store_path else {
             return false;
         };
@@ -367,11 +367,8 @@ impl Run {
         handles
     }
 
-    /// Runs a queued node's attempt in this thread (the debug executor), trying the cache first.
+    /// Runs a queued node's attempt in this thread (the debug executor).
     pub(crate) fn execute_in_process(self: &Arc<Self>, index: u32) {
-        if self.lookup_cache(index) {
-            return;
-        }
         let Some(mut attempt) = self.begin_attempt(index) else {
             return;
         };
@@ -384,11 +381,15 @@ impl Run {
         self.end_attempt(index, attempt, outcome);
     }
 
-    /// Starts an attempt: the node becomes `Running` and its job is handed out, once the
-    /// effects of that (the `queued -> running` callback among them) have been applied, so a
-    /// step never runs before its callbacks have seen it start. `None` when the node is already
-    /// final (aborted while queued) or another attempt holds the job.
+    /// Starts an attempt: a queued `cache = true` node is served from the cache if it can be;
+    /// else the node becomes `Running` and its job is handed out, once the effects of that
+    /// (the `queued -> running` callback among them) have been applied, so a step never runs
+    /// before its callbacks have seen it start. `None` when the cache served it, when the node
+    /// is already final (aborted while queued), or when another attempt holds the job.
     pub(crate) fn begin_attempt(self: &Arc<Self>, index: u32) -> Option<Attempt> {
+        if self.lookup_cache(index) {
+            return None;
+        }
         let mut st = self.lock();
         st.jobs[index as usize].as_ref()?;
         let grant = st.sched.attempt_started(index, SystemTime::now())?;

@@ -366,7 +366,7 @@ impl Scheduler {
                             retries,
                         });
                     }
-                    policy if policy.allows_count(retries) => self.retry(index),
+                    RetryPolicy::Count(n) if retries < n => self.retry(index),
                     _ => self.fail(index, error, now),
                 }
             }
@@ -403,10 +403,8 @@ impl Scheduler {
             return Some(format!("step `{}`: {text}", node.name));
         }
         node.pending_error = None;
-        if node.in_attempt {
-            // The attempt's own end is ignored from now on.
-            node.in_attempt = false;
-        }
+        // The attempt's own end, if one is running, is ignored from now on.
+        node.in_attempt = false;
         self.fail(index, StepError::new(ErrorKind::Error, text), now);
         None
     }
@@ -570,23 +568,24 @@ impl Scheduler {
     fn fail(&mut self, index: u32, error: StepError, now: SystemTime) {
         self.finish(index, NodeStatus::Failed, error, now);
         if !self.node(index).rules.continue_behaviour.continue_on_fail {
-            let name = self.node(index).name.clone();
-            if self.abort_on_failure && self.aborting.is_none() {
-                self.abort(format!("the pipeline stopped because step `{name}` failed"), now);
-            }
-            self.fatal.get_or_insert(name);
+            self.fail_run(index, now);
         }
     }
 
-    /// An aborted step without `continue_on_abort` fails the run, and with `abort_on_failure`
-    /// stops the rest. Steps aborted by the run's own stop change nothing.
+    /// An aborted step without `continue_on_abort` fails the run. Steps aborted by the run's
+    /// own stop change nothing.
     fn note_abort(&mut self, index: u32, now: SystemTime) {
-        if self.node(index).rules.continue_behaviour.continue_on_abort || self.aborting.is_some() {
-            return;
+        if !self.node(index).rules.continue_behaviour.continue_on_abort && self.aborting.is_none() {
+            self.fail_run(index, now);
         }
+    }
+
+    /// The final node fails the run; with `abort_on_failure` the rest is stopped.
+    fn fail_run(&mut self, index: u32, now: SystemTime) {
         let name = self.node(index).name.clone();
-        if self.abort_on_failure {
-            self.abort(format!("the pipeline stopped because step `{name}` was aborted"), now);
+        if self.abort_on_failure && self.aborting.is_none() {
+            let verb = verb(self.node(index).status);
+            self.abort(format!("the pipeline stopped because step `{name}` {verb}"), now);
         }
         self.fatal.get_or_insert(name);
     }
@@ -643,12 +642,7 @@ impl Scheduler {
             return;
         }
         if self.node(index).root.is_none() {
-            let verb = match status {
-                NodeStatus::Failed => "failed",
-                NodeStatus::Aborted => "was aborted",
-                _ => "was skipped",
-            };
-            let root = format!("step `{}` {verb}: {}", self.node(index).name, error.message);
+            let root = format!("step `{}` {}: {}", self.node(index).name, verb(status), error.message);
             self.nodes[index as usize].root = Some((root.into(), true));
         }
         let step = self.node(index).name.to_string();
@@ -712,13 +706,14 @@ impl Scheduler {
     fn blocked_by(&self, parent: u32, data: bool) -> Option<Skip> {
         let p = self.node(parent);
         let behaviour = p.rules.continue_behaviour;
-        let (verb, skips) = match p.status {
+        let skips = match p.status {
             NodeStatus::Completed | NodeStatus::Cached => return None,
-            NodeStatus::Failed => ("failed", behaviour.skip_children_on_fail),
-            NodeStatus::Aborted => ("was aborted", behaviour.skip_children_on_abort),
-            NodeStatus::Skipped => ("was skipped", true),
+            NodeStatus::Failed => behaviour.skip_children_on_fail,
+            NodeStatus::Aborted => behaviour.skip_children_on_abort,
+            NodeStatus::Skipped => true,
             NodeStatus::Pending | NodeStatus::Queued | NodeStatus::Running => return None,
         };
+        let verb = verb(p.status);
         // A data child has no value to run with, whatever the behaviour says.
         if !(data || skips) {
             return None;
@@ -740,14 +735,12 @@ struct Skip {
     root: Arc<str>,
 }
 
-trait CountPolicy {
-    /// Whether a count policy allows another attempt after `retries` retries.
-    fn allows_count(&self, retries: u32) -> bool;
-}
-
-impl CountPolicy for RetryPolicy {
-    fn allows_count(&self, retries: u32) -> bool {
-        matches!(self, RetryPolicy::Count(n) if retries < *n)
+/// How a message says a node ended without success: "step `x` failed", "... was aborted".
+fn verb(status: NodeStatus) -> &'static str {
+    match status {
+        NodeStatus::Failed => "failed",
+        NodeStatus::Aborted => "was aborted",
+        _ => "was skipped",
     }
 }
 

@@ -162,14 +162,7 @@ async fn run_node<B: Backend>(ctx: Arc<Context<B>>, run: Arc<Run>, index: u32) {
     lock(&ctx.running).insert(index, cancel.clone());
     let _permit = ctx.permits.acquire().await.expect("the semaphore is never closed");
     let starting = run.clone();
-    let prepared = tokio::task::spawn_blocking(move || {
-        if starting.lookup_cache(index) {
-            None
-        } else {
-            starting.begin_attempt(index)
-        }
-    })
-    .await;
+    let prepared = tokio::task::spawn_blocking(move || starting.begin_attempt(index)).await;
     if let Ok(Some(mut attempt)) = prepared {
         let (name, descriptor) = run.node_info(index);
         let node_dir = ctx.run_dir.join(&*name);
