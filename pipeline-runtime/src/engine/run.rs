@@ -397,7 +397,8 @@ impl Run {
         let attempt = Attempt { job, grant };
         // Only a status callback must see the start before the step runs; records need not.
         let watched = st.descriptors[index as usize].options.callbacks.status_change.is_some();
-        let mark = st.applied + st.sched.pending_effects() as u64;
+        // Not `applied + waiting`: a draining thread may hold taken effects not applied yet.
+        let mark = st.sched.produced();
         self.settle(st);
         if watched {
             self.wait_applied(mark);

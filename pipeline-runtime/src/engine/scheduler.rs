@@ -167,6 +167,8 @@ pub(crate) struct Scheduler {
     abort_on_failure: bool,
     recording: bool,
     effects: VecDeque<Effect>,
+    /// Effects taken by [`Scheduler::pop_effect`] so far.
+    popped: u64,
 }
 
 impl Scheduler {
@@ -183,12 +185,15 @@ impl Scheduler {
             abort_on_failure,
             recording,
             effects: VecDeque::new(),
+            popped: 0,
         }
     }
 
     /// The next effect to apply, oldest first.
     pub(crate) fn pop_effect(&mut self) -> Option<Effect> {
-        self.effects.pop_front()
+        let effect = self.effects.pop_front();
+        self.popped += effect.is_some() as u64;
+        effect
     }
 
     /// True when effects are waiting.
@@ -196,9 +201,10 @@ impl Scheduler {
         !self.effects.is_empty()
     }
 
-    /// Number of effects waiting.
-    pub(crate) fn pending_effects(&self) -> usize {
-        self.effects.len()
+    /// Number of effects produced so far, taken or not: once that many have been applied,
+    /// every effect of the events so far has been.
+    pub(crate) fn produced(&self) -> u64 {
+        self.popped + self.effects.len() as u64
     }
 
     /// Number of nodes not yet final.

@@ -835,3 +835,14 @@ fn records_and_callbacks_never_go_backwards_in_a_random_run() {
     assert!(posts.values().all(|&n| n == 1), "one post callback per node that ran");
     assert_eq!(h.s.len(), 200);
 }
+
+#[test]
+fn produced_counts_effects_whether_taken_or_waiting() {
+    let mut h = Harness::with(false, false);
+    let a = h.add(rules("a"), &[]);
+    assert_eq!(h.s.produced(), 1, "start a");
+    assert!(h.s.pop_effect().is_some());
+    assert_eq!(h.s.produced(), 1, "a taken effect still counts");
+    h.run_ok(a);
+    assert_eq!(h.s.produced(), 2, "publish a");
+}
