@@ -5,46 +5,54 @@
 //! edge. Choose where steps run with [`debug_pipeline`] (in-process, serially). See the
 //! repository's README for a walk-through.
 
-mod api;
-pub mod artifacts;
-mod call;
-mod context;
-mod engine;
-mod error;
-pub(crate) mod executor;
-mod handle;
-mod mode;
-mod multi;
-mod object_storage;
-mod outputs;
-mod pipeline;
-mod recorder;
-mod remote_controller;
-mod slot;
-mod state;
-pub mod step;
-pub mod store;
+// The layers, from the bottom up: a module uses only those declared before it (see
+// ARCHITECTURE.md; `tests/layers.rs` checks it). One comment per layer keeps rustfmt from
+// sorting them.
+
+// Poison-tolerant locks; waiting on a runtime from any thread.
 mod sync;
+// Mode, state folder, recording, Ray settings.
+mod config;
+// Artifact files and object storage.
+mod transport;
+// The SQLite run store and its writer thread.
+pub mod store;
+// Reports from step code.
+pub mod step;
+// Errors users see.
+mod error;
+// The Ray cluster's client.
+mod remote;
+// Slots, handles, a call's outputs, the job protocol.
+mod value;
+// The worker hook, its manifest protocol, the controller entry.
 mod worker;
+// Executors: in-process, subprocess, Ray job.
+mod exec;
+// The scheduler, the run, component calls.
+mod engine;
+// Running pipelines, runs read back, enqueue.
+mod api;
 
 pub use api::PipelineRun;
-pub use context::{RunView, current_run};
+pub use api::enqueue::RemoteRun;
+pub use api::multi::{Spawned, wait_for_multi_pipelines};
+pub use api::pipeline::Finished;
+pub use config::{
+    Mode, RAY_ADDRESS_ENV, RAY_TOKEN_ENV, RayConfig, STATE_DIR_ENV, debug_pipeline, mode, ray_config, recording,
+    run_locally, set_default_execution_queue, set_recording, set_state_dir, start_locally, state_dir, with_mode,
+};
+pub use engine::context::{RunView, current_run};
 pub use error::{HandleError, PipelineError};
-pub use executor::ray::{JobInfo, RayClient, RayConfig};
-pub use handle::{Handle, HandleFuture, IntoInput};
-pub use mode::{Mode, debug_pipeline, mode, run_locally, set_default_execution_queue, start_locally, with_mode};
-pub use multi::{Spawned, wait_for_multi_pipelines};
-pub use pipeline::Finished;
 pub use pipeline_core::{
     ArtifactCodec, Codec, ComponentDescriptor, ComponentOptions, ContinueBehaviour, DagNode, ErrorKind, NodeStatus,
     PipelineDag, PipelineDescriptor, PipelineOptions, RetryPolicy, RunStatus, StepError, StepIo, call_entry, registry,
 };
 pub use pipeline_macros::{component, pipeline};
-pub use remote_controller::{CONTROLLER_ENV, RemoteRun};
-pub use state::{
-    RAY_ADDRESS_ENV, RAY_TOKEN_ENV, STATE_DIR_ENV, ray_config, recording, set_recording, set_state_dir, state_dir,
-};
-pub use worker::{EXIT_SETUP, EXIT_STEP_FAILED, MANIFEST_ENV};
+pub use remote::ray::{JobInfo, RayClient};
+pub use transport::artifacts;
+pub use value::handle::{Handle, HandleFuture, IntoInput};
+pub use worker::{CONTROLLER_ENV, EXIT_SETUP, EXIT_STEP_FAILED, MANIFEST_ENV};
 
 /// Everything a pipeline file needs: `use pipeline_runtime::prelude::*;`.
 pub mod prelude {
@@ -57,12 +65,13 @@ pub mod prelude {
 /// Items the macros' generated code refers to. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::call::{Invoke, block_on, call_component, param_repr, step_error};
-    pub use crate::handle::{ExportSink, Input, IntoInput, NodeRef};
-    pub use crate::multi::spawn_pipeline;
-    pub use crate::outputs::Outputs;
-    pub use crate::pipeline::{expect_started, run_pipeline, run_pipeline_async};
-    pub use crate::remote_controller::{enqueue_pipeline, param_from_json, params_from_json};
+    pub use crate::api::enqueue::{enqueue_pipeline, param_from_json, params_from_json};
+    pub use crate::api::multi::spawn_pipeline;
+    pub use crate::api::pipeline::{expect_started, run_pipeline, run_pipeline_async};
+    pub use crate::engine::call::{block_on, call_component, param_repr, step_error};
+    pub use crate::value::Invoke;
+    pub use crate::value::handle::{ExportSink, Input, IntoInput, NodeRef};
+    pub use crate::value::outputs::Outputs;
     pub use inventory;
     pub use pipeline_core::Codec;
     pub use pipeline_core::codec::{decode, encode};

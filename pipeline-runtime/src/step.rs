@@ -5,8 +5,8 @@
 //!
 //! Outside any run, or with recording off, reports are dropped and `false` is returned.
 
-use crate::artifacts::write_value;
 use crate::store::{ArtifactKind, ArtifactRecord, Event, MetricRecord, RunStore};
+use crate::transport::artifacts::write_value;
 use pipeline_core::{ComponentDescriptor, ComponentValue, StepError};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -148,7 +148,7 @@ pub fn upload_artifact<T: ComponentValue>(
     };
     let codec = pipeline_core::Codec::Bincode;
     let artifact = write_value(&dir.join(format!("{name}.art")), codec, value)?;
-    let header = crate::artifacts::read_header(&artifact.path)?;
+    let header = crate::transport::artifacts::read_header(&artifact.path)?;
     let record = ArtifactRecord {
         node: cx.node.clone(),
         name: name.to_string(),

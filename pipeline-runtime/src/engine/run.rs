@@ -10,15 +10,16 @@
 //!
 //! State lives per run, never globally, so runs may nest and run side by side in one process.
 
-use crate::artifacts::ArtifactRef;
-use crate::call::Invoke;
-use crate::engine::scheduler::{Effect, Grant, Scheduler, StepRules};
+use super::scheduler::{Effect, Grant, Scheduler, StepRules};
 use crate::error::HandleError;
-use crate::executor::Executor;
-use crate::handle::NodeRef;
-use crate::recorder::Recorder;
-use crate::slot::ErasedSlot;
+use crate::exec::{Cancel, Executor};
 use crate::store::Event;
+use crate::store::recorder::Recorder;
+use crate::transport::artifacts::ArtifactRef;
+use crate::transport::object_storage;
+use crate::value::handle::NodeRef;
+use crate::value::slot::ErasedSlot;
+use crate::value::{Invoke, Job};
 use pipeline_core::{
     ComponentDescriptor, ErrorKind, NodeStatus, PipelineDag, PipelineDescriptor, RetryPolicy, RunStatus, StepError,
 };
@@ -28,10 +29,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::SystemTime;
 
-/// A step's work, type-erased: either resolves its inputs, runs the component and stages its
-/// outputs, or writes its inputs as artifacts for a worker process.
-pub(crate) type Job = Box<dyn for<'a> FnMut(crate::call::Invoke<'a>) -> Result<(), StepError> + Send>;
-
 struct RunState {
     sched: Scheduler,
     /// Per node: its component.
@@ -40,6 +37,10 @@ struct RunState {
     jobs: Vec<Option<Job>>,
     /// Per node: its output slots, until it is final (then readers may move values out).
     outputs: Vec<Vec<Arc<dyn ErasedSlot>>>,
+    /// Per node: its inputs written as artifacts, kept between attempts.
+    exported: Vec<Option<Vec<ArtifactRef>>>,
+    /// Per node: how to stop its running attempt.
+    cancels: Vec<Option<Arc<Cancel>>>,
     /// A thread is applying effects.
     draining: bool,
     /// Effects applied so far (effects are applied in the order they were produced).
@@ -68,10 +69,11 @@ struct FinalParts {
 /// Effects taken from the scheduler, with what each needs of the run's state.
 type Batch = Vec<(Effect, Option<FinalParts>, &'static str)>;
 
-/// One attempt at running a node, as handed to an executor.
+/// One attempt at running a node: its job and what the scheduler granted.
 pub(crate) struct Attempt {
     pub(crate) job: Job,
     grant: Grant,
+    pub(crate) cancel: Arc<Cancel>,
 }
 
 impl Attempt {
@@ -96,7 +98,7 @@ pub(crate) struct Run {
     pub(crate) params: Vec<(String, String)>,
     pub(crate) started: SystemTime,
     /// Where its steps run.
-    pub(crate) mode: crate::mode::Mode,
+    pub(crate) mode: crate::config::Mode,
     /// The version recorded (given, or chosen by the store).
     pub(crate) version: String,
     /// 1 for the first run of this pipeline in the store.
@@ -141,7 +143,7 @@ impl Run {
             params,
             started: identity.started,
             version: identity.version,
-            mode: crate::mode::mode(),
+            mode: crate::config::mode(),
             run_number: identity.run_number,
             recorder: identity.recorder,
             run_dir: identity.run_dir,
@@ -153,6 +155,8 @@ impl Run {
                 descriptors: Vec::new(),
                 jobs: Vec::new(),
                 outputs: Vec::new(),
+                exported: Vec::new(),
+                cancels: Vec::new(),
                 draining: false,
                 applied: 0,
                 watchers: 0,
@@ -245,8 +249,8 @@ impl Run {
         let outputs: Option<Vec<ArtifactRef>> = records
             .iter()
             .map(|r| {
-                let codec = crate::worker::codec_named(r.codec.as_deref()?, self.descriptor.name).ok()?;
-                if crate::object_storage::is_remote(&r.uri) {
+                let codec = crate::transport::artifacts::codec_named(r.codec.as_deref()?, self.descriptor.name).ok()?;
+                if object_storage::is_remote(&r.uri) {
                     // Downloaded into this run's folder when first read.
                     let path = self
                         .run_dir
@@ -259,7 +263,7 @@ impl Run {
                     });
                 }
                 let path = std::path::PathBuf::from(&r.uri);
-                crate::artifacts::read_header(&path).ok()?;
+                crate::transport::artifacts::read_header(&path).ok()?;
                 Some(ArtifactRef::local(path, codec))
             })
             .collect();
@@ -287,7 +291,7 @@ impl Run {
         let codec = self.descriptor.options.codec;
         let mut records = Vec::new();
         for (slot, output) in slots.iter().zip(descriptor.outputs) {
-            let path = crate::artifacts::output_path(&self.run_dir.join(&*name), output.name);
+            let path = crate::transport::artifacts::output_path(&self.run_dir.join(&*name), output.name);
             match slot.persist(&path, codec) {
                 Ok(artifact) => {
                     let record = output_record(&name, output, &artifact);
@@ -361,24 +365,12 @@ impl Run {
         st.descriptors.push(descriptor);
         st.jobs.push(Some(job));
         st.outputs.push(outputs);
+        st.exported.push(None);
+        st.cancels.push(None);
         let inputs: Vec<u32> = deps.iter().filter(|d| d.run == self.id).map(|d| d.index).collect();
         st.sched.add_node(name, rules, &inputs, SystemTime::now());
         self.settle(st);
         handles
-    }
-
-    /// Runs a queued node's attempt in this thread (the debug executor).
-    pub(crate) fn execute_in_process(self: &Arc<Self>, index: u32) {
-        let Some(mut attempt) = self.begin_attempt(index) else {
-            return;
-        };
-        let context = self.step_context(Some(index));
-        let last = attempt.last();
-        let outcome = crate::step::with_context(context, || {
-            catch_unwind(AssertUnwindSafe(|| (attempt.job)(Invoke::Run { last })))
-                .unwrap_or_else(|payload| Err(StepError::from_panic(&*payload)))
-        });
-        self.end_attempt(index, attempt, outcome);
     }
 
     /// Starts an attempt: a queued `cache = true` node is served from the cache if it can be;
@@ -394,7 +386,9 @@ impl Run {
         st.jobs[index as usize].as_ref()?;
         let grant = st.sched.attempt_started(index, SystemTime::now())?;
         let job = st.jobs[index as usize].take().expect("checked above");
-        let attempt = Attempt { job, grant };
+        let cancel = Arc::new(Cancel::default());
+        st.cancels[index as usize] = Some(cancel.clone());
+        let attempt = Attempt { job, grant, cancel };
         // Only a status callback must see the start before the step runs; records need not.
         let watched = st.descriptors[index as usize].options.callbacks.status_change.is_some();
         // Not `applied + waiting`: a draining thread may hold taken effects not applied yet.
@@ -439,7 +433,9 @@ impl Run {
         let mut st = self.lock();
         st.sched.attempt_ended(index, outcome, SystemTime::now());
         let finished = st.sched.status(index).is_terminal();
+        st.cancels[index as usize] = None;
         let spent = if finished {
+            st.exported[index as usize] = None;
             Some(attempt.job)
         } else {
             st.jobs[index as usize] = Some(attempt.job);
@@ -449,6 +445,16 @@ impl Run {
         // A final node's job (and the inputs it holds) is dropped outside the lock.
         drop(spent);
         finished
+    }
+
+    /// The node's inputs as artifacts, if an earlier attempt wrote them.
+    pub(crate) fn exported(&self, index: u32) -> Option<Vec<ArtifactRef>> {
+        self.lock().exported[index as usize].clone()
+    }
+
+    /// Keeps the node's inputs as artifacts for its retries (dropped once it is final).
+    pub(crate) fn keep_exported(&self, index: u32, inputs: Vec<ArtifactRef>) {
+        self.lock().exported[index as usize] = Some(inputs);
     }
 
     /// The node's output slots, to resolve from another process's artifacts.
@@ -621,8 +627,15 @@ impl Run {
                     self.lock().sched.retry_decided(index, retry, SystemTime::now());
                 }
             }
-            Effect::Start { index, .. } => self.executor.submit(self.clone(), index),
-            Effect::Cancel { index, reason } => self.executor.cancel(index, &reason),
+            Effect::Start { index, .. } => self
+                .executor
+                .submit(Box::new(super::lease::NodeLease::new(self.clone(), index))),
+            Effect::Cancel { index, reason } => {
+                let cancel = self.lock().cancels[index as usize].clone();
+                if let Some(cancel) = cancel {
+                    cancel.request(&reason);
+                }
+            }
             Effect::Publish { .. } => {
                 let FinalParts { slots, job, name } = parts.expect("taken for this effect");
                 drop(job);
@@ -672,7 +685,7 @@ fn output_record(
     output: &pipeline_core::ParamDescriptor,
     artifact: &ArtifactRef,
 ) -> crate::store::ArtifactRecord {
-    let header = crate::artifacts::read_header(&artifact.path).ok();
+    let header = crate::transport::artifacts::read_header(&artifact.path).ok();
     crate::store::ArtifactRecord {
         node: node.to_string(),
         name: output.name.to_string(),

@@ -2,6 +2,7 @@
 //! run, node, state change, artifact, metric and cache entry. Several processes and several
 //! pipelines write to it at once; every connection waits up to a bound for a lock.
 
+pub(crate) mod recorder;
 mod records;
 mod schema;
 
@@ -145,7 +146,7 @@ impl RunStore {
 
     /// Opens the store of the state folder (`<state>/runs.db`).
     pub fn open_default() -> Result<Self, StoreError> {
-        Self::open(&crate::state::state_dir().join("runs.db"))
+        Self::open(&crate::config::state_dir().join("runs.db"))
     }
 
     /// The database file.

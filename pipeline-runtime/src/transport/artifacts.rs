@@ -37,7 +37,7 @@ impl ArtifactRef {
     pub fn fetch(&self) -> Result<&Path, StepError> {
         if let Some(uri) = &self.uri {
             if !self.path.exists() {
-                crate::object_storage::download(uri, &self.path)?;
+                crate::transport::object_storage::download(uri, &self.path)?;
             }
         }
         Ok(&self.path)
@@ -185,6 +185,25 @@ pub fn read_value<T: DeserializeOwned>(artifact: &ArtifactRef) -> Result<T, Step
         },
     )?;
     value.ok_or_else(|| StepError::new(ErrorKind::Codec, "the artifact was not decoded"))
+}
+
+/// The codec called `name`: a built-in one, or the custom codec of pipeline `pipeline`.
+pub(crate) fn codec_named(name: &str, pipeline: &str) -> Result<Codec, StepError> {
+    match name {
+        "bincode" => return Ok(Codec::Bincode),
+        "json" => return Ok(Codec::Json),
+        _ => {}
+    }
+    pipeline_core::registry::pipelines()
+        .filter(|p| p.name == pipeline)
+        .map(|p| p.options.codec)
+        .find(|c| c.name() == name)
+        .ok_or_else(|| {
+            StepError::new(
+                ErrorKind::Setup,
+                format!("no codec named `{name}` in pipeline `{pipeline}` of this binary"),
+            )
+        })
 }
 
 #[cfg(test)]

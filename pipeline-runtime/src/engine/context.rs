@@ -1,7 +1,7 @@
 //! Which run a component call belongs to: the run whose body is executing on this task or
 //! thread. A task-local (not a global) so that nested and parallel runs never mix.
 
-use crate::engine::Run;
+use super::Run;
 use pipeline_core::{PipelineDag, RunStatus};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -3,8 +3,10 @@
 //! package) in worker mode. A queue is a custom resource: a step of queue `q` asks for one
 //! `queue_q`, so only nodes started with that resource serve it.
 
-use super::ray::{JobInfo, RayClient};
-use super::worker_job::{Backend, Cancel, Ended, LogSink, WorkerJob, sleep_or_never, time_limit_message};
+use super::{Backend, Ended, LogSink, WorkerJob, sleep_or_never, time_limit_message};
+use crate::exec::Cancel;
+use crate::remote::Cluster;
+use crate::remote::ray::JobInfo;
 use crate::worker::MANIFEST_JSON_ENV;
 use pipeline_core::{ErrorKind, StepError};
 use std::time::Duration;
@@ -19,25 +21,32 @@ const WARM_UP_BOUND: Duration = Duration::from_secs(20);
 
 /// Runs workers as Ray jobs.
 pub(crate) struct RayBackend {
-    pub(crate) client: RayClient,
-    pub(crate) package: String,
-    pub(crate) exe_name: String,
-    pub(crate) default_queue: &'static str,
+    cluster: Cluster,
+    default_queue: &'static str,
     /// Whether a job of this run has had its `working_dir` set up. Until one has, jobs are
     /// submitted one at a time: Ray's runtime-env agent fails jobs that unpack one package
     /// concurrently on a node that does not have it yet.
-    pub(crate) warm: tokio::sync::Mutex<bool>,
+    warm: tokio::sync::Mutex<bool>,
 }
 
 impl RayBackend {
+    /// Submits steps to `cluster`; a step that names no queue goes to `default_queue`.
+    pub(crate) fn new(cluster: Cluster, default_queue: &'static str) -> Self {
+        Self {
+            cluster,
+            default_queue,
+            warm: tokio::sync::Mutex::new(false),
+        }
+    }
+
     fn body(&self, job: &WorkerJob<'_>, id: &str) -> serde_json::Value {
         let options = &job.descriptor.options;
         let queue = options.execution_queue.unwrap_or(self.default_queue);
         let mut body = serde_json::json!({
-            "entrypoint": format!("./{}", self.exe_name),
+            "entrypoint": format!("./{}", self.cluster.exe_name),
             "submission_id": id,
             "runtime_env": {
-                "working_dir": self.package,
+                "working_dir": self.cluster.package,
                 "env_vars": {
                     MANIFEST_JSON_ENV: job.manifest_json,
                     "PIPELINE_LOG_ECHO": "0",
@@ -57,7 +66,7 @@ impl RayBackend {
 
     async fn wait_final(&self, id: &str) -> Result<JobInfo, String> {
         loop {
-            let info = self.client.status(id).await?;
+            let info = self.cluster.client.status(id).await?;
             if info.is_terminal() {
                 return Ok(info);
             }
@@ -74,8 +83,12 @@ impl Backend for RayBackend {
         cancel: &Cancel,
         limit: Option<Duration>,
     ) -> Result<Ended, StepError> {
-        let cluster =
-            |e: String| StepError::new(ErrorKind::Setup, format!("Ray cluster {}: {e}", self.client.address()));
+        let cluster = |e: String| {
+            StepError::new(
+                ErrorKind::Setup,
+                format!("Ray cluster {}: {e}", self.cluster.client.address()),
+            )
+        };
         // Letters, digits, `-` and `_` only; the id is derived, so a retried submit never runs twice.
         let id: String = job
             .attempt_id
@@ -87,11 +100,11 @@ impl Backend for RayBackend {
         let run_job = async {
             match tokio::time::timeout(WARM_UP_BOUND, self.warm.lock()).await {
                 Ok(mut warm) if !*warm => {
-                    self.client.submit(&self.body(job, &id)).await?;
+                    self.cluster.client.submit(&self.body(job, &id)).await?;
                     // Held until this job is past its environment set-up (or the bound passes).
                     let started = tokio::time::Instant::now();
                     while started.elapsed() < WARM_UP_BOUND {
-                        let info = self.client.status(&id).await?;
+                        let info = self.cluster.client.status(&id).await?;
                         if info.status != "PENDING" {
                             *warm = info.status != "FAILED";
                             break;
@@ -99,7 +112,7 @@ impl Backend for RayBackend {
                         tokio::time::sleep(POLL).await;
                     }
                 }
-                _ => self.client.submit(&self.body(job, &id)).await?,
+                _ => self.cluster.client.submit(&self.body(job, &id)).await?,
             }
             self.wait_final(&id).await
         };
@@ -109,10 +122,10 @@ impl Backend for RayBackend {
             () = sleep_or_never(limit) => Err(time_limit_message(limit)),
         };
         if outcome.is_err() {
-            let _ = self.client.stop(&id).await;
+            let _ = self.cluster.client.stop(&id).await;
             let _ = tokio::time::timeout(STOP_BOUND, self.wait_final(&id)).await;
         }
-        match self.client.logs(&id).await {
+        match self.cluster.client.logs(&id).await {
             Ok(text) => text.lines().for_each(|line| log.line(line)),
             Err(e) => log.line(&format!("(the job's logs could not be read: {e})")),
         }

@@ -2,10 +2,10 @@
 //! its own, and `wait_for_multi_pipelines` waits for every such run (ClearML's
 //! `PipelineDecorator.wait_for_multi_pipelines`).
 
-use crate::api::PipelineRun;
+use super::PipelineRun;
+use super::pipeline::Finished;
+use crate::config::{mode, with_mode};
 use crate::error::PipelineError;
-use crate::mode::{mode, with_mode};
-use crate::pipeline::Finished;
 use std::sync::{Condvar, Mutex};
 use std::thread::JoinHandle;
 

@@ -5,105 +5,20 @@
 //! binary with [`MANIFEST_ENV`] naming it. A constructor that runs after every `inventory`
 //! registration sees the variable, runs the component through its entry point and exits, so
 //! none of the user's `main` runs, in a binary, an example or a `cargo test` harness alike.
+//! The same hook starts a pipeline's controller on the cluster ([`controller`]).
 
-use crate::artifacts;
+pub(crate) mod controller;
+pub(crate) mod manifest;
+
+pub use controller::CONTROLLER_ENV;
+pub use manifest::{EXIT_SETUP, EXIT_STEP_FAILED, MANIFEST_ENV};
+pub(crate) use manifest::{MANIFEST_JSON_ENV, Manifest, WorkerResult};
+
+use crate::transport::artifacts;
 use pipeline_core::{Codec, ErrorKind, StepError, StepIo, registry};
-use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
-
-/// The environment variable that turns a process into a worker.
-pub const MANIFEST_ENV: &str = "PIPELINE_WORKER_MANIFEST";
-/// The environment variable that turns a process into a worker, with the manifest itself as
-/// its value (for workers that do not share the controller's filesystem).
-pub const MANIFEST_JSON_ENV: &str = "PIPELINE_WORKER_MANIFEST_JSON";
-
-/// Exit code of a worker whose step returned `Err` or panicked (the result file says why).
-pub const EXIT_STEP_FAILED: i32 = 1;
-/// Exit code of a worker that could not run the step at all (bad manifest, unknown component...).
-pub const EXIT_SETUP: i32 = 2;
-
-/// What a worker is to do.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Manifest {
-    /// The pipeline (for its codec).
-    pub pipeline: String,
-    /// The component's registered name.
-    pub component: String,
-    /// The code hash the controller's binary has for it.
-    pub code_hash: String,
-    /// The codec's name.
-    pub codec: String,
-    /// One artifact per parameter.
-    pub inputs: Vec<PathBuf>,
-    /// One artifact per output, to be written.
-    pub outputs: Vec<PathBuf>,
-    /// Where the outcome goes.
-    pub result: PathBuf,
-    /// Where the step's reports go (metrics, uploads), when the run is recorded.
-    #[serde(default)]
-    pub context: Option<crate::step::StepContext>,
-    /// Object-storage URIs of the inputs, when they live there (then the worker downloads them).
-    #[serde(default)]
-    pub input_uris: Vec<Option<String>>,
-    /// Object-storage URIs the outputs are uploaded to.
-    #[serde(default)]
-    pub output_uris: Vec<Option<String>>,
-    /// Object-storage URI the result is uploaded to.
-    #[serde(default)]
-    pub result_uri: Option<String>,
-}
-
-impl Manifest {
-    /// With artifacts in object storage, the worker's own files go to a folder of its own:
-    /// the controller's paths may not exist where the worker runs.
-    fn localize(&mut self) -> Result<(), StepError> {
-        let remote = self.result_uri.is_some() || self.input_uris.iter().chain(&self.output_uris).any(Option::is_some);
-        if !remote {
-            return Ok(());
-        }
-        let dir = std::env::temp_dir().join(format!("pipeline-worker-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| setup_error(format!("cannot create `{}`: {e}", dir.display())))?;
-        for (i, input) in self.inputs.iter_mut().enumerate() {
-            if let Some(Some(uri)) = self.input_uris.get(i) {
-                *input = dir.join(format!("input-{i}.art"));
-                crate::object_storage::download(uri, input)?;
-            }
-        }
-        for (i, output) in self.outputs.iter_mut().enumerate() {
-            if let Some(Some(_)) = self.output_uris.get(i) {
-                *output = dir.join(format!("output-{i}.art"));
-            }
-        }
-        if self.result_uri.is_some() {
-            self.result = dir.join("result.json");
-        }
-        Ok(())
-    }
-
-    /// Uploads the outputs (after a successful step) and the result file.
-    fn publish(&self, outputs: bool) -> Result<(), StepError> {
-        if outputs {
-            for (path, uri) in self.outputs.iter().zip(&self.output_uris) {
-                if let Some(uri) = uri {
-                    crate::object_storage::upload(path, uri)?;
-                }
-            }
-        }
-        if let Some(uri) = &self.result_uri {
-            crate::object_storage::upload(&self.result, uri)?;
-        }
-        Ok(())
-    }
-}
-
-/// What a worker reports back.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct WorkerResult {
-    /// `None` on success.
-    pub error: Option<StepError>,
-}
+use std::path::Path;
 
 // Without a constructor section, a worker process would run the user's `main` instead of one
 // step: refuse to build rather than misbehave at run time.
@@ -147,8 +62,8 @@ compile_error!(
 static WORKER_HOOK: extern "C" fn() = worker_hook;
 
 extern "C" fn worker_hook() {
-    if let Ok(request) = std::env::var(crate::remote_controller::CONTROLLER_ENV) {
-        let code = catch_unwind(|| crate::remote_controller::run_controller(&request)).unwrap_or(EXIT_SETUP);
+    if let Ok(request) = std::env::var(CONTROLLER_ENV) {
+        let code = catch_unwind(|| controller::run_controller(&request)).unwrap_or(EXIT_SETUP);
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
         std::process::exit(code);
@@ -262,26 +177,8 @@ fn prepare(m: &Manifest) -> Result<(pipeline_core::EntryPoint, Codec), StepError
             m.outputs.len()
         )));
     }
-    let codec = codec_named(&m.codec, &m.pipeline)?;
+    let codec = artifacts::codec_named(&m.codec, &m.pipeline)?;
     Ok((component.entry, codec))
-}
-
-/// The codec called `name`: a built-in one, or the custom codec of pipeline `pipeline`.
-pub(crate) fn codec_named(name: &str, pipeline: &str) -> Result<Codec, StepError> {
-    match name {
-        "bincode" => return Ok(Codec::Bincode),
-        "json" => return Ok(Codec::Json),
-        _ => {}
-    }
-    registry::pipelines()
-        .filter(|p| p.name == pipeline)
-        .map(|p| p.options.codec)
-        .find(|c| c.name() == name)
-        .ok_or_else(|| {
-            setup_error(format!(
-                "no codec named `{name}` in pipeline `{pipeline}` of this binary"
-            ))
-        })
 }
 
 struct FileIo<'a> {

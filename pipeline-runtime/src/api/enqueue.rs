@@ -4,27 +4,12 @@
 //! and exits. The run is recorded in the state folder the request names, so the caller can
 //! follow it when that folder is shared with the cluster (one machine, or a shared filesystem).
 
-use crate::api::PipelineRun;
+use super::PipelineRun;
 use crate::error::PipelineError;
-use crate::executor::ray::{JobInfo, RayClient};
-use crate::sync::lock;
+use crate::remote::ray::{JobInfo, RayClient};
+use crate::worker::controller::{CONTROLLER_ENV, Request};
 use pipeline_core::{PipelineDescriptor, registry};
-use serde::{Deserialize, Serialize};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// The environment variable that turns a process into a pipeline controller.
-pub const CONTROLLER_ENV: &str = "PIPELINE_CONTROLLER_JSON";
-
-#[derive(Serialize, Deserialize)]
-struct Request {
-    /// `module::path::function` of the pipeline.
-    pipeline: String,
-    /// Parameters as a JSON object.
-    params: serde_json::Value,
-    /// The run's id, chosen by the caller so it can find the run.
-    run: String,
-}
 
 /// A run whose controller was enqueued on the cluster.
 pub struct RemoteRun {
@@ -112,8 +97,9 @@ pub fn enqueue_pipeline(
     params: Vec<(&'static str, String)>,
 ) -> Result<RemoteRun, PipelineError> {
     registry::validate()?;
-    let runtime = crate::executor::runtime("pipeline-enqueue").map_err(|e| PipelineError::Executor(e.to_string()))?;
-    let ray = crate::pipeline::connect_ray(&runtime, "default")?;
+    let runtime =
+        crate::exec::process::runtime("pipeline-enqueue").map_err(|e| PipelineError::Executor(e.to_string()))?;
+    let ray = super::pipeline::connect_ray(&runtime)?;
     let params: serde_json::Map<String, serde_json::Value> = params
         .into_iter()
         .map(|(name, json)| {
@@ -123,7 +109,7 @@ pub fn enqueue_pipeline(
             )
         })
         .collect();
-    let run = crate::pipeline::run_key(descriptor.name);
+    let run = crate::engine::run_key(descriptor.name);
     let request = Request {
         pipeline: descriptor.qualified_function(),
         params: params.into(),
@@ -131,7 +117,7 @@ pub fn enqueue_pipeline(
     };
     let job = format!("controller-{run}");
     let queue = descriptor.options.pipeline_execution_queue.unwrap_or("services");
-    let state = std::path::absolute(crate::state::state_dir()).unwrap_or_else(|_| crate::state::state_dir());
+    let state = std::path::absolute(crate::config::state_dir()).unwrap_or_else(|_| crate::config::state_dir());
     let body = serde_json::json!({
         "entrypoint": format!("./{}", ray.exe_name),
         "submission_id": job,
@@ -139,8 +125,8 @@ pub fn enqueue_pipeline(
             "working_dir": ray.package,
             "env_vars": {
                 CONTROLLER_ENV: serde_json::to_string(&request).expect("requests serialize"),
-                crate::state::RAY_ADDRESS_ENV: ray.client.address(),
-                crate::state::STATE_DIR_ENV: state.display().to_string(),
+                crate::config::RAY_ADDRESS_ENV: ray.client.address(),
+                crate::config::STATE_DIR_ENV: state.display().to_string(),
                 "PIPELINE_LOG_ECHO": "0",
             },
         },
@@ -155,38 +141,6 @@ pub fn enqueue_pipeline(
     };
     remote.ask(move |client, _| async move { client.submit(&body).await })?;
     Ok(remote)
-}
-
-/// A run id a controller process must use for its first run (the one it was started for).
-static FORCED_RUN: Mutex<Option<String>> = Mutex::new(None);
-
-/// The forced run id, once.
-pub(crate) fn take_forced_run_key() -> Option<String> {
-    lock(&FORCED_RUN).take()
-}
-
-/// Runs the controller request in `json`; gives the process's exit code.
-pub(crate) fn run_controller(json: &str) -> i32 {
-    let request: Request = match serde_json::from_str(json) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("pipeline controller: {CONTROLLER_ENV} is not a valid request: {e}");
-            return crate::worker::EXIT_SETUP;
-        }
-    };
-    let Some(pipeline) = registry::pipelines().find(|p| p.qualified_function() == request.pipeline) else {
-        eprintln!("pipeline controller: no pipeline `{}` in this binary", request.pipeline);
-        return crate::worker::EXIT_SETUP;
-    };
-    *lock(&FORCED_RUN) = Some(request.run);
-    match (pipeline.controller)(&request.params.to_string()) {
-        Ok(true) => 0,
-        Ok(false) => crate::worker::EXIT_STEP_FAILED,
-        Err(e) => {
-            eprintln!("pipeline controller: {e}");
-            crate::worker::EXIT_SETUP
-        }
-    }
 }
 
 /// Parses a controller's parameters.

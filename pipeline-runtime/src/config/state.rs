@@ -45,7 +45,7 @@ pub fn state_dir() -> PathBuf {
 #[serde(deny_unknown_fields)]
 struct Config {
     state_dir: Option<PathBuf>,
-    ray: Option<crate::executor::ray::RayConfig>,
+    ray: Option<super::RayConfig>,
 }
 
 fn read_config(text: &str) -> Result<Config, String> {
@@ -63,7 +63,7 @@ pub const RAY_TOKEN_ENV: &str = "PIPELINE_RAY_TOKEN";
 
 /// The Ray cluster to use: `[ray]` in `pipeline.toml` (`address`, `token`, `headers`), with
 /// `$PIPELINE_RAY_ADDRESS` and `$PIPELINE_RAY_TOKEN` taking precedence.
-pub fn ray_config() -> crate::executor::ray::RayConfig {
+pub fn ray_config() -> super::RayConfig {
     let file = std::env::current_dir()
         .ok()
         .and_then(|cwd| std::fs::read_to_string(cwd.join(CONFIG_FILE)).ok())
@@ -71,7 +71,7 @@ pub fn ray_config() -> crate::executor::ray::RayConfig {
         .and_then(|c| c.ray)
         .unwrap_or_default();
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    crate::executor::ray::RayConfig {
+    super::RayConfig {
         address: env(RAY_ADDRESS_ENV).or(file.address),
         token: env(RAY_TOKEN_ENV).or(file.token),
         headers: file.headers,

@@ -1,8 +1,8 @@
 //! The outputs of a component call: one typed slot per output, and the handles to them.
 
+use super::handle::{Handle, NodeRef};
+use super::slot::{ErasedSlot, Slot};
 use crate::error::HandleError;
-use crate::handle::{Handle, NodeRef};
-use crate::slot::{ErasedSlot, Slot};
 use pipeline_core::ComponentValue;
 use std::sync::Arc;
 

@@ -4,9 +4,9 @@
 //! A step's value is first *staged*: readers do not see it until the run publishes it, which
 //! it does only once the node is final. So a value read implies its node is final.
 
-use crate::artifacts::{ArtifactRef, read_value};
 use crate::error::HandleError;
 use crate::sync::lock;
+use crate::transport::artifacts::{ArtifactRef, read_value};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -73,7 +73,7 @@ impl<T: pipeline_core::ComponentValue> ErasedSlot for Slot<T> {
         let inner = lock(&self.inner);
         match inner.staged.as_ref().unwrap_or(&inner.state) {
             State::Stored(artifact, _) => Ok(artifact.clone()),
-            State::Ready(Some(value)) => crate::artifacts::write_value(path, codec, value),
+            State::Ready(Some(value)) => crate::transport::artifacts::write_value(path, codec, value),
             _ => Err(pipeline_core::StepError::new(
                 pipeline_core::ErrorKind::Setup,
                 "the output has no value to store",

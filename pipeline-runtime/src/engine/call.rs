@@ -1,30 +1,15 @@
 //! What a component call does: inside a pipeline body it adds a node and returns handles at
 //! once; outside any pipeline it runs the component now, as a plain function would.
 
-use crate::context::current;
-use crate::engine::Job;
+use super::context::current;
 use crate::error::HandleError;
-use crate::handle::{ExportSink, NodeRef};
-use crate::outputs::Outputs;
+use crate::value::handle::NodeRef;
+use crate::value::outputs::Outputs;
+use crate::value::{Invoke, Job};
 use pipeline_core::{ComponentDescriptor, StepError};
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-
-/// What the controller asks of a step's job.
-#[doc(hidden)]
-pub enum Invoke<'a> {
-    /// Resolve the arguments and run the component here; `last` says no further attempt will
-    /// follow, so arguments may be moved rather than cloned.
-    Run {
-        /// See above.
-        last: bool,
-    },
-    /// Write the arguments as artifacts, for a worker process.
-    Export(&'a mut ExportSink),
-    /// Feed the arguments (but those in `cache_ignore`) into a cache key.
-    Fingerprint(&'a mut blake3::Hasher),
-}
 
 /// Called by the code `#[component]` generates. `deps` lists the nodes the arguments come
 /// from; `job` runs the component (giving `Some(outputs)`) or exports its arguments (`None`).

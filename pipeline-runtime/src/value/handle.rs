@@ -1,8 +1,8 @@
 //! Typed handles to step outputs, and what a component parameter accepts.
 
-use crate::artifacts::{ArtifactRef, write_value};
+use super::slot::Slot;
 use crate::error::HandleError;
-use crate::slot::Slot;
+use crate::transport::artifacts::{ArtifactRef, write_value};
 use pipeline_core::{Codec, ComponentValue, ErrorKind, StepError};
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
@@ -135,8 +135,8 @@ impl ExportSink {
         let name = format!("input-{}.art", self.inputs.len());
         let mut artifact = write_value(&self.dir.join(&name), self.codec, value)?;
         if let Some(prefix) = &self.remote {
-            let uri = crate::object_storage::join(prefix, &[&name]);
-            crate::object_storage::upload(&artifact.path, &uri)?;
+            let uri = crate::transport::object_storage::join(prefix, &[&name]);
+            crate::transport::object_storage::upload(&artifact.path, &uri)?;
             artifact.uri = Some(uri);
         }
         self.inputs.push(artifact);
@@ -219,7 +219,7 @@ impl<T: ComponentValue> Input<T> {
             InputKind::Handle(h) => {
                 if let Some(artifact) = h.slot.artifact() {
                     if artifact.codec.name() == Codec::Bincode.name() {
-                        let (_, payload) = crate::artifacts::read_payload(artifact.fetch()?)?;
+                        let (_, payload) = crate::transport::artifacts::read_payload(artifact.fetch()?)?;
                         key.update(&payload);
                         return Ok(());
                     }

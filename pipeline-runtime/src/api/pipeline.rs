@@ -1,17 +1,18 @@
 //! Running a pipeline body: set up a run, execute the body with the run as its context, wait
 //! for every step, and hand back the value with the run's record.
 
-use crate::api::PipelineRun;
-use crate::context::CURRENT;
-use crate::engine::{Run, RunIdentity};
+use super::PipelineRun;
+use crate::config::{Mode, mode, recording, state_dir};
+use crate::engine::context::CURRENT;
+use crate::engine::{Run, RunIdentity, run_key};
 use crate::error::PipelineError;
-use crate::executor::ray::RayClient;
-use crate::executor::{DebugExecutor, Executor, LocalBackend, RayBackend, WorkerExecutor, runtime};
-use crate::mode::{Mode, mode};
-use crate::recorder::Recorder;
-use crate::state::recording;
-use crate::state::state_dir;
+use crate::exec::Executor;
+use crate::exec::debug::DebugExecutor;
+use crate::exec::process::local::LocalBackend;
+use crate::exec::process::ray::RayBackend;
+use crate::exec::process::{WorkerExecutor, runtime};
 use crate::store::RunRecord;
+use crate::store::recorder::Recorder;
 use crate::store::{Event, NewRun, RunStore};
 use pipeline_core::{PipelineDescriptor, registry};
 use std::future::{Future, poll_fn};
@@ -98,92 +99,43 @@ fn executor(
 ) -> Result<Box<dyn Executor>, PipelineError> {
     let options = &descriptor.options;
     let io = |e: std::io::Error| PipelineError::Executor(e.to_string());
+    if mode != Mode::Debug {
+        // Workers write their artifacts and logs there: an unusable state folder is named now.
+        std::fs::create_dir_all(run_dir).map_err(|e| {
+            PipelineError::Executor(format!("cannot create the run folder `{}`: {e}", run_dir.display()))
+        })?;
+    }
     Ok(match mode {
         Mode::Debug => Box::new(DebugExecutor::start(descriptor.name).map_err(io)?),
         Mode::Local => {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            Box::new(
-                WorkerExecutor::start(
-                    runtime("pipeline-local").map_err(io)?,
-                    LocalBackend::new().map_err(io)?,
-                    descriptor,
-                    run_dir.to_path_buf(),
-                    options.max_parallel.unwrap_or(cores),
-                )
-                .map_err(io)?,
-            )
+            Box::new(WorkerExecutor::start(
+                runtime("pipeline-local").map_err(io)?,
+                LocalBackend::new().map_err(io)?,
+                options.max_parallel.unwrap_or(cores),
+            ))
         }
         Mode::Remote => {
             let runtime = runtime("pipeline-remote").map_err(io)?;
-            let backend = connect_ray(
-                &runtime,
-                options
-                    .default_queue
-                    .unwrap_or_else(crate::mode::default_execution_queue),
-            )?;
-            Box::new(
-                WorkerExecutor::start(
-                    runtime,
-                    backend,
-                    descriptor,
-                    run_dir.to_path_buf(),
-                    options.max_parallel.unwrap_or(REMOTE_PARALLEL),
-                )
-                .map_err(io)?,
-            )
+            let cluster = connect_ray(&runtime)?;
+            let queue = options
+                .default_queue
+                .unwrap_or_else(crate::config::default_execution_queue);
+            Box::new(WorkerExecutor::start(
+                runtime,
+                RayBackend::new(cluster, queue),
+                options.max_parallel.unwrap_or(REMOTE_PARALLEL),
+            ))
         }
     })
 }
 
 /// Checks the cluster and makes sure it has this binary.
-pub(crate) fn connect_ray(
-    runtime: &tokio::runtime::Runtime,
-    default_queue: &'static str,
-) -> Result<RayBackend, PipelineError> {
-    let config = crate::state::ray_config();
-    let address = config
-        .address
-        .clone()
-        .unwrap_or_else(|| crate::executor::ray::DEFAULT_ADDRESS.into());
-    let fail = |e: String| PipelineError::Cluster {
-        address: address.clone(),
-        reason: e,
-    };
-    let client = RayClient::new(&config).map_err(fail)?;
-    let exe = std::env::current_exe().map_err(|e| fail(e.to_string()))?;
-    let exe_name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("worker").to_string();
-    let checking = client.clone();
-    let package = crate::sync::wait_on(runtime.handle(), async move {
-        checking.check().await?;
-        checking.ensure_package(&exe).await
+pub(crate) fn connect_ray(runtime: &tokio::runtime::Runtime) -> Result<crate::remote::Cluster, PipelineError> {
+    crate::remote::connect(runtime).map_err(|e| PipelineError::Cluster {
+        address: e.address,
+        reason: e.reason,
     })
-    .and_then(|checked| checked)
-    .map_err(fail)?;
-    Ok(RayBackend {
-        client,
-        package,
-        exe_name,
-        default_queue,
-        warm: tokio::sync::Mutex::new(false),
-    })
-}
-
-/// A folder name unique across processes: pipeline, time, process, counter.
-pub(crate) fn run_key(pipeline: &str) -> String {
-    if let Some(key) = crate::remote_controller::take_forced_run_key() {
-        return key;
-    }
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!(
-        "{pipeline}-{}{:03}-{}-{n}",
-        now.as_secs(),
-        now.subsec_millis(),
-        std::process::id()
-    )
 }
 
 /// Aborts the run when its time limit passes or when a stop is requested through the run

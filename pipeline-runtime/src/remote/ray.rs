@@ -3,27 +3,12 @@
 //! answers HTTP 500 "already exists" (treated as submitted); packages are uploaded with
 //! `PUT /api/packages/gcs/NAME.zip` and used as `working_dir: gcs://NAME.zip`.
 
+use crate::config::{DEFAULT_ADDRESS, RayConfig};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
-
-/// Where the cluster is and how to talk to it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RayConfig {
-    /// The dashboard's address, `http://127.0.0.1:8265` by default.
-    pub address: Option<String>,
-    /// A bearer token (Ray's token authentication).
-    pub token: Option<String>,
-    /// Extra headers, for clusters behind a proxy.
-    #[serde(default)]
-    pub headers: std::collections::BTreeMap<String, String>,
-}
-
-/// The default dashboard address.
-pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:8265";
 
 /// A job's state as Ray reports it.
 #[derive(Debug, Clone, Deserialize)]

@@ -1,7 +1,8 @@
 //! `run_locally()`: every step runs as a subprocess of this same executable, as many at once
 //! as the DAG and the concurrency limit allow.
 
-use super::worker_job::{Backend, Cancel, Ended, LogSink, WorkerJob, sleep_or_never, time_limit_message};
+use super::{Backend, Ended, LogSink, WorkerJob, sleep_or_never, time_limit_message};
+use crate::exec::Cancel;
 use crate::worker::MANIFEST_ENV;
 use pipeline_core::{ErrorKind, StepError};
 use std::path::PathBuf;

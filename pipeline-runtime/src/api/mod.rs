@@ -1,0 +1,10 @@
+//! What users call: running a pipeline body ([`pipeline`]: `Finished`, the run's record),
+//! runs read back from the store ([`PipelineRun`]), several pipelines at once ([`multi`]) and
+//! a controller enqueued on the cluster ([`enqueue`]). The top layer.
+
+pub(crate) mod enqueue;
+pub(crate) mod multi;
+pub(crate) mod pipeline;
+mod pipeline_run;
+
+pub use pipeline_run::PipelineRun;

@@ -1,0 +1,139 @@
+//! The engine's side of an executor's [`Lease`]: beginning an attempt (the cache, the
+//! scheduler's grant, the inputs as artifacts) and ending it (staging a worker's outputs, then
+//! the scheduler's decision). The one attempt loop: a retry is another lease.
+
+use super::run::{Attempt, Run};
+use crate::exec::{AttemptSpec, Lease, Outcome, Work, WorkKind};
+use crate::transport::artifacts::ArtifactRef;
+use crate::transport::object_storage;
+use crate::value::Invoke;
+use crate::value::handle::ExportSink;
+use pipeline_core::{ComponentDescriptor, ErrorKind, StepError};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A hold on node `index` of `run`, for one attempt.
+pub(crate) struct NodeLease {
+    run: Arc<Run>,
+    index: u32,
+    /// The attempt, between `begin` and `end`.
+    attempt: Option<Attempt>,
+}
+
+impl NodeLease {
+    pub(crate) fn new(run: Arc<Run>, index: u32) -> Self {
+        Self {
+            run,
+            index,
+            attempt: None,
+        }
+    }
+
+    /// Where the node's artifacts go in object storage: `<output_uri>/<run>/<step>`, with the
+    /// component's `output_uri` before the pipeline's; `None` for the state folder.
+    fn remote_prefix(&self, descriptor: &ComponentDescriptor, step: &str) -> Option<String> {
+        let base = descriptor
+            .options
+            .output_uri
+            .or(self.run.descriptor.options.output_uri)?;
+        object_storage::is_remote(base).then(|| object_storage::join(base, &[&self.run.key, step]))
+    }
+
+    /// The node's inputs as artifacts: written by the first attempt, reused by retries.
+    fn inputs(
+        &self,
+        attempt: &mut Attempt,
+        node_dir: &Path,
+        remote: Option<&str>,
+    ) -> Result<Vec<ArtifactRef>, StepError> {
+        if let Some(inputs) = self.run.exported(self.index) {
+            return Ok(inputs);
+        }
+        let mut sink = ExportSink {
+            dir: node_dir.join("inputs"),
+            codec: self.run.descriptor.options.codec,
+            remote: remote.map(|p| object_storage::join(p, &["inputs"])),
+            inputs: Vec::new(),
+        };
+        catch_unwind(AssertUnwindSafe(|| (attempt.job)(Invoke::Export(&mut sink)))).unwrap_or_else(|payload| {
+            let panic = StepError::from_panic(&*payload);
+            Err(StepError::new(
+                ErrorKind::Setup,
+                format!("writing the inputs panicked: {}", panic.message),
+            ))
+        })?;
+        self.run.keep_exported(self.index, sink.inputs.clone());
+        Ok(sink.inputs)
+    }
+}
+
+impl Lease for NodeLease {
+    fn begin(&mut self, kind: WorkKind) -> Option<(AttemptSpec, Work)> {
+        let mut attempt = self.run.begin_attempt(self.index)?;
+        let (step, descriptor) = self.run.node_info(self.index);
+        let node_dir = self.run.run_dir.join(&*step);
+        let remote_prefix = self.remote_prefix(descriptor, &step);
+        let number = attempt.number();
+        let log_path = node_dir.join(format!("attempt-{number}.log"));
+        let work = match kind {
+            WorkKind::InProcess => Work::InProcess(std::mem::replace(&mut attempt.job, Box::new(|_| Ok(())))),
+            WorkKind::Artifacts => match self.inputs(&mut attempt, &node_dir, remote_prefix.as_deref()) {
+                Ok(inputs) => {
+                    self.run.set_log_path(self.index, log_path.clone());
+                    Work::Artifacts(inputs)
+                }
+                Err(e) => {
+                    self.run.end_attempt(self.index, attempt, Err(e));
+                    return None;
+                }
+            },
+        };
+        let spec = AttemptSpec {
+            attempt_id: format!("{}-{step}-{number}", self.run.key),
+            context: self.run.step_context(Some(self.index)),
+            pipeline: self.run.descriptor.name,
+            codec: self.run.descriptor.options.codec,
+            limit: descriptor.options.time_limit,
+            cancel: attempt.cancel.clone(),
+            number,
+            last: attempt.last(),
+            step,
+            descriptor,
+            node_dir,
+            log_path,
+            remote_prefix,
+        };
+        self.attempt = Some(attempt);
+        Some((spec, work))
+    }
+
+    fn end(mut self: Box<Self>, outcome: Outcome) {
+        let Some(mut attempt) = self.attempt.take() else { return };
+        if let Work::InProcess(job) = outcome.work {
+            attempt.job = job;
+        }
+        let result = outcome.result.map(|outputs| {
+            if !outputs.is_empty() {
+                let (name, slots) = self.run.output_slots(self.index);
+                let (_, descriptor) = self.run.node_info(self.index);
+                for ((slot, artifact), output) in slots.iter().zip(outputs).zip(descriptor.outputs) {
+                    self.run.record_output(&name, output, &artifact);
+                    slot.store(artifact, name.clone());
+                }
+            }
+        });
+        self.run.end_attempt(self.index, attempt, result);
+    }
+}
+
+impl Drop for NodeLease {
+    /// An attempt begun and never ended (its executor went away) still ends, so the run does
+    /// not wait for it forever.
+    fn drop(&mut self) {
+        if let Some(attempt) = self.attempt.take() {
+            let lost = StepError::new(ErrorKind::Crash, "the executor lost the attempt");
+            self.run.end_attempt(self.index, attempt, Err(lost));
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Executors run one attempt of a node: in this process ([`debug`]) or as a worker process of
+//! the pipeline's own binary ([`process`]: a subprocess, or a job on a Ray cluster). They
+//! differ only in where a step's code runs; every rule is the engine's.
+//!
+//! An executor never sees the run. It is handed a [`Lease`] on one node; when it has room for
+//! the attempt it asks the lease to [`begin`](Lease::begin), gets an [`AttemptSpec`]
+//! (component, node folder, time limit, cancel token) with its [`Work`] (the job itself, or
+//! the inputs as artifacts), runs it and gives the lease back its [`Outcome`].
+
+pub(crate) mod debug;
+pub(crate) mod process;
+
+use crate::step::StepContext;
+use crate::sync::lock;
+use crate::transport::artifacts::ArtifactRef;
+use crate::value::Job;
+use pipeline_core::{Codec, ComponentDescriptor, StepError};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// What an executor needs of an attempt's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WorkKind {
+    /// The step's job itself, to call in this process.
+    InProcess,
+    /// The step's arguments written as artifacts, for a worker process.
+    Artifacts,
+}
+
+/// An attempt's work, as [`WorkKind`] asked.
+pub(crate) enum Work {
+    /// The job: resolves the arguments, runs the component, stages the outputs in their slots.
+    InProcess(Job),
+    /// One artifact per argument, in order.
+    Artifacts(Vec<ArtifactRef>),
+}
+
+/// One attempt of one node, ready to run.
+pub(crate) struct AttemptSpec {
+    /// The node's name (`mean`, `mean_1`...).
+    pub(crate) step: Arc<str>,
+    pub(crate) descriptor: &'static ComponentDescriptor,
+    /// The pipeline (a worker finds a custom codec by it).
+    pub(crate) pipeline: &'static str,
+    /// 1 for the first attempt, 2 for the first retry...
+    pub(crate) number: u32,
+    /// No further attempt can follow: arguments may be moved into this one.
+    pub(crate) last: bool,
+    /// Unique across runs: run, step, attempt number.
+    pub(crate) attempt_id: String,
+    /// The node's folder in the run's folder (manifests, results, outputs, logs).
+    pub(crate) node_dir: PathBuf,
+    /// The attempt's log file (already recorded, so `pipeline logs --follow` finds it).
+    pub(crate) log_path: PathBuf,
+    /// The codec of the run's artifacts.
+    pub(crate) codec: Codec,
+    /// Where the node's artifacts go in object storage, when they go there.
+    pub(crate) remote_prefix: Option<String>,
+    /// Where the step's reports go, when the run is recorded.
+    pub(crate) context: Option<StepContext>,
+    /// The component's time limit.
+    pub(crate) limit: Option<Duration>,
+    /// Set when the engine stops the attempt (a user stop, the pipeline's time limit).
+    pub(crate) cancel: Arc<Cancel>,
+}
+
+/// How an attempt ended.
+pub(crate) struct Outcome {
+    /// The spec's work, handed back (a retry runs the same job).
+    pub(crate) work: Work,
+    /// A worker's output artifacts, one per output (empty in process: the job staged them).
+    pub(crate) result: Result<Vec<ArtifactRef>, StepError>,
+}
+
+/// An executor's hold on one node of a run.
+pub(crate) trait Lease: Send + 'static {
+    /// Starts the attempt; may block (the cache, the run's callbacks). `None` when there is
+    /// nothing to run: the cache served the node, it was stopped, or its inputs could not be
+    /// written (the lease has then ended the attempt itself).
+    fn begin(&mut self, kind: WorkKind) -> Option<(AttemptSpec, Work)>;
+    /// Reports how the attempt ended; may block.
+    fn end(self: Box<Self>, outcome: Outcome);
+}
+
+/// Where a run's nodes go.
+pub(crate) trait Executor: Send + Sync {
+    /// Runs the node of `lease` (now or later).
+    fn submit(&self, lease: Box<dyn Lease>);
+    /// Stops taking work and waits for the executor's own threads; called when the run is idle.
+    fn shutdown(&self);
+}
+
+/// A request to stop a running attempt.
+#[derive(Default)]
+pub(crate) struct Cancel {
+    notify: Notify,
+    reason: Mutex<Option<String>>,
+}
+
+impl Cancel {
+    /// Asks the attempt to stop, for `reason`; an attempt not yet waiting sees it when it does.
+    pub(crate) fn request(&self, reason: &str) {
+        *lock(&self.reason) = Some(reason.to_string());
+        self.notify.notify_one();
+    }
+
+    /// Resolves once a stop is requested; gives the reason.
+    pub(crate) async fn requested(&self) -> String {
+        self.notify.notified().await;
+        lock(&self.reason).clone().unwrap_or_else(|| "stopped".into())
+    }
+}

@@ -1,0 +1,264 @@
+//! What the local and remote executors share: a step runs as a worker process of the pipeline's
+//! own binary, given a manifest; arguments and results travel as artifacts in the run's folder;
+//! each attempt's output goes to a log file (and is echoed with a step prefix). Only how the
+//! worker is started, watched and stopped differs: that is a [`Backend`].
+
+pub(crate) mod local;
+pub(crate) mod ray;
+
+use super::{AttemptSpec, Cancel, Executor, Lease, Outcome, Work, WorkKind};
+use crate::sync::lock;
+use crate::transport::artifacts::ArtifactRef;
+use crate::transport::object_storage;
+use crate::worker::{Manifest, WorkerResult};
+use pipeline_core::{ComponentDescriptor, ErrorKind, StepError};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Lines of a failed worker's log quoted in its error.
+const LOG_TAIL: usize = 20;
+
+/// One attempt, ready to start: its manifest is written.
+pub(crate) struct WorkerJob<'a> {
+    pub(crate) step: &'a str,
+    pub(crate) descriptor: &'static ComponentDescriptor,
+    pub(crate) manifest_path: PathBuf,
+    /// The manifest itself, for workers that do not share this filesystem.
+    pub(crate) manifest_json: String,
+    /// A unique name for this attempt (run, step, attempt number).
+    pub(crate) attempt_id: String,
+}
+
+/// How an attempt's worker ended.
+pub(crate) enum Ended {
+    /// It ended by itself; `success` when it exited cleanly; `how` describes the exit.
+    Exited { success: bool, how: String },
+    /// It was stopped: a cancel, a time limit.
+    Stopped(String),
+}
+
+/// Where workers run.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// Starts the worker for `job`, forwards its output to `log`, and waits for it to end, for
+    /// `cancel` or for `limit`, stopping it in the last two cases.
+    fn execute(
+        &self,
+        job: &WorkerJob<'_>,
+        log: &LogSink,
+        cancel: &Cancel,
+        limit: Option<Duration>,
+    ) -> impl std::future::Future<Output = Result<Ended, StepError>> + Send;
+}
+
+/// The parts of an executor that do not depend on the backend.
+pub(crate) struct Context<B> {
+    pub(crate) backend: B,
+    echo: bool,
+    permits: Semaphore,
+}
+
+/// An executor of worker processes on a small tokio runtime of its own.
+pub(crate) struct WorkerExecutor<B> {
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
+    ctx: Arc<Context<B>>,
+}
+
+impl<B: Backend> WorkerExecutor<B> {
+    /// Runs at most `max_parallel` attempts at once on `runtime`.
+    pub(crate) fn start(runtime: tokio::runtime::Runtime, backend: B, max_parallel: usize) -> Self {
+        let echo = std::env::var("PIPELINE_LOG_ECHO").map_or(true, |v| v != "0");
+        Self {
+            handle: runtime.handle().clone(),
+            runtime: Mutex::new(Some(runtime)),
+            ctx: Arc::new(Context {
+                backend,
+                echo,
+                permits: Semaphore::new(max_parallel.max(1)),
+            }),
+        }
+    }
+}
+
+/// A multi-thread runtime of two workers for an executor.
+pub(crate) fn runtime(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()
+}
+
+impl<B: Backend> Executor for WorkerExecutor<B> {
+    fn submit(&self, lease: Box<dyn Lease>) {
+        self.handle.spawn(run_node(self.ctx.clone(), lease));
+    }
+
+    fn shutdown(&self) {
+        if let Some(runtime) = lock(&self.runtime).take() {
+            // Every node has ended when this is called; nothing is left to wait for.
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Runs one attempt of a node (the engine starts a retry as a new lease) once a permit is
+/// free. Beginning and ending may block (the cache, the run's callbacks): the blocking pool
+/// does them.
+async fn run_node<B: Backend>(ctx: Arc<Context<B>>, mut lease: Box<dyn Lease>) {
+    let _permit = ctx.permits.acquire().await.expect("the semaphore is never closed");
+    let Ok((lease, Some((spec, work)))) = tokio::task::spawn_blocking(move || {
+        let begun = lease.begin(WorkKind::Artifacts);
+        (lease, begun)
+    })
+    .await
+    else {
+        return;
+    };
+    let Work::Artifacts(inputs) = work else {
+        unreachable!("the lease hands out the kind of work asked for")
+    };
+    let result = attempt_in_worker(&ctx, &spec, &inputs).await;
+    let outcome = Outcome {
+        work: Work::Artifacts(inputs),
+        result,
+    };
+    // The run learns of the end even if this task's runtime is going away.
+    let _ = tokio::task::spawn_blocking(move || lease.end(outcome)).await;
+}
+
+/// Runs one attempt in a worker process: writes its manifest, starts the worker through the
+/// backend, and reads back the result file; gives the output artifacts.
+async fn attempt_in_worker<B: Backend>(
+    ctx: &Context<B>,
+    spec: &AttemptSpec,
+    inputs: &[ArtifactRef],
+) -> Result<Vec<ArtifactRef>, StepError> {
+    let setup = |what: &str, e: &dyn std::fmt::Display| StepError::new(ErrorKind::Setup, format!("{what}: {e}"));
+    let (descriptor, node_dir, number, name) = (spec.descriptor, &spec.node_dir, spec.number, &spec.step);
+    let outputs: Vec<PathBuf> = descriptor
+        .outputs
+        .iter()
+        .map(|o| crate::transport::artifacts::output_path(node_dir, o.name))
+        .collect();
+    // With an object-storage `output_uri`, outputs and the result go there too.
+    let remote = spec.remote_prefix.as_ref();
+    let output_uris: Vec<Option<String>> = descriptor
+        .outputs
+        .iter()
+        .map(|o| remote.map(|p| object_storage::join(p, &["outputs", &format!("{}.art", o.name)])))
+        .collect();
+    let manifest = Manifest {
+        pipeline: spec.pipeline.to_string(),
+        component: descriptor.name.to_string(),
+        code_hash: descriptor.code_hash.to_string(),
+        codec: spec.codec.name().to_string(),
+        inputs: inputs.iter().map(|a| a.path.clone()).collect(),
+        outputs: outputs.clone(),
+        result: node_dir.join(format!("result-{number}.json")),
+        context: spec.context.clone(),
+        input_uris: inputs.iter().map(|a| a.uri.clone()).collect(),
+        output_uris: output_uris.clone(),
+        result_uri: remote.map(|p| object_storage::join(p, &[&format!("result-{number}.json")])),
+    };
+    let manifest_path = node_dir.join(format!("manifest-{number}.json"));
+    let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| setup("cannot encode the manifest", &e))?;
+    std::fs::create_dir_all(node_dir).map_err(|e| setup("cannot create the step folder", &e))?;
+    let _ = std::fs::remove_file(&manifest.result);
+    std::fs::write(&manifest_path, bytes).map_err(|e| setup("cannot write the manifest", &e))?;
+
+    let log_path = &spec.log_path;
+    let file = std::fs::File::create(log_path).map_err(|e| setup("cannot create the step log", &e))?;
+    let log = LogSink {
+        prefix: ctx.echo.then(|| format!("[{name}]")),
+        inner: Mutex::new(Log {
+            file,
+            tail: VecDeque::new(),
+        }),
+    };
+    let job = WorkerJob {
+        step: name,
+        descriptor,
+        manifest_path,
+        manifest_json: serde_json::to_string(&manifest).map_err(|e| setup("cannot encode the manifest", &e))?,
+        attempt_id: spec.attempt_id.clone(),
+    };
+    let ended = ctx.backend.execute(&job, &log, &spec.cancel, spec.limit).await?;
+    let tail: Vec<String> = lock(&log.inner).tail.iter().cloned().collect();
+
+    match ended {
+        Ended::Stopped(reason) => Err(StepError::new(ErrorKind::Aborted, reason)),
+        Ended::Exited { success, how } => {
+            if let Some(uri) = &manifest.result_uri {
+                // A missing result is reported below as a crash, with the log's tail.
+                let _ = object_storage::download(uri, &manifest.result);
+            }
+            match std::fs::read(&manifest.result)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<WorkerResult>(&b).ok())
+            {
+                Some(WorkerResult { error: Some(error) }) => Err(error),
+                Some(WorkerResult { error: None }) if success => Ok(outputs
+                    .into_iter()
+                    .zip(output_uris)
+                    .map(|(path, uri)| ArtifactRef {
+                        path,
+                        codec: spec.codec,
+                        uri,
+                    })
+                    .collect()),
+                _ => Err(StepError {
+                    kind: ErrorKind::Crash,
+                    message: format!("the worker {how}; log: {}", log_path.display()),
+                    causes: tail,
+                }),
+            }
+        }
+    }
+}
+
+/// The message for an attempt stopped at its time limit.
+pub(crate) fn time_limit_message(limit: Option<Duration>) -> String {
+    format!(
+        "time limit of {} exceeded; the worker was killed",
+        pipeline_core::dag::format_duration(limit.unwrap_or_default())
+    )
+}
+
+/// Sleeps for `limit`, or forever without one.
+pub(crate) async fn sleep_or_never(limit: Option<Duration>) {
+    match limit {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Log {
+    file: std::fs::File,
+    tail: VecDeque<String>,
+}
+
+/// Where a worker's output lines go: the attempt's log file, the tail kept for errors, and
+/// (unless `PIPELINE_LOG_ECHO=0`) stderr with the step's name in front.
+pub(crate) struct LogSink {
+    prefix: Option<String>,
+    inner: Mutex<Log>,
+}
+
+impl LogSink {
+    pub(crate) fn line(&self, line: &str) {
+        use std::io::Write;
+        if let Some(prefix) = &self.prefix {
+            eprintln!("{prefix} {line}");
+        }
+        let mut log = lock(&self.inner);
+        let _ = writeln!(log.file, "{line}");
+        if log.tail.len() == LOG_TAIL {
+            log.tail.pop_front();
+        }
+        log.tail.push_back(line.to_string());
+    }
+}

@@ -1,0 +1,49 @@
+//! The Ray cluster: a client of its Jobs REST API, and connecting to it (a check, then the
+//! pipeline's binary uploaded once per build). Below the executors that submit steps as jobs
+//! and `enqueue`, which submits a pipeline's controller.
+
+pub(crate) mod ray;
+
+use crate::config::{DEFAULT_ADDRESS, ray_config};
+use ray::RayClient;
+
+/// A cluster that answered and has this binary as a `working_dir` package.
+pub(crate) struct Cluster {
+    pub(crate) client: RayClient,
+    /// The package's URI (`gcs://...zip`).
+    pub(crate) package: String,
+    /// The executable's file name inside the package.
+    pub(crate) exe_name: String,
+}
+
+/// Why the cluster cannot be used: its address and the reason.
+pub(crate) struct Unreachable {
+    pub(crate) address: String,
+    pub(crate) reason: String,
+}
+
+/// Checks the configured cluster and makes sure it has this binary, using `runtime` for the
+/// requests (from any thread).
+pub(crate) fn connect(runtime: &tokio::runtime::Runtime) -> Result<Cluster, Unreachable> {
+    let config = ray_config();
+    let address = config.address.clone().unwrap_or_else(|| DEFAULT_ADDRESS.into());
+    let fail = |reason: String| Unreachable {
+        address: address.clone(),
+        reason,
+    };
+    let client = RayClient::new(&config).map_err(fail)?;
+    let exe = std::env::current_exe().map_err(|e| fail(e.to_string()))?;
+    let exe_name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("worker").to_string();
+    let checking = client.clone();
+    let package = crate::sync::wait_on(runtime.handle(), async move {
+        checking.check().await?;
+        checking.ensure_package(&exe).await
+    })
+    .and_then(|checked| checked)
+    .map_err(fail)?;
+    Ok(Cluster {
+        client,
+        package,
+        exe_name,
+    })
+}

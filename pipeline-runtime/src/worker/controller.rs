@@ -1,0 +1,43 @@
+//! A pipeline's controller run as a job on the Ray cluster (ClearML's `enqueue` onto
+//! `pipeline_execution_queue`): the worker hook sees [`CONTROLLER_ENV`], runs the pipeline from
+//! its JSON parameters under the run id the caller chose, and exits.
+
+use pipeline_core::registry;
+use serde::{Deserialize, Serialize};
+
+/// The environment variable that turns a process into a pipeline controller.
+pub const CONTROLLER_ENV: &str = "PIPELINE_CONTROLLER_JSON";
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Request {
+    /// `module::path::function` of the pipeline.
+    pub(crate) pipeline: String,
+    /// Parameters as a JSON object.
+    pub(crate) params: serde_json::Value,
+    /// The run's id, chosen by the caller so it can find the run.
+    pub(crate) run: String,
+}
+
+/// Runs the controller request in `json`; gives the process's exit code.
+pub(crate) fn run_controller(json: &str) -> i32 {
+    let request: Request = match serde_json::from_str(json) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pipeline controller: {CONTROLLER_ENV} is not a valid request: {e}");
+            return super::manifest::EXIT_SETUP;
+        }
+    };
+    let Some(pipeline) = registry::pipelines().find(|p| p.qualified_function() == request.pipeline) else {
+        eprintln!("pipeline controller: no pipeline `{}` in this binary", request.pipeline);
+        return super::manifest::EXIT_SETUP;
+    };
+    crate::config::force_next_run_key(request.run);
+    match (pipeline.controller)(&request.params.to_string()) {
+        Ok(true) => 0,
+        Ok(false) => super::manifest::EXIT_STEP_FAILED,
+        Err(e) => {
+            eprintln!("pipeline controller: {e}");
+            super::manifest::EXIT_SETUP
+        }
+    }
+}

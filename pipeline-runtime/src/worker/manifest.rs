@@ -1,0 +1,102 @@
+//! The protocol between an executor and a worker process: the manifest that says what to run
+//! and where its artifacts are, the result file that says how it ended, the exit codes.
+
+use pipeline_core::{ErrorKind, StepError};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The environment variable that turns a process into a worker.
+pub const MANIFEST_ENV: &str = "PIPELINE_WORKER_MANIFEST";
+/// The environment variable that turns a process into a worker, with the manifest itself as
+/// its value (for workers that do not share the controller's filesystem).
+pub const MANIFEST_JSON_ENV: &str = "PIPELINE_WORKER_MANIFEST_JSON";
+
+/// Exit code of a worker whose step returned `Err` or panicked (the result file says why).
+pub const EXIT_STEP_FAILED: i32 = 1;
+/// Exit code of a worker that could not run the step at all (bad manifest, unknown component...).
+pub const EXIT_SETUP: i32 = 2;
+
+/// What a worker is to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    /// The pipeline (for its codec).
+    pub pipeline: String,
+    /// The component's registered name.
+    pub component: String,
+    /// The code hash the controller's binary has for it.
+    pub code_hash: String,
+    /// The codec's name.
+    pub codec: String,
+    /// One artifact per parameter.
+    pub inputs: Vec<PathBuf>,
+    /// One artifact per output, to be written.
+    pub outputs: Vec<PathBuf>,
+    /// Where the outcome goes.
+    pub result: PathBuf,
+    /// Where the step's reports go (metrics, uploads), when the run is recorded.
+    #[serde(default)]
+    pub context: Option<crate::step::StepContext>,
+    /// Object-storage URIs of the inputs, when they live there (then the worker downloads them).
+    #[serde(default)]
+    pub input_uris: Vec<Option<String>>,
+    /// Object-storage URIs the outputs are uploaded to.
+    #[serde(default)]
+    pub output_uris: Vec<Option<String>>,
+    /// Object-storage URI the result is uploaded to.
+    #[serde(default)]
+    pub result_uri: Option<String>,
+}
+
+impl Manifest {
+    /// With artifacts in object storage, the worker's own files go to a folder of its own:
+    /// the controller's paths may not exist where the worker runs.
+    pub(crate) fn localize(&mut self) -> Result<(), StepError> {
+        let remote = self.result_uri.is_some() || self.input_uris.iter().chain(&self.output_uris).any(Option::is_some);
+        if !remote {
+            return Ok(());
+        }
+        let dir = std::env::temp_dir().join(format!("pipeline-worker-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| setup_error(format!("cannot create `{}`: {e}", dir.display())))?;
+        for (i, input) in self.inputs.iter_mut().enumerate() {
+            if let Some(Some(uri)) = self.input_uris.get(i) {
+                *input = dir.join(format!("input-{i}.art"));
+                crate::transport::object_storage::download(uri, input)?;
+            }
+        }
+        for (i, output) in self.outputs.iter_mut().enumerate() {
+            if let Some(Some(_)) = self.output_uris.get(i) {
+                *output = dir.join(format!("output-{i}.art"));
+            }
+        }
+        if self.result_uri.is_some() {
+            self.result = dir.join("result.json");
+        }
+        Ok(())
+    }
+
+    /// Uploads the outputs (after a successful step) and the result file.
+    pub(crate) fn publish(&self, outputs: bool) -> Result<(), StepError> {
+        if outputs {
+            for (path, uri) in self.outputs.iter().zip(&self.output_uris) {
+                if let Some(uri) = uri {
+                    crate::transport::object_storage::upload(path, uri)?;
+                }
+            }
+        }
+        if let Some(uri) = &self.result_uri {
+            crate::transport::object_storage::upload(&self.result, uri)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a worker reports back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WorkerResult {
+    /// `None` on success.
+    pub error: Option<StepError>,
+}
+
+fn setup_error(message: String) -> StepError {
+    StepError::new(ErrorKind::Setup, message)
+}
