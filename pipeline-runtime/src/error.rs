@@ -72,6 +72,18 @@ pub enum PipelineError {
     /// The run store could not be opened or written.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// This build leaves out the Cargo feature that `what` needs.
+    #[error(
+        "{what} needs pipeline-runtime's `{feature}` feature, which this build leaves out; enable it, or run \
+         in-process with `pipeline_runtime::debug_pipeline()` or as local subprocesses with \
+         `pipeline_runtime::run_locally()`"
+    )]
+    Disabled {
+        /// What was asked for.
+        what: &'static str,
+        /// The feature it needs.
+        feature: &'static str,
+    },
     /// The executor could not start (for example, no thread could be spawned).
     #[error("the executor could not start: {0}")]
     Executor(String),

@@ -22,6 +22,7 @@ pub mod step;
 // Errors users see.
 mod error;
 // The Ray cluster's client.
+#[cfg(feature = "ray")]
 mod remote;
 // Slots, handles, a call's outputs, the job protocol.
 mod value;
@@ -49,6 +50,7 @@ pub use pipeline_core::{
     PipelineDag, PipelineDescriptor, PipelineOptions, RetryPolicy, RunStatus, StepError, StepIo, call_entry, registry,
 };
 pub use pipeline_macros::{component, pipeline};
+#[cfg(feature = "ray")]
 pub use remote::ray::{JobInfo, RayClient};
 pub use transport::artifacts;
 pub use value::handle::{Handle, HandleFuture, IntoInput};
@@ -65,13 +67,14 @@ pub mod prelude {
 /// Items the macros' generated code refers to. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::api::enqueue::{enqueue_pipeline, param_from_json, params_from_json};
+    pub use crate::api::enqueue::enqueue_pipeline;
     pub use crate::api::multi::spawn_pipeline;
     pub use crate::api::pipeline::{expect_started, run_pipeline, run_pipeline_async};
     pub use crate::engine::call::{block_on, call_component, param_repr, step_error};
     pub use crate::value::Invoke;
     pub use crate::value::handle::{ExportSink, Input, IntoInput, NodeRef};
     pub use crate::value::outputs::Outputs;
+    pub use crate::worker::controller::{param_from_json, params_from_json};
     pub use inventory;
     pub use pipeline_core::Codec;
     pub use pipeline_core::codec::{decode, encode};

@@ -12,6 +12,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Runs `future` on the runtime of `handle` and waits for it on this thread, whether or not
 /// this thread is inside a runtime itself (where `block_on` would panic). `Err` when the
 /// future panicked.
+#[cfg_attr(not(any(feature = "ray", feature = "object-store")), allow(dead_code))]
 pub(crate) fn wait_on<T: Send + 'static>(
     handle: &tokio::runtime::Handle,
     future: impl Future<Output = T> + Send + 'static,

@@ -2,6 +2,10 @@
 //! runs read back from the store ([`PipelineRun`]), several pipelines at once ([`multi`]) and
 //! a controller enqueued on the cluster ([`enqueue`]). The top layer.
 
+#[cfg(feature = "ray")]
+pub(crate) mod enqueue;
+#[cfg(not(feature = "ray"))]
+#[path = "enqueue_disabled.rs"]
 pub(crate) mod enqueue;
 pub(crate) mod multi;
 pub(crate) mod pipeline;

@@ -9,6 +9,7 @@ use crate::error::PipelineError;
 use crate::exec::Executor;
 use crate::exec::debug::DebugExecutor;
 use crate::exec::process::local::LocalBackend;
+#[cfg(feature = "ray")]
 use crate::exec::process::ray::RayBackend;
 use crate::exec::process::{WorkerExecutor, runtime};
 use crate::store::RunRecord;
@@ -90,6 +91,7 @@ fn start(
 }
 
 /// Steps running at once on a cluster when `max_parallel` says nothing.
+#[cfg(feature = "ray")]
 const REMOTE_PARALLEL: usize = 64;
 
 fn executor(
@@ -115,6 +117,14 @@ fn executor(
                 options.max_parallel.unwrap_or(cores),
             ))
         }
+        #[cfg(not(feature = "ray"))]
+        Mode::Remote => {
+            return Err(PipelineError::Disabled {
+                what: "remote mode (the default when no mode is chosen)",
+                feature: "ray",
+            });
+        }
+        #[cfg(feature = "ray")]
         Mode::Remote => {
             let runtime = runtime("pipeline-remote").map_err(io)?;
             let cluster = connect_ray(&runtime)?;
@@ -131,6 +141,7 @@ fn executor(
 }
 
 /// Checks the cluster and makes sure it has this binary.
+#[cfg(feature = "ray")]
 pub(crate) fn connect_ray(runtime: &tokio::runtime::Runtime) -> Result<crate::remote::Cluster, PipelineError> {
     crate::remote::connect(runtime).map_err(|e| PipelineError::Cluster {
         address: e.address,

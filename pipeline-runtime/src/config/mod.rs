@@ -5,6 +5,7 @@
 mod mode;
 mod state;
 
+#[cfg(feature = "ray")]
 pub(crate) use mode::default_execution_queue;
 pub use mode::{Mode, debug_pipeline, mode, run_locally, set_default_execution_queue, start_locally, with_mode};
 pub use state::{
@@ -28,7 +29,8 @@ pub struct RayConfig {
 }
 
 /// The default dashboard address.
-pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:8265";
+#[cfg(feature = "ray")]
+pub(crate) const DEFAULT_ADDRESS: &str = "http://127.0.0.1:8265";
 
 /// A run id a controller process must use for its first run (the one it was started for).
 static FORCED_RUN: Mutex<Option<String>> = Mutex::new(None);

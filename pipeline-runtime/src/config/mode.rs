@@ -102,6 +102,7 @@ pub fn set_default_execution_queue(queue: &str) {
 }
 
 /// The queue set by [`set_default_execution_queue`], else `default`.
+#[cfg_attr(not(feature = "ray"), allow(dead_code))] // only remote steps have queues
 pub(crate) fn default_execution_queue() -> &'static str {
     DEFAULT_QUEUE
         .read()

@@ -4,6 +4,7 @@
 //! worker is started, watched and stopped differs: that is a [`Backend`].
 
 pub(crate) mod local;
+#[cfg(feature = "ray")]
 pub(crate) mod ray;
 
 use super::{AttemptSpec, Cancel, Executor, Lease, Outcome, Work, WorkKind};
@@ -22,6 +23,7 @@ use tokio::sync::Semaphore;
 const LOG_TAIL: usize = 20;
 
 /// One attempt, ready to start: its manifest is written.
+#[cfg_attr(not(feature = "ray"), allow(dead_code))] // a subprocess needs only the manifest's path
 pub(crate) struct WorkerJob<'a> {
     pub(crate) step: &'a str,
     pub(crate) descriptor: &'static ComponentDescriptor,
