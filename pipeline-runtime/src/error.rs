@@ -1,6 +1,9 @@
 //! Errors users see: reading a step's output, and starting a pipeline.
 
 use pipeline_core::StepError;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Why reading a step's output (`Handle::get`, `.await`) gave no value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -86,5 +89,54 @@ pub enum PipelineError {
     },
     /// The executor could not start (for example, no thread could be spawned).
     #[error("the executor could not start: {0}")]
-    Executor(String),
+    Executor(#[from] ExecutorError),
 }
+
+/// Why a run's executor could not start.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExecutorError {
+    /// The run's folder (artifacts, logs) could not be created in the state folder.
+    #[error("cannot create the run folder `{}`: {source}", path.display())]
+    RunFolder {
+        /// The folder.
+        path: PathBuf,
+        /// What the file system said.
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// A thread (or a runtime's threads) could not be started.
+    #[error("cannot start {what}: {source}")]
+    Thread {
+        /// Which thread.
+        what: &'static str,
+        /// What the system said.
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// The path of this executable, which workers run, is unknown.
+    #[error("cannot find this executable, which workers run: {source}")]
+    CurrentExe {
+        /// What the system said.
+        #[source]
+        source: Arc<io::Error>,
+    },
+}
+
+impl ExecutorError {
+    /// A thread named by `what` could not start.
+    pub(crate) fn thread(what: &'static str) -> impl FnOnce(io::Error) -> Self {
+        move |e| Self::Thread {
+            what,
+            source: Arc::new(e),
+        }
+    }
+}
+
+/// Errors are equal when they say the same thing (I/O errors cannot be compared otherwise).
+impl PartialEq for ExecutorError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other) && self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for ExecutorError {}

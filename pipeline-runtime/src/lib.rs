@@ -9,6 +9,8 @@
 // ARCHITECTURE.md; `tests/layers.rs` checks it). One comment per layer keeps rustfmt from
 // sorting them.
 
+// Warnings through `tracing`, or stderr without a subscriber.
+mod diag;
 // Poison-tolerant locks; waiting on a runtime from any thread.
 mod sync;
 // Mode, state folder, recording, Ray settings.
@@ -44,14 +46,14 @@ pub use config::{
     run_locally, set_default_execution_queue, set_recording, set_state_dir, start_locally, state_dir, with_mode,
 };
 pub use engine::context::{RunView, current_run};
-pub use error::{HandleError, PipelineError};
+pub use error::{ExecutorError, HandleError, PipelineError};
 pub use pipeline_core::{
     ArtifactCodec, Codec, ComponentDescriptor, ComponentOptions, ContinueBehaviour, DagNode, ErrorKind, NodeStatus,
     PipelineDag, PipelineDescriptor, PipelineOptions, RetryPolicy, RunStatus, StepError, StepIo, call_entry, registry,
 };
 pub use pipeline_macros::{component, pipeline};
 #[cfg(feature = "ray")]
-pub use remote::ray::{JobInfo, RayClient};
+pub use remote::ray::{JobInfo, RayClient, RayError};
 pub use transport::artifacts;
 pub use value::handle::{Handle, HandleFuture, IntoInput};
 pub use worker::{CONTROLLER_ENV, EXIT_SETUP, EXIT_STEP_FAILED, MANIFEST_ENV};

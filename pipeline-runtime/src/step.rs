@@ -55,14 +55,14 @@ fn write(context: &StepContext, events: Vec<Event>) -> bool {
         let mut slot = slot.borrow_mut();
         if slot.as_ref().is_none_or(|s| s.path() != context.store) {
             *slot = RunStore::open(&context.store)
-                .map_err(|e| eprintln!("pipeline: {e}"))
+                .map_err(|e| crate::diag::warn(format_args!("{e}")))
                 .ok();
         }
         let Some(store) = slot.as_mut() else { return false };
         match store.apply(&events) {
             Ok(()) => true,
             Err(e) => {
-                eprintln!("pipeline: {e}");
+                crate::diag::warn(format_args!("{e}"));
                 false
             }
         }
@@ -206,7 +206,7 @@ pub fn connect_configuration<T: Serialize>(name: &str, value: T) -> T {
                     }],
                 );
             }
-            Err(e) => eprintln!("pipeline: configuration `{name}` is not representable as JSON: {e}"),
+            Err(e) => crate::diag::warn(format_args!("configuration `{name}` is not representable as JSON: {e}")),
         }
     }
     value

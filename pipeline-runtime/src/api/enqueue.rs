@@ -6,7 +6,7 @@
 
 use super::PipelineRun;
 use crate::error::PipelineError;
-use crate::remote::ray::{JobInfo, RayClient};
+use crate::remote::ray::{JobInfo, RayClient, RayError};
 use crate::worker::controller::{CONTROLLER_ENV, Request};
 use pipeline_core::{PipelineDescriptor, registry};
 use std::time::{Duration, Instant};
@@ -41,12 +41,12 @@ impl RemoteRun {
     fn ask<T, F>(&self, request: impl FnOnce(RayClient, String) -> F) -> Result<T, PipelineError>
     where
         T: Send + 'static,
-        F: std::future::Future<Output = Result<T, String>> + Send + 'static,
+        F: std::future::Future<Output = Result<T, RayError>> + Send + 'static,
     {
         let future = request(self.client.clone(), self.job.clone());
         crate::sync::wait_on(self.runtime.handle(), future)
-            .and_then(|answer| answer)
-            .map_err(|reason| self.cluster_error(reason))
+            .map_err(|panicked| self.cluster_error(panicked))?
+            .map_err(|e| self.cluster_error(e.to_string()))
     }
 
     fn status(&self) -> Result<JobInfo, PipelineError> {
@@ -97,8 +97,8 @@ pub fn enqueue_pipeline(
     params: Vec<(&'static str, String)>,
 ) -> Result<RemoteRun, PipelineError> {
     registry::validate()?;
-    let runtime =
-        crate::exec::process::runtime("pipeline-enqueue").map_err(|e| PipelineError::Executor(e.to_string()))?;
+    let runtime = crate::exec::process::runtime("pipeline-enqueue")
+        .map_err(crate::error::ExecutorError::thread("the async runtime of enqueue"))?;
     let ray = super::pipeline::connect_ray(&runtime)?;
     let params: serde_json::Map<String, serde_json::Value> = params
         .into_iter()

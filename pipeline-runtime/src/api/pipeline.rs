@@ -5,7 +5,7 @@ use super::PipelineRun;
 use crate::config::{Mode, mode, recording, state_dir};
 use crate::engine::context::CURRENT;
 use crate::engine::{Run, RunIdentity, run_key};
-use crate::error::PipelineError;
+use crate::error::{ExecutorError, PipelineError};
 use crate::exec::Executor;
 use crate::exec::debug::DebugExecutor;
 use crate::exec::process::local::LocalBackend;
@@ -85,10 +85,15 @@ fn start(
         })?;
         identity.version = version;
         identity.run_number = run_number;
-        identity.recorder = Some(Recorder::start(store).map_err(|e| PipelineError::Executor(e.to_string()))?);
+        identity.recorder = Some(Recorder::start(store).map_err(ExecutorError::thread("the run store's writer"))?);
     }
-    Ok(Run::new(descriptor, params, executor, identity))
+    let run = Run::new(descriptor, params, executor, identity);
+    tracing::info!(target: "pipeline", parent: &run.span, mode = mode.name(), "run started");
+    Ok(run)
 }
+
+/// What starts an executor's async runtime.
+const RUNTIME: &str = "the executor's async runtime";
 
 /// Steps running at once on a cluster when `max_parallel` says nothing.
 #[cfg(feature = "ray")]
@@ -100,20 +105,22 @@ fn executor(
     run_dir: &Path,
 ) -> Result<Box<dyn Executor>, PipelineError> {
     let options = &descriptor.options;
-    let io = |e: std::io::Error| PipelineError::Executor(e.to_string());
     if mode != Mode::Debug {
         // Workers write their artifacts and logs there: an unusable state folder is named now.
-        std::fs::create_dir_all(run_dir).map_err(|e| {
-            PipelineError::Executor(format!("cannot create the run folder `{}`: {e}", run_dir.display()))
+        std::fs::create_dir_all(run_dir).map_err(|e| ExecutorError::RunFolder {
+            path: run_dir.to_path_buf(),
+            source: Arc::new(e),
         })?;
     }
     Ok(match mode {
-        Mode::Debug => Box::new(DebugExecutor::start(descriptor.name).map_err(io)?),
+        Mode::Debug => Box::new(
+            DebugExecutor::start(descriptor.name).map_err(ExecutorError::thread("the debug executor's thread"))?,
+        ),
         Mode::Local => {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             Box::new(WorkerExecutor::start(
-                runtime("pipeline-local").map_err(io)?,
-                LocalBackend::new().map_err(io)?,
+                runtime("pipeline-local").map_err(ExecutorError::thread(RUNTIME))?,
+                LocalBackend::new().map_err(|e| ExecutorError::CurrentExe { source: Arc::new(e) })?,
                 options.max_parallel.unwrap_or(cores),
             ))
         }
@@ -126,7 +133,7 @@ fn executor(
         }
         #[cfg(feature = "ray")]
         Mode::Remote => {
-            let runtime = runtime("pipeline-remote").map_err(io)?;
+            let runtime = runtime("pipeline-remote").map_err(ExecutorError::thread(RUNTIME))?;
             let cluster = connect_ray(&runtime)?;
             let queue = options
                 .default_queue
@@ -258,6 +265,7 @@ pub fn run_pipeline<R>(
     let watchdog = Watchdog::start(&run);
     let context = run.step_context(None);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let _span = run.span.enter();
         crate::step::with_context(context, || CURRENT.sync_scope(run.clone(), body))
     }));
     run.wait_idle();
@@ -278,6 +286,7 @@ pub async fn run_pipeline_async<R>(
     // The body may move between threads at each await: its report context goes with each poll.
     let outcome = poll_fn(|cx| {
         match catch_unwind(AssertUnwindSafe(|| {
+            let _span = run.span.enter();
             crate::step::with_context(context.clone(), || body.as_mut().poll(cx))
         })) {
             Ok(poll) => poll.map(Ok),
@@ -294,6 +303,7 @@ pub async fn run_pipeline_async<R>(
 fn conclude<R>(run: &Run, watchdog: Watchdog, outcome: std::thread::Result<R>) -> Result<Finished<R>, PipelineError> {
     drop(watchdog);
     let record = record(run, outcome.is_err());
+    tracing::info!(target: "pipeline", parent: &run.span, status = %record.status(), "run ended");
     match outcome {
         Ok(output) => Ok(Finished { output, run: record }),
         Err(payload) => resume_unwind(payload),

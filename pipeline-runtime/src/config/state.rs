@@ -33,7 +33,7 @@ pub fn state_dir() -> PathBuf {
             Ok(Some(dir)) => cwd.join(dir),
             Ok(None) => cwd.join(".pipeline"),
             Err(e) => {
-                eprintln!("pipeline: ignoring {CONFIG_FILE}: {e}");
+                crate::diag::warn(format_args!("ignoring {CONFIG_FILE}: {e}"));
                 cwd.join(".pipeline")
             }
         },

@@ -89,7 +89,11 @@ impl Lease for NodeLease {
                 }
             },
         };
+        let span =
+            tracing::info_span!(target: "pipeline", parent: &self.run.span, "step", step = %step, attempt = number);
+        tracing::debug!(target: "pipeline", parent: &span, kind = ?kind, "attempt started");
         let spec = AttemptSpec {
+            span,
             attempt_id: format!("{}-{step}-{number}", self.run.key),
             context: self.run.step_context(Some(self.index)),
             pipeline: self.run.descriptor.name,
@@ -110,6 +114,10 @@ impl Lease for NodeLease {
 
     fn end(mut self: Box<Self>, outcome: Outcome) {
         let Some(mut attempt) = self.attempt.take() else { return };
+        match &outcome.result {
+            Ok(_) => tracing::debug!(target: "pipeline", run = %self.run.key, "attempt succeeded"),
+            Err(e) => tracing::debug!(target: "pipeline", run = %self.run.key, error = %e, "attempt failed"),
+        }
         if let Work::InProcess(job) = outcome.work {
             attempt.job = job;
         }

@@ -111,6 +111,8 @@ pub(crate) struct Run {
     pub(crate) recorder: Option<Recorder>,
     /// The run's folder in the state folder (artifacts, logs).
     pub(crate) run_dir: std::path::PathBuf,
+    /// The parent of the run's step spans (`tracing`).
+    pub(crate) span: tracing::Span,
     /// The run store, for cache look-ups (`None` when the run is not recorded).
     store_path: Option<std::path::PathBuf>,
     cache_store: Mutex<Option<crate::store::RunStore>>,
@@ -137,6 +139,7 @@ impl Run {
         identity: RunIdentity,
     ) -> Arc<Self> {
         let recording = identity.recorder.is_some();
+        let span = tracing::info_span!(target: "pipeline", "run", pipeline = descriptor.name, run = %identity.key);
         Arc::new(Self {
             id: NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed),
             descriptor,
@@ -149,6 +152,7 @@ impl Run {
             run_dir: identity.run_dir,
             store_path: identity.store_path,
             cache_store: Mutex::new(None),
+            span,
             key: identity.key.into(),
             state: Mutex::new(RunState {
                 sched: Scheduler::new(descriptor.options.abort_on_failure, recording),
@@ -302,7 +306,7 @@ impl Run {
                     records.push(record);
                 }
                 Err(e) => {
-                    eprintln!("pipeline: step `{name}` is not cached: {e}");
+                    crate::diag::warn(format_args!("step `{name}` is not cached: {e}"));
                     return;
                 }
             }
@@ -670,7 +674,7 @@ impl Run {
                     .sched
                     .callback_panicked(index, which, &message, SystemTime::now());
                 if let Some(late) = late {
-                    eprintln!("pipeline: {late}");
+                    crate::diag::warn(format_args!("{late}"));
                 }
                 None
             }

@@ -43,9 +43,11 @@ fn run_in_process(mut lease: Box<dyn Lease>) {
         unreachable!("the lease hands out the kind of work asked for")
     };
     let last = spec.last;
-    let result = crate::step::with_context(spec.context, || {
-        catch_unwind(AssertUnwindSafe(|| job(Invoke::Run { last })))
-            .unwrap_or_else(|payload| Err(StepError::from_panic(&*payload)))
+    let result = spec.span.in_scope(|| {
+        crate::step::with_context(spec.context, || {
+            catch_unwind(AssertUnwindSafe(|| job(Invoke::Run { last })))
+                .unwrap_or_else(|payload| Err(StepError::from_panic(&*payload)))
+        })
     });
     lease.end(Outcome {
         work: Work::InProcess(job),

@@ -64,6 +64,8 @@ pub(crate) struct AttemptSpec {
     pub(crate) limit: Option<Duration>,
     /// Set when the engine stops the attempt (a user stop, the pipeline's time limit).
     pub(crate) cancel: Arc<Cancel>,
+    /// The attempt's `tracing` span (inside the run's), entered wherever its work runs.
+    pub(crate) span: tracing::Span,
 }
 
 /// How an attempt ended.

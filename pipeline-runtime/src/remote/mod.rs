@@ -31,7 +31,7 @@ pub(crate) fn connect(runtime: &tokio::runtime::Runtime) -> Result<Cluster, Unre
         address: address.clone(),
         reason,
     };
-    let client = RayClient::new(&config).map_err(fail)?;
+    let client = RayClient::new(&config).map_err(|e| fail(e.to_string()))?;
     let exe = std::env::current_exe().map_err(|e| fail(e.to_string()))?;
     let exe_name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("worker").to_string();
     let checking = client.clone();
@@ -39,8 +39,8 @@ pub(crate) fn connect(runtime: &tokio::runtime::Runtime) -> Result<Cluster, Unre
         checking.check().await?;
         checking.ensure_package(&exe).await
     })
-    .and_then(|checked| checked)
-    .map_err(fail)?;
+    .map_err(fail)?
+    .map_err(|e| fail(e.to_string()))?;
     Ok(Cluster {
         client,
         package,

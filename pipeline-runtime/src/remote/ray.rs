@@ -10,6 +10,50 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
+/// Why a request to the Ray cluster failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RayError {
+    /// The client could not be set up from its configuration (a bad token or header).
+    #[error("{0}")]
+    Config(String),
+    /// No answer: refused, timed out, a TLS or DNS failure.
+    #[error("{what}: {reason}")]
+    Unreachable {
+        /// The request (`no answer` for the first check).
+        what: &'static str,
+        /// The transport's error, with its causes.
+        reason: String,
+    },
+    /// An HTTP error status.
+    #[error("{what} answered HTTP {}: {body}", http_status(*status))]
+    Status {
+        /// The request.
+        what: &'static str,
+        /// The status code.
+        status: u16,
+        /// The answer's body, trimmed.
+        body: String,
+    },
+    /// An answer that is not what a Ray dashboard sends.
+    #[error("{what}: {reason}")]
+    Unexpected {
+        /// The request, or what the answer should have been.
+        what: &'static str,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The executable could not be read or packaged for upload.
+    #[error("{0}")]
+    Package(String),
+}
+
+fn http_status(code: u16) -> String {
+    match reqwest::StatusCode::from_u16(code) {
+        Ok(status) => status.to_string(),
+        Err(_) => code.to_string(),
+    }
+}
+
 /// A job's state as Ray reports it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct JobInfo {
@@ -39,7 +83,7 @@ pub struct RayClient {
 
 impl RayClient {
     /// A client for the cluster `config` names.
-    pub fn new(config: &RayConfig) -> Result<Self, String> {
+    pub fn new(config: &RayConfig) -> Result<Self, RayError> {
         let base = config
             .address
             .clone()
@@ -48,12 +92,15 @@ impl RayClient {
             .to_string();
         let mut headers = HeaderMap::new();
         if let Some(token) = &config.token {
-            let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| format!("bad token: {e}"))?;
+            let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|e| RayError::Config(format!("bad token: {e}")))?;
             headers.insert(AUTHORIZATION, value);
         }
         for (name, value) in &config.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("bad header name `{name}`: {e}"))?;
-            let value = HeaderValue::from_str(value).map_err(|e| format!("bad value for header `{name}`: {e}"))?;
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| RayError::Config(format!("bad header name `{name}`: {e}")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|e| RayError::Config(format!("bad value for header `{name}`: {e}")))?;
             headers.insert(name, value);
         }
         let http = reqwest::Client::builder()
@@ -61,7 +108,7 @@ impl RayClient {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(300))
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| RayError::Config(describe(&e)))?;
         Ok(Self { http, base })
     }
 
@@ -70,12 +117,15 @@ impl RayClient {
         &self.base
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response, String> {
-        request.send().await.map_err(|e| format!("{what}: {}", describe(&e)))
+    async fn send(&self, request: reqwest::RequestBuilder, what: &'static str) -> Result<reqwest::Response, RayError> {
+        request.send().await.map_err(|e| RayError::Unreachable {
+            what,
+            reason: describe(&e),
+        })
     }
 
     /// Checks that the cluster answers; gives Ray's version.
-    pub async fn check(&self) -> Result<String, String> {
+    pub async fn check(&self) -> Result<String, RayError> {
         #[derive(Deserialize)]
         struct Version {
             ray_version: String,
@@ -91,22 +141,30 @@ impl RayClient {
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
-            return Err(format!("it answered HTTP {status}: {}", body.trim()));
+            return Err(RayError::Status {
+                what: "it",
+                status: status.as_u16(),
+                body: body.trim().to_string(),
+            });
         }
         response
             .json::<Version>()
             .await
             .map(|v| v.ray_version)
-            .map_err(|e| format!("not a Ray dashboard: {e}"))
+            .map_err(|e| RayError::Unexpected {
+                what: "not a Ray dashboard",
+                reason: describe(&e),
+            })
     }
 
     /// Uploads the executable as a `working_dir` package named after its hash, unless the
     /// cluster has it already; gives the package's URI.
-    pub async fn ensure_package(&self, exe: &Path) -> Result<String, String> {
+    pub async fn ensure_package(&self, exe: &Path) -> Result<String, RayError> {
         // Runs of one process share one upload: concurrent uploads of one package break the
         // jobs that unpack it meanwhile.
         static UPLOADED: tokio::sync::Mutex<Vec<(String, String)>> = tokio::sync::Mutex::const_new(Vec::new());
-        let bytes = std::fs::read(exe).map_err(|e| format!("cannot read `{}`: {e}", exe.display()))?;
+        let bytes =
+            std::fs::read(exe).map_err(|e| RayError::Package(format!("cannot read `{}`: {e}", exe.display())))?;
         let hash = blake3::hash(&bytes).to_hex();
         let name = format!("_ray_pkg_{}.zip", &hash[..32]);
         let mut uploaded = UPLOADED.lock().await;
@@ -120,15 +178,17 @@ impl RayClient {
             let file_name = exe
                 .file_name()
                 .and_then(|n| n.to_str())
-                .ok_or("the executable has no file name")?;
-            let zip = zip_executable(file_name, &bytes).map_err(|e| format!("cannot zip the executable: {e}"))?;
+                .ok_or_else(|| RayError::Package("the executable has no file name".into()))?;
+            let zip = zip_executable(file_name, &bytes)
+                .map_err(|e| RayError::Package(format!("cannot zip the executable: {e}")))?;
             let put = self.send(self.http.put(&url).body(zip), "package upload").await?;
             if !put.status().is_success() {
                 let status = put.status();
-                return Err(format!(
-                    "package upload answered HTTP {status}: {}",
-                    put.text().await.unwrap_or_default().trim()
-                ));
+                return Err(RayError::Status {
+                    what: "package upload",
+                    status: status.as_u16(),
+                    body: put.text().await.unwrap_or_default().trim().to_string(),
+                });
             }
         }
         uploaded.push(key);
@@ -136,7 +196,7 @@ impl RayClient {
     }
 
     /// Submits a job; a job already submitted under this id counts as submitted.
-    pub async fn submit(&self, body: &serde_json::Value) -> Result<(), String> {
+    pub async fn submit(&self, body: &serde_json::Value) -> Result<(), RayError> {
         let response = self
             .send(
                 self.http.post(format!("{}/api/jobs/", self.base)).json(body),
@@ -151,23 +211,34 @@ impl RayClient {
         if text.contains("already exists") {
             return Ok(());
         }
-        Err(format!("job submission answered HTTP {status}: {}", text.trim()))
+        Err(RayError::Status {
+            what: "job submission",
+            status: status.as_u16(),
+            body: text.trim().to_string(),
+        })
     }
 
     /// The job's state.
-    pub async fn status(&self, id: &str) -> Result<JobInfo, String> {
+    pub async fn status(&self, id: &str) -> Result<JobInfo, RayError> {
         let response = self
             .send(self.http.get(format!("{}/api/jobs/{id}", self.base)), "job status")
             .await?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!("job status answered HTTP {status}"));
+            return Err(RayError::Status {
+                what: "job status",
+                status: status.as_u16(),
+                body: response.text().await.unwrap_or_default().trim().to_string(),
+            });
         }
-        response.json().await.map_err(|e| format!("job status: {e}"))
+        response.json().await.map_err(|e| RayError::Unexpected {
+            what: "job status",
+            reason: describe(&e),
+        })
     }
 
     /// The job's output so far.
-    pub async fn logs(&self, id: &str) -> Result<String, String> {
+    pub async fn logs(&self, id: &str) -> Result<String, RayError> {
         #[derive(Deserialize)]
         struct Logs {
             logs: String,
@@ -179,11 +250,14 @@ impl RayClient {
             .json::<Logs>()
             .await
             .map(|l| l.logs)
-            .map_err(|e| format!("job logs: {e}"))
+            .map_err(|e| RayError::Unexpected {
+                what: "job logs",
+                reason: describe(&e),
+            })
     }
 
     /// Asks the cluster to stop the job.
-    pub async fn stop(&self, id: &str) -> Result<(), String> {
+    pub async fn stop(&self, id: &str) -> Result<(), RayError> {
         self.send(self.http.post(format!("{}/api/jobs/{id}/stop", self.base)), "job stop")
             .await
             .map(drop)

@@ -51,9 +51,9 @@ impl Recorder {
         if let Some(tx) = tx {
             let (done_tx, done_rx) = sync_channel(1);
             if tx.send(Msg::Flush(done_tx)).is_ok() && done_rx.recv_timeout(bound).is_err() {
-                eprintln!(
-                    "pipeline: the run store did not finish writing within {bound:?}; the record may be incomplete"
-                );
+                crate::diag::warn(format_args!(
+                    "the run store did not finish writing within {bound:?}; the record may be incomplete"
+                ));
             }
         }
         match lock(&self.error).clone() {
@@ -81,7 +81,7 @@ fn write_loop(mut store: RunStore, rx: Receiver<Msg>, error: Arc<Mutex<Option<St
             if let Err(e) = store.apply(&events) {
                 let mut slot = lock(&error);
                 if slot.is_none() {
-                    eprintln!("pipeline: {e}");
+                    crate::diag::warn(format_args!("{e}"));
                     *slot = Some(e);
                 }
             }

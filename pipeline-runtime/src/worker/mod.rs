@@ -61,6 +61,8 @@ compile_error!(
 )]
 static WORKER_HOOK: extern "C" fn() = worker_hook;
 
+// A worker reports with `eprintln!`, not `tracing`: its stderr is the attempt's log, which the
+// executor keeps and quotes in errors, and no subscriber can exist before `main`.
 extern "C" fn worker_hook() {
     if let Ok(request) = std::env::var(CONTROLLER_ENV) {
         let code = catch_unwind(|| controller::run_controller(&request)).unwrap_or(EXIT_SETUP);

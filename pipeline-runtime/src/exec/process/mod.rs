@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 /// Lines of a failed worker's log quoted in its error.
 const LOG_TAIL: usize = 20;
@@ -123,7 +124,9 @@ async fn run_node<B: Backend>(ctx: Arc<Context<B>>, mut lease: Box<dyn Lease>) {
     let Work::Artifacts(inputs) = work else {
         unreachable!("the lease hands out the kind of work asked for")
     };
-    let result = attempt_in_worker(&ctx, &spec, &inputs).await;
+    let result = attempt_in_worker(&ctx, &spec, &inputs)
+        .instrument(spec.span.clone())
+        .await;
     let outcome = Outcome {
         work: Work::Artifacts(inputs),
         result,

@@ -6,7 +6,7 @@
 use super::{Backend, Ended, LogSink, WorkerJob, sleep_or_never, time_limit_message};
 use crate::exec::Cancel;
 use crate::remote::Cluster;
-use crate::remote::ray::JobInfo;
+use crate::remote::ray::{JobInfo, RayError};
 use crate::worker::MANIFEST_JSON_ENV;
 use pipeline_core::{ErrorKind, StepError};
 use std::time::Duration;
@@ -64,7 +64,7 @@ impl RayBackend {
         body
     }
 
-    async fn wait_final(&self, id: &str) -> Result<JobInfo, String> {
+    async fn wait_final(&self, id: &str) -> Result<JobInfo, RayError> {
         loop {
             let info = self.cluster.client.status(id).await?;
             if info.is_terminal() {
@@ -83,7 +83,7 @@ impl Backend for RayBackend {
         cancel: &Cancel,
         limit: Option<Duration>,
     ) -> Result<Ended, StepError> {
-        let cluster = |e: String| {
+        let cluster = |e: RayError| {
             StepError::new(
                 ErrorKind::Setup,
                 format!("Ray cluster {}: {e}", self.cluster.client.address()),
