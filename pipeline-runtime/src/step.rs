@@ -27,6 +27,27 @@ pub(crate) struct StepContext {
     pub store: PathBuf,
     /// The run's folder, where uploaded values are written.
     pub run_dir: PathBuf,
+    /// How long a connection to the run store waits for other writers.
+    #[serde(default = "default_busy_timeout", with = "millis")]
+    pub busy_timeout: std::time::Duration,
+}
+
+fn default_busy_timeout() -> std::time::Duration {
+    crate::config::Config::current().busy_timeout
+}
+
+/// A duration as whole milliseconds in the manifest.
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
 }
 
 thread_local! {
@@ -54,7 +75,7 @@ fn write(context: &StepContext, events: Vec<Event>) -> bool {
     STORE.with(|slot| {
         let mut slot = slot.borrow_mut();
         if slot.as_ref().is_none_or(|s| s.path() != context.store) {
-            *slot = RunStore::open(&context.store)
+            *slot = RunStore::open_with(&context.store, context.busy_timeout)
                 .map_err(|e| crate::diag::warn(format_args!("{e}")))
                 .ok();
         }

@@ -99,7 +99,8 @@ pub fn enqueue_pipeline(
     registry::validate()?;
     let runtime = crate::exec::process::runtime("pipeline-enqueue")
         .map_err(crate::error::ExecutorError::thread("the async runtime of enqueue"))?;
-    let ray = super::pipeline::connect_ray(&runtime)?;
+    let config = crate::config::Config::current();
+    let ray = super::pipeline::connect_ray(&runtime, &config.ray)?;
     let params: serde_json::Map<String, serde_json::Value> = params
         .into_iter()
         .map(|(name, json)| {
@@ -117,7 +118,7 @@ pub fn enqueue_pipeline(
     };
     let job = format!("controller-{run}");
     let queue = descriptor.options.pipeline_execution_queue.unwrap_or("services");
-    let state = std::path::absolute(crate::config::state_dir()).unwrap_or_else(|_| crate::config::state_dir());
+    let state = std::path::absolute(&config.state_dir).unwrap_or_else(|_| config.state_dir.clone());
     let body = serde_json::json!({
         "entrypoint": format!("./{}", ray.exe_name),
         "submission_id": job,

@@ -4,7 +4,7 @@
 
 use super::PipelineRun;
 use super::pipeline::Finished;
-use crate::config::{mode, with_mode};
+use crate::config::Config;
 use crate::error::PipelineError;
 use std::sync::{Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -38,12 +38,12 @@ impl<R> Spawned<R> {
     }
 }
 
-/// Starts `run` on a new thread, in the caller's mode.
+/// Starts `run` on a new thread, with the caller's configuration (mode, state folder...).
 #[doc(hidden)]
 pub fn spawn_pipeline<R: Send + 'static>(
     run: impl FnOnce() -> Result<Finished<R>, PipelineError> + Send + 'static,
 ) -> Spawned<R> {
-    let mode = mode();
+    let config = Config::current();
     lock().running += 1;
     let handle = std::thread::spawn(move || {
         struct Done(Option<PipelineRun>);
@@ -56,7 +56,7 @@ pub fn spawn_pipeline<R: Send + 'static>(
             }
         }
         let mut done = Done(None);
-        let outcome = with_mode(mode, run);
+        let outcome = config.scope(run);
         if let Ok(finished) = &outcome {
             done.0 = Some(finished.run.clone());
         }

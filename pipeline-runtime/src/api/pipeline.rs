@@ -2,7 +2,7 @@
 //! for every step, and hand back the value with the run's record.
 
 use super::PipelineRun;
-use crate::config::{Mode, mode, recording, state_dir};
+use crate::config::{Config, Mode};
 use crate::engine::context::CURRENT;
 use crate::engine::{Run, RunIdentity, run_key};
 use crate::error::{ExecutorError, PipelineError};
@@ -52,13 +52,16 @@ fn start(
             )
         })
         .collect();
-    let mode = mode();
-    let key = run_key(descriptor.name);
+    let mut config = Config::current();
+    let mode = config.mode;
+    // A controller started on the cluster for a given run takes that run's id; runs its body
+    // starts do not.
+    let key = config.run_id.take().unwrap_or_else(|| run_key(descriptor.name));
     let started = SystemTime::now();
-    let state = state_dir();
+    let state = config.state_dir.clone();
     let run_dir = state.join("runs").join(&key);
     // The executor first: an unreachable cluster is an error before anything is recorded.
-    let executor = executor(mode, descriptor, &run_dir)?;
+    let executor = executor(&config, descriptor, &run_dir)?;
     let mut identity = RunIdentity {
         key: key.clone(),
         started,
@@ -68,9 +71,9 @@ fn start(
         run_dir: run_dir.clone(),
         store_path: None,
     };
-    if recording() {
+    if config.recording {
         let store_path = state.join("runs.db");
-        let mut store = RunStore::open(&store_path)?;
+        let mut store = RunStore::open_with(&store_path, config.busy_timeout)?;
         identity.store_path = Some(store_path);
         let (version, run_number) = store.begin_run(&NewRun {
             id: &key,
@@ -87,7 +90,7 @@ fn start(
         identity.run_number = run_number;
         identity.recorder = Some(Recorder::start(store).map_err(ExecutorError::thread("the run store's writer"))?);
     }
-    let run = Run::new(descriptor, params, executor, identity);
+    let run = Run::new(descriptor, params, executor, identity, config);
     tracing::info!(target: "pipeline", parent: &run.span, mode = mode.name(), "run started");
     Ok(run)
 }
@@ -100,11 +103,12 @@ const RUNTIME: &str = "the executor's async runtime";
 const REMOTE_PARALLEL: usize = 64;
 
 fn executor(
-    mode: Mode,
+    config: &Config,
     descriptor: &'static PipelineDescriptor,
     run_dir: &Path,
 ) -> Result<Box<dyn Executor>, PipelineError> {
     let options = &descriptor.options;
+    let mode = config.mode;
     if mode != Mode::Debug {
         // Workers write their artifacts and logs there: an unusable state folder is named now.
         std::fs::create_dir_all(run_dir).map_err(|e| ExecutorError::RunFolder {
@@ -134,10 +138,10 @@ fn executor(
         #[cfg(feature = "ray")]
         Mode::Remote => {
             let runtime = runtime("pipeline-remote").map_err(ExecutorError::thread(RUNTIME))?;
-            let cluster = connect_ray(&runtime)?;
+            let cluster = connect_ray(&runtime, &config.ray)?;
             let queue = options
                 .default_queue
-                .unwrap_or_else(crate::config::default_execution_queue);
+                .map_or_else(|| config.default_queue.clone(), str::to_string);
             Box::new(WorkerExecutor::start(
                 runtime,
                 RayBackend::new(cluster, queue),
@@ -149,8 +153,11 @@ fn executor(
 
 /// Checks the cluster and makes sure it has this binary.
 #[cfg(feature = "ray")]
-pub(crate) fn connect_ray(runtime: &tokio::runtime::Runtime) -> Result<crate::remote::Cluster, PipelineError> {
-    crate::remote::connect(runtime).map_err(|e| PipelineError::Cluster {
+pub(crate) fn connect_ray(
+    runtime: &tokio::runtime::Runtime,
+    ray: &crate::config::RayConfig,
+) -> Result<crate::remote::Cluster, PipelineError> {
+    crate::remote::connect(runtime, ray).map_err(|e| PipelineError::Cluster {
         address: e.address,
         reason: e.reason,
     })
@@ -169,6 +176,7 @@ impl Watchdog {
     fn start(run: &Arc<Run>) -> Self {
         let limit = run.descriptor.options.time_limit;
         let store_path = run.store_path().map(Path::to_path_buf);
+        let busy = run.config.busy_timeout;
         if limit.is_none() && store_path.is_none() {
             return Self { _stop: None };
         }
@@ -178,7 +186,7 @@ impl Watchdog {
             .name("pipeline-watchdog".into())
             .spawn(move || {
                 let deadline = limit.map(|l| std::time::Instant::now() + l);
-                let store = store_path.and_then(|p| RunStore::open(&p).ok());
+                let store = store_path.and_then(|p| RunStore::open_with(&p, busy).ok());
                 loop {
                     let now = std::time::Instant::now();
                     if let (Some(deadline), Some(limit)) = (deadline, limit) {
@@ -228,7 +236,7 @@ fn record(run: &Run, body_panicked: bool) -> PipelineRun {
         // `connect_configuration` writes to the store from the body and the steps, in any process.
         configuration = run
             .store_path()
-            .and_then(|path| RunStore::open(path).ok())
+            .and_then(|path| RunStore::open_with(path, run.config.busy_timeout).ok())
             .and_then(|store| store.run(&run.key).ok().flatten())
             .map(|stored| stored.configuration)
             .unwrap_or_default();
@@ -266,7 +274,8 @@ pub fn run_pipeline<R>(
     let context = run.step_context(None);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let _span = run.span.enter();
-        crate::step::with_context(context, || CURRENT.sync_scope(run.clone(), body))
+        run.config
+            .scope(|| crate::step::with_context(context, || CURRENT.sync_scope(run.clone(), body)))
     }));
     run.wait_idle();
     conclude(&run, watchdog, outcome)
@@ -287,7 +296,8 @@ pub async fn run_pipeline_async<R>(
     let outcome = poll_fn(|cx| {
         match catch_unwind(AssertUnwindSafe(|| {
             let _span = run.span.enter();
-            crate::step::with_context(context.clone(), || body.as_mut().poll(cx))
+            run.config
+                .scope(|| crate::step::with_context(context.clone(), || body.as_mut().poll(cx)))
         })) {
             Ok(poll) => poll.map(Ok),
             Err(payload) => std::task::Poll::Ready(Err(payload)),

@@ -1,22 +1,28 @@
-//! Where and how pipelines run: the mode, the state folder, recording, the Ray cluster, and
-//! the run id a controller process was started for. The lowest layer: it depends on nothing
-//! else in the crate.
+//! How pipelines run, as one value: [`Config`] (mode, state folder, recording, default queue,
+//! the run store's busy timeout, the Ray cluster). It is built from defaults, `pipeline.toml`
+//! and the environment, then the process's defaults (what `debug_pipeline()`,
+//! `set_state_dir()`... set), then the scopes a thread or task entered
+//! ([`Config::scope`], [`with_mode`]). A run takes the [`Config::current`] value when it
+//! starts and keeps it; its body runs inside it, so a pipeline started from a body inherits it.
+//!
+//! The lowest layer but `sync` and `diag`.
 
+mod file;
 mod mode;
-mod state;
 
-#[cfg(feature = "ray")]
-pub(crate) use mode::default_execution_queue;
+pub use file::{CONFIG_FILE, RAY_ADDRESS_ENV, RAY_TOKEN_ENV, RECORD_ENV, STATE_DIR_ENV};
 pub use mode::{Mode, debug_pipeline, mode, run_locally, set_default_execution_queue, start_locally, with_mode};
-pub use state::{
-    RAY_ADDRESS_ENV, RAY_TOKEN_ENV, STATE_DIR_ENV, ray_config, recording, set_recording, set_state_dir, state_dir,
-};
 
+use crate::sync::lock;
 use serde::Deserialize;
+use std::cell::RefCell;
+use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Where the cluster is and how to talk to it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RayConfig {
     /// The dashboard's address, `http://127.0.0.1:8265` by default.
@@ -32,16 +38,288 @@ pub struct RayConfig {
 #[cfg(feature = "ray")]
 pub(crate) const DEFAULT_ADDRESS: &str = "http://127.0.0.1:8265";
 
-/// A run id a controller process must use for its first run (the one it was started for).
-static FORCED_RUN: Mutex<Option<String>> = Mutex::new(None);
-
-/// Makes the next run started in this process use `key` (a controller on the cluster runs
-/// under the id its caller chose, so the caller can find the run).
-pub(crate) fn force_next_run_key(key: String) {
-    *crate::sync::lock(&FORCED_RUN) = Some(key);
+/// How the pipelines started with it run.
+///
+/// ```
+/// use pipeline_runtime::{Config, Mode};
+///
+/// // Two pipelines on two threads, each with its own state folder and mode:
+/// let a = Config::current().with_mode(Mode::Debug).with_state_dir("runs-a");
+/// assert_eq!(a.scope(|| Config::current().state_dir), std::path::PathBuf::from("runs-a"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Where steps run; remote (the Ray cluster) unless chosen otherwise.
+    pub mode: Mode,
+    /// The state folder: the run store (`runs.db`) and the runs' artifacts and logs.
+    pub state_dir: PathBuf,
+    /// Whether runs are recorded in the run store.
+    pub recording: bool,
+    /// The queue of remote steps that name none, when their pipeline names no `default_queue`.
+    pub default_queue: String,
+    /// How long a run-store connection waits for another process's write lock.
+    pub busy_timeout: Duration,
+    /// The Ray cluster of remote mode and `enqueue`.
+    pub ray: RayConfig,
+    /// The id the next run must take (a controller started on the cluster for a given run).
+    pub(crate) run_id: Option<String>,
 }
 
-/// The forced run id, once.
-pub(crate) fn take_forced_run_key() -> Option<String> {
-    crate::sync::lock(&FORCED_RUN).take()
+/// Some fields of a [`Config`], laid over others.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Layer {
+    pub(crate) mode: Option<Mode>,
+    pub(crate) state_dir: Option<PathBuf>,
+    pub(crate) recording: Option<bool>,
+    pub(crate) default_queue: Option<String>,
+    pub(crate) busy_timeout: Option<Duration>,
+    pub(crate) ray: Option<RayConfig>,
+    pub(crate) run_id: Option<String>,
+}
+
+impl Layer {
+    /// `top` over `self`.
+    fn under(mut self, top: &Layer) -> Layer {
+        macro_rules! over {
+            ($($field:ident),*) => {$(
+                if top.$field.is_some() {
+                    self.$field = top.$field.clone();
+                }
+            )*};
+        }
+        over!(mode, state_dir, recording, default_queue, busy_timeout, ray, run_id);
+        self
+    }
+}
+
+/// What the process's setters chose (`debug_pipeline()`, `set_state_dir()`...).
+static PROCESS: Mutex<Layer> = Mutex::new(Layer {
+    mode: None,
+    state_dir: None,
+    recording: None,
+    default_queue: None,
+    busy_timeout: None,
+    ray: None,
+    run_id: None,
+});
+
+thread_local! {
+    /// The scopes this thread entered, merged.
+    static THREAD: RefCell<Option<Layer>> = const { RefCell::new(None) };
+}
+
+tokio::task_local! {
+    /// The scopes the current async task entered, merged.
+    static TASK: Layer;
+}
+
+/// Changes the process's defaults.
+pub(crate) fn set_process(change: impl FnOnce(&mut Layer)) {
+    change(&mut lock(&PROCESS));
+}
+
+/// Runs `f` with `layer` over this thread's configuration.
+pub(crate) fn in_scope<R>(layer: Layer, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Layer>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            THREAD.with(|t| *t.borrow_mut() = self.0.take());
+        }
+    }
+    let outer = THREAD.with(|t| t.borrow().clone());
+    let merged = outer.clone().unwrap_or_default().under(&layer);
+    let _restore = Restore(outer);
+    THREAD.with(|t| *t.borrow_mut() = Some(merged));
+    f()
+}
+
+impl Config {
+    /// The configuration of pipelines started now, here: the defaults, `pipeline.toml` in the
+    /// working directory, the environment (`PIPELINE_STATE_DIR`, `PIPELINE_RECORD`,
+    /// `PIPELINE_RAY_ADDRESS`, `PIPELINE_RAY_TOKEN`), the process's setters, then the scopes
+    /// this thread or task is in, each over the one before.
+    pub fn current() -> Config {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let mut layer = file::layer(&cwd).under(&lock(&PROCESS));
+        if let Some(thread) = THREAD.with(|t| t.borrow().clone()) {
+            layer = layer.under(&thread);
+        }
+        if let Ok(task) = TASK.try_with(Layer::clone) {
+            layer = layer.under(&task);
+        }
+        Config {
+            mode: layer.mode.unwrap_or(Mode::Remote),
+            state_dir: layer.state_dir.unwrap_or_else(|| cwd.join(".pipeline")),
+            recording: layer.recording.unwrap_or(true),
+            default_queue: layer.default_queue.unwrap_or_else(|| "default".into()),
+            busy_timeout: layer.busy_timeout.unwrap_or(Duration::from_secs(10)),
+            ray: layer.ray.unwrap_or_default(),
+            run_id: layer.run_id,
+        }
+    }
+
+    /// With steps running in `mode`.
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// With the state folder `dir`.
+    pub fn with_state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = dir.into();
+        self
+    }
+
+    /// Recording runs in the run store, or not.
+    pub fn with_recording(mut self, on: bool) -> Self {
+        self.recording = on;
+        self
+    }
+
+    /// With remote steps that name no queue going to `queue`.
+    pub fn with_default_queue(mut self, queue: impl Into<String>) -> Self {
+        self.default_queue = queue.into();
+        self
+    }
+
+    /// With run-store connections waiting up to `timeout` for a lock.
+    pub fn with_busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// With the Ray cluster `ray`.
+    pub fn with_ray(mut self, ray: RayConfig) -> Self {
+        self.ray = ray;
+        self
+    }
+
+    /// With the next run started taking the id `run`.
+    pub(crate) fn with_run_id(mut self, run: String) -> Self {
+        self.run_id = Some(run);
+        self
+    }
+
+    /// Every field as a layer.
+    fn layer(&self) -> Layer {
+        Layer {
+            mode: Some(self.mode),
+            state_dir: Some(self.state_dir.clone()),
+            recording: Some(self.recording),
+            default_queue: Some(self.default_queue.clone()),
+            busy_timeout: Some(self.busy_timeout),
+            ray: Some(self.ray.clone()),
+            run_id: self.run_id.clone(),
+        }
+    }
+
+    /// Runs `f` with this configuration for the pipelines it starts on this thread (a scope
+    /// entered inside it may change some fields again).
+    pub fn scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        in_scope(self.layer(), f)
+    }
+
+    /// Runs `future` with this configuration for the pipelines it starts, on whichever thread
+    /// it is polled.
+    pub async fn scope_async<F: Future>(&self, future: F) -> F::Output {
+        let outer = TASK.try_with(Layer::clone).unwrap_or_default();
+        TASK.scope(outer.under(&self.layer()), future).await
+    }
+}
+
+/// Moves the state folder for the pipelines started from now on (tests point it at a
+/// temporary folder this way); `None` goes back to the default.
+pub fn set_state_dir(dir: Option<PathBuf>) {
+    set_process(|l| l.state_dir = dir);
+}
+
+/// The state folder pipelines started now, here, use: see [`Config::current`]. Without
+/// anything set, `.pipeline` in the working directory; `state_dir = "..."` in `pipeline.toml`
+/// is relative to that directory.
+pub fn state_dir() -> PathBuf {
+    Config::current().state_dir
+}
+
+/// Turns recording into the run store on or off for the pipelines started from now on
+/// (default: on, unless `PIPELINE_RECORD=0` or `record = false` in `pipeline.toml`).
+pub fn set_recording(on: bool) {
+    set_process(|l| l.recording = Some(on));
+}
+
+/// Whether pipelines started now, here, are recorded.
+pub fn recording() -> bool {
+    Config::current().recording
+}
+
+/// The Ray cluster to use: `[ray]` in `pipeline.toml` (`address`, `token`, `headers`), with
+/// `$PIPELINE_RAY_ADDRESS` and `$PIPELINE_RAY_TOKEN` taking precedence.
+pub fn ray_config() -> RayConfig {
+    Config::current().ray
+}
+
+/// Sets how long run-store connections opened from now on wait for another process's write
+/// lock before reporting the store locked (default 10 s).
+pub fn set_busy_timeout(timeout: Duration) {
+    set_process(|l| l.busy_timeout = Some(timeout));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_lay_fields_over_the_process_defaults_and_nest() {
+        let outer = Config::current().with_state_dir("outer").with_mode(Mode::Local);
+        outer.scope(|| {
+            assert_eq!(Config::current().state_dir, PathBuf::from("outer"));
+            with_mode(Mode::Debug, || {
+                let inner = Config::current();
+                assert_eq!((inner.mode, inner.state_dir), (Mode::Debug, PathBuf::from("outer")));
+            });
+            assert_eq!(mode(), Mode::Local);
+        });
+        assert_ne!(Config::current().state_dir, PathBuf::from("outer"));
+    }
+
+    #[test]
+    fn threads_have_scopes_of_their_own() {
+        let a = std::thread::spawn(|| Config::current().with_state_dir("a").scope(state_dir));
+        let b = std::thread::spawn(|| Config::current().with_state_dir("b").scope(state_dir));
+        assert_eq!(a.join().unwrap(), PathBuf::from("a"));
+        assert_eq!(b.join().unwrap(), PathBuf::from("b"));
+    }
+
+    #[test]
+    fn a_task_keeps_its_scope_across_threads() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let config = Config::current().with_state_dir("task");
+        let seen = runtime.block_on(config.scope_async(async {
+            let mut seen = Vec::new();
+            for _ in 0..4 {
+                tokio::task::yield_now().await;
+                seen.push(state_dir());
+            }
+            seen
+        }));
+        assert!(seen.iter().all(|d| d == &PathBuf::from("task")), "{seen:?}");
+    }
+
+    #[test]
+    fn the_clearml_style_setters_set_the_process_default() {
+        start_locally(true);
+        assert_eq!(mode(), Mode::Local);
+        start_locally(false);
+        assert_eq!(mode(), Mode::Remote);
+        with_mode(Mode::Debug, || assert_eq!(mode(), Mode::Debug));
+        assert_eq!(mode(), Mode::Remote);
+        assert_eq!(Config::current().default_queue, "default");
+        set_default_execution_queue("gpu");
+        assert_eq!(Config::current().default_queue, "gpu");
+        set_busy_timeout(Duration::from_millis(1234));
+        assert_eq!(Config::current().busy_timeout, Duration::from_millis(1234));
+    }
 }

@@ -13,12 +13,8 @@ pub(crate) use run::{Run, RunIdentity};
 
 use std::time::SystemTime;
 
-/// A run id unique across processes: pipeline, time, process, counter; or the id a controller
-/// process was started for.
+/// A run id unique across processes: pipeline, time, process, counter.
 pub(crate) fn run_key(pipeline: &str) -> String {
-    if let Some(key) = crate::config::take_forced_run_key() {
-        return key;
-    }
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)

@@ -99,6 +99,8 @@ pub(crate) struct Run {
     pub(crate) started: SystemTime,
     /// Where its steps run.
     pub(crate) mode: crate::config::Mode,
+    /// The configuration it started with (its body runs inside it).
+    pub(crate) config: crate::config::Config,
     /// The version recorded (given, or chosen by the store).
     pub(crate) version: String,
     /// 1 for the first run of this pipeline in the store.
@@ -137,6 +139,7 @@ impl Run {
         params: Vec<(String, String)>,
         executor: Box<dyn Executor>,
         identity: RunIdentity,
+        config: crate::config::Config,
     ) -> Arc<Self> {
         let recording = identity.recorder.is_some();
         let span = tracing::info_span!(target: "pipeline", "run", pipeline = descriptor.name, run = %identity.key);
@@ -146,7 +149,8 @@ impl Run {
             params,
             started: identity.started,
             version: identity.version,
-            mode: crate::config::mode(),
+            mode: config.mode,
+            config,
             run_number: identity.run_number,
             recorder: identity.recorder,
             run_dir: identity.run_dir,
@@ -203,6 +207,7 @@ impl Run {
             node,
             component,
             store,
+            busy_timeout: self.config.busy_timeout,
             run_dir: self.run_dir.clone(),
         })
     }
@@ -245,7 +250,7 @@ impl Run {
         let hit = {
             let mut store = crate::sync::lock(&self.cache_store);
             if store.is_none() {
-                *store = crate::store::RunStore::open(store_path).ok();
+                *store = crate::store::RunStore::open_with(store_path, self.config.busy_timeout).ok();
             }
             store.as_ref().and_then(|s| s.cached(&key).ok().flatten())
         };

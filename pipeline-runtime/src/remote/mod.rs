@@ -4,7 +4,7 @@
 
 pub(crate) mod ray;
 
-use crate::config::{DEFAULT_ADDRESS, ray_config};
+use crate::config::{DEFAULT_ADDRESS, RayConfig};
 use ray::RayClient;
 
 /// A cluster that answered and has this binary as a `working_dir` package.
@@ -22,16 +22,15 @@ pub(crate) struct Unreachable {
     pub(crate) reason: String,
 }
 
-/// Checks the configured cluster and makes sure it has this binary, using `runtime` for the
+/// Checks the cluster `config` names and makes sure it has this binary, using `runtime` for the
 /// requests (from any thread).
-pub(crate) fn connect(runtime: &tokio::runtime::Runtime) -> Result<Cluster, Unreachable> {
-    let config = ray_config();
+pub(crate) fn connect(runtime: &tokio::runtime::Runtime, config: &RayConfig) -> Result<Cluster, Unreachable> {
     let address = config.address.clone().unwrap_or_else(|| DEFAULT_ADDRESS.into());
     let fail = |reason: String| Unreachable {
         address: address.clone(),
         reason,
     };
-    let client = RayClient::new(&config).map_err(|e| fail(e.to_string()))?;
+    let client = RayClient::new(config).map_err(|e| fail(e.to_string()))?;
     let exe = std::env::current_exe().map_err(|e| fail(e.to_string()))?;
     let exe_name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("worker").to_string();
     let checking = client.clone();

@@ -13,18 +13,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-/// How long a connection waits for another writer before the store reports it locked, in ms.
-static BUSY_TIMEOUT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(10_000);
-
-/// Sets how long connections opened from now on wait for another process's write lock before
-/// reporting the store locked (default 10 s).
-pub fn set_busy_timeout(timeout: Duration) {
-    BUSY_TIMEOUT_MS.store(timeout.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
-}
-
-fn busy_timeout() -> Duration {
-    Duration::from_millis(BUSY_TIMEOUT_MS.load(std::sync::atomic::Ordering::Relaxed))
-}
+pub use crate::config::set_busy_timeout;
 
 /// Why the run store could not be used; the message is one line, meant for the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +29,8 @@ pub struct StoreError {
 pub struct RunStore {
     conn: Connection,
     path: PathBuf,
+    /// How long this connection waits for another writer before reporting the store locked.
+    busy: Duration,
 }
 
 pub(crate) fn secs(t: SystemTime) -> f64 {
@@ -110,8 +101,14 @@ pub(crate) enum Event {
 }
 
 impl RunStore {
-    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date; the
+    /// connection waits for other writers up to the current configuration's busy timeout.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, crate::config::Config::current().busy_timeout)
+    }
+
+    /// [`RunStore::open`] with a connection that waits up to `busy` for other writers.
+    pub fn open_with(path: &Path, busy: Duration) -> Result<Self, StoreError> {
         let fail = |message: String| StoreError {
             path: path.to_path_buf(),
             message,
@@ -123,30 +120,32 @@ impl RunStore {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| fail(describe(&e)))?;
+        .map_err(|e| fail(describe(&e, busy)))?;
         let mut store = Self {
             conn,
             path: path.to_path_buf(),
+            busy,
         };
         // Switching a new file to WAL, or recovering a WAL another process left, can answer
         // SQLITE_BUSY without waiting in the busy handler: retry such answers up to the same bound.
-        let deadline = std::time::Instant::now() + busy_timeout();
+        let deadline = std::time::Instant::now() + busy;
         let version = loop {
             match store.configure().and_then(|()| store.schema_version()) {
                 Ok(version) => break version,
                 Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                Err(e) => return Err(fail(describe(&e))),
+                Err(e) => return Err(fail(describe(&e, busy))),
             }
         };
         store.migrate(version)?;
         Ok(store)
     }
 
-    /// Opens the store of the state folder (`<state>/runs.db`).
+    /// Opens the store of the current configuration's state folder (`<state>/runs.db`).
     pub fn open_default() -> Result<Self, StoreError> {
-        Self::open(&crate::config::state_dir().join("runs.db"))
+        let config = crate::config::Config::current();
+        Self::open_with(&config.state_dir.join("runs.db"), config.busy_timeout)
     }
 
     /// The database file.
@@ -155,7 +154,7 @@ impl RunStore {
     }
 
     fn configure(&self) -> rusqlite::Result<()> {
-        self.conn.busy_timeout(busy_timeout())?;
+        self.conn.busy_timeout(self.busy)?;
         // Checks that the file is a database before anything is written to it.
         self.conn
             .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
@@ -185,34 +184,34 @@ impl RunStore {
             });
         }
         for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version) {
-            let path = self.path.clone();
+            let (path, busy) = (self.path.clone(), self.busy);
             let tx = self
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| error_at(&path, &e))?;
+                .map_err(|e| error_at(&path, busy, &e))?;
             // Another process may have migrated while this one waited for the lock.
             let now: usize = tx
                 .pragma_query_value(None, "user_version", |r| r.get(0))
-                .map_err(|e| error_at(&path, &e))?;
+                .map_err(|e| error_at(&path, busy, &e))?;
             if now > i {
                 continue;
             }
-            tx.execute_batch(sql).map_err(|e| error_at(&path, &e))?;
+            tx.execute_batch(sql).map_err(|e| error_at(&path, busy, &e))?;
             tx.pragma_update(None, "user_version", i + 1)
-                .map_err(|e| error_at(&path, &e))?;
-            tx.commit().map_err(|e| error_at(&path, &e))?;
+                .map_err(|e| error_at(&path, busy, &e))?;
+            tx.commit().map_err(|e| error_at(&path, busy, &e))?;
         }
         Ok(())
     }
 
     fn error(&self, e: &rusqlite::Error) -> StoreError {
-        error_at(&self.path, e)
+        error_at(&self.path, self.busy, e)
     }
 
     /// Inserts a run, choosing its version and run number; returns them.
     pub(crate) fn begin_run(&mut self, run: &NewRun<'_>) -> Result<(String, u32), StoreError> {
-        let path = self.path.clone();
-        let fail = |e: rusqlite::Error| error_at(&path, &e);
+        let (path, busy) = (self.path.clone(), self.busy);
+        let fail = |e: rusqlite::Error| error_at(&path, busy, &e);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -262,8 +261,8 @@ impl RunStore {
     /// Writes a batch of events in one transaction. A node's row is written once per batch,
     /// with its last state; every state change still gets its event row.
     pub(crate) fn apply(&mut self, events: &[Event]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let fail = |e: rusqlite::Error| error_at(&path, &e);
+        let (path, busy) = (self.path.clone(), self.busy);
+        let fail = |e: rusqlite::Error| error_at(&path, busy, &e);
         let mut last_state = std::collections::HashMap::new();
         for (i, event) in events.iter().enumerate() {
             if let Event::Node { run, node, .. } = event {
@@ -529,22 +528,21 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-fn error_at(path: &Path, e: &rusqlite::Error) -> StoreError {
+fn error_at(path: &Path, busy: Duration, e: &rusqlite::Error) -> StoreError {
     StoreError {
         path: path.to_path_buf(),
-        message: describe(e),
+        message: describe(e, busy),
     }
 }
 
-fn describe(e: &rusqlite::Error) -> String {
+fn describe(e: &rusqlite::Error, busy: Duration) -> String {
     use rusqlite::ffi::ErrorCode;
     match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => "the file is not a run store (not an SQLite database, or corrupt)".into(),
         Some(ErrorCode::DatabaseCorrupt) => "the database is corrupt".into(),
-        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => format!(
-            "the database is locked by another process (waited {:?}); try again when it is done",
-            busy_timeout()
-        ),
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
+            format!("the database is locked by another process (waited {busy:?}); try again when it is done")
+        }
         Some(ErrorCode::ReadOnly) | Some(ErrorCode::PermissionDenied) | Some(ErrorCode::CannotOpen) => {
             format!("cannot open or write the database: {e}")
         }

@@ -31,8 +31,8 @@ pub(crate) fn run_controller(json: &str) -> i32 {
         eprintln!("pipeline controller: no pipeline `{}` in this binary", request.pipeline);
         return super::manifest::EXIT_SETUP;
     };
-    crate::config::force_next_run_key(request.run);
-    match (pipeline.controller)(&request.params.to_string()) {
+    let config = crate::config::Config::current().with_run_id(request.run);
+    match config.scope(|| (pipeline.controller)(&request.params.to_string())) {
         Ok(true) => 0,
         Ok(false) => super::manifest::EXIT_STEP_FAILED,
         Err(e) => {

@@ -22,7 +22,7 @@ const WARM_UP_BOUND: Duration = Duration::from_secs(20);
 /// Runs workers as Ray jobs.
 pub(crate) struct RayBackend {
     cluster: Cluster,
-    default_queue: &'static str,
+    default_queue: String,
     /// Whether a job of this run has had its `working_dir` set up. Until one has, jobs are
     /// submitted one at a time: Ray's runtime-env agent fails jobs that unpack one package
     /// concurrently on a node that does not have it yet.
@@ -31,7 +31,7 @@ pub(crate) struct RayBackend {
 
 impl RayBackend {
     /// Submits steps to `cluster`; a step that names no queue goes to `default_queue`.
-    pub(crate) fn new(cluster: Cluster, default_queue: &'static str) -> Self {
+    pub(crate) fn new(cluster: Cluster, default_queue: String) -> Self {
         Self {
             cluster,
             default_queue,
@@ -41,7 +41,7 @@ impl RayBackend {
 
     fn body(&self, job: &WorkerJob<'_>, id: &str) -> serde_json::Value {
         let options = &job.descriptor.options;
-        let queue = options.execution_queue.unwrap_or(self.default_queue);
+        let queue = options.execution_queue.unwrap_or(&self.default_queue);
         let mut body = serde_json::json!({
             "entrypoint": format!("./{}", self.cluster.exe_name),
             "submission_id": id,
