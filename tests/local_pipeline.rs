@@ -394,6 +394,46 @@ fn large_values_travel_as_checked_artifacts_and_corruption_is_detected() {
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
 }
 
+#[component]
+fn total(parts: Vec<Vec<u8>>) -> u64 {
+    parts.iter().flatten().map(|&b| u64::from(b)).sum()
+}
+
+#[pipeline(name = "fan_in_artifacts", project = "tests")]
+fn fan_in_artifacts() -> (Vec<Handle<Vec<u8>>>, Handle<u64>) {
+    let parts = vec![big(1), big(2)];
+    let sum = total(parts.clone());
+    (parts, sum)
+}
+
+#[test]
+fn a_fan_in_reaches_its_worker_as_its_parents_artifacts() {
+    local();
+    let finished = fan_in_artifacts::run().unwrap();
+    let (parts, sum) = finished.output;
+    let expected: u64 = [1usize, 2]
+        .iter()
+        .map(|mb| (0..mb << 20).map(|i| (i % 251) as u64).sum::<u64>())
+        .sum();
+    assert_eq!(sum.get().unwrap(), expected);
+    // The worker read the parents' own artifacts: nothing was decoded and written again.
+    let run_dir = pipeline_runtime::state_dir().join("runs").join(finished.run.id());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("total").join("manifest-1.json")).unwrap()).unwrap();
+    let elements: Vec<String> = manifest["inputs"][0]["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_string())
+        .collect();
+    let parents: Vec<String> = parts
+        .iter()
+        .map(|h| h.artifact().unwrap().display().to_string())
+        .collect();
+    assert_eq!(elements, parents);
+    assert!(!run_dir.join("total").join("inputs").exists());
+}
+
 struct Pretty;
 
 impl ArtifactCodec for Pretty {
@@ -480,7 +520,8 @@ fn bad_input_at_the_process_boundary_is_a_clear_error() {
     let manifest = |component: &str, hash: &str, input: &Path| {
         serde_json::json!({
             "pipeline": "same_results", "component": component, "code_hash": hash, "codec": "bincode",
-            "inputs": [input], "outputs": [dir.join("out.art")], "result": dir.join(format!("{component}.json")),
+            "inputs": [{"artifact": {"path": input}}], "outputs": [dir.join("out.art")],
+            "result": dir.join(format!("{component}.json")),
         })
     };
     let square_hash = pipeline_runtime::registry::find_component("square")

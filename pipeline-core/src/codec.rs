@@ -148,6 +148,58 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StepError> {
     Ok(value)
 }
 
+/// How a codec frames a sequence around its elements' own encodings: a `Vec<T>` of `len`
+/// elements is `prefix`, then each element's payload with `separator` between them, then
+/// `suffix`. This lets a fan-in travel as one artifact per element, concatenated as it is read,
+/// instead of being decoded and encoded again. `None` for a user's codec, whose framing is not
+/// known.
+pub fn sequence_frame(codec: Codec, len: usize) -> Option<SequenceFrame> {
+    match codec {
+        Codec::Bincode => {
+            // serde's `serialize_seq` writes the length as a `u64` in the configured encoding.
+            let mut prefix = Vec::new();
+            encode_into(Codec::Bincode, &(len as u64), &mut prefix).ok()?;
+            Some(SequenceFrame {
+                prefix,
+                separator: Vec::new(),
+                suffix: Vec::new(),
+            })
+        }
+        Codec::Json => Some(SequenceFrame {
+            prefix: b"[".to_vec(),
+            separator: b",".to_vec(),
+            suffix: b"]".to_vec(),
+        }),
+        Codec::Custom(_) => None,
+    }
+}
+
+/// See [`sequence_frame`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequenceFrame {
+    /// Bytes before the first element.
+    pub prefix: Vec<u8>,
+    /// Bytes between two elements.
+    pub separator: Vec<u8>,
+    /// Bytes after the last element.
+    pub suffix: Vec<u8>,
+}
+
+impl SequenceFrame {
+    /// The elements' encodings joined as one encoded sequence.
+    pub fn join(&self, elements: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = self.prefix.clone();
+        for (i, element) in elements.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(&self.separator);
+            }
+            out.extend_from_slice(element);
+        }
+        out.extend_from_slice(&self.suffix);
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +253,27 @@ mod tests {
         assert!(String::from_utf8(pretty).unwrap().contains("\n"));
         let err = decode_from::<u32>(Codec::Json, &mut "\"no\"".as_bytes()).unwrap_err();
         assert!(err.message.starts_with("json decoding failed"), "{err}");
+    }
+
+    #[test]
+    fn a_sequence_is_its_elements_framed() {
+        for len in [0usize, 1, 3, 250, 251, 70_000] {
+            let values: Vec<(u32, String)> = (0..len).map(|i| (i as u32, format!("v{i}"))).collect();
+            for codec in [Codec::Bincode, Codec::Json] {
+                let elements: Vec<Vec<u8>> = values
+                    .iter()
+                    .map(|v| {
+                        let mut out = Vec::new();
+                        encode_into(codec, v, &mut out).unwrap();
+                        out
+                    })
+                    .collect();
+                let mut whole = Vec::new();
+                encode_into(codec, &values, &mut whole).unwrap();
+                let frame = sequence_frame(codec, len).unwrap();
+                assert_eq!(frame.join(&elements), whole, "{} of {len}", codec.name());
+            }
+        }
+        assert!(sequence_frame(Codec::Custom(&PRETTY), 2).is_none());
     }
 }

@@ -4,7 +4,7 @@
 
 use super::run::{Attempt, Run};
 use crate::exec::{AttemptSpec, Lease, Outcome, Work, WorkKind};
-use crate::transport::artifacts::ArtifactRef;
+use crate::transport::artifacts::ArgArtifacts;
 use crate::transport::object_storage;
 use crate::value::Invoke;
 use crate::value::handle::ExportSink;
@@ -46,7 +46,7 @@ impl NodeLease {
         attempt: &mut Attempt,
         node_dir: &Path,
         remote: Option<&str>,
-    ) -> Result<Vec<ArtifactRef>, StepError> {
+    ) -> Result<Vec<ArgArtifacts>, StepError> {
         if let Some(inputs) = self.run.exported(self.index) {
             return Ok(inputs);
         }

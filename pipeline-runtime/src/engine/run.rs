@@ -15,7 +15,7 @@ use crate::error::HandleError;
 use crate::exec::{Cancel, Executor};
 use crate::store::Event;
 use crate::store::recorder::Recorder;
-use crate::transport::artifacts::ArtifactRef;
+use crate::transport::artifacts::{ArgArtifacts, ArtifactRef};
 use crate::transport::object_storage;
 use crate::value::handle::NodeRef;
 use crate::value::slot::ErasedSlot;
@@ -38,7 +38,7 @@ struct RunState {
     /// Per node: its output slots, until it is final (then readers may move values out).
     outputs: Vec<Vec<Arc<dyn ErasedSlot>>>,
     /// Per node: its inputs written as artifacts, kept between attempts.
-    exported: Vec<Option<Vec<ArtifactRef>>>,
+    exported: Vec<Option<Vec<ArgArtifacts>>>,
     /// Per node: how to stop its running attempt.
     cancels: Vec<Option<Arc<Cancel>>>,
     /// A thread is applying effects.
@@ -266,14 +266,16 @@ impl Run {
                         .join("cache")
                         .join(blake3::hash(r.uri.as_bytes()).to_hex().as_str());
                     return Some(ArtifactRef {
-                        path,
-                        codec,
                         uri: Some(r.uri.clone()),
+                        ..ArtifactRef::local(path, codec)
                     });
                 }
                 let path = std::path::PathBuf::from(&r.uri);
-                crate::transport::artifacts::read_header(&path).ok()?;
-                Some(ArtifactRef::local(path, codec))
+                let header = crate::transport::artifacts::read_header(&path).ok()?;
+                Some(ArtifactRef {
+                    header: Some(header),
+                    ..ArtifactRef::local(path, codec)
+                })
             })
             .collect();
         let Some(outputs) = outputs.filter(|o| o.len() == descriptor.outputs.len()) else {
@@ -457,12 +459,12 @@ impl Run {
     }
 
     /// The node's inputs as artifacts, if an earlier attempt wrote them.
-    pub(crate) fn exported(&self, index: u32) -> Option<Vec<ArtifactRef>> {
+    pub(crate) fn exported(&self, index: u32) -> Option<Vec<ArgArtifacts>> {
         self.lock().exported[index as usize].clone()
     }
 
     /// Keeps the node's inputs as artifacts for its retries (dropped once it is final).
-    pub(crate) fn keep_exported(&self, index: u32, inputs: Vec<ArtifactRef>) {
+    pub(crate) fn keep_exported(&self, index: u32, inputs: Vec<ArgArtifacts>) {
         self.lock().exported[index as usize] = Some(inputs);
     }
 
@@ -694,7 +696,7 @@ fn output_record(
     output: &pipeline_core::ParamDescriptor,
     artifact: &ArtifactRef,
 ) -> crate::store::ArtifactRecord {
-    let header = crate::transport::artifacts::read_header(&artifact.path).ok();
+    let header = (artifact.header.clone()).or_else(|| crate::transport::artifacts::read_header(&artifact.path).ok());
     crate::store::ArtifactRecord {
         node: node.to_string(),
         name: output.name.to_string(),

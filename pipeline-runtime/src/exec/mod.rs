@@ -12,7 +12,7 @@ pub(crate) mod process;
 
 use crate::step::StepContext;
 use crate::sync::lock;
-use crate::transport::artifacts::ArtifactRef;
+use crate::transport::artifacts::{ArgArtifacts, ArtifactRef};
 use crate::value::Job;
 use pipeline_core::{Codec, ComponentDescriptor, StepError};
 use std::path::PathBuf;
@@ -33,8 +33,8 @@ pub(crate) enum WorkKind {
 pub(crate) enum Work {
     /// The job: resolves the arguments, runs the component, stages the outputs in their slots.
     InProcess(Job),
-    /// One artifact per argument, in order.
-    Artifacts(Vec<ArtifactRef>),
+    /// The arguments as artifacts, in order.
+    Artifacts(Vec<ArgArtifacts>),
 }
 
 /// One attempt of one node, ready to run.

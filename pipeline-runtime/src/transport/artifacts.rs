@@ -19,12 +19,20 @@ pub struct ArtifactRef {
     pub codec: Codec,
     /// Its object-storage URI, when it lives there (`s3://...`).
     pub uri: Option<String>,
+    /// Its header, when known without reading the file (this process or a worker wrote it):
+    /// what the run store records of it (type, size, checksum).
+    pub header: Option<ArtifactHeader>,
 }
 
 impl ArtifactRef {
     /// A local artifact.
     pub fn local(path: PathBuf, codec: Codec) -> Self {
-        Self { path, codec, uri: None }
+        Self {
+            path,
+            codec,
+            uri: None,
+            header: None,
+        }
     }
 
     /// Where the artifact is, as recorded: its URI, else its path.
@@ -44,19 +52,29 @@ impl ArtifactRef {
     }
 }
 
+/// One argument of a step as artifacts, for a worker process.
+#[derive(Debug, Clone)]
+pub(crate) enum ArgArtifacts {
+    /// The value in one artifact.
+    One(ArtifactRef),
+    /// A fan-in (`Vec<Handle<E>>`): one artifact per element, read as one sequence.
+    Elements(Vec<ArtifactRef>),
+}
+
 const BUFFER: usize = 1 << 16;
 
 fn io_error(path: &Path, what: &str, e: std::io::Error) -> StepError {
     StepError::new(ErrorKind::Codec, format!("{what} artifact `{}`: {e}", path.display()))
 }
 
-/// Writes one value of type `type_name` to `path`, encoded by `encode`; returns the payload length.
+/// Writes one value of type `type_name` to `path`, encoded by `encode`; returns the header
+/// written (payload length and checksum included).
 pub fn write_with(
     path: &Path,
     codec: Codec,
     type_name: &str,
     encode: &mut dyn FnMut(&mut dyn Write) -> Result<(), StepError>,
-) -> Result<u64, StepError> {
+) -> Result<ArtifactHeader, StepError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| io_error(path, "cannot create the folder of", e))?;
     }
@@ -82,12 +100,16 @@ pub fn write_with(
             .map_err(|e| io_error(path, "cannot write", e))?;
         file.write_all(&ArtifactHeader::tail_bytes(length, checksum))
             .map_err(|e| io_error(path, "cannot write", e))?;
-        Ok(length)
+        Ok((length, checksum))
     })();
     match result {
-        Ok(length) => {
+        Ok((length, checksum)) => {
             std::fs::rename(&tmp, path).map_err(|e| io_error(path, "cannot move into place", e))?;
-            Ok(length)
+            Ok(ArtifactHeader {
+                length,
+                checksum,
+                ..header
+            })
         }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
@@ -138,6 +160,211 @@ pub fn read_with(
     payload.into_inner().verify(&header).map_err(context)
 }
 
+/// Reads a sequence of type `type_name` (a `Vec<E>`) stored as one artifact per element (a
+/// fan-in), handing `decode` the elements' payloads joined the way `codec` frames a sequence,
+/// so nothing is decoded and encoded again. Each element's header (codec, type), length and
+/// checksum are checked as it streams. `codec` must have a known framing (not a user's codec).
+pub fn read_elements(
+    paths: &[PathBuf],
+    codec: Codec,
+    type_name: &str,
+    decode: &mut dyn FnMut(&mut dyn Read) -> Result<(), StepError>,
+) -> Result<(), StepError> {
+    let frame = pipeline_core::codec::sequence_frame(codec, paths.len()).ok_or_else(|| {
+        StepError::new(
+            ErrorKind::Codec,
+            format!("codec `{}` cannot join a fan-in's artifacts", codec.name()),
+        )
+    })?;
+    let mut joined = BufReader::with_capacity(
+        BUFFER,
+        Elements {
+            paths,
+            codec,
+            sequence_type: type_name,
+            frame,
+            next: 0,
+            phase: Phase::Prefix(0),
+            failed: None,
+        },
+    );
+    let decoded = decode(&mut joined);
+    let leftover = !joined.buffer().is_empty();
+    let mut elements = joined.into_inner();
+    if let Some(e) = elements.failed.take() {
+        return Err(e);
+    }
+    decoded?;
+    let mut probe = [0u8; 1];
+    if leftover
+        || elements
+            .read(&mut probe)
+            .map_err(|e| StepError::new(ErrorKind::Codec, e.to_string()))?
+            != 0
+    {
+        return Err(elements.failed.take().unwrap_or_else(|| {
+            StepError::new(
+                ErrorKind::Codec,
+                format!("bytes of the fan-in's artifacts were left over after decoding `{type_name}`"),
+            )
+        }));
+    }
+    Ok(())
+}
+
+/// Where [`Elements`] is in the joined stream.
+enum Phase {
+    /// Within the frame's prefix, at this offset.
+    Prefix(usize),
+    /// Within an element's payload.
+    Element(Box<ChecksumReader<BufReader<File>>>, ArtifactHeader, usize),
+    /// Within the separator before element `next`, at this offset.
+    Separator(usize),
+    /// Within the suffix, at this offset.
+    Suffix(usize),
+    Done,
+}
+
+/// The elements of a fan-in read as one encoded sequence.
+struct Elements<'a> {
+    paths: &'a [PathBuf],
+    codec: Codec,
+    /// `Vec<E>`, whose `E` each element must hold.
+    sequence_type: &'a str,
+    frame: pipeline_core::codec::SequenceFrame,
+    /// The next element to open.
+    next: usize,
+    phase: Phase,
+    /// The first error, with its artifact (a `Read` can only return `io::Error`).
+    failed: Option<StepError>,
+}
+
+impl Elements<'_> {
+    fn fail(&mut self, e: StepError) -> std::io::Error {
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, e.message.clone());
+        self.failed.get_or_insert(e);
+        io
+    }
+
+    /// Opens element `index`, checking its header.
+    fn open(&self, index: usize) -> Result<Phase, StepError> {
+        let path = &self.paths[index];
+        let context = |mut e: StepError| {
+            e.message = format!(
+                "artifact `{}` (element {index} of a fan-in): {}",
+                path.display(),
+                e.message
+            );
+            e
+        };
+        let file = File::open(path).map_err(|e| io_error(path, "cannot open", e))?;
+        let mut file = BufReader::with_capacity(BUFFER, file);
+        let header = ArtifactHeader::read_from(&mut file).map_err(context)?;
+        if header.codec != self.codec.name() {
+            return Err(context(StepError::new(
+                ErrorKind::Codec,
+                format!(
+                    "written with codec `{}`, but the pipeline reads `{}`",
+                    header.codec,
+                    self.codec.name()
+                ),
+            )));
+        }
+        if self.sequence_type != format!("alloc::vec::Vec<{}>", header.type_name) {
+            return Err(context(StepError::new(
+                ErrorKind::Codec,
+                format!(
+                    "holds a `{}`, which is not an element of `{}`",
+                    header.type_name, self.sequence_type
+                ),
+            )));
+        }
+        let length = header.length;
+        Ok(Phase::Element(
+            Box::new(ChecksumReader::new(file, length)),
+            header,
+            index,
+        ))
+    }
+
+    /// Copies from `bytes[at..]`; gives the count, and whether `bytes` is used up.
+    fn copy(bytes: &[u8], at: usize, buf: &mut [u8]) -> (usize, bool) {
+        let n = (bytes.len() - at).min(buf.len());
+        buf[..n].copy_from_slice(&bytes[at..at + n]);
+        (n, at + n == bytes.len())
+    }
+
+    /// The phase after the prefix or a separator: the next element, or the suffix.
+    fn after_frame(&mut self) -> Result<Phase, StepError> {
+        if self.next < self.paths.len() {
+            let index = self.next;
+            self.next += 1;
+            self.open(index)
+        } else {
+            Ok(Phase::Suffix(0))
+        }
+    }
+}
+
+impl Read for Elements<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            let phase = std::mem::replace(&mut self.phase, Phase::Done);
+            let (n, next) = match phase {
+                Phase::Done => return Ok(0),
+                Phase::Prefix(at) => {
+                    let (n, used_up) = Self::copy(&self.frame.prefix, at, buf);
+                    if used_up {
+                        (n, self.after_frame().map_err(|e| self.fail(e))?)
+                    } else {
+                        (n, Phase::Prefix(at + n))
+                    }
+                }
+                Phase::Separator(at) => {
+                    let (n, used_up) = Self::copy(&self.frame.separator, at, buf);
+                    if used_up {
+                        (n, self.after_frame().map_err(|e| self.fail(e))?)
+                    } else {
+                        (n, Phase::Separator(at + n))
+                    }
+                }
+                Phase::Element(mut reader, header, index) => {
+                    let n = reader.read(buf).map_err(|e| {
+                        let path = &self.paths[index];
+                        self.fail(io_error(path, "cannot read", e))
+                    })?;
+                    if n > 0 {
+                        (n, Phase::Element(reader, header, index))
+                    } else {
+                        let path = self.paths[index].clone();
+                        reader.verify(&header).map_err(|mut e| {
+                            e.message = format!("artifact `{}`: {}", path.display(), e.message);
+                            self.fail(e)
+                        })?;
+                        let next = if self.next < self.paths.len() {
+                            Phase::Separator(0)
+                        } else {
+                            Phase::Suffix(0)
+                        };
+                        (0, next)
+                    }
+                }
+                Phase::Suffix(at) => {
+                    let (n, used_up) = Self::copy(&self.frame.suffix, at, buf);
+                    (n, if used_up { Phase::Done } else { Phase::Suffix(at + n) })
+                }
+            };
+            self.phase = next;
+            if n > 0 {
+                return Ok(n);
+            }
+        }
+    }
+}
+
 /// Reads and checks only the header of an artifact.
 pub fn read_header(path: &Path) -> Result<ArtifactHeader, StepError> {
     let file = File::open(path).map_err(|e| io_error(path, "cannot open", e))?;
@@ -159,6 +386,17 @@ pub fn read_payload(path: &Path) -> Result<(ArtifactHeader, Vec<u8>), StepError>
     Ok((header, payload))
 }
 
+/// Copies an artifact's payload into `out` as it streams from the file (never whole in
+/// memory), checking its length and checksum.
+pub(crate) fn stream_payload(path: &Path, out: &mut dyn Write) -> Result<(), StepError> {
+    let file = File::open(path).map_err(|e| io_error(path, "cannot open", e))?;
+    let mut file = BufReader::with_capacity(BUFFER, file);
+    let header = ArtifactHeader::read_from(&mut file)?;
+    let mut reader = ChecksumReader::new(file, header.length);
+    std::io::copy(&mut reader, out).map_err(|e| io_error(path, "cannot read", e))?;
+    reader.verify(&header)
+}
+
 /// Where output `output` of the step whose folder is `step_dir` is stored.
 pub(crate) fn output_path(step_dir: &Path, output: &str) -> PathBuf {
     step_dir.join("outputs").join(format!("{output}.art"))
@@ -166,10 +404,13 @@ pub(crate) fn output_path(step_dir: &Path, output: &str) -> PathBuf {
 
 /// Writes `value` to `path`.
 pub fn write_value<T: Serialize>(path: &Path, codec: Codec, value: &T) -> Result<ArtifactRef, StepError> {
-    write_with(path, codec, std::any::type_name::<T>(), &mut |w| {
+    let header = write_with(path, codec, std::any::type_name::<T>(), &mut |w| {
         pipeline_core::codec::encode_into(codec, value, w)
     })?;
-    Ok(ArtifactRef::local(path.to_path_buf(), codec))
+    Ok(ArtifactRef {
+        header: Some(header),
+        ..ArtifactRef::local(path.to_path_buf(), codec)
+    })
 }
 
 /// Reads a `T` from an artifact.
@@ -259,5 +500,56 @@ mod tests {
         assert!(read_value::<Vec<u32>>(&r).is_err());
         let err = read_value::<u8>(&ArtifactRef::local(d.join("missing.art"), Codec::Bincode)).unwrap_err();
         assert!(err.message.contains("cannot open"), "{err}");
+    }
+
+    fn read_joined<T: DeserializeOwned>(paths: &[PathBuf], codec: Codec) -> Result<T, StepError> {
+        let mut value = None;
+        read_elements(paths, codec, std::any::type_name::<T>(), &mut |r| {
+            value = Some(pipeline_core::codec::decode_from::<T>(codec, r)?);
+            Ok(())
+        })?;
+        Ok(value.unwrap())
+    }
+
+    #[test]
+    fn a_fan_in_is_read_from_its_elements_artifacts() {
+        let d = dir();
+        for codec in [Codec::Bincode, Codec::Json] {
+            for count in [0usize, 1, 3] {
+                let values: Vec<(u32, String)> = (0..count).map(|i| (i as u32, "x".repeat(i * 1000))).collect();
+                let paths: Vec<PathBuf> = values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        write_value(&d.join(format!("e{i}.{}", codec.name())), codec, v)
+                            .unwrap()
+                            .path
+                    })
+                    .collect();
+                assert_eq!(read_joined::<Vec<(u32, String)>>(&paths, codec).unwrap(), values);
+            }
+        }
+        let paths: Vec<PathBuf> = (0..3)
+            .map(|i| {
+                write_value(&d.join(format!("f{i}.art")), Codec::Bincode, &vec![i as u8; 5000])
+                    .unwrap()
+                    .path
+            })
+            .collect();
+        // A corrupt element names its artifact.
+        let mut bytes = std::fs::read(&paths[1]).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        std::fs::write(&paths[1], bytes).unwrap();
+        let err = read_joined::<Vec<Vec<u8>>>(&paths, Codec::Bincode).unwrap_err();
+        assert!(
+            err.message.contains("f1.art") && err.message.contains("checksum"),
+            "{err}"
+        );
+        // So does an element of another type.
+        let err = read_joined::<Vec<Vec<u16>>>(&paths[..1], Codec::Bincode).unwrap_err();
+        assert!(err.message.contains("which is not an element of"), "{err}");
+        let err = read_joined::<Vec<Vec<u8>>>(&paths[..1], Codec::Json).unwrap_err();
+        assert!(err.message.contains("written with codec `bincode`"), "{err}");
     }
 }

@@ -1,8 +1,8 @@
 //! Typed handles to step outputs, and what a component parameter accepts.
 
-use super::slot::Slot;
+use super::slot::{Lent, Slot};
 use crate::error::HandleError;
-use crate::transport::artifacts::{ArtifactRef, write_value};
+use crate::transport::artifacts::{ArgArtifacts, ArtifactRef, write_value};
 use pipeline_core::{Codec, ComponentValue, ErrorKind, StepError};
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
@@ -117,6 +117,11 @@ enum InputKind<T> {
 trait Gather<T>: Send {
     fn dependencies(&self, deps: &mut Vec<NodeRef>);
     fn resolve(&mut self, last: bool) -> Result<T, StepError>;
+    /// Writes the elements for a worker: each one's artifact as it is, or written from memory
+    /// without a copy; with a user's codec (no known sequence framing), the whole `Vec` once.
+    fn export(&mut self, sink: &mut ExportSink) -> Result<(), StepError>;
+    /// Feeds the `Vec` into a cache key as its bincode encoding would, element by element.
+    fn fingerprint(&mut self, key: &mut blake3::Hasher) -> Result<(), StepError>;
 }
 
 /// Where a step's arguments are written when it runs in another process: one artifact per
@@ -127,20 +132,43 @@ pub struct ExportSink {
     pub(crate) codec: Codec,
     /// Where the inputs are uploaded, when artifacts live in object storage.
     pub(crate) remote: Option<String>,
-    pub(crate) inputs: Vec<ArtifactRef>,
+    pub(crate) inputs: Vec<ArgArtifacts>,
 }
 
 impl ExportSink {
-    fn write<T: ComponentValue>(&mut self, value: &T) -> Result<(), StepError> {
-        let name = format!("input-{}.art", self.inputs.len());
-        let mut artifact = write_value(&self.dir.join(&name), self.codec, value)?;
+    /// Writes `value` as artifact `name` (uploaded when artifacts live in object storage).
+    fn write_named<T: ComponentValue>(&self, name: &str, value: &T) -> Result<ArtifactRef, StepError> {
+        let mut artifact = write_value(&self.dir.join(name), self.codec, value)?;
         if let Some(prefix) = &self.remote {
-            let uri = crate::transport::object_storage::join(prefix, &[&name]);
+            let uri = crate::transport::object_storage::join(prefix, &[name]);
             crate::transport::object_storage::upload(&artifact.path, &uri)?;
             artifact.uri = Some(uri);
         }
-        self.inputs.push(artifact);
+        Ok(artifact)
+    }
+
+    fn write<T: ComponentValue>(&mut self, value: &T) -> Result<(), StepError> {
+        let artifact = self.write_named(&format!("input-{}.art", self.inputs.len()), value)?;
+        self.inputs.push(ArgArtifacts::One(artifact));
         Ok(())
+    }
+
+    /// The artifact of a handle's value: its own when it can be handed on, else one written
+    /// from the value in memory (not copied) as artifact `name`.
+    fn artifact_of<T: ComponentValue>(&self, handle: &Handle<T>, name: &str) -> Result<ArtifactRef, StepError> {
+        match lend(handle)? {
+            Lent::Stored(artifact, _) if self.reusable(&artifact) => Ok(artifact),
+            Lent::Stored(artifact, step) => {
+                let value: T = crate::transport::artifacts::read_value(&artifact).map_err(|error| {
+                    input_error(HandleError::Unreadable {
+                        step: step.to_string(),
+                        error,
+                    })
+                })?;
+                self.write_named(name, &value)
+            }
+            Lent::Value(value) => self.write_named(name, &*value),
+        }
     }
 
     /// Whether an existing artifact can be handed on as it is.
@@ -152,6 +180,30 @@ impl ExportSink {
 impl<U: ComponentValue> Gather<Vec<U>> for Vec<Handle<U>> {
     fn dependencies(&self, deps: &mut Vec<NodeRef>) {
         deps.extend(self.iter().map(|h| h.node));
+    }
+
+    fn export(&mut self, sink: &mut ExportSink) -> Result<(), StepError> {
+        if pipeline_core::codec::sequence_frame(sink.codec, self.len()).is_none() {
+            let values = self.resolve(false)?;
+            return sink.write(&values);
+        }
+        let arg = sink.inputs.len();
+        let elements = self
+            .iter()
+            .enumerate()
+            .map(|(i, handle)| sink.artifact_of(handle, &format!("input-{arg}-{i}.art")))
+            .collect::<Result<Vec<_>, _>>()?;
+        sink.inputs.push(ArgArtifacts::Elements(elements));
+        Ok(())
+    }
+
+    fn fingerprint(&mut self, key: &mut blake3::Hasher) -> Result<(), StepError> {
+        let frame = pipeline_core::codec::sequence_frame(Codec::Bincode, self.len()).expect("bincode frames sequences");
+        key.update(&frame.prefix);
+        for handle in self.iter() {
+            fingerprint_handle(handle, key)?;
+        }
+        Ok(())
     }
 
     fn resolve(&mut self, last: bool) -> Result<Vec<U>, StepError> {
@@ -187,20 +239,12 @@ impl<T: ComponentValue> Input<T> {
                     .ok_or_else(|| StepError::new(ErrorKind::Setup, "an input was exported twice"))?;
                 sink.write(&value)
             }
-            InputKind::Handle(h) => match h.slot.artifact() {
-                Some(artifact) if sink.reusable(&artifact) => {
-                    sink.inputs.push(artifact);
-                    Ok(())
-                }
-                _ => {
-                    let value = Slot::take_blocking(&h.slot, false).map_err(input_error)?;
-                    sink.write(&value)
-                }
-            },
-            InputKind::Gather(g) => {
-                let values = g.resolve(false)?;
-                sink.write(&values)
+            InputKind::Handle(h) => {
+                let artifact = sink.artifact_of(h, &format!("input-{}.art", sink.inputs.len()))?;
+                sink.inputs.push(ArgArtifacts::One(artifact));
+                Ok(())
             }
+            InputKind::Gather(g) => g.export(sink),
         }
     }
 
@@ -209,26 +253,16 @@ impl<T: ComponentValue> Input<T> {
     pub fn fingerprint(&mut self, name: &str, key: &mut blake3::Hasher) -> Result<(), StepError> {
         key.update(&(name.len() as u64).to_le_bytes());
         key.update(name.as_bytes());
-        let value = match &mut self.0 {
+        match &mut self.0 {
             InputKind::Value(v) => {
                 let value = v
                     .as_ref()
                     .ok_or_else(|| StepError::new(ErrorKind::Setup, "an input was used up"))?;
-                return hash_value(value, key);
+                hash_value(value, key)
             }
-            InputKind::Handle(h) => {
-                if let Some(artifact) = h.slot.artifact() {
-                    if artifact.codec.name() == Codec::Bincode.name() {
-                        let (_, payload) = crate::transport::artifacts::read_payload(artifact.fetch()?)?;
-                        key.update(&payload);
-                        return Ok(());
-                    }
-                }
-                Slot::take_blocking(&h.slot, false).map_err(input_error)?
-            }
-            InputKind::Gather(g) => g.resolve(false)?,
-        };
-        hash_value(&value, key)
+            InputKind::Handle(h) => fingerprint_handle(h, key),
+            InputKind::Gather(g) => g.fingerprint(key),
+        }
     }
 
     /// The value, once the scheduler has made sure it exists. `last` says no further attempt
@@ -258,6 +292,35 @@ impl<T: ComponentValue> Input<T> {
 
 fn hash_value<T: ComponentValue>(value: &T, key: &mut blake3::Hasher) -> Result<(), StepError> {
     pipeline_core::codec::encode_into(Codec::Bincode, value, key)
+}
+
+/// A handle's published value, lent out of its slot (see [`Slot::lend`]).
+fn lend<T: ComponentValue>(handle: &Handle<T>) -> Result<Lent<'_, T>, StepError> {
+    handle
+        .slot
+        .lend(false)
+        .map_err(input_error)?
+        .ok_or_else(|| StepError::new(ErrorKind::Setup, "an input was used up"))
+}
+
+/// Feeds a handle's value into a cache key in its bincode form: a bincode artifact's payload
+/// streamed from the file, a value in memory encoded straight into the hasher (no copy).
+fn fingerprint_handle<T: ComponentValue>(handle: &Handle<T>, key: &mut blake3::Hasher) -> Result<(), StepError> {
+    match lend(handle)? {
+        Lent::Value(value) => hash_value(&*value, key),
+        Lent::Stored(artifact, _) if artifact.codec.name() == Codec::Bincode.name() => {
+            crate::transport::artifacts::stream_payload(artifact.fetch()?, key)
+        }
+        Lent::Stored(artifact, step) => {
+            let value: T = crate::transport::artifacts::read_value(&artifact).map_err(|error| {
+                input_error(HandleError::Unreadable {
+                    step: step.to_string(),
+                    error,
+                })
+            })?;
+            hash_value(&value, key)
+        }
+    }
 }
 
 fn input_error(e: HandleError) -> StepError {

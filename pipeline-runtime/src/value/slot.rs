@@ -3,6 +3,10 @@
 //!
 //! A step's value is first *staged*: readers do not see it until the run publishes it, which
 //! it does only once the node is final. So a value read implies its node is final.
+//!
+//! No artifact is read or written while the lock is held. To hash a value in memory or write
+//! it as an artifact without cloning it, the engine *lends* it out of the slot ([`Slot::lend`]);
+//! readers wait the short while until it is back.
 
 use crate::error::HandleError;
 use crate::sync::lock;
@@ -23,7 +27,59 @@ struct Inner<T> {
     state: State<T>,
     /// Written by the step, not yet visible to readers (see the module doc).
     staged: Option<State<T>>,
+    /// The value is lent out (its `Ready` holds `None` until it is back).
+    lent: bool,
     wakers: Vec<Waker>,
+}
+
+impl<T> Inner<T> {
+    /// Readers must wait: nothing yet, or the value is lent out.
+    fn waiting(&self) -> bool {
+        self.lent || matches!(self.state, State::Empty)
+    }
+}
+
+/// A slot's value as the engine reads it without taking it: lent out of memory, or where its
+/// artifact is.
+pub(crate) enum Lent<'a, T> {
+    /// In memory; back in the slot when dropped.
+    Value(LentValue<'a, T>),
+    /// In an artifact, written by step `.1`.
+    Stored(ArtifactRef, Arc<str>),
+}
+
+/// A value lent out of its slot (see [`Slot::lend`]).
+pub(crate) struct LentValue<'a, T> {
+    slot: &'a Slot<T>,
+    value: Option<T>,
+    /// It came from the staged value, not the published one.
+    staged: bool,
+}
+
+impl<T> std::ops::Deref for LentValue<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.value.as_ref().expect("held until dropped")
+    }
+}
+
+impl<T> Drop for LentValue<'_, T> {
+    fn drop(&mut self) {
+        let wakers = {
+            let mut inner = lock(&self.slot.inner);
+            let back = State::Ready(self.value.take());
+            if self.staged {
+                inner.staged = Some(back);
+            } else {
+                inner.state = back;
+            }
+            inner.lent = false;
+            std::mem::take(&mut inner.wakers)
+        };
+        self.slot.ready.notify_all();
+        wakers.into_iter().for_each(Waker::wake);
+    }
 }
 
 /// One output of one node.
@@ -61,7 +117,13 @@ impl<T: pipeline_core::ComponentValue> ErasedSlot for Slot<T> {
     }
 
     fn publish(&self) -> bool {
-        let staged = lock(&self.inner).staged.take();
+        let staged = {
+            let mut inner = lock(&self.inner);
+            while inner.lent {
+                inner = self.ready.wait(inner).unwrap_or_else(|p| p.into_inner());
+            }
+            inner.staged.take()
+        };
         staged.map(|state| self.resolve(state)).is_some()
     }
 
@@ -70,14 +132,13 @@ impl<T: pipeline_core::ComponentValue> ErasedSlot for Slot<T> {
         path: &std::path::Path,
         codec: pipeline_core::Codec,
     ) -> Result<ArtifactRef, pipeline_core::StepError> {
-        let inner = lock(&self.inner);
-        match inner.staged.as_ref().unwrap_or(&inner.state) {
-            State::Stored(artifact, _) => Ok(artifact.clone()),
-            State::Ready(Some(value)) => crate::transport::artifacts::write_value(path, codec, value),
-            _ => Err(pipeline_core::StepError::new(
-                pipeline_core::ErrorKind::Setup,
-                "the output has no value to store",
-            )),
+        let no_value =
+            || pipeline_core::StepError::new(pipeline_core::ErrorKind::Setup, "the output has no value to store");
+        // Written without the lock: readers are not held up by the file.
+        match self.lend(true).map_err(|_| no_value())? {
+            Some(Lent::Stored(artifact, _)) => Ok(artifact),
+            Some(Lent::Value(value)) => crate::transport::artifacts::write_value(path, codec, &*value),
+            None => Err(no_value()),
         }
     }
 }
@@ -88,6 +149,7 @@ impl<T> Slot<T> {
             inner: Mutex::new(Inner {
                 state,
                 staged: None,
+                lent: false,
                 wakers: Vec::new(),
             }),
             ready: Condvar::new(),
@@ -135,6 +197,39 @@ impl<T> Slot<T> {
         }
     }
 
+    /// Lends the value out of the slot until the returned guard is dropped: the staged value
+    /// when `staged` (`None` if nothing is staged), else the published one, waited for.
+    /// `Err` when the slot failed.
+    pub(crate) fn lend(&self, staged: bool) -> Result<Option<Lent<'_, T>>, HandleError> {
+        let mut inner = lock(&self.inner);
+        while inner.lent || (!staged && matches!(inner.state, State::Empty)) {
+            inner = self.ready.wait(inner).unwrap_or_else(|p| p.into_inner());
+        }
+        let inner = &mut *inner;
+        let state = if staged {
+            match inner.staged.as_mut() {
+                Some(state) => state,
+                None => return Ok(None),
+            }
+        } else {
+            &mut inner.state
+        };
+        match state {
+            State::Empty => Ok(None),
+            State::Failed(e) => Err(e.clone()),
+            State::Stored(artifact, step) => Ok(Some(Lent::Stored(artifact.clone(), step.clone()))),
+            State::Ready(value) => {
+                let Some(value) = value.take() else { return Ok(None) };
+                inner.lent = true;
+                Ok(Some(Lent::Value(LentValue {
+                    slot: self,
+                    value: Some(value),
+                    staged,
+                })))
+            }
+        }
+    }
+
     pub(crate) fn is_resolved(&self) -> bool {
         !matches!(lock(&self.inner).state, State::Empty)
     }
@@ -152,41 +247,127 @@ impl<T: pipeline_core::ComponentValue> Slot<T> {
     /// Blocks until resolved, then moves the value out if `this` is the last reference and
     /// `may_move` allows, else clones it.
     pub(crate) fn take_blocking(this: &Arc<Self>, may_move: bool) -> Result<T, HandleError> {
-        let mut inner = lock(&this.inner);
-        while matches!(inner.state, State::Empty) {
-            inner = this.ready.wait(inner).unwrap_or_else(|p| p.into_inner());
-        }
-        Self::take_resolved(this, &mut inner.state, may_move)
+        let taken = {
+            let mut inner = lock(&this.inner);
+            while inner.waiting() {
+                inner = this.ready.wait(inner).unwrap_or_else(|p| p.into_inner());
+            }
+            Self::take_resolved(this, &mut inner.state, may_move)
+        };
+        taken.read()
     }
 
     /// The `async` form of [`Slot::take_blocking`].
     pub(crate) fn poll_take(this: &Arc<Self>, cx: &mut Context<'_>, may_move: bool) -> Poll<Result<T, HandleError>> {
-        let mut inner = lock(&this.inner);
-        if matches!(inner.state, State::Empty) {
-            if !inner.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                inner.wakers.push(cx.waker().clone());
+        let taken = {
+            let mut inner = lock(&this.inner);
+            if inner.waiting() {
+                if !inner.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    inner.wakers.push(cx.waker().clone());
+                }
+                return Poll::Pending;
             }
-            return Poll::Pending;
-        }
-        Poll::Ready(Self::take_resolved(this, &mut inner.state, may_move))
+            Self::take_resolved(this, &mut inner.state, may_move)
+        };
+        Poll::Ready(taken.read())
     }
 
-    fn take_resolved(this: &Arc<Self>, state: &mut State<T>, may_move: bool) -> Result<T, HandleError> {
+    /// Under the lock: what the reader gets, short of reading an artifact.
+    fn take_resolved(this: &Arc<Self>, state: &mut State<T>, may_move: bool) -> Taken<T> {
         match state {
             State::Empty => unreachable!("checked by the callers"),
-            State::Failed(e) => Err(e.clone()),
-            State::Stored(artifact, step) => read_value(artifact).map_err(|error| HandleError::Unreadable {
+            State::Failed(e) => Taken::Done(Err(e.clone())),
+            State::Stored(artifact, step) => Taken::Read(artifact.clone(), step.clone()),
+            // No other handle or consumer can reach the slot: moving cannot be observed.
+            State::Ready(value) if may_move && Arc::strong_count(this) == 1 => Taken::Done(Ok(value
+                .take()
+                .expect("a slot's value is moved out only by its last reference"))),
+            State::Ready(value) => Taken::Done(Ok(value
+                .as_ref()
+                .expect("a slot's value is moved out only by its last reference")
+                .clone())),
+        }
+    }
+}
+
+/// A value taken from a slot, or the artifact to read it from once the lock is released.
+enum Taken<T> {
+    Done(Result<T, HandleError>),
+    Read(ArtifactRef, Arc<str>),
+}
+
+impl<T: pipeline_core::ComponentValue> Taken<T> {
+    fn read(self) -> Result<T, HandleError> {
+        match self {
+            Self::Done(result) => result,
+            Self::Read(artifact, step) => read_value(&artifact).map_err(|error| HandleError::Unreadable {
                 step: step.to_string(),
                 error,
             }),
-            // No other handle or consumer can reach the slot: moving cannot be observed.
-            State::Ready(value) if may_move && Arc::strong_count(this) == 1 => Ok(value
-                .take()
-                .expect("a slot's value is moved out only by its last reference")),
-            State::Ready(value) => Ok(value
-                .as_ref()
-                .expect("a slot's value is moved out only by its last reference")
-                .clone()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static PERSIST_CLONES: AtomicUsize = AtomicUsize::new(0);
+    static LEND_CLONES: AtomicUsize = AtomicUsize::new(0);
+
+    /// A value that counts its clones in the counter it names.
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Counted(u8, Vec<u8>);
+
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            [&PERSIST_CLONES, &LEND_CLONES][self.0 as usize].fetch_add(1, Ordering::SeqCst);
+            Counted(self.0, self.1.clone())
+        }
+    }
+
+    #[test]
+    fn persisting_a_staged_value_writes_it_without_a_copy() {
+        let dir = std::env::temp_dir().join(format!("pipeline-slot-{}", std::process::id()));
+        let slot: Arc<Slot<Counted>> = Slot::empty();
+        slot.fill(Counted(0, vec![7; 1000]));
+        let artifact = slot.persist(&dir.join("v.art"), pipeline_core::Codec::Bincode).unwrap();
+        assert_eq!(PERSIST_CLONES.load(Ordering::SeqCst), 0);
+        // The tag byte, the length (3 bytes as a varint), the bytes.
+        assert_eq!(artifact.header.as_ref().unwrap().length, 1 + 3 + 1000);
+        assert!(slot.publish());
+        assert_eq!(Slot::take_blocking(&slot, true).unwrap(), Counted(0, vec![7; 1000]));
+        assert_eq!(PERSIST_CLONES.load(Ordering::SeqCst), 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_lent_value_is_read_in_place_and_readers_get_it_back() {
+        let slot: Arc<Slot<Counted>> = Slot::filled(Counted(1, vec![1, 2, 3]));
+        let reader = slot.clone();
+        {
+            let Some(Lent::Value(value)) = slot.lend(false).unwrap() else {
+                panic!("a value in memory")
+            };
+            assert_eq!(value.1, [1, 2, 3]);
+            // A reader now waits: the slot holds no value while it is lent.
+            assert!(lock(&slot.inner).waiting());
+        }
+        assert_eq!(LEND_CLONES.load(Ordering::SeqCst), 0);
+        assert_eq!(Slot::take_blocking(&reader, false).unwrap().1, [1, 2, 3]);
+        assert_eq!(LEND_CLONES.load(Ordering::SeqCst), 1, "only the reader's own copy");
+    }
+
+    #[test]
+    fn a_reader_blocked_on_a_lent_value_wakes_when_it_is_back() {
+        let slot: Arc<Slot<u32>> = Slot::filled(5);
+        let lent = slot.lend(false).unwrap();
+        let reader = {
+            let slot = slot.clone();
+            std::thread::spawn(move || Slot::take_blocking(&slot, false))
+        };
+        drop(lent);
+        assert_eq!(reader.join().unwrap().unwrap(), 5);
     }
 }

@@ -27,8 +27,8 @@ pub(crate) struct Manifest {
     pub code_hash: String,
     /// The codec's name.
     pub codec: String,
-    /// One artifact per parameter.
-    pub inputs: Vec<PathBuf>,
+    /// Per parameter: its artifact, or a fan-in's element artifacts.
+    pub inputs: Vec<ManifestInput>,
     /// One artifact per output, to be written.
     pub outputs: Vec<PathBuf>,
     /// Where the outcome goes.
@@ -36,9 +36,6 @@ pub(crate) struct Manifest {
     /// Where the step's reports go (metrics, uploads), when the run is recorded.
     #[serde(default)]
     pub context: Option<crate::step::StepContext>,
-    /// Object-storage URIs of the inputs, when they live there (then the worker downloads them).
-    #[serde(default)]
-    pub input_uris: Vec<Option<String>>,
     /// Object-storage URIs the outputs are uploaded to.
     #[serde(default)]
     pub output_uris: Vec<Option<String>>,
@@ -47,20 +44,64 @@ pub(crate) struct Manifest {
     pub result_uri: Option<String>,
 }
 
+/// An artifact a worker reads: its file, and its object-storage URI when it lives there (the
+/// worker then downloads it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ManifestArtifact {
+    pub path: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+}
+
+/// One parameter's artifacts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ManifestInput {
+    /// The value in one artifact.
+    Artifact(ManifestArtifact),
+    /// A fan-in: one artifact per element, read as one sequence.
+    Elements(Vec<ManifestArtifact>),
+}
+
+impl ManifestInput {
+    /// Its artifacts, in order.
+    pub(crate) fn artifacts_mut(&mut self) -> &mut [ManifestArtifact] {
+        match self {
+            Self::Artifact(a) => std::slice::from_mut(a),
+            Self::Elements(e) => e,
+        }
+    }
+}
+
+/// What the worker wrote of one output (the controller records it without reopening the file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct OutputMeta {
+    pub type_name: String,
+    pub length: u64,
+    pub checksum: u32,
+}
+
 impl Manifest {
     /// With artifacts in object storage, the worker's own files go to a folder of its own:
     /// the controller's paths may not exist where the worker runs.
     pub(crate) fn localize(&mut self) -> Result<(), StepError> {
-        let remote = self.result_uri.is_some() || self.input_uris.iter().chain(&self.output_uris).any(Option::is_some);
+        let remote = self.result_uri.is_some()
+            || self.output_uris.iter().any(Option::is_some)
+            || self
+                .inputs
+                .iter_mut()
+                .any(|input| input.artifacts_mut().iter().any(|a| a.uri.is_some()));
         if !remote {
             return Ok(());
         }
         let dir = std::env::temp_dir().join(format!("pipeline-worker-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| setup_error(format!("cannot create `{}`: {e}", dir.display())))?;
         for (i, input) in self.inputs.iter_mut().enumerate() {
-            if let Some(Some(uri)) = self.input_uris.get(i) {
-                *input = dir.join(format!("input-{i}.art"));
-                crate::transport::object_storage::download(uri, input)?;
+            for (j, artifact) in input.artifacts_mut().iter_mut().enumerate() {
+                if let Some(uri) = &artifact.uri {
+                    artifact.path = dir.join(format!("input-{i}-{j}.art"));
+                    crate::transport::object_storage::download(uri, &artifact.path)?;
+                }
             }
         }
         for (i, output) in self.outputs.iter_mut().enumerate() {
@@ -95,6 +136,9 @@ impl Manifest {
 pub(crate) struct WorkerResult {
     /// `None` on success.
     pub error: Option<StepError>,
+    /// On success, what was written of each output (by output index).
+    #[serde(default)]
+    pub outputs: Vec<Option<OutputMeta>>,
 }
 
 fn setup_error(message: String) -> StepError {

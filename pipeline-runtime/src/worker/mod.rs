@@ -12,7 +12,7 @@ pub(crate) mod manifest;
 
 pub use controller::CONTROLLER_ENV;
 pub use manifest::{EXIT_SETUP, EXIT_STEP_FAILED, MANIFEST_ENV};
-pub(crate) use manifest::{MANIFEST_JSON_ENV, Manifest, WorkerResult};
+pub(crate) use manifest::{MANIFEST_JSON_ENV, Manifest, ManifestArtifact, ManifestInput, OutputMeta, WorkerResult};
 
 use crate::transport::artifacts;
 use pipeline_core::{Codec, ErrorKind, StepError, StepIo, registry};
@@ -97,12 +97,14 @@ fn run(manifest: Result<Manifest, String>) -> i32 {
             return EXIT_SETUP;
         }
     };
+    let mut written = Vec::new();
     let (error, code) = match manifest.localize().and_then(|()| prepare(&manifest)) {
         Err(e) => (Some(e), EXIT_SETUP),
         Ok((entry, codec)) => {
             let mut io = FileIo {
                 codec,
                 manifest: &manifest,
+                written: Vec::new(),
             };
             let mut context = manifest.context.clone();
             if let Some(cx) = &mut context {
@@ -112,6 +114,7 @@ fn run(manifest: Result<Manifest, String>) -> i32 {
                 catch_unwind(AssertUnwindSafe(|| entry(&mut io)))
                     .unwrap_or_else(|payload| Err(StepError::from_panic(&*payload)))
             });
+            written = io.written;
             match outcome {
                 Ok(()) => (None, 0),
                 Err(e) => (Some(e), EXIT_STEP_FAILED),
@@ -121,7 +124,8 @@ fn run(manifest: Result<Manifest, String>) -> i32 {
     if let Some(e) = &error {
         eprintln!("pipeline worker: step `{}` failed: {e}", manifest.component);
     }
-    let report = WorkerResult { error };
+    let outputs = if error.is_none() { written } else { Vec::new() };
+    let report = WorkerResult { error, outputs };
     let written = serde_json::to_vec(&report)
         .map_err(|e| e.to_string())
         .and_then(|bytes| {
@@ -186,6 +190,8 @@ fn prepare(m: &Manifest) -> Result<(pipeline_core::EntryPoint, Codec), StepError
 struct FileIo<'a> {
     codec: Codec,
     manifest: &'a Manifest,
+    /// Per output index, what was written.
+    written: Vec<Option<OutputMeta>>,
 }
 
 impl StepIo for FileIo<'_> {
@@ -203,12 +209,14 @@ impl StepIo for FileIo<'_> {
         type_name: &'static str,
         decode: &mut dyn FnMut(&mut dyn Read) -> Result<(), StepError>,
     ) -> Result<(), StepError> {
-        let path = self
-            .manifest
-            .inputs
-            .get(index)
-            .ok_or_else(|| setup_error(format!("no input {index}")))?;
-        artifacts::read_with(path, self.codec, type_name, decode)
+        match self.manifest.inputs.get(index) {
+            Some(ManifestInput::Artifact(a)) => artifacts::read_with(&a.path, self.codec, type_name, decode),
+            Some(ManifestInput::Elements(elements)) => {
+                let paths: Vec<_> = elements.iter().map(|a| a.path.clone()).collect();
+                artifacts::read_elements(&paths, self.codec, type_name, decode)
+            }
+            None => Err(setup_error(format!("no input {index}"))),
+        }
     }
 
     fn write_output(
@@ -222,6 +230,15 @@ impl StepIo for FileIo<'_> {
             .outputs
             .get(index)
             .ok_or_else(|| setup_error(format!("no output {index}")))?;
-        artifacts::write_with(path, self.codec, type_name, encode).map(drop)
+        let header = artifacts::write_with(path, self.codec, type_name, encode)?;
+        if self.written.len() <= index {
+            self.written.resize(index + 1, None);
+        }
+        self.written[index] = Some(OutputMeta {
+            type_name: header.type_name,
+            length: header.length,
+            checksum: header.checksum,
+        });
+        Ok(())
     }
 }

@@ -9,9 +9,11 @@ pub(crate) mod ray;
 
 use super::{AttemptSpec, Cancel, Executor, Lease, Outcome, Work, WorkKind};
 use crate::sync::lock;
+use crate::transport::artifacts::ArgArtifacts;
 use crate::transport::artifacts::ArtifactRef;
 use crate::transport::object_storage;
-use crate::worker::{Manifest, WorkerResult};
+use crate::worker::{Manifest, ManifestArtifact, ManifestInput, WorkerResult};
+use pipeline_core::artifact::ArtifactHeader;
 use pipeline_core::{ComponentDescriptor, ErrorKind, StepError};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -140,7 +142,7 @@ async fn run_node<B: Backend>(ctx: Arc<Context<B>>, mut lease: Box<dyn Lease>) {
 async fn attempt_in_worker<B: Backend>(
     ctx: &Context<B>,
     spec: &AttemptSpec,
-    inputs: &[ArtifactRef],
+    inputs: &[ArgArtifacts],
 ) -> Result<Vec<ArtifactRef>, StepError> {
     let setup = |what: &str, e: &dyn std::fmt::Display| StepError::new(ErrorKind::Setup, format!("{what}: {e}"));
     let (descriptor, node_dir, number, name) = (spec.descriptor, &spec.node_dir, spec.number, &spec.step);
@@ -161,11 +163,10 @@ async fn attempt_in_worker<B: Backend>(
         component: descriptor.name.to_string(),
         code_hash: descriptor.code_hash.to_string(),
         codec: spec.codec.name().to_string(),
-        inputs: inputs.iter().map(|a| a.path.clone()).collect(),
+        inputs: inputs.iter().map(manifest_input).collect(),
         outputs: outputs.clone(),
         result: node_dir.join(format!("result-{number}.json")),
         context: spec.context.clone(),
-        input_uris: inputs.iter().map(|a| a.uri.clone()).collect(),
         output_uris: output_uris.clone(),
         result_uri: remote.map(|p| object_storage::join(p, &[&format!("result-{number}.json")])),
     };
@@ -205,14 +206,25 @@ async fn attempt_in_worker<B: Backend>(
                 .ok()
                 .and_then(|b| serde_json::from_slice::<WorkerResult>(&b).ok())
             {
-                Some(WorkerResult { error: Some(error) }) => Err(error),
-                Some(WorkerResult { error: None }) if success => Ok(outputs
+                Some(WorkerResult { error: Some(error), .. }) => Err(error),
+                Some(WorkerResult {
+                    error: None,
+                    outputs: written,
+                }) if success => Ok(outputs
                     .into_iter()
                     .zip(output_uris)
-                    .map(|(path, uri)| ArtifactRef {
+                    .enumerate()
+                    .map(|(i, (path, uri))| ArtifactRef {
                         path,
                         codec: spec.codec,
                         uri,
+                        // What the worker wrote: the controller need not reopen the file.
+                        header: written.get(i).cloned().flatten().map(|m| ArtifactHeader {
+                            codec: spec.codec.name().to_string(),
+                            type_name: m.type_name,
+                            length: m.length,
+                            checksum: m.checksum,
+                        }),
                     })
                     .collect()),
                 _ => Err(StepError {
@@ -222,6 +234,18 @@ async fn attempt_in_worker<B: Backend>(
                 }),
             }
         }
+    }
+}
+
+/// How the manifest names one argument's artifacts.
+fn manifest_input(input: &ArgArtifacts) -> ManifestInput {
+    let artifact = |a: &ArtifactRef| ManifestArtifact {
+        path: a.path.clone(),
+        uri: a.uri.clone(),
+    };
+    match input {
+        ArgArtifacts::One(a) => ManifestInput::Artifact(artifact(a)),
+        ArgArtifacts::Elements(elements) => ManifestInput::Elements(elements.iter().map(artifact).collect()),
     }
 }
 
