@@ -2,7 +2,9 @@
 //! sizes, so that both the cost per step and how it scales show; with the run store off (the
 //! framework alone) and on (every node and state change recorded in SQLite).
 //!
-//! Run: `cargo bench --bench debug_overhead` (prints a Markdown table).
+//! Run: `cargo bench --bench debug_overhead` (prints a Markdown table). For profiling,
+//! `DEBUG_OVERHEAD_STORE=off|on` keeps one run-store setting and `DEBUG_OVERHEAD_SIZES=10000`
+//! chooses the sizes.
 
 mod common;
 
@@ -36,6 +38,25 @@ fn fan_out(n: u64) -> u64 {
     count(handles).get().expect("the fan-out completes")
 }
 
+/// The baseline: the same shapes as plain function calls, in the same benchmark run.
+#[inline(never)]
+fn plain_inc(x: u64) -> u64 {
+    std::hint::black_box(x) + 1
+}
+
+fn plain_chain(n: u64) -> u64 {
+    let mut h = plain_inc(0);
+    for _ in 1..n {
+        h = plain_inc(h);
+    }
+    h
+}
+
+fn plain_fan_out(n: u64) -> u64 {
+    let values: Vec<u64> = (0..n).map(plain_inc).collect();
+    std::hint::black_box(values).len() as u64
+}
+
 fn measure(runs: usize, f: impl Fn() -> u64, expected: u64) -> Duration {
     assert_eq!(f(), expected, "warm-up result");
     median(
@@ -56,12 +77,31 @@ fn main() {
     let state = std::env::temp_dir().join(format!("pipeline-bench-debug-{}", std::process::id()));
     pipeline_runtime::set_state_dir(Some(state.clone()));
     debug_pipeline();
+    let store_setting = std::env::var("DEBUG_OVERHEAD_STORE").unwrap_or_default();
+    let sizes: Vec<u64> = std::env::var("DEBUG_OVERHEAD_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1_000, 10_000, 100_000]);
     println!("| run store | shape | steps | run (median of 7) | per step |");
     println!("|---|---|---:|---:|---:|");
+    for &n in &sizes {
+        let chain_time = measure(7, || plain_chain(n), n);
+        let fan_time = measure(7, || plain_fan_out(n), n);
+        for (shape, t) in [("chain", chain_time), ("fan-out", fan_time)] {
+            println!(
+                "| plain calls (baseline) | {shape} | {n} | {:.3} ms | {:.4} µs |",
+                t.as_secs_f64() * 1e3,
+                t.as_secs_f64() * 1e6 / n as f64
+            );
+        }
+    }
     for recording in [false, true] {
+        if (store_setting == "off" && recording) || (store_setting == "on" && !recording) {
+            continue;
+        }
         pipeline_runtime::set_recording(recording);
         let store = if recording { "on" } else { "off" };
-        for n in [1_000u64, 10_000, 100_000] {
+        for &n in &sizes {
             let chain_time = measure(7, || chain(n), n);
             let fan_time = measure(7, || fan_out(n), n);
             for (shape, steps, t) in [("chain", n, chain_time), ("fan-out + fan-in", n + 1, fan_time)] {

@@ -10,7 +10,7 @@ use crate::value::Invoke;
 use crate::value::handle::ExportSink;
 use pipeline_core::{ComponentDescriptor, ErrorKind, StepError};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A hold on node `index` of `run`, for one attempt.
@@ -70,31 +70,36 @@ impl NodeLease {
 
 impl Lease for NodeLease {
     fn begin(&mut self, kind: WorkKind) -> Option<(AttemptSpec, Work)> {
-        let mut attempt = self.run.begin_attempt(self.index)?;
+        // Only a worker process can be stopped, and only it needs a folder, a log and a name.
+        let in_process = kind == WorkKind::InProcess;
+        let mut attempt = self.run.begin_attempt(self.index, !in_process)?;
         let (step, descriptor) = self.run.node_info(self.index);
-        let node_dir = self.run.run_dir.join(&*step);
-        let remote_prefix = self.remote_prefix(descriptor, &step);
         let number = attempt.number();
-        let log_path = node_dir.join(format!("attempt-{number}.log"));
-        let work = match kind {
-            WorkKind::InProcess => Work::InProcess(std::mem::replace(&mut attempt.job, Box::new(|_| Ok(())))),
-            WorkKind::Artifacts => match self.inputs(&mut attempt, &node_dir, remote_prefix.as_deref()) {
+        let (work, node_dir, log_path, attempt_id, remote_prefix) = if in_process {
+            let job = std::mem::replace(&mut attempt.job, Box::new(|_| Ok(())));
+            (Work::InProcess(job), PathBuf::new(), PathBuf::new(), String::new(), None)
+        } else {
+            let node_dir = self.run.run_dir.join(&*step);
+            let remote_prefix = self.remote_prefix(descriptor, &step);
+            let log_path = node_dir.join(format!("attempt-{number}.log"));
+            match self.inputs(&mut attempt, &node_dir, remote_prefix.as_deref()) {
                 Ok(inputs) => {
                     self.run.set_log_path(self.index, log_path.clone());
-                    Work::Artifacts(inputs)
+                    let attempt_id = format!("{}-{step}-{number}", self.run.key);
+                    (Work::Artifacts(inputs), node_dir, log_path, attempt_id, remote_prefix)
                 }
                 Err(e) => {
                     self.run.end_attempt(self.index, attempt, Err(e));
                     return None;
                 }
-            },
+            }
         };
         let span =
             tracing::info_span!(target: "pipeline", parent: &self.run.span, "step", step = %step, attempt = number);
         tracing::debug!(target: "pipeline", parent: &span, kind = ?kind, "attempt started");
         let spec = AttemptSpec {
             span,
-            attempt_id: format!("{}-{step}-{number}", self.run.key),
+            attempt_id,
             context: self.run.step_context(Some(self.index)),
             pipeline: self.run.descriptor.name,
             codec: self.run.descriptor.options.codec,

@@ -73,7 +73,8 @@ type Batch = Vec<(Effect, Option<FinalParts>, &'static str)>;
 pub(crate) struct Attempt {
     pub(crate) job: Job,
     grant: Grant,
-    pub(crate) cancel: Arc<Cancel>,
+    /// How the engine stops it, for attempts that can be stopped (in a worker process).
+    pub(crate) cancel: Option<Arc<Cancel>>,
 }
 
 impl Attempt {
@@ -389,7 +390,7 @@ impl Run {
     /// (the `queued -> running` callback among them) have been applied, so a step never runs
     /// before its callbacks have seen it start. `None` when the cache served it, when the node
     /// is already final (aborted while queued), or when another attempt holds the job.
-    pub(crate) fn begin_attempt(self: &Arc<Self>, index: u32) -> Option<Attempt> {
+    pub(crate) fn begin_attempt(self: &Arc<Self>, index: u32, cancellable: bool) -> Option<Attempt> {
         if self.lookup_cache(index) {
             return None;
         }
@@ -397,8 +398,9 @@ impl Run {
         st.jobs[index as usize].as_ref()?;
         let grant = st.sched.attempt_started(index, SystemTime::now())?;
         let job = st.jobs[index as usize].take().expect("checked above");
-        let cancel = Arc::new(Cancel::default());
-        st.cancels[index as usize] = Some(cancel.clone());
+        // Registered with the start, so a stop that comes after it finds the attempt.
+        let cancel = cancellable.then(|| Arc::new(Cancel::default()));
+        st.cancels[index as usize] = cancel.clone();
         let attempt = Attempt { job, grant, cancel };
         // Only a status callback must see the start before the step runs; records need not.
         let watched = st.descriptors[index as usize].options.callbacks.status_change.is_some();

@@ -10,7 +10,8 @@
 use crate::error::HandleError;
 use pipeline_core::options::{PostExecuteCallback, PreExecuteCallback, RetryCallback, StatusChangeCallback};
 use pipeline_core::{Callbacks, ContinueBehaviour, DagNode, ErrorKind, NodeStatus, RetryPolicy, RunStatus, StepError};
-use std::collections::{HashMap, VecDeque};
+use fnv::FnvHashMap;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -156,8 +157,9 @@ struct Node {
 /// The state of one run's nodes and the rules that move them.
 pub(crate) struct Scheduler {
     nodes: Vec<Node>,
-    names: HashMap<Arc<str>, u32>,
-    repeats: HashMap<&'static str, u32>,
+    // FNV: short keys, hashed at every call; nothing here is keyed by untrusted input.
+    names: FnvHashMap<Arc<str>, u32>,
+    repeats: FnvHashMap<&'static str, u32>,
     /// Nodes not yet final.
     active: usize,
     /// The first step whose failure fails the run.
@@ -177,8 +179,8 @@ impl Scheduler {
     pub(crate) fn new(abort_on_failure: bool, recording: bool) -> Self {
         Self {
             nodes: Vec::new(),
-            names: HashMap::new(),
-            repeats: HashMap::new(),
+            names: FnvHashMap::default(),
+            repeats: FnvHashMap::default(),
             active: 0,
             fatal: None,
             aborting: None,

@@ -62,8 +62,9 @@ pub(crate) struct AttemptSpec {
     pub(crate) context: Option<StepContext>,
     /// The component's time limit.
     pub(crate) limit: Option<Duration>,
-    /// Set when the engine stops the attempt (a user stop, the pipeline's time limit).
-    pub(crate) cancel: Arc<Cancel>,
+    /// Set when the engine stops the attempt (a user stop, the pipeline's time limit); only
+    /// an attempt in a worker process can be stopped, so only it has one.
+    pub(crate) cancel: Option<Arc<Cancel>>,
     /// The attempt's `tracing` span (inside the run's), entered wherever its work runs.
     pub(crate) span: tracing::Span,
 }

@@ -192,7 +192,9 @@ async fn attempt_in_worker<B: Backend>(
         manifest_json: serde_json::to_string(&manifest).map_err(|e| setup("cannot encode the manifest", &e))?,
         attempt_id: spec.attempt_id.clone(),
     };
-    let ended = ctx.backend.execute(&job, &log, &spec.cancel, spec.limit).await?;
+    let never = Cancel::default();
+    let cancel = spec.cancel.as_deref().unwrap_or(&never);
+    let ended = ctx.backend.execute(&job, &log, cancel, spec.limit).await?;
     let tail: Vec<String> = lock(&log.inner).tail.iter().cloned().collect();
 
     match ended {
