@@ -8,6 +8,7 @@
 mod api;
 pub mod artifacts;
 mod call;
+pub mod component;
 mod context;
 mod engine;
 mod error;
@@ -28,6 +29,7 @@ mod sync;
 mod worker;
 
 pub use api::PipelineRun;
+pub use component::Component;
 pub use context::{RunView, current_run};
 pub use error::{HandleError, PipelineError};
 pub use executor::ray::{JobInfo, RayClient, RayConfig};
@@ -36,8 +38,9 @@ pub use mode::{Mode, debug_pipeline, mode, run_locally, set_default_execution_qu
 pub use multi::{Spawned, wait_for_multi_pipelines};
 pub use pipeline::Finished;
 pub use pipeline_core::{
-    ArtifactCodec, Codec, ComponentDescriptor, ComponentOptions, ContinueBehaviour, DagNode, ErrorKind, NodeStatus,
-    PipelineDag, PipelineDescriptor, PipelineOptions, RetryPolicy, RunStatus, StepError, StepIo, call_entry, registry,
+    ArtifactCodec, Callbacks, Codec, ComponentDescriptor, ComponentOptions, ContinueBehaviour, DagNode, ErrorKind,
+    MultiInstance, NodeStatus, ParamDescriptor, PipelineDag, PipelineDescriptor, PipelineOptions, RetryPolicy,
+    RunStatus, StepError, StepIo, call_entry, registry,
 };
 pub use pipeline_macros::{component, pipeline};
 pub use remote_controller::{CONTROLLER_ENV, RemoteRun};
