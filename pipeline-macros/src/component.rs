@@ -355,7 +355,7 @@ struct Failed {
 }
 
 /// Parses and checks the attribute and the function, collecting every mistake.
-fn check(attr: TokenStream, item: ItemFn) -> Result<Model, Failed> {
+fn check(attr: TokenStream, item: ItemFn) -> Result<Model, Box<Failed>> {
     let mut errors = Errors::default();
     let options = parse_options(attr, &mut errors);
     let params = signature::params(&item, "component", &mut errors);
@@ -377,13 +377,13 @@ fn check(attr: TokenStream, item: ItemFn) -> Result<Model, Failed> {
             outputs,
             item,
         }),
-        (result, outputs) => Err(Failed {
+        (result, outputs) => Err(Box::new(Failed {
             error: result.expect_err("outputs are missing only after an error"),
             item,
             params,
             outputs,
             krate,
-        }),
+        })),
     }
 }
 
@@ -516,6 +516,7 @@ fn generate(m: &Model) -> TokenStream {
         const #name_guard: () = ();
     };
     let code_hash = args::code_hash(item);
+    let function = ident.to_string();
     let docs: Vec<_> = item.attrs.iter().filter(|a| a.path().is_ident("doc")).collect();
     let attrs = &item.attrs;
 
@@ -589,7 +590,7 @@ fn generate(m: &Model) -> TokenStream {
                 type Outputs = #outputs_ty;
                 const DESCRIPTOR: &'static __rt::ComponentDescriptor = &__rt::ComponentDescriptor {
                     name: #name_lit,
-                    function: ::core::stringify!(#ident),
+                    function: #function,
                     module_path: ::core::module_path!(),
                     file: ::core::file!(),
                     line: ::core::line!(),
@@ -726,11 +727,15 @@ fn options_tokens(o: &Options, krate: &TokenStream) -> TokenStream {
         Some(quote!(#field: #value))
     })
     .collect();
+    // `..DEFAULT` only when some fields are left out (clippy rejects a needless one).
+    let rest = |given: usize, all: usize, default: TokenStream| (given < all).then(|| quote!(..#default));
     if !callbacks.is_empty() {
-        fields.push(quote!(callbacks: #krate::Callbacks { #(#callbacks,)* ..#krate::Callbacks::NONE }));
+        let rest = rest(callbacks.len(), 3, quote!(#krate::Callbacks::NONE));
+        fields.push(quote!(callbacks: #krate::Callbacks { #(#callbacks,)* #rest }));
     }
     if fields.is_empty() {
         return quote!(#krate::ComponentOptions::DEFAULT);
     }
-    quote!(#krate::ComponentOptions { #(#fields,)* ..#krate::ComponentOptions::DEFAULT })
+    let rest = rest(fields.len(), 18, quote!(#krate::ComponentOptions::DEFAULT));
+    quote!(#krate::ComponentOptions { #(#fields,)* #rest })
 }

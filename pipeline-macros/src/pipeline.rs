@@ -257,7 +257,10 @@ struct Model {
     krate: TokenStream,
 }
 
-fn check(attr: TokenStream, item: ItemFn) -> Result<Model, (syn::Error, ItemFn, Vec<Param>, TokenStream)> {
+/// A pipeline with mistakes: the errors, and what is known of it.
+type Failed = Box<(syn::Error, ItemFn, Vec<Param>, TokenStream)>;
+
+fn check(attr: TokenStream, item: ItemFn) -> Result<Model, Failed> {
     let mut errors = Errors::default();
     let options = parse_options(attr, &mut errors);
     let params = signature::params(&item, "pipeline", &mut errors);
@@ -288,19 +291,20 @@ fn check(attr: TokenStream, item: ItemFn) -> Result<Model, (syn::Error, ItemFn, 
             item,
             krate,
         }),
-        (result, _, _) => Err((
+        (result, _, _) => Err(Box::new((
             result.expect_err("name and project are missing only after an error"),
             item,
             params,
             krate,
-        )),
+        ))),
     }
 }
 
 pub fn expand(attr: TokenStream, item: ItemFn) -> TokenStream {
     match check(attr, item) {
         Ok(model) => generate(&model),
-        Err((error, item, params, krate)) => {
+        Err(failed) => {
+            let (error, item, params, krate) = *failed;
             let mut tokens = error.to_compile_error();
             tokens.extend(fallback(item, &params, &krate));
             tokens
@@ -566,5 +570,7 @@ fn options_tokens(o: &Options, krate: &TokenStream) -> TokenStream {
     if fields.is_empty() {
         return quote!(#krate::PipelineOptions::DEFAULT);
     }
-    quote!(#krate::PipelineOptions { #(#fields,)* ..#krate::PipelineOptions::DEFAULT })
+    // `..DEFAULT` only when some of the 16 fields are left out (clippy rejects a needless one).
+    let rest = (fields.len() < 16).then(|| quote!(..#krate::PipelineOptions::DEFAULT));
+    quote!(#krate::PipelineOptions { #(#fields,)* #rest })
 }
