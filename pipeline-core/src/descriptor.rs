@@ -14,6 +14,13 @@ pub struct ParamDescriptor {
     pub type_name: &'static str,
 }
 
+impl ParamDescriptor {
+    /// A parameter or output called `name`, of the type written `type_name`.
+    pub const fn new(name: &'static str, type_name: &'static str) -> Self {
+        Self { name, type_name }
+    }
+}
+
 /// Where a component's entry point reads its inputs and writes its outputs: artifact files in a
 /// worker process, byte buffers in [`call_entry`].
 pub trait StepIo {

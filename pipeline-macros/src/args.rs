@@ -8,6 +8,29 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprArray, ExprLit, ExprTuple, Lit, LitStr, Meta, Token};
 
+/// Every mistake found so far, reported together (as serde_derive does): checking goes on
+/// after a mistake so that one build shows them all.
+#[derive(Default)]
+pub struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    /// The value of `result`, or `None` with its error kept.
+    pub fn ok<T>(&mut self, result: syn::Result<T>) -> Option<T> {
+        result.map_err(|e| self.push(e)).ok()
+    }
+
+    pub fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
 /// One `key ...` entry of an attribute.
 pub struct Arg {
     pub key: syn::Ident,
@@ -33,7 +56,11 @@ impl Arg {
     /// The entries of `key(a = ..., b = ...)`.
     pub fn nested(&self) -> syn::Result<Vec<Arg>> {
         match &self.meta {
-            Meta::List(list) => parse_args(list.tokens.clone()),
+            Meta::List(list) => {
+                let mut errors = Errors::default();
+                let args = parse_args(list.tokens.clone(), &mut errors);
+                errors.finish().map(|()| args)
+            }
             _ => Err(syn::Error::new(
                 self.meta.span(),
                 format!("expected `{}(...)`", self.key),
@@ -175,22 +202,28 @@ fn list_error(e: &Expr, key: &str) -> syn::Error {
     )
 }
 
-/// Parses `key = value, key(...), key` and rejects repeated keys.
-pub fn parse_args(tokens: TokenStream) -> syn::Result<Vec<Arg>> {
-    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens)?;
+/// Parses `key = value, key(...), key`; a repeated key is an error (and its repeat ignored).
+pub fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Vec<Arg> {
+    let Some(metas) = errors.ok(Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens)) else {
+        return Vec::new();
+    };
     let mut args: Vec<Arg> = Vec::new();
     for meta in metas {
         let key = match meta.path().get_ident() {
             Some(ident) => ident.clone(),
             None if meta.path().is_ident("crate") => syn::Ident::new("crate", meta.path().span()),
-            None => return Err(syn::Error::new(meta.path().span(), "expected an option name")),
+            None => {
+                errors.push(syn::Error::new(meta.path().span(), "expected an option name"));
+                continue;
+            }
         };
         if args.iter().any(|a| a.key == key) {
-            return Err(syn::Error::new(key.span(), format!("`{key}` is given twice")));
+            errors.push(syn::Error::new(key.span(), format!("`{key}` is given twice")));
+            continue;
         }
         args.push(Arg { key, meta });
     }
-    Ok(args)
+    args
 }
 
 /// An error for an option this framework does not have, with the nearest known name.

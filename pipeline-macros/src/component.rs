@@ -1,9 +1,9 @@
 //! `#[component(...)]`: the options model, its checks, and the generated code.
 
-use crate::args::{self, Arg};
+use crate::args::{self, Arg, Errors};
 use crate::signature::{self, Param};
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ItemFn, LitStr, Type};
 
@@ -80,11 +80,12 @@ const TASK_TYPES: &[&str] = &[
     "custom",
 ];
 
+/// The options of `#[component(...)]`, as given.
 #[derive(Default)]
 struct Options {
     return_values: Option<Vec<LitStr>>,
     name: Option<LitStr>,
-    cache: bool,
+    cache: Option<bool>,
     version: Option<LitStr>,
     cache_ignore: Vec<LitStr>,
     parents: Vec<LitStr>,
@@ -107,84 +108,93 @@ struct Options {
     krate: Option<syn::Path>,
 }
 
-fn parse_options(attr: TokenStream) -> syn::Result<Options> {
+fn parse_options(attr: TokenStream, errors: &mut Errors) -> Options {
     let mut o = Options::default();
-    for arg in args::parse_args(attr)? {
-        match arg.name().as_str() {
-            "return_values" => {
-                let names = arg.str_list()?;
-                if names.is_empty() {
-                    return Err(syn::Error::new(
-                        arg.meta.span(),
-                        "`return_values` needs at least one name",
-                    ));
-                }
-                for (i, n) in names.iter().enumerate() {
-                    args::check_name(n, "return value")?;
-                    if names[..i].iter().any(|m| m.value() == n.value()) {
-                        return Err(syn::Error::new(n.span(), "this return value name is given twice"));
-                    }
-                }
-                o.return_values = Some(names);
-            }
-            "name" => {
-                let n = arg.str()?;
-                args::check_name(&n, "component")?;
-                o.name = Some(n);
-            }
-            "cache" => o.cache = arg.bool()?,
-            "version" => o.version = Some(arg.str()?),
-            "cache_ignore" => o.cache_ignore = arg.str_list()?,
-            "parents" => o.parents = arg.str_list()?,
-            "execution_queue" => o.execution_queue = Some(arg.str()?),
-            "continue_on_fail" | "continue_behaviour" => {
-                if o.continue_on_fail.is_some() || o.behaviour.is_some() {
-                    return Err(syn::Error::new(
-                        arg.key.span(),
-                        "give either `continue_behaviour(...)` or the deprecated `continue_on_fail`, not both",
-                    ));
-                }
-                if arg.name() == "continue_on_fail" {
-                    o.continue_on_fail = Some(arg.bool()?);
-                } else {
-                    o.behaviour = Some(parse_behaviour(&arg)?);
-                }
-            }
-            "retry_on_failure" | "retries" => {
-                if o.retry.is_some() {
-                    return Err(syn::Error::new(
-                        arg.key.span(),
-                        "give either `retries` or `retry_on_failure`",
-                    ));
-                }
-                o.retry = Some(retry_tokens(&arg)?);
-            }
-            "time_limit" => o.time_limit = Some(arg.duration()?),
-            "tags" => o.tags = arg.str_list()?,
-            "monitor_metrics" => o.monitor_metrics = parse_metrics(&arg)?,
-            "monitor_artifacts" => o.monitor_artifacts = arg.pairs()?,
-            "monitor_models" => o.monitor_models = arg.pairs()?,
-            "output_uri" => o.output_uri = Some(arg.str()?),
-            "task_type" => {
-                let t = arg.str()?;
-                if !TASK_TYPES.contains(&t.value().as_str()) {
-                    return Err(syn::Error::new(
-                        t.span(),
-                        format!("unknown task type; one of: {}", TASK_TYPES.join(", ")),
-                    ));
-                }
-                o.task_type = Some(t);
-            }
-            "num_cpus" => o.num_cpus = Some(arg.positive_f64()?),
-            "num_gpus" => o.num_gpus = Some(arg.positive_f64()?),
-            "pre_execute_callback" => o.pre_execute = Some(arg.path()?),
-            "post_execute_callback" => o.post_execute = Some(arg.path()?),
-            "status_change_callback" => o.status_change = Some(arg.path()?),
-            "crate" => o.krate = Some(args::crate_path(&arg)?),
-            _ => return Err(args::unknown(&arg, KNOWN, NOT_APPLICABLE)),
+    for arg in args::parse_args(attr, errors) {
+        if let Err(e) = parse_option(&mut o, &arg) {
+            errors.push(e);
         }
     }
-    Ok(o)
+    o
+}
+
+fn parse_option(o: &mut Options, arg: &Arg) -> syn::Result<()> {
+    match arg.name().as_str() {
+        "return_values" => {
+            let names = arg.str_list()?;
+            if names.is_empty() {
+                return Err(syn::Error::new(
+                    arg.meta.span(),
+                    "`return_values` needs at least one name",
+                ));
+            }
+            let mut errors = Errors::default();
+            for (i, n) in names.iter().enumerate() {
+                errors.ok(args::check_name(n, "return value"));
+                if names[..i].iter().any(|m| m.value() == n.value()) {
+                    errors.push(syn::Error::new(n.span(), "this return value name is given twice"));
+                }
+            }
+            errors.finish()?;
+            o.return_values = Some(names);
+        }
+        "name" => {
+            let n = arg.str()?;
+            args::check_name(&n, "component")?;
+            o.name = Some(n);
+        }
+        "cache" => o.cache = Some(arg.bool()?),
+        "version" => o.version = Some(arg.str()?),
+        "cache_ignore" => o.cache_ignore = arg.str_list()?,
+        "parents" => o.parents = arg.str_list()?,
+        "execution_queue" => o.execution_queue = Some(arg.str()?),
+        "continue_on_fail" | "continue_behaviour" => {
+            if o.continue_on_fail.is_some() || o.behaviour.is_some() {
+                return Err(syn::Error::new(
+                    arg.key.span(),
+                    "give either `continue_behaviour(...)` or the deprecated `continue_on_fail`, not both",
+                ));
+            }
+            if arg.name() == "continue_on_fail" {
+                o.continue_on_fail = Some(arg.bool()?);
+            } else {
+                o.behaviour = Some(parse_behaviour(arg)?);
+            }
+        }
+        "retry_on_failure" | "retries" => {
+            if o.retry.is_some() {
+                return Err(syn::Error::new(
+                    arg.key.span(),
+                    "give either `retries` or `retry_on_failure`",
+                ));
+            }
+            o.retry = Some(retry_tokens(arg)?);
+        }
+        "time_limit" => o.time_limit = Some(arg.duration()?),
+        "tags" => o.tags = arg.str_list()?,
+        "monitor_metrics" => o.monitor_metrics = parse_metrics(arg)?,
+        "monitor_artifacts" => o.monitor_artifacts = arg.pairs()?,
+        "monitor_models" => o.monitor_models = arg.pairs()?,
+        "output_uri" => o.output_uri = Some(arg.str()?),
+        "task_type" => {
+            let t = arg.str()?;
+            if !TASK_TYPES.contains(&t.value().as_str()) {
+                return Err(syn::Error::new(
+                    t.span(),
+                    format!("unknown task type; one of: {}", TASK_TYPES.join(", ")),
+                ));
+            }
+            o.task_type = Some(t);
+        }
+        "num_cpus" => o.num_cpus = Some(arg.positive_f64()?),
+        "num_gpus" => o.num_gpus = Some(arg.positive_f64()?),
+        "pre_execute_callback" => o.pre_execute = Some(arg.path()?),
+        "post_execute_callback" => o.post_execute = Some(arg.path()?),
+        "status_change_callback" => o.status_change = Some(arg.path()?),
+        "crate" => o.krate = Some(args::crate_path(arg)?),
+        _ => return Err(args::unknown(arg, KNOWN, NOT_APPLICABLE)),
+    }
+    Ok(())
 }
 
 /// `continue_behaviour(continue_on_fail = true, ...)`; as in ClearML, a key left out is `true`.
@@ -196,13 +206,14 @@ fn parse_behaviour(arg: &Arg) -> syn::Result<[bool; 4]> {
         "skip_children_on_abort",
     ];
     let mut values = [true; 4];
+    let mut errors = Errors::default();
     for inner in arg.nested()? {
         match KEYS.iter().position(|k| *k == inner.name()) {
-            Some(i) => values[i] = inner.bool()?,
-            None => return Err(args::unknown(&inner, &KEYS, &[])),
+            Some(i) => values[i] = errors.ok(inner.bool()).unwrap_or(true),
+            None => errors.push(args::unknown(&inner, &KEYS, &[])),
         }
     }
-    Ok(values)
+    errors.finish().map(|()| values)
 }
 
 /// `monitor_metrics = [("title", "series"), (("title", "series"), ("target title", "target series"))]`.
@@ -262,46 +273,13 @@ fn retry_tokens(arg: &Arg) -> syn::Result<TokenStream> {
     }
 }
 
-fn opt_str(s: &Option<LitStr>) -> TokenStream {
-    match s {
-        Some(s) => quote!(::core::option::Option::Some(#s)),
-        None => quote!(::core::option::Option::None),
-    }
-}
-
-fn opt_f64(v: Option<f64>) -> TokenStream {
-    match v {
-        Some(v) => quote!(::core::option::Option::Some(#v)),
-        None => quote!(::core::option::Option::None),
-    }
-}
-
-fn opt_path(p: &Option<syn::Path>) -> TokenStream {
-    match p {
-        Some(p) => quote!(::core::option::Option::Some(#p)),
-        None => quote!(::core::option::Option::None),
-    }
-}
-
-pub fn opt_duration(d: Option<std::time::Duration>, krate: &TokenStream) -> TokenStream {
-    match d {
-        Some(d) => {
-            let (s, n) = (d.as_secs(), d.subsec_nanos());
-            quote!(::core::option::Option::Some(#krate::__private::Duration::new(#s, #n)))
-        }
-        None => quote!(::core::option::Option::None),
-    }
-}
-
 /// The outputs of a call: their names and types, and whether the function returns `Result`.
 struct Outputs {
     names: Vec<String>,
     types: Vec<Type>,
     fallible: bool,
-    /// More than one output: the job's value is the returned tuple itself.
+    /// More than one output: the body's value is the returned tuple itself.
     split: bool,
-    /// Where the value type is written, `T` of `Result<T, E>`.
-    span: Span,
 }
 
 fn outputs(item: &ItemFn, return_values: &Option<Vec<LitStr>>) -> syn::Result<Outputs> {
@@ -317,7 +295,6 @@ fn outputs(item: &ItemFn, return_values: &Option<Vec<LitStr>>) -> syn::Result<Ou
     if names.len() == 1 {
         return Ok(Outputs {
             names,
-            span: value_ty.span(),
             types: vec![value_ty],
             fallible,
             split: false,
@@ -356,238 +333,138 @@ fn outputs(item: &ItemFn, return_values: &Option<Vec<LitStr>>) -> syn::Result<Ou
         types: tuple.elems.iter().cloned().collect(),
         fallible,
         split: true,
-        span: value_ty.span(),
     })
 }
 
-pub fn expand(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
-    let o = parse_options(attr)?;
-    let params = signature::params(&item, "component")?;
-    let outs = outputs(&item, &o.return_values)?;
-    for ignored in &o.cache_ignore {
+/// A checked component: everything the generated code is made from.
+struct Model {
+    options: Options,
+    params: Vec<Param>,
+    outputs: Outputs,
+    item: ItemFn,
+    krate: TokenStream,
+}
+
+/// What is known of a component with mistakes: enough to define it for its uses.
+struct Failed {
+    error: syn::Error,
+    item: ItemFn,
+    params: Vec<Param>,
+    outputs: Option<Outputs>,
+    krate: TokenStream,
+}
+
+/// Parses and checks the attribute and the function, collecting every mistake.
+fn check(attr: TokenStream, item: ItemFn) -> Result<Model, Box<Failed>> {
+    let mut errors = Errors::default();
+    let options = parse_options(attr, &mut errors);
+    let params = signature::params(&item, "component", &mut errors);
+    let outputs = errors.ok(outputs(&item, &options.return_values));
+    for ignored in &options.cache_ignore {
         if !params.iter().any(|p| p.ident == ignored.value()) {
-            return Err(syn::Error::new(
+            errors.push(syn::Error::new(
                 ignored.span(),
                 "`cache_ignore` names a parameter this component does not have",
             ));
         }
     }
-    let krate = args::runtime_path(o.krate.clone());
-    let p = quote!(#krate::__private);
+    let krate = args::runtime_path(options.krate.clone());
+    match (errors.finish(), outputs) {
+        (Ok(()), Some(outputs)) => Ok(Model {
+            krate,
+            options,
+            params,
+            outputs,
+            item,
+        }),
+        (result, outputs) => Err(Box::new(Failed {
+            error: result.expect_err("outputs are missing only after an error"),
+            item,
+            params,
+            outputs,
+            krate,
+        })),
+    }
+}
 
-    let ident = &item.sig.ident;
-    let vis = &item.vis;
-    let is_async = item.sig.asyncness.is_some();
-    let name_lit = o
-        .name
-        .clone()
-        .unwrap_or_else(|| LitStr::new(&ident.to_string(), ident.span()));
-    let desc = format_ident!("__PIPELINE_COMPONENT_{}", ident);
-    let entry = format_ident!("__pipeline_entry_{}", ident);
-    // Clashes (a compile error) when two components of one module share a name.
-    let name_guard = format_ident!(
-        "__pipeline_component_name_{}",
-        name_lit.value().replace(['-', '.'], "_"),
-        span = name_lit.span()
-    );
-    let code_hash = args::code_hash(&item);
-    let docs: Vec<_> = item.attrs.iter().filter(|a| a.path().is_ident("doc")).collect();
-    let attrs = &item.attrs;
+pub fn expand(attr: TokenStream, item: ItemFn) -> TokenStream {
+    match check(attr, item) {
+        Ok(model) => generate(&model),
+        Err(failed) => {
+            let mut tokens = failed.error.to_compile_error();
+            tokens.extend(fallback(&failed));
+            tokens
+        }
+    }
+}
 
-    let names: Vec<_> = params.iter().map(|p| &p.ident).collect();
-    let types: Vec<_> = params.iter().map(|p| &p.ty).collect();
-    let name_strs: Vec<_> = params.iter().map(|p| p.ident.to_string()).collect();
-    let type_strs: Vec<_> = params.iter().map(|p| type_string(&p.ty)).collect();
-    let out_types = &outs.types;
-    let out_names = &outs.names;
-    let out_type_strs: Vec<_> = out_types.iter().map(type_string).collect();
-    let n_inputs = params.len();
-
-    let value_checks = params.iter().map(|p| &p.ty).chain(out_types).map(|ty| {
-        quote_spanned! {ty.span()=> __assert_value::<#ty>(); }
+/// What a component with mistakes still defines, so that only the mistakes are reported and
+/// not every use of it: the type with the user's function as `call`, and a function of the
+/// same signature as the real one that is never run (the build fails anyway).
+fn fallback(failed: &Failed) -> TokenStream {
+    let Failed {
+        item,
+        params,
+        outputs,
+        krate,
+        ..
+    } = failed;
+    if signature::has_receiver(item) {
+        return item.into_token_stream(); // inside an `impl`: only the function itself fits
+    }
+    let ItemFn { attrs, vis, sig, block } = item;
+    let ident = &sig.ident;
+    let mut call_sig = sig.clone();
+    call_sig.ident = format_ident!("call", span = ident.span());
+    let (generics, where_clause) = (&sig.generics, &sig.generics.where_clause);
+    let names = params.iter().map(|p| &p.ident);
+    // A parameter whose type is wrong takes anything, so that its uses report nothing more.
+    let types = params.iter().map(|p| match p.owned {
+        true => {
+            let ty = &p.ty;
+            quote!(#krate::IntoInput<#ty>)
+        }
+        false => quote!(::core::marker::Sized),
     });
-
-    let handles_ty = if outs.split {
-        quote!((#(#krate::Handle<#out_types>,)*))
-    } else {
-        let t = &out_types[0];
-        quote!(#krate::Handle<#t>)
-    };
-
-    // The call of the user's function, as a `Result<(outputs...), StepError>`.
-    let invoke = {
-        let call = if is_async {
-            quote!(#p::block_on(#ident::call(#(#names),*)))
-        } else {
-            quote!(#ident::call(#(#names),*))
-        };
-        let wrap = if outs.split {
-            quote!(__value)
-        } else {
-            quote!((__value,))
-        };
-        if outs.fallible {
-            quote! {
-                match #call {
-                    ::core::result::Result::Ok(__value) => ::core::result::Result::Ok(#wrap),
-                    ::core::result::Result::Err(__error) => ::core::result::Result::Err(#p::step_error(__error)),
-                }
-            }
-        } else {
-            quote! {{ let __value = #call; ::core::result::Result::Ok::<_, #p::StepError>(#wrap) }}
+    let handles = match outputs {
+        Some(outputs) => handles_type(outputs, krate),
+        None => {
+            let written = signature::return_type(item);
+            let value = signature::result_ok_type(&written).unwrap_or(&written);
+            quote!(#krate::Handle<#value>)
         }
     };
-    // The calls below need `ComponentValue` (or serde) of the user's types: they are located at
-    // those types, so that a type missing the traits is reported there and not at the attribute.
-    let write_outputs = out_types.iter().enumerate().map(|(i, ty)| {
-        let index = syn::Index::from(i);
-        let write = located_at(quote!(#p::write_output(__io, #i, &__outputs.#index)), ty.span());
-        quote!(#write?;)
-    });
-    let read_inputs = params.iter().enumerate().map(|(i, Param { ident, ty, .. })| {
-        let pname = ident.to_string();
-        let read = located_at(quote!(#p::read_input::<#ty>(__io, #i, #pname)), ty.span());
-        quote!(let #ident: #ty = #read?;)
-    });
-
-    let call_params = params.iter().map(|Param { ident, mutable, ty }| {
-        let m = mutable.then(|| quote!(mut));
-        quote!(#m #ident: #ty)
-    });
-    let ret = &item.sig.output;
-    let block = &item.block;
-    let asyncness = &item.sig.asyncness;
-    let unsafety = &item.sig.unsafety;
-    let constness = &item.sig.constness;
-    let options = options_tokens(&o, &p, &krate);
-    // Each argument as an `Input`, under a name of our own so that its uses can be located at
-    // the parameter's type without touching the user's identifier.
-    let inputs: Vec<_> = (0..params.len()).map(|i| format_ident!("__input_{}", i)).collect();
-    let dependencies = inputs
-        .iter()
-        .zip(&types)
-        .map(|(input, ty)| located_at(quote!(#p::Input::dependencies(&#input, &mut __deps)), ty.span()));
-    let resolve = params.iter().zip(&inputs).map(|(Param { ident, ty, .. }, input)| {
-        let resolve = located_at(quote!(#p::Input::resolve(&mut #input, __last)), ty.span());
-        quote!(let #ident = #resolve?;)
-    });
-    let export = types
-        .iter()
-        .zip(&inputs)
-        .map(|(ty, input)| located_at(quote!(#p::Input::export(&mut #input, __sink)), ty.span()));
-    // The cache key covers every parameter but those in `cache_ignore`.
-    let fingerprint = params
-        .iter()
-        .zip(&inputs)
-        .filter(|(prm, _)| !o.cache_ignore.iter().any(|c| prm.ident == c.value()))
-        .map(|(Param { ident, ty, .. }, input)| {
-            let name = ident.to_string();
-            located_at(quote!(#p::Input::fingerprint(&mut #input, #name, __key)), ty.span())
-        });
-    let call_component = call_at(
-        quote!(#p::call_component),
-        quote! {
-            &#desc, &__deps, move |__how: #p::Invoke<'_>| match __how {
-                #p::Invoke::Run { last: __last } => {
-                    #(#resolve)*
-                    (#invoke).map(::core::option::Option::Some)
-                }
-                #p::Invoke::Export(__sink) => {
-                    #(#export?;)*
-                    ::core::result::Result::Ok(::core::option::Option::None)
-                }
-                #p::Invoke::Fingerprint(__key) => {
-                    #(#fingerprint?;)*
-                    ::core::result::Result::Ok(::core::option::Option::None)
-                }
-            }
-        },
-        outs.span,
-    );
-    // Spanned at the name, so that two components of one module with the same name are
-    // reported at the second name (and the first), not at the attributes.
-    let name_guard = quote_spanned! {name_lit.span()=>
-        #[doc(hidden)]
-        #[allow(non_upper_case_globals)]
-        const #name_guard: () = ();
-    };
-
-    Ok(quote! {
-        #(#docs)*
-        ///
-        /// This is the plain-Rust side of a pipeline component: [`Self::call`] runs the function
-        /// body directly (for unit tests), [`Self::descriptor`] describes it.
+    let unused = params.iter().map(|p| &p.ident);
+    quote! {
         #[allow(non_camel_case_types, dead_code)]
         #vis struct #ident {}
 
         #[allow(dead_code)]
         impl #ident {
-            /// Runs the component's body as a plain function call, outside any pipeline.
             #(#attrs)*
-            #vis #constness #asyncness #unsafety fn call(#(#call_params),*) #ret #block
-
-            /// What the framework knows about this component.
-            #vis fn descriptor() -> &'static #p::ComponentDescriptor {
-                &#desc
-            }
+            #vis #call_sig #block
         }
 
-        #name_guard
-
-        #[doc(hidden)]
-        #[allow(non_upper_case_globals)]
-        static #desc: #p::ComponentDescriptor = #p::ComponentDescriptor {
-            name: #name_lit,
-            function: ::core::stringify!(#ident),
-            module_path: ::core::module_path!(),
-            file: ::core::file!(),
-            line: ::core::line!(),
-            code_hash: #code_hash,
-            is_async: #is_async,
-            params: &[#(#p::ParamDescriptor { name: #name_strs, type_name: #type_strs }),*],
-            outputs: &[#(#p::ParamDescriptor { name: #out_names, type_name: #out_type_strs }),*],
-            options: #options,
-            entry: #entry,
-        };
-
-        #p::inventory::submit! { #p::ComponentRegistration(&#desc) }
-
-        #[doc(hidden)]
-        #[allow(non_snake_case, unused_mut)]
-        fn #entry(__io: &mut dyn #p::StepIo) -> ::core::result::Result<(), #p::StepError> {
-            let __count = #p::StepIo::input_count(__io);
-            if __count != #n_inputs {
-                return ::core::result::Result::Err(#p::StepError::new(
-                    #p::ErrorKind::Codec,
-                    ::std::format!("component `{}` takes {} inputs, got {}", #name_lit, #n_inputs, __count),
-                ));
-            }
-            #(#read_inputs)*
-            let __outputs = #invoke?;
-            #(#write_outputs)*
-            ::core::result::Result::Ok(())
+        #[allow(dead_code, clippy::too_many_arguments)]
+        #vis fn #ident #generics(#(#names: impl #types),*) -> #handles #where_clause {
+            let _ = (#(#unused,)*);
+            ::core::unreachable!()
         }
+    }
+}
 
-        #[allow(dead_code)]
-        const _: () = {
-            fn __assert_value<T: #p::ComponentValue>() {}
-            fn __check() { #(#value_checks)* }
-        };
-
-        #(#docs)*
-        #[allow(clippy::too_many_arguments, unused_mut)]
-        #vis fn #ident(#(#names: impl #p::IntoInput<#types>),*) -> #handles_ty {
-            #(let mut #inputs = #p::IntoInput::<#types>::into_input(#names);)*
-            let mut __deps = ::std::vec::Vec::new();
-            #(#dependencies;)*
-            #call_component
-        }
-    })
+fn handles_type(outputs: &Outputs, krate: &TokenStream) -> TokenStream {
+    let types = &outputs.types;
+    if outputs.split {
+        quote!((#(#krate::Handle<#types>,)*))
+    } else {
+        quote!(#krate::Handle<#(#types)*>)
+    }
 }
 
 /// `tokens` reported at `at` but resolved as call-site code: every token gets the call site's
 /// name resolution with `at`'s location.
-pub(crate) fn located_at(tokens: TokenStream, at: Span) -> TokenStream {
+fn located_at(tokens: TokenStream, at: Span) -> TokenStream {
     let span = Span::call_site().located_at(at);
     tokens
         .into_iter()
@@ -605,13 +482,148 @@ pub(crate) fn located_at(tokens: TokenStream, at: Span) -> TokenStream {
         .collect()
 }
 
-/// The call `path(args)` reported at `at`: the path and the parentheses are located there, the
-/// arguments keep their own spans.
-fn call_at(path: TokenStream, args: TokenStream, at: Span) -> TokenStream {
-    let mut parens = Group::new(proc_macro2::Delimiter::Parenthesis, args);
-    parens.set_span(Span::call_site().located_at(at));
-    let path = located_at(path, at);
-    quote!(#path #parens)
+/// `tokens` as a parenthesized group reported at `span`.
+fn parens_at(tokens: TokenStream, span: Span) -> TokenStream {
+    let mut group = Group::new(proc_macro2::Delimiter::Parenthesis, tokens);
+    group.set_span(span);
+    TokenTree::Group(group).into()
+}
+
+fn generate(m: &Model) -> TokenStream {
+    let Model {
+        options: o,
+        params,
+        outputs: outs,
+        item,
+        krate,
+    } = m;
+    let ident = &item.sig.ident;
+    let vis = &item.vis;
+    let is_async = item.sig.asyncness.is_some();
+    let name_lit = o
+        .name
+        .clone()
+        .unwrap_or_else(|| LitStr::new(&ident.to_string(), ident.span()));
+    // Clashes (a compile error) when two components of one module share a name; spanned at
+    // the name, so that the clash is reported at both names, not at the attributes.
+    let name_guard = format_ident!(
+        "__pipeline_component_name_{}",
+        name_lit.value().replace(['-', '.'], "_"),
+        span = name_lit.span()
+    );
+    let name_guard = quote_spanned! {name_lit.span()=>
+        #[allow(non_upper_case_globals)]
+        const #name_guard: () = ();
+    };
+    let code_hash = args::code_hash(item);
+    let function = ident.to_string();
+    let docs: Vec<_> = item.attrs.iter().filter(|a| a.path().is_ident("doc")).collect();
+    let attrs = &item.attrs;
+
+    let names: Vec<_> = params.iter().map(|p| &p.ident).collect();
+    let types: Vec<_> = params.iter().map(|p| &p.ty).collect();
+    let params_desc = params.iter().map(|p| {
+        let (name, ty) = (p.ident.to_string(), type_string(&p.ty));
+        quote!(__rt::ParamDescriptor::new(#name, #ty))
+    });
+    let out_types = &outs.types;
+    let outputs_desc = outs.names.iter().zip(out_types).map(|(name, ty)| {
+        let ty = type_string(ty);
+        quote!(__rt::ParamDescriptor::new(#name, #ty))
+    });
+    let handles_ty = handles_type(outs, krate);
+    // Reported at the parameter list and the return type: a type that cannot flow between
+    // steps is an error there, once, and nowhere else.
+    let params_ty = parens_at(quote!(#(#types,)*), item.sig.paren_token.span.join());
+    let outputs_ty = parens_at(quote!(#(#out_types,)*), out_types_span(item));
+
+    let call = if is_async {
+        quote!(__rt::component::block_on(#ident::call(#(#names),*)))
+    } else {
+        quote!(#ident::call(#(#names),*))
+    };
+    let run = match (outs.fallible, outs.split) {
+        (false, false) => quote!(__rt::component::output(#call)),
+        (false, true) => quote!(__rt::component::outputs(#call)),
+        (true, false) => quote!(__rt::component::output_or_error(#call)),
+        (true, true) => quote!(__rt::component::outputs_or_error(#call)),
+    };
+
+    let call_params = params.iter().map(|Param { ident, mutable, ty, .. }| {
+        let m = mutable.then(|| quote!(mut));
+        quote!(#m #ident: #ty)
+    });
+    let ret = &item.sig.output;
+    let block = &item.block;
+    let asyncness = &item.sig.asyncness;
+    let unsafety = &item.sig.unsafety;
+    let constness = &item.sig.constness;
+    let options = options_tokens(o, &quote!(__rt));
+
+    // A type that cannot flow between steps is reported at the impl below, at the parameters
+    // or the return type; the same mistake seen again from this call is reported at the
+    // function's name, not at the attribute.
+    let call_path = located_at(quote!(#krate::component::call::<#ident>), ident.span());
+    let call_args = parens_at(quote!((#(#names.into_input(),)*)), ident.span());
+    let many_args = (params.len() > 7).then(|| quote!(#[allow(clippy::too_many_arguments)]));
+    // Inside the block, the runtime's items are reached through a short alias.
+    let rt = quote!(__rt);
+
+    quote! {
+        #(#docs)*
+        #[allow(non_camel_case_types, dead_code)]
+        #vis struct #ident {}
+
+        #name_guard
+
+        #(#docs)*
+        #many_args
+        #vis fn #ident(#(#names: impl #krate::IntoInput<#types>),*) -> #handles_ty {
+            #call_path #call_args
+        }
+
+        const _: () = {
+            use #krate as #rt;
+
+            impl __rt::Component for #ident {
+                type Params = #params_ty;
+                type Outputs = #outputs_ty;
+                const DESCRIPTOR: &'static __rt::ComponentDescriptor = &__rt::ComponentDescriptor {
+                    name: #name_lit,
+                    function: #function,
+                    module_path: ::core::module_path!(),
+                    file: ::core::file!(),
+                    line: ::core::line!(),
+                    code_hash: #code_hash,
+                    is_async: #is_async,
+                    params: &[#(#params_desc),*],
+                    outputs: &[#(#outputs_desc),*],
+                    options: #options,
+                    entry: __rt::component::entry::<#ident>,
+                };
+                const RUN: __rt::component::Body<Self> = |(#(#names,)*)| #run;
+            }
+
+            __rt::__private::inventory::submit! { __rt::__private::ComponentRegistration(#ident::descriptor()) }
+
+            impl #ident {
+                #(#attrs)*
+                #vis #constness #asyncness #unsafety fn call(#(#call_params),*) #ret #block
+
+                #vis const fn descriptor() -> &'static __rt::ComponentDescriptor {
+                    <#ident as __rt::Component>::DESCRIPTOR
+                }
+            }
+        };
+    }
+}
+
+/// Where the value type is written: `T` of `-> Result<T, E>` or of `-> T`, else the signature.
+fn out_types_span(item: &ItemFn) -> Span {
+    match &item.sig.output {
+        syn::ReturnType::Type(_, ty) => signature::result_ok_type(ty).unwrap_or(ty).span(),
+        syn::ReturnType::Default => item.sig.ident.span(),
+    }
 }
 
 fn type_string(ty: &Type) -> String {
@@ -623,59 +635,107 @@ fn type_string(ty: &Type) -> String {
         .replace(" ,", ",")
 }
 
-fn options_tokens(o: &Options, p: &TokenStream, krate: &TokenStream) -> TokenStream {
-    let return_values: Vec<String> = match &o.return_values {
-        Some(v) => v.iter().map(LitStr::value).collect(),
-        None => vec!["return_object".into()],
-    };
-    let cache = o.cache;
-    let version = opt_str(&o.version);
-    let cache_ignore = &o.cache_ignore;
-    let parents = &o.parents;
-    let queue = opt_str(&o.execution_queue);
-    let retry = o.retry.clone().unwrap_or_else(|| quote!(Never));
-    let [c_fail, c_abort, s_fail, s_abort] = match (o.behaviour, o.continue_on_fail) {
-        (Some(b), _) => b,
-        (None, Some(c)) => [c, false, true, true],
-        (None, None) => [false, false, true, true],
-    };
-    let time_limit = opt_duration(o.time_limit, krate);
-    let tags = &o.tags;
-    let metrics = o.monitor_metrics.iter().map(|[a, b, c, d]| quote!((#a, #b, #c, #d)));
-    let artifacts = o.monitor_artifacts.iter().map(|(a, b)| quote!((#a, #b)));
-    let models = o.monitor_models.iter().map(|(a, b)| quote!((#a, #b)));
-    let output_uri = opt_str(&o.output_uri);
-    let task_type = opt_str(&o.task_type);
-    let num_cpus = opt_f64(o.num_cpus);
-    let num_gpus = opt_f64(o.num_gpus);
-    let pre = opt_path(&o.pre_execute);
-    let post = opt_path(&o.post_execute);
-    let status = opt_path(&o.status_change);
-    quote! {
-        #p::ComponentOptions {
-            return_values: &[#(#return_values),*],
-            cache: #cache,
-            version: #version,
-            cache_ignore: &[#(#cache_ignore),*],
-            parents: &[#(#parents),*],
-            execution_queue: #queue,
-            retry: #p::RetryPolicy::#retry,
-            continue_behaviour: #p::ContinueBehaviour {
+fn some(value: impl ToTokens) -> TokenStream {
+    quote!(::core::option::Option::Some(#value))
+}
+
+pub fn duration(d: std::time::Duration) -> TokenStream {
+    let (s, n) = (d.as_secs(), d.subsec_nanos());
+    some(quote!(::core::time::Duration::new(#s, #n)))
+}
+
+/// The options as a `ComponentOptions` literal naming only the options given.
+fn options_tokens(o: &Options, krate: &TokenStream) -> TokenStream {
+    let mut fields = Vec::new();
+    let lists: [(&str, &Vec<LitStr>); 3] = [
+        ("cache_ignore", &o.cache_ignore),
+        ("parents", &o.parents),
+        ("tags", &o.tags),
+    ];
+    if let Some(names) = &o.return_values {
+        fields.push(quote!(return_values: &[#(#names),*]));
+    }
+    if let Some(cache) = o.cache {
+        fields.push(quote!(cache: #cache));
+    }
+    for (field, value) in [
+        ("version", &o.version),
+        ("execution_queue", &o.execution_queue),
+        ("output_uri", &o.output_uri),
+        ("task_type", &o.task_type),
+    ] {
+        if let Some(value) = value {
+            let (field, value) = (format_ident!("{}", field), some(value));
+            fields.push(quote!(#field: #value));
+        }
+    }
+    for (field, values) in lists {
+        if !values.is_empty() {
+            let field = format_ident!("{}", field);
+            fields.push(quote!(#field: &[#(#values),*]));
+        }
+    }
+    if let Some(retry) = &o.retry {
+        fields.push(quote!(retry: #krate::RetryPolicy::#retry));
+    }
+    match (o.behaviour, o.continue_on_fail) {
+        (Some([c_fail, c_abort, s_fail, s_abort]), _) => fields.push(quote! {
+            continue_behaviour: #krate::ContinueBehaviour {
                 continue_on_fail: #c_fail,
                 continue_on_abort: #c_abort,
                 skip_children_on_fail: #s_fail,
                 skip_children_on_abort: #s_abort,
-            },
-            time_limit: #time_limit,
-            tags: &[#(#tags),*],
-            monitor_metrics: &[#(#metrics),*],
-            monitor_artifacts: &[#(#artifacts),*],
-            monitor_models: &[#(#models),*],
-            output_uri: #output_uri,
-            task_type: #task_type,
-            num_cpus: #num_cpus,
-            num_gpus: #num_gpus,
-            callbacks: #p::Callbacks { pre_execute: #pre, post_execute: #post, status_change: #status },
+            }
+        }),
+        (None, Some(c)) => fields.push(quote! {
+            continue_behaviour: #krate::ContinueBehaviour { continue_on_fail: #c, ..#krate::ContinueBehaviour::DEFAULT }
+        }),
+        (None, None) => {}
+    }
+    if let Some(limit) = o.time_limit {
+        let limit = duration(limit);
+        fields.push(quote!(time_limit: #limit));
+    }
+    if !o.monitor_metrics.is_empty() {
+        let metrics = o.monitor_metrics.iter().map(|[a, b, c, d]| quote!((#a, #b, #c, #d)));
+        fields.push(quote!(monitor_metrics: &[#(#metrics),*]));
+    }
+    for (field, pairs) in [
+        ("monitor_artifacts", &o.monitor_artifacts),
+        ("monitor_models", &o.monitor_models),
+    ] {
+        if !pairs.is_empty() {
+            let field = format_ident!("{}", field);
+            let pairs = pairs.iter().map(|(a, b)| quote!((#a, #b)));
+            fields.push(quote!(#field: &[#(#pairs),*]));
         }
     }
+    for (field, value) in [("num_cpus", o.num_cpus), ("num_gpus", o.num_gpus)] {
+        if let Some(value) = value {
+            let (field, value) = (format_ident!("{}", field), some(value));
+            fields.push(quote!(#field: #value));
+        }
+    }
+    let callbacks: Vec<_> = [
+        ("pre_execute", &o.pre_execute),
+        ("post_execute", &o.post_execute),
+        ("status_change", &o.status_change),
+    ]
+    .into_iter()
+    .filter_map(|(field, path)| {
+        let (field, value) = (format_ident!("{}", field), some(path.as_ref()?));
+        Some(quote!(#field: #value))
+    })
+    .collect();
+    // `..DEFAULT` only when some fields are left out (clippy rejects a needless one).
+    let rest = |given: usize, all: usize, default: TokenStream| (given < all).then(|| quote!(..#default));
+    if !callbacks.is_empty() {
+        let rest = rest(callbacks.len(), 3, quote!(#krate::Callbacks::NONE));
+        fields.push(quote!(callbacks: #krate::Callbacks { #(#callbacks,)* #rest }));
+    }
+    if fields.is_empty() {
+        return quote!(#krate::ComponentOptions::DEFAULT);
+    }
+    let rest = rest(fields.len(), 18, quote!(#krate::ComponentOptions::DEFAULT));
+    quote!(#krate::ComponentOptions { #(#fields,)* #rest })
 }

@@ -34,6 +34,8 @@ mod worker;
 mod exec;
 // The scheduler, the run, component calls.
 mod engine;
+// The `Component` protocol generated code implements and calls.
+pub mod component;
 // Running pipelines, runs read back, enqueue.
 mod api;
 
@@ -41,6 +43,7 @@ pub use api::PipelineRun;
 pub use api::enqueue::RemoteRun;
 pub use api::multi::{Spawned, wait_for_multi_pipelines};
 pub use api::pipeline::Finished;
+pub use component::Component;
 pub use config::{
     CONFIG_FILE, Config, Mode, RAY_ADDRESS_ENV, RAY_TOKEN_ENV, RECORD_ENV, RayConfig, STATE_DIR_ENV, debug_pipeline,
     mode, ray_config, recording, run_locally, set_busy_timeout, set_default_execution_queue, set_recording,
@@ -49,8 +52,9 @@ pub use config::{
 pub use engine::context::{RunView, current_run};
 pub use error::{ExecutorError, HandleError, PipelineError};
 pub use pipeline_core::{
-    ArtifactCodec, Codec, ComponentDescriptor, ComponentOptions, ContinueBehaviour, DagNode, ErrorKind, NodeStatus,
-    PipelineDag, PipelineDescriptor, PipelineOptions, RetryPolicy, RunStatus, StepError, StepIo, call_entry, registry,
+    ArtifactCodec, Callbacks, Codec, ComponentDescriptor, ComponentOptions, ContinueBehaviour, DagNode, ErrorKind,
+    MultiInstance, NodeStatus, ParamDescriptor, PipelineDag, PipelineDescriptor, PipelineOptions, RetryPolicy,
+    RunStatus, StepError, StepIo, call_entry, registry,
 };
 pub use pipeline_macros::{component, pipeline};
 #[cfg(feature = "ray")]

@@ -77,7 +77,13 @@ impl Lease for NodeLease {
         let number = attempt.number();
         let (work, node_dir, log_path, attempt_id, remote_prefix) = if in_process {
             let job = std::mem::replace(&mut attempt.job, Box::new(|_| Ok(())));
-            (Work::InProcess(job), PathBuf::new(), PathBuf::new(), String::new(), None)
+            (
+                Work::InProcess(job),
+                PathBuf::new(),
+                PathBuf::new(),
+                String::new(),
+                None,
+            )
         } else {
             let node_dir = self.run.run_dir.join(&*step);
             let remote_prefix = self.remote_prefix(descriptor, &step);

@@ -8,9 +8,9 @@
 //! they were produced, so a node's callbacks and records never reorder.
 
 use crate::error::HandleError;
+use fnv::FnvHashMap;
 use pipeline_core::options::{PostExecuteCallback, PreExecuteCallback, RetryCallback, StatusChangeCallback};
 use pipeline_core::{Callbacks, ContinueBehaviour, DagNode, ErrorKind, NodeStatus, RetryPolicy, RunStatus, StepError};
-use fnv::FnvHashMap;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;

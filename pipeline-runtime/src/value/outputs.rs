@@ -3,12 +3,13 @@
 use super::handle::{Handle, NodeRef};
 use super::slot::{ErasedSlot, Slot};
 use crate::error::HandleError;
-use pipeline_core::ComponentValue;
+use pipeline_core::descriptor::write_output;
+use pipeline_core::{ComponentValue, StepError, StepIo};
 use std::sync::Arc;
 
-/// The tuple of values a component's job returns: `(T,)` for a single output, `(A, B, ...)`
-/// for `return_values = ["a", "b", ...]`. Implemented for tuples of up to 12 elements.
-#[doc(hidden)]
+/// The outputs of a component as a tuple of [`ComponentValue`]s: `(T,)` for a single output,
+/// `(A, B, ...)` for `return_values = ["a", "b", ...]`. Implemented for tuples of up to 12
+/// elements; its methods are the runtime's.
 pub trait Outputs: Sized + Send + 'static {
     /// `Handle<T>` for one output, a tuple of handles for several.
     type Handles;
@@ -16,13 +17,20 @@ pub trait Outputs: Sized + Send + 'static {
     type Slots: Send + 'static;
 
     /// Empty slots, the handles to them, and the same slots type-erased (to fail them).
+    #[doc(hidden)]
     fn create(node: NodeRef, name: &Arc<str>) -> (Self::Handles, Self::Slots, Vec<Arc<dyn ErasedSlot>>);
     /// Writes the values to their slots.
+    #[doc(hidden)]
     fn fill(self, slots: &Self::Slots);
     /// Handles to values that already exist.
+    #[doc(hidden)]
     fn ready(self, node: NodeRef, name: &Arc<str>) -> Self::Handles;
     /// Handles that all give `error`.
+    #[doc(hidden)]
     fn failed(error: HandleError, node: NodeRef, name: &Arc<str>) -> Self::Handles;
+    /// Encodes the values as outputs `0..`, in a worker.
+    #[doc(hidden)]
+    fn write(&self, io: &mut dyn StepIo) -> Result<(), StepError>;
 }
 
 impl<A: ComponentValue> Outputs for (A,) {
@@ -44,6 +52,10 @@ impl<A: ComponentValue> Outputs for (A,) {
 
     fn failed(error: HandleError, node: NodeRef, name: &Arc<str>) -> Self::Handles {
         Handle::new(Slot::failed(error), node, name.clone())
+    }
+
+    fn write(&self, io: &mut dyn StepIo) -> Result<(), StepError> {
+        write_output(io, 0, &self.0)
     }
 }
 
@@ -70,6 +82,11 @@ macro_rules! tuple_outputs {
 
             fn failed(error: HandleError, node: NodeRef, name: &Arc<str>) -> Self::Handles {
                 ($(Handle::<$t>::new(Slot::failed(error.clone()), node, name.clone()),)+)
+            }
+
+            fn write(&self, io: &mut dyn StepIo) -> Result<(), StepError> {
+                $(write_output(io, $i, &self.$i)?;)+
+                Ok(())
             }
         }
     };

@@ -1,6 +1,7 @@
 //! The scheduler's rules, driven by events alone: no process, thread, clock or database.
 
 use super::*;
+use std::collections::HashMap;
 use std::time::Duration;
 
 fn t(ms: u64) -> SystemTime {
