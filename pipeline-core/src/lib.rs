@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The model of the pipeline framework: what a component and a pipeline are, their options,
 //! the states of nodes and runs, DAG snapshots and their renderings, and the artifact codec.
 //!

@@ -266,7 +266,9 @@ pub fn runtime_path(explicit: Option<syn::Path>) -> TokenStream {
     }
     use proc_macro_crate::{FoundCrate, crate_name};
     match crate_name("pipeline-runtime") {
-        Ok(FoundCrate::Itself) => quote::quote!(crate),
+        // Inside the runtime's own package (its doctests, tests and examples are compiled as
+        // that package too), `::pipeline_runtime` resolves through `extern crate self`.
+        Ok(FoundCrate::Itself) => quote::quote!(::pipeline_runtime),
         Ok(FoundCrate::Name(name)) => {
             let ident = syn::Ident::new(&name, Span::call_site());
             quote::quote!(::#ident)

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The `#[component]` and `#[pipeline]` attribute macros of the pipeline framework.
 //!
 //! Each runs in three phases, as serde_derive does: parse the attribute and the function into

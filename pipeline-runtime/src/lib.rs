@@ -1,9 +1,195 @@
-//! Pipelines of plain Rust functions.
+#![warn(missing_docs)]
+//! Pipelines of plain Rust functions: annotate functions with [`component`] and [`pipeline`],
+//! and the calls inside a pipeline become a DAG that runs in this process, as local
+//! subprocesses, or as jobs on a Ray cluster, with every run recorded.
 //!
-//! Annotate functions with [`component`] and [`pipeline`]; inside a pipeline, each component
-//! call returns a typed [`Handle`] at once and passing a handle to another component is a DAG
-//! edge. Choose where steps run with [`debug_pipeline`] (in-process, serially). See the
-//! repository's README for a walk-through.
+//! # A first pipeline
+//!
+//! Inside a `#[pipeline]` function, calling a component returns a typed [`Handle`] at once;
+//! passing a handle to another component is a DAG edge, and reading it (`.get()`, or `.await`
+//! in async code) waits for the step.
+//!
+//! ```
+//! use pipeline_runtime::prelude::*;
+//!
+//! #[component]
+//! fn guide_load(rows: usize) -> Vec<f64> {
+//!     (0..rows).map(|i| i as f64).collect()
+//! }
+//!
+//! #[component]
+//! fn guide_mean(values: Vec<f64>) -> f64 {
+//!     values.iter().sum::<f64>() / values.len() as f64
+//! }
+//!
+//! #[pipeline(name = "guide_first", project = "docs")]
+//! fn first(rows: usize) -> f64 {
+//!     let values = guide_load(rows); // a Handle<Vec<f64>>, returned at once
+//!     guide_mean(&values).get().unwrap() // an edge, then a read that waits
+//! }
+//!
+//! fn main() {
+//!     # pipeline_runtime::set_state_dir(Some(std::env::temp_dir().join("pipeline-doc-first")));
+//!     pipeline_runtime::debug_pipeline(); // steps as in-process calls
+//!     assert_eq!(first(5), 2.0); // the plain call gives the value...
+//!     let finished = first::run(5).unwrap(); // ...`run` the value and the run's record
+//!     assert_eq!(finished.output, 2.0);
+//!     assert_eq!(finished.run.dag().nodes().count(), 2);
+//! }
+//! ```
+//!
+//! A component is also a plain function outside any pipeline: `guide_mean(vec![1.0, 3.0])`
+//! returns a handle whose value is ready, which makes unit tests of components ordinary tests.
+//!
+//! # Where steps run
+//!
+//! | mode | chosen with | steps run |
+//! |---|---|---|
+//! | debug | [`debug_pipeline`] | as in-process calls, one at a time; values move without serialization |
+//! | local | [`run_locally`] | as subprocesses of this same binary, in parallel up to `max_parallel` |
+//! | remote | the default | as jobs on a Ray cluster ([`RayConfig`], `PIPELINE_RAY_ADDRESS`) |
+//!
+//! The mode, the state folder and the other settings form one [`Config`]: built from
+//! defaults, `pipeline.toml` and the environment, set process-wide by the ClearML-style
+//! functions, and overridable per thread or task with [`Config::scope`] or [`with_mode`].
+//! Every mode shares one scheduler, so the same pipeline gives the same values and DAG.
+//!
+//! # Handles, fan-out and fan-in
+//!
+//! A parameter of type `T` accepts a `T`, a `Handle<T>` or a `&Handle<T>`; a `Vec<U>`
+//! parameter also accepts a `Vec<Handle<U>>` (one edge per handle). Several outputs come from
+//! `return_values`:
+//!
+//! ```
+//! use pipeline_runtime::prelude::*;
+//!
+//! #[component(return_values = ["low", "high"])]
+//! fn guide_split(values: Vec<u32>) -> (Vec<u32>, Vec<u32>) {
+//!     values.into_iter().partition(|v| *v < 10)
+//! }
+//!
+//! #[component]
+//! fn guide_square(x: u32) -> u32 {
+//!     x * x
+//! }
+//!
+//! #[component]
+//! fn guide_sum(values: Vec<u32>) -> u32 {
+//!     values.iter().sum()
+//! }
+//!
+//! #[pipeline(name = "guide_fan", project = "docs")]
+//! fn fan(values: Vec<u32>) -> (u32, usize) {
+//!     let (low, high) = guide_split(values);
+//!     let squares: Vec<Handle<u32>> = (1..=3).map(guide_square).collect(); // fan-out
+//!     let total = guide_sum(squares); // fan-in
+//!     (total.get().unwrap(), high.get().unwrap().len() + low.get().unwrap().len())
+//! }
+//!
+//! fn main() {
+//!     # pipeline_runtime::set_state_dir(Some(std::env::temp_dir().join("pipeline-doc-fan")));
+//!     pipeline_runtime::with_mode(pipeline_runtime::Mode::Debug, || {
+//!         assert_eq!(fan(vec![1, 20, 3]), (14, 3));
+//!     });
+//! }
+//! ```
+//!
+//! # Failures
+//!
+//! A component may return `Result<T, E>`; an `Err` or a panic fails its step (after
+//! `retries`), and reading its handle gives a [`HandleError`] naming the step and the cause.
+//! Steps that depend on a failed one are skipped, with the root cause in their error; others
+//! go on unless the pipeline has `abort_on_failure`. [`PipelineError`] is for a run that
+//! could not start at all (an unreachable cluster, an unusable run store).
+//!
+//! ```
+//! use pipeline_runtime::prelude::*;
+//!
+//! #[component(retries = 1)]
+//! fn guide_flaky(x: u32) -> anyhow::Result<u32> {
+//!     anyhow::ensure!(x > 0, "x must be positive");
+//!     Ok(x)
+//! }
+//!
+//! #[component]
+//! fn guide_double(x: u32) -> u32 {
+//!     x * 2
+//! }
+//!
+//! #[pipeline(name = "guide_failures", project = "docs")]
+//! fn failing() -> Result<u32, HandleError> {
+//!     guide_double(guide_flaky(0)).get()
+//! }
+//!
+//! fn main() {
+//!     # pipeline_runtime::set_state_dir(Some(std::env::temp_dir().join("pipeline-doc-fail")));
+//!     pipeline_runtime::with_mode(pipeline_runtime::Mode::Debug, || {
+//!         let finished = failing::run().unwrap();
+//!         let err = finished.output.unwrap_err();
+//!         assert!(matches!(err, HandleError::Skipped { .. }));
+//!         assert!(err.to_string().contains("x must be positive"), "{err}");
+//!         assert_eq!(finished.run.status(), RunStatus::Failed);
+//!         let flaky = finished.run.dag().nodes().find(|n| n.name == "guide_flaky").cloned().unwrap();
+//!         assert_eq!(flaky.attempts, 2); // the first try and one retry
+//!     });
+//! }
+//! ```
+//!
+//! # The run store
+//!
+//! Unless recording is off, every run is recorded in an SQLite database in the state folder
+//! (`.pipeline/runs.db` by default): its parameters, DAG, every state change, artifacts,
+//! metrics and configuration. [`PipelineRun`] reads runs back; code inside a step reports
+//! metrics and artifacts through [`step`] (`report_scalar`, `upload_artifact`...); a
+//! `cache = true` component is served from an earlier run when its code and inputs match.
+//!
+//! ```
+//! use pipeline_runtime::prelude::*;
+//!
+//! #[component(cache = true)]
+//! fn guide_slow(x: u64) -> u64 {
+//!     pipeline_runtime::step::report_scalar("progress", "x", 0, x as f64);
+//!     x + 1
+//! }
+//!
+//! #[pipeline(name = "guide_store", project = "docs")]
+//! fn stored(x: u64) -> u64 {
+//!     guide_slow(x).get().unwrap()
+//! }
+//!
+//! fn main() {
+//!     let state = std::env::temp_dir().join(format!("pipeline-doc-store-{}", std::process::id()));
+//!     let config = pipeline_runtime::Config::current()
+//!         .with_mode(pipeline_runtime::Mode::Debug)
+//!         .with_state_dir(&state);
+//!     config.scope(|| {
+//!         let first = stored::run(41).unwrap();
+//!         let again = stored::run(41).unwrap(); // served from the cache
+//!         assert_eq!(again.output, 42);
+//!         let node = again.run.dag().nodes().next().cloned().unwrap();
+//!         assert_eq!(node.status, NodeStatus::Cached);
+//!         let read_back = PipelineRun::get(first.run.id()).unwrap().unwrap();
+//!         assert_eq!(read_back.metrics().unwrap().len(), 1);
+//!     });
+//!     # let _ = std::fs::remove_dir_all(state);
+//! }
+//! ```
+//!
+//! # The `pipeline` command
+//!
+//! The `pipeline` binary (feature `cli`) reads the same store: `pipeline runs`, `pipeline
+//! show <run>`, `pipeline dag <run>`, `pipeline logs <run> <step>`, `pipeline compare`,
+//! `pipeline stop <run>`, `pipeline artifacts <run>`, `pipeline get <run> <step>`, `pipeline
+//! cache`, with `--json` for scripts.
+//!
+//! # Features
+//!
+//! `ray` (remote mode, [`RemoteRun`]), `object-store` (`output_uri = "s3://..."` and the like)
+//! and `cli` are on by default; without them the crate is a debug/local-only library, and
+//! what needs a left-out feature is a [`PipelineError::Disabled`] naming it.
+
+// Generated code names this crate `::pipeline_runtime`, also in its own doctests and tests.
+extern crate self as pipeline_runtime;
 
 // The layers, from the bottom up: a module uses only those declared before it (see
 // ARCHITECTURE.md; `tests/layers.rs` checks it). One comment per layer keeps rustfmt from
