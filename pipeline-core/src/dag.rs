@@ -51,14 +51,17 @@ impl PipelineDag {
     /// A parent name that is not among the nodes is kept in `parents` but gets no edge.
     pub fn from_nodes(nodes: Vec<DagNode>) -> Self {
         let mut dag = Self::default();
+        dag.graph.reserve_nodes(nodes.len());
+        dag.by_name.reserve(nodes.len());
+        let mut parents = Vec::new();
         for node in nodes {
-            let parents = node.parents.clone();
+            // Parents come before their children, so they are all in the map already.
+            parents.clear();
+            parents.extend(node.parents.iter().filter_map(|p| dag.by_name.get(p).copied()));
             let name = node.name.clone();
             let index = dag.graph.add_node(node);
-            for parent in &parents {
-                if let Some(&p) = dag.by_name.get(parent) {
-                    dag.graph.add_edge(p, index, ());
-                }
+            for &parent in &parents {
+                dag.graph.add_edge(parent, index, ());
             }
             dag.by_name.insert(name, index);
         }
