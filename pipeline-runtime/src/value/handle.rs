@@ -158,15 +158,7 @@ impl ExportSink {
     fn artifact_of<T: ComponentValue>(&self, handle: &Handle<T>, name: &str) -> Result<ArtifactRef, StepError> {
         match lend(handle)? {
             Lent::Stored(artifact, _) if self.reusable(&artifact) => Ok(artifact),
-            Lent::Stored(artifact, step) => {
-                let value: T = crate::transport::artifacts::read_value(&artifact).map_err(|error| {
-                    input_error(HandleError::Unreadable {
-                        step: step.to_string(),
-                        error,
-                    })
-                })?;
-                self.write_named(name, &value)
-            }
+            Lent::Stored(artifact, step) => self.write_named(name, &read_stored::<T>(&artifact, &step)?),
             Lent::Value(value) => self.write_named(name, &*value),
         }
     }
@@ -294,6 +286,16 @@ fn hash_value<T: ComponentValue>(value: &T, key: &mut blake3::Hasher) -> Result<
     pipeline_core::codec::encode_into(Codec::Bincode, value, key)
 }
 
+/// Decodes a value step `step` stored in `artifact`, as an input error when it cannot.
+fn read_stored<T: ComponentValue>(artifact: &ArtifactRef, step: &str) -> Result<T, StepError> {
+    crate::transport::artifacts::read_value(artifact).map_err(|error| {
+        input_error(HandleError::Unreadable {
+            step: step.to_string(),
+            error,
+        })
+    })
+}
+
 /// A handle's published value, lent out of its slot (see [`Slot::lend`]).
 fn lend<T: ComponentValue>(handle: &Handle<T>) -> Result<Lent<'_, T>, StepError> {
     handle
@@ -311,15 +313,7 @@ fn fingerprint_handle<T: ComponentValue>(handle: &Handle<T>, key: &mut blake3::H
         Lent::Stored(artifact, _) if artifact.codec.name() == Codec::Bincode.name() => {
             crate::transport::artifacts::stream_payload(artifact.fetch()?, key)
         }
-        Lent::Stored(artifact, step) => {
-            let value: T = crate::transport::artifacts::read_value(&artifact).map_err(|error| {
-                input_error(HandleError::Unreadable {
-                    step: step.to_string(),
-                    error,
-                })
-            })?;
-            hash_value(&value, key)
-        }
+        Lent::Stored(artifact, step) => hash_value(&read_stored::<T>(&artifact, &step)?, key),
     }
 }
 
