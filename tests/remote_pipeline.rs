@@ -162,15 +162,17 @@ fn a_job_stopped_on_the_cluster_is_an_aborted_step() {
                 break run;
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "the step never started");
+        // A bound for a wedged cluster only: under load, Ray takes long to start a job.
+        assert!(started.elapsed() < Duration::from_secs(180), "the step never started");
         std::thread::sleep(Duration::from_millis(100));
     };
     // The submission id is derived from the run, the step and the attempt.
     let job = format!("/api/jobs/{}-long_nap-1", run.id());
     while !request("GET", &job).contains("\"RUNNING\"") {
-        assert!(started.elapsed() < Duration::from_secs(60), "the job never ran");
+        assert!(started.elapsed() < Duration::from_secs(180), "the job never ran");
         std::thread::sleep(Duration::from_millis(100));
     }
+    let stopping = Instant::now();
     let answer = request("POST", &format!("{job}/stop"));
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let finished = worker.join().unwrap();
@@ -179,7 +181,8 @@ fn a_job_stopped_on_the_cluster_is_an_aborted_step() {
         matches!(&err, HandleError::Aborted { reason, .. } if reason.contains("was stopped on the cluster")),
         "{err}"
     );
-    assert!(started.elapsed() < Duration::from_secs(90));
+    // The stop, not the whole test, is what must be quick.
+    assert!(stopping.elapsed() < Duration::from_secs(30), "{:?}", stopping.elapsed());
 }
 
 #[pipeline(
