@@ -598,3 +598,37 @@ fn workers_never_run_the_programs_main() {
         lines.contains(&format!("process {}", out.status.code().map_or(0, |_| 0))) || lines.starts_with("main ran")
     );
 }
+
+#[component]
+fn worker_env() -> (bool, bool) {
+    let own = std::env::var_os(MANIFEST_ENV).is_none();
+    let child = std::process::Command::new("sh")
+        .args(["-c", "test -z \"${PIPELINE_WORKER_MANIFEST+set}\""])
+        .status()
+        .is_ok_and(|s| s.success());
+    (own, child)
+}
+
+#[pipeline(name = "worker_env", project = "tests")]
+fn worker_env_pipeline() -> (bool, bool) {
+    worker_env().get().unwrap()
+}
+
+#[test]
+fn the_variable_that_makes_a_worker_is_gone_before_the_step_runs() {
+    local();
+    // Neither the step nor a program it starts sees it: a program built with the runtime (the
+    // `pipeline` CLI) would otherwise turn into a worker too.
+    assert_eq!(worker_env_pipeline::run().unwrap().output, (true, true));
+    // An empty value does not make a worker: the test harness runs as itself.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--list", "--format", "terse"])
+        .env(MANIFEST_ENV, "")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("the_variable_that_makes_a_worker_is_gone"),
+        "{out:?}"
+    );
+}

@@ -64,18 +64,29 @@ static WORKER_HOOK: extern "C" fn() = worker_hook;
 // A worker reports with `eprintln!`, not `tracing`: its stderr is the attempt's log, which the
 // executor keeps and quotes in errors, and no subscriber can exist before `main`.
 extern "C" fn worker_hook() {
-    if let Ok(request) = std::env::var(CONTROLLER_ENV) {
+    // Only a non-empty value selects a mode. The variables are removed at once, so that a
+    // program the step starts (the `pipeline` CLI, another pipeline) does not become a worker.
+    let take = |name: &str| {
+        let value = std::env::var_os(name).filter(|v| !v.is_empty());
+        if value.is_some() {
+            // SAFETY: constructors run before `main`, on the only thread there is yet.
+            unsafe { std::env::remove_var(name) };
+        }
+        value
+    };
+    let (controller, json, path) = (take(CONTROLLER_ENV), take(MANIFEST_JSON_ENV), take(MANIFEST_ENV));
+    if let Some(request) = controller {
+        let request = request.to_string_lossy().into_owned();
         let code = catch_unwind(|| controller::run_controller(&request)).unwrap_or(EXIT_SETUP);
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
         std::process::exit(code);
     }
-    let manifest = match (std::env::var(MANIFEST_JSON_ENV), std::env::var_os(MANIFEST_ENV)) {
-        (Ok(json), _) => {
-            serde_json::from_str(&json).map_err(|e| format!("{MANIFEST_JSON_ENV} is not a valid manifest: {e}"))
-        }
-        (Err(_), Some(path)) => read_manifest(Path::new(&path)),
-        (Err(_), None) => return,
+    let manifest = match (json, path) {
+        (Some(json), _) => serde_json::from_str(&json.to_string_lossy())
+            .map_err(|e| format!("{MANIFEST_JSON_ENV} is not a valid manifest: {e}")),
+        (None, Some(path)) => read_manifest(Path::new(&path)),
+        (None, None) => return,
     };
     // Nothing may unwind out of a constructor.
     let code = catch_unwind(|| run(manifest)).unwrap_or(EXIT_SETUP);
