@@ -632,3 +632,43 @@ fn the_variable_that_makes_a_worker_is_gone_before_the_step_runs() {
         "{out:?}"
     );
 }
+
+#[component]
+fn noisy(megabytes: usize) -> u32 {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(b"before \xff\xfe not UTF-8\n").unwrap();
+    // One line of several MiB without a newline until its end.
+    out.write_all(&vec![b'x'; megabytes << 20]).unwrap();
+    out.write_all(b"\nafter\n").unwrap();
+    out.flush().unwrap();
+    7
+}
+
+#[pipeline(name = "noisy_output", project = "tests")]
+fn noisy_output() -> u32 {
+    noisy(8).get().unwrap()
+}
+
+#[test]
+fn any_output_reaches_the_log_whole_and_never_stops_the_step() {
+    local();
+    let finished = noisy_output::run().unwrap();
+    assert_eq!(finished.output, 7);
+    let log = pipeline_runtime::state_dir()
+        .join("runs")
+        .join(finished.run.id())
+        .join("noisy")
+        .join("attempt-1.log");
+    let bytes = std::fs::read(&log).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    let raw: &[u8] = b"before \xff\xfe not UTF-8\n";
+    assert!(
+        bytes.windows(raw.len()).any(|w| w == raw),
+        "the bytes are kept as they are"
+    );
+    assert!(
+        text.contains(&format!("\n{}\nafter\n", "x".repeat(8 << 20))),
+        "the long line is whole"
+    );
+}

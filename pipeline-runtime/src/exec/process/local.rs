@@ -73,12 +73,41 @@ impl Backend for LocalBackend {
     }
 }
 
+/// Forwards a worker's output to its log as bytes, line by line. Invalid UTF-8 is kept (shown
+/// lossily), and a line longer than [`SPILL`] goes to the file in pieces instead of being held
+/// whole, so no output can stop the pump (and the worker with it, on a closed pipe).
 async fn pump(stream: impl AsyncRead + Unpin, log: &LogSink) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        log.line(&line);
+    let mut reader = BufReader::with_capacity(1 << 16, stream);
+    let mut line = Vec::new();
+    let mut spilled = 0u64;
+    loop {
+        let chunk = match reader.fill_buf().await {
+            Ok(chunk) if !chunk.is_empty() => chunk,
+            _ => break,
+        };
+        let (taken, ended) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(at) => (at + 1, true),
+            None => (chunk.len(), false),
+        };
+        line.extend_from_slice(&chunk[..taken - usize::from(ended)]);
+        reader.consume(taken);
+        if ended {
+            log.end_line(&line, spilled);
+            line.clear();
+            spilled = 0;
+        } else if line.len() >= SPILL {
+            log.spill(&line, spilled == 0);
+            spilled += line.len() as u64;
+            line.clear();
+        }
+    }
+    if !line.is_empty() || spilled > 0 {
+        log.end_line(&line, spilled);
     }
 }
+
+/// The most of one output line held in memory before it is written out in pieces.
+const SPILL: usize = 1 << 20;
 
 fn describe_exit(status: &std::process::ExitStatus) -> String {
     #[cfg(unix)]

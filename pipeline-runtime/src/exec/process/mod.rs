@@ -183,6 +183,7 @@ async fn attempt_in_worker<B: Backend>(
         inner: Mutex::new(Log {
             file,
             tail: VecDeque::new(),
+            spilling: None,
         }),
     };
     let job = WorkerJob {
@@ -270,6 +271,21 @@ pub(crate) async fn sleep_or_never(limit: Option<Duration>) {
 struct Log {
     file: std::fs::File,
     tail: VecDeque<String>,
+    /// How a line being written in pieces starts, for display.
+    spilling: Option<String>,
+}
+
+/// The most of one line shown (on stderr, in an error's log tail); the file has it whole.
+const SHOWN: usize = 4096;
+
+/// `bytes` for display: lossy UTF-8, cut to [`SHOWN`] bytes.
+fn shown(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(SHOWN)];
+    let mut text = String::from_utf8_lossy(cut).into_owned();
+    if cut.len() < bytes.len() {
+        text.push_str(&format!(" ... ({} bytes; whole in the log file)", bytes.len()));
+    }
+    text
 }
 
 /// Where a worker's output lines go: the attempt's log file, the tail kept for errors, and
@@ -280,16 +296,43 @@ pub(crate) struct LogSink {
 }
 
 impl LogSink {
+    /// One whole line (the Ray job's logs come as text).
+    #[cfg(feature = "ray")]
     pub(crate) fn line(&self, line: &str) {
+        self.end_line(line.as_bytes(), 0);
+    }
+
+    /// Writes a piece of a long line to the file; `first` when it is the line's start.
+    pub(crate) fn spill(&self, piece: &[u8], first: bool) {
         use std::io::Write;
-        if let Some(prefix) = &self.prefix {
-            eprintln!("{prefix} {line}");
-        }
         let mut log = lock(&self.inner);
-        let _ = writeln!(log.file, "{line}");
+        let _ = log.file.write_all(piece);
+        if first {
+            log.spilling = Some(String::from_utf8_lossy(&piece[..piece.len().min(SHOWN)]).into_owned());
+        }
+    }
+
+    /// Ends a line with its last bytes (after `spilled` bytes written by [`LogSink::spill`]):
+    /// the file gets it whole, stderr and the tail a shortened, lossy form.
+    pub(crate) fn end_line(&self, rest: &[u8], spilled: u64) {
+        use std::io::Write;
+        let mut log = lock(&self.inner);
+        let _ = log.file.write_all(rest);
+        let _ = log.file.write_all(b"\n");
+        let display = match log.spilling.take() {
+            Some(start) if spilled > 0 => format!(
+                "{start} ... ({} bytes; whole in the log file)",
+                spilled + rest.len() as u64
+            ),
+            _ => shown(rest),
+        };
         if log.tail.len() == LOG_TAIL {
             log.tail.pop_front();
         }
-        log.tail.push_back(line.to_string());
+        log.tail.push_back(display.clone());
+        drop(log);
+        if let Some(prefix) = &self.prefix {
+            eprintln!("{prefix} {display}");
+        }
     }
 }
