@@ -149,6 +149,10 @@ pub fn read_with(
             format!("holds a `{}`, but a `{type_name}` was expected", header.type_name),
         )));
     }
+    // The checksum is checked before anything is decoded: a corrupt payload (a length prefix
+    // claiming 2^40 bytes, say) must be an error, never a huge allocation in the decoder.
+    let mut file = file.into_inner();
+    check_payload(&mut file, &header, path).map_err(context)?;
     let mut payload = BufReader::with_capacity(BUFFER, ChecksumReader::new(file, header.length));
     decode(&mut payload).map_err(context)?;
     if !payload.buffer().is_empty() {
@@ -176,6 +180,18 @@ pub fn read_elements(
             format!("codec `{}` cannot join a fan-in's artifacts", codec.name()),
         )
     })?;
+    // Every element's checksum is checked before anything is decoded (see `read_with`).
+    for path in paths {
+        let mut file = File::open(path).map_err(|e| io_error(path, "cannot open", e))?;
+        let header = ArtifactHeader::read_from(&mut BufReader::with_capacity(512, &mut file)).map_err(|mut e| {
+            e.message = format!("artifact `{}`: {}", path.display(), e.message);
+            e
+        })?;
+        check_payload(&mut file, &header, path).map_err(|mut e| {
+            e.message = format!("artifact `{}`: {}", path.display(), e.message);
+            e
+        })?;
+    }
     let mut joined = BufReader::with_capacity(
         BUFFER,
         Elements {
@@ -365,6 +381,18 @@ impl Read for Elements<'_> {
     }
 }
 
+/// Reads the payload of the artifact at `path` once, checking its length and checksum, and
+/// leaves `file` at the payload's start.
+fn check_payload(file: &mut File, header: &ArtifactHeader, path: &Path) -> Result<(), StepError> {
+    let start = SeekFrom::Start(header.len() as u64);
+    file.seek(start).map_err(|e| io_error(path, "cannot read", e))?;
+    let mut check = ChecksumReader::new(BufReader::with_capacity(BUFFER, &mut *file), header.length);
+    std::io::copy(&mut check, &mut std::io::sink()).map_err(|e| io_error(path, "cannot read", e))?;
+    check.verify(header)?;
+    file.seek(start).map_err(|e| io_error(path, "cannot read", e))?;
+    Ok(())
+}
+
 /// Reads and checks only the header of an artifact.
 pub fn read_header(path: &Path) -> Result<ArtifactHeader, StepError> {
     let file = File::open(path).map_err(|e| io_error(path, "cannot open", e))?;
@@ -500,6 +528,24 @@ mod tests {
         assert!(read_value::<Vec<u32>>(&r).is_err());
         let err = read_value::<u8>(&ArtifactRef::local(d.join("missing.art"), Codec::Bincode)).unwrap_err();
         assert!(err.message.contains("cannot open"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_payload_is_rejected_before_it_is_decoded() {
+        let d = dir();
+        let r = write_value(&d.join("prefix.art"), Codec::Bincode, &"x".repeat(64)).unwrap();
+        let header = read_header(&r.path).unwrap();
+        let mut bytes = std::fs::read(&r.path).unwrap();
+        // The string's length prefix becomes 2^40. The payload's length and checksum are checked
+        // first, so the decoder never sees it (the error is not the decoder's).
+        let at = header.len();
+        bytes.splice(at..at + 1, [253u8, 0, 0, 0, 0, 0, 1, 0, 0]);
+        std::fs::write(&r.path, &bytes).unwrap();
+        let err = read_value::<String>(&r).unwrap_err();
+        assert!(err.message.contains("longer than its header says"), "{err}");
+        // The same inside a fan-in.
+        let err = read_joined::<Vec<String>>(std::slice::from_ref(&r.path), Codec::Bincode).unwrap_err();
+        assert!(err.message.contains("prefix.art"), "{err}");
     }
 
     fn read_joined<T: DeserializeOwned>(paths: &[PathBuf], codec: Codec) -> Result<T, StepError> {
