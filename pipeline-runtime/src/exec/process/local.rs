@@ -1,7 +1,7 @@
 //! `run_locally()`: every step runs as a subprocess of this same executable, as many at once
 //! as the DAG and the concurrency limit allow.
 
-use super::{Backend, Ended, LogSink, WorkerJob, sleep_or_never, time_limit_message};
+use super::{Backend, Ended, LogSink, WorkerJob, unless_stopped};
 use crate::exec::Cancel;
 use crate::worker::MANIFEST_ENV;
 use pipeline_core::{ErrorKind, StepError};
@@ -47,11 +47,7 @@ impl Backend for LocalBackend {
         let (stdout, stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
         let pumps = async { tokio::join!(pump(stdout, log), pump(stderr, log)) };
         let waiting = async {
-            let waited = tokio::select! {
-                status = child.wait() => Ok(status),
-                reason = cancel.requested() => Err(reason),
-                () = sleep_or_never(limit) => Err(time_limit_message(limit)),
-            };
+            let waited = unless_stopped(child.wait(), cancel, limit).await;
             if waited.is_err() {
                 let _ = child.kill().await;
             }

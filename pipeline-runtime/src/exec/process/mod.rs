@@ -252,8 +252,22 @@ fn manifest_input(input: &ArgArtifacts) -> ManifestInput {
     }
 }
 
+/// Runs `work` until it ends, or until the attempt is cancelled or reaches its time limit;
+/// `Err` says why it was stopped (the caller then stops the worker).
+pub(crate) async fn unless_stopped<T>(
+    work: impl std::future::Future<Output = T>,
+    cancel: &Cancel,
+    limit: Option<Duration>,
+) -> Result<T, String> {
+    tokio::select! {
+        value = work => Ok(value),
+        reason = cancel.requested() => Err(reason),
+        () = sleep_or_never(limit) => Err(time_limit_message(limit)),
+    }
+}
+
 /// The message for an attempt stopped at its time limit.
-pub(crate) fn time_limit_message(limit: Option<Duration>) -> String {
+fn time_limit_message(limit: Option<Duration>) -> String {
     format!(
         "time limit of {} exceeded; the worker was killed",
         pipeline_core::dag::format_duration(limit.unwrap_or_default())
@@ -261,7 +275,7 @@ pub(crate) fn time_limit_message(limit: Option<Duration>) -> String {
 }
 
 /// Sleeps for `limit`, or forever without one.
-pub(crate) async fn sleep_or_never(limit: Option<Duration>) {
+async fn sleep_or_never(limit: Option<Duration>) {
     match limit {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,

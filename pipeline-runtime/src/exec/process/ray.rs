@@ -3,7 +3,7 @@
 //! package) in worker mode. A queue is a custom resource: a step of queue `q` asks for one
 //! `queue_q`, so only nodes started with that resource serve it.
 
-use super::{Backend, Ended, LogSink, WorkerJob, sleep_or_never, time_limit_message};
+use super::{Backend, Ended, LogSink, WorkerJob, unless_stopped};
 use crate::exec::Cancel;
 use crate::remote::Cluster;
 use crate::remote::ray::{JobInfo, RayError};
@@ -116,10 +116,9 @@ impl Backend for RayBackend {
             }
             self.wait_final(&id).await
         };
-        let outcome = tokio::select! {
-            info = run_job => Ok(info.map_err(cluster)?),
-            reason = cancel.requested() => Err(reason),
-            () = sleep_or_never(limit) => Err(time_limit_message(limit)),
+        let outcome = match unless_stopped(run_job, cancel, limit).await {
+            Ok(info) => Ok(info.map_err(cluster)?),
+            Err(reason) => Err(reason),
         };
         if outcome.is_err() {
             let _ = self.cluster.client.stop(&id).await;
