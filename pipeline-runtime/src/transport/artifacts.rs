@@ -180,18 +180,6 @@ pub fn read_elements(
             format!("codec `{}` cannot join a fan-in's artifacts", codec.name()),
         )
     })?;
-    // Every element's checksum is checked before anything is decoded (see `read_with`).
-    for path in paths {
-        let mut file = File::open(path).map_err(|e| io_error(path, "cannot open", e))?;
-        let header = ArtifactHeader::read_from(&mut BufReader::with_capacity(512, &mut file)).map_err(|mut e| {
-            e.message = format!("artifact `{}`: {}", path.display(), e.message);
-            e
-        })?;
-        check_payload(&mut file, &header, path).map_err(|mut e| {
-            e.message = format!("artifact `{}`: {}", path.display(), e.message);
-            e
-        })?;
-    }
     let mut joined = BufReader::with_capacity(
         BUFFER,
         Elements {
@@ -273,9 +261,8 @@ impl Elements<'_> {
             );
             e
         };
-        let file = File::open(path).map_err(|e| io_error(path, "cannot open", e))?;
-        let mut file = BufReader::with_capacity(BUFFER, file);
-        let header = ArtifactHeader::read_from(&mut file).map_err(context)?;
+        let mut file = File::open(path).map_err(|e| io_error(path, "cannot open", e))?;
+        let header = ArtifactHeader::read_from(&mut BufReader::with_capacity(512, &mut file)).map_err(context)?;
         if header.codec != self.codec.name() {
             return Err(context(StepError::new(
                 ErrorKind::Codec,
@@ -295,12 +282,10 @@ impl Elements<'_> {
                 ),
             )));
         }
-        let length = header.length;
-        Ok(Phase::Element(
-            Box::new(ChecksumReader::new(file, length)),
-            header,
-            index,
-        ))
+        // Checked before any of its bytes reach the decoder (see `read_with`).
+        check_payload(&mut file, &header, path).map_err(context)?;
+        let payload = ChecksumReader::new(BufReader::with_capacity(BUFFER, file), header.length);
+        Ok(Phase::Element(Box::new(payload), header, index))
     }
 
     /// Copies from `bytes[at..]`; gives the count, and whether `bytes` is used up.
