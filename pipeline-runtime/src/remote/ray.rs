@@ -47,6 +47,15 @@ pub enum RayError {
     Package(String),
 }
 
+impl RayError {
+    /// The error for an answer with an error status, its body included.
+    async fn status(what: &'static str, response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default().trim().to_string();
+        Self::Status { what, status, body }
+    }
+}
+
 fn http_status(code: u16) -> String {
     match reqwest::StatusCode::from_u16(code) {
         Ok(status) => status.to_string(),
@@ -138,14 +147,8 @@ impl RayClient {
                 "no answer",
             )
             .await?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(RayError::Status {
-                what: "it",
-                status: status.as_u16(),
-                body: body.trim().to_string(),
-            });
+        if !response.status().is_success() {
+            return Err(RayError::status("it", response).await);
         }
         response
             .json::<Version>()
@@ -183,12 +186,7 @@ impl RayClient {
                 .map_err(|e| RayError::Package(format!("cannot zip the executable: {e}")))?;
             let put = self.send(self.http.put(&url).body(zip), "package upload").await?;
             if !put.status().is_success() {
-                let status = put.status();
-                return Err(RayError::Status {
-                    what: "package upload",
-                    status: status.as_u16(),
-                    body: put.text().await.unwrap_or_default().trim().to_string(),
-                });
+                return Err(RayError::status("package upload", put).await);
             }
         }
         uploaded.push(key);
@@ -223,13 +221,8 @@ impl RayClient {
         let response = self
             .send(self.http.get(format!("{}/api/jobs/{id}", self.base)), "job status")
             .await?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(RayError::Status {
-                what: "job status",
-                status: status.as_u16(),
-                body: response.text().await.unwrap_or_default().trim().to_string(),
-            });
+        if !response.status().is_success() {
+            return Err(RayError::status("job status", response).await);
         }
         response.json().await.map_err(|e| RayError::Unexpected {
             what: "job status",
