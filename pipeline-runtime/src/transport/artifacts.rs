@@ -188,7 +188,7 @@ pub fn read_elements(
             sequence_type: type_name,
             frame,
             next: 0,
-            phase: Phase::Prefix(0),
+            phase: Phase::Frame(Part::Prefix, 0),
             failed: None,
         },
     );
@@ -218,15 +218,22 @@ pub fn read_elements(
 
 /// Where [`Elements`] is in the joined stream.
 enum Phase {
-    /// Within the frame's prefix, at this offset.
-    Prefix(usize),
+    /// Within a part of the frame, at this offset.
+    Frame(Part, usize),
     /// Within an element's payload.
     Element(Box<ChecksumReader<BufReader<File>>>, ArtifactHeader, usize),
-    /// Within the separator before element `next`, at this offset.
-    Separator(usize),
-    /// Within the suffix, at this offset.
-    Suffix(usize),
     Done,
+}
+
+/// The parts of a sequence's frame.
+#[derive(Clone, Copy)]
+enum Part {
+    /// Before the first element.
+    Prefix,
+    /// Before element `next`.
+    Separator,
+    /// After the last element.
+    Suffix,
 }
 
 /// The elements of a fan-in read as one encoded sequence.
@@ -302,7 +309,7 @@ impl Elements<'_> {
             self.next += 1;
             self.open(index)
         } else {
-            Ok(Phase::Suffix(0))
+            Ok(Phase::Frame(Part::Suffix, 0))
         }
     }
 }
@@ -316,21 +323,19 @@ impl Read for Elements<'_> {
             let phase = std::mem::replace(&mut self.phase, Phase::Done);
             let (n, next) = match phase {
                 Phase::Done => return Ok(0),
-                Phase::Prefix(at) => {
-                    let (n, used_up) = Self::copy(&self.frame.prefix, at, buf);
-                    if used_up {
-                        (n, self.after_frame().map_err(|e| self.fail(e))?)
-                    } else {
-                        (n, Phase::Prefix(at + n))
-                    }
-                }
-                Phase::Separator(at) => {
-                    let (n, used_up) = Self::copy(&self.frame.separator, at, buf);
-                    if used_up {
-                        (n, self.after_frame().map_err(|e| self.fail(e))?)
-                    } else {
-                        (n, Phase::Separator(at + n))
-                    }
+                Phase::Frame(part, at) => {
+                    let bytes = match part {
+                        Part::Prefix => &self.frame.prefix,
+                        Part::Separator => &self.frame.separator,
+                        Part::Suffix => &self.frame.suffix,
+                    };
+                    let (n, used_up) = Self::copy(bytes, at, buf);
+                    let next = match (used_up, part) {
+                        (false, _) => Phase::Frame(part, at + n),
+                        (true, Part::Suffix) => Phase::Done,
+                        (true, _) => self.after_frame().map_err(|e| self.fail(e))?,
+                    };
+                    (n, next)
                 }
                 Phase::Element(mut reader, header, index) => {
                     let n = reader.read(buf).map_err(|e| {
@@ -345,17 +350,13 @@ impl Read for Elements<'_> {
                             e.message = format!("artifact `{}`: {}", path.display(), e.message);
                             self.fail(e)
                         })?;
-                        let next = if self.next < self.paths.len() {
-                            Phase::Separator(0)
+                        let part = if self.next < self.paths.len() {
+                            Part::Separator
                         } else {
-                            Phase::Suffix(0)
+                            Part::Suffix
                         };
-                        (0, next)
+                        (0, Phase::Frame(part, 0))
                     }
-                }
-                Phase::Suffix(at) => {
-                    let (n, used_up) = Self::copy(&self.frame.suffix, at, buf);
-                    (n, if used_up { Phase::Done } else { Phase::Suffix(at + n) })
                 }
             };
             self.phase = next;
