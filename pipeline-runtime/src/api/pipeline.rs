@@ -256,7 +256,7 @@ fn record(run: &Run, body_panicked: bool) -> PipelineRun {
         started: run.started,
         ended: Some(ended),
     };
-    PipelineRun::new(record, run.dag())
+    PipelineRun::new(record, run.final_dag())
 }
 
 /// How long the end of a run waits for the run store to catch up.

@@ -5,18 +5,49 @@
 use crate::store::{ArtifactRecord, MetricRecord, RunFilter, RunRecord, RunStore, StoreError, version_key};
 use pipeline_core::{NodeStatus, PipelineDag, RunStatus};
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A pipeline run: its record (identity, parameters, status, timings) and its DAG.
 #[derive(Debug, Clone)]
 pub struct PipelineRun {
     record: RunRecord,
-    dag: PipelineDag,
+    dag: LazyDag,
+}
+
+/// Builds the DAG of a run that just ended.
+pub(crate) type DagSource = Arc<dyn Fn() -> PipelineDag + Send + Sync>;
+
+/// The DAG, built when first asked for: most callers of a pipeline only want its value, and
+/// for a run of 100k steps the snapshot costs more than the engine's work on them.
+#[derive(Clone)]
+struct LazyDag {
+    built: OnceLock<PipelineDag>,
+    source: Option<DagSource>,
+}
+
+impl LazyDag {
+    fn get(&self) -> &PipelineDag {
+        self.built
+            .get_or_init(|| self.source.as_ref().map(|build| build()).unwrap_or_default())
+    }
+}
+
+impl std::fmt::Debug for LazyDag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
 }
 
 impl PipelineRun {
-    pub(crate) fn new(record: RunRecord, dag: PipelineDag) -> Self {
-        Self { record, dag }
+    pub(crate) fn new(record: RunRecord, dag: DagSource) -> Self {
+        Self {
+            record,
+            dag: LazyDag {
+                built: OnceLock::new(),
+                source: Some(dag),
+            },
+        }
     }
 
     /// Loads a run from a store.
@@ -25,7 +56,10 @@ impl PipelineRun {
         let nodes = store.nodes(&record.id)?.into_iter().map(|n| n.node).collect();
         Ok(Some(Self {
             record,
-            dag: PipelineDag::from_nodes(nodes),
+            dag: LazyDag {
+                built: OnceLock::from(PipelineDag::from_nodes(nodes)),
+                source: None,
+            },
         }))
     }
 
@@ -171,7 +205,7 @@ impl PipelineRun {
 
     /// The DAG, with each node's state, timings, attempts and error.
     pub fn dag(&self) -> &PipelineDag {
-        &self.dag
+        self.dag.get()
     }
 
     /// Names of the nodes that failed.
@@ -190,7 +224,7 @@ impl PipelineRun {
     }
 
     fn nodes_in(&self, keep: impl Fn(NodeStatus) -> bool) -> Vec<&str> {
-        self.dag
+        self.dag()
             .nodes()
             .filter(|n| keep(n.status))
             .map(|n| n.name.as_str())

@@ -2,7 +2,7 @@
 //! scheduler's grant, the inputs as artifacts) and ending it (staging a worker's outputs, then
 //! the scheduler's decision). The one attempt loop: a retry is another lease.
 
-use super::run::{Attempt, Run};
+use super::run::{Attempt, NodeKey, Run};
 use crate::exec::{AttemptSpec, Lease, Outcome, Work, WorkKind};
 use crate::transport::artifacts::ArgArtifacts;
 use crate::transport::object_storage;
@@ -16,16 +16,16 @@ use std::sync::Arc;
 /// A hold on node `index` of `run`, for one attempt.
 pub(crate) struct NodeLease {
     run: Arc<Run>,
-    index: u32,
+    node: NodeKey,
     /// The attempt, between `begin` and `end`.
     attempt: Option<Attempt>,
 }
 
 impl NodeLease {
-    pub(crate) fn new(run: Arc<Run>, index: u32) -> Self {
+    pub(crate) fn new(run: Arc<Run>, node: NodeKey) -> Self {
         Self {
             run,
-            index,
+            node,
             attempt: None,
         }
     }
@@ -47,7 +47,7 @@ impl NodeLease {
         node_dir: &Path,
         remote: Option<&str>,
     ) -> Result<Vec<ArgArtifacts>, StepError> {
-        if let Some(inputs) = self.run.exported(self.index) {
+        if let Some(inputs) = self.run.exported(self.node.index) {
             return Ok(inputs);
         }
         let mut sink = ExportSink {
@@ -63,7 +63,7 @@ impl NodeLease {
                 format!("writing the inputs panicked: {}", panic.message),
             ))
         })?;
-        self.run.keep_exported(self.index, sink.inputs.clone());
+        self.run.keep_exported(self.node.index, sink.inputs.clone());
         Ok(sink.inputs)
     }
 }
@@ -72,8 +72,8 @@ impl Lease for NodeLease {
     fn begin(&mut self, kind: WorkKind) -> Option<(AttemptSpec, Work)> {
         // Only a worker process can be stopped, and only it needs a folder, a log and a name.
         let in_process = kind == WorkKind::InProcess;
-        let mut attempt = self.run.begin_attempt(self.index, !in_process)?;
-        let (step, descriptor) = self.run.node_info(self.index);
+        let mut attempt = self.run.begin_attempt(&self.node, !in_process)?;
+        let (step, descriptor) = (self.node.name.clone(), self.node.descriptor);
         let number = attempt.number();
         let (work, node_dir, log_path, attempt_id, remote_prefix) = if in_process {
             let job = std::mem::replace(&mut attempt.job, Box::new(|_| Ok(())));
@@ -90,12 +90,12 @@ impl Lease for NodeLease {
             let log_path = node_dir.join(format!("attempt-{number}.log"));
             match self.inputs(&mut attempt, &node_dir, remote_prefix.as_deref()) {
                 Ok(inputs) => {
-                    self.run.set_log_path(self.index, log_path.clone());
+                    self.run.set_log_path(self.node.index, log_path.clone());
                     let attempt_id = format!("{}-{step}-{number}", self.run.key);
                     (Work::Artifacts(inputs), node_dir, log_path, attempt_id, remote_prefix)
                 }
                 Err(e) => {
-                    self.run.end_attempt(self.index, attempt, Err(e));
+                    self.run.end_attempt(&self.node, attempt, Err(e));
                     return None;
                 }
             }
@@ -106,7 +106,7 @@ impl Lease for NodeLease {
         let spec = AttemptSpec {
             span,
             attempt_id,
-            context: self.run.step_context(Some(self.index)),
+            context: self.run.step_context(Some(&self.node)),
             pipeline: self.run.descriptor.name,
             codec: self.run.descriptor.options.codec,
             limit: descriptor.options.time_limit,
@@ -134,15 +134,14 @@ impl Lease for NodeLease {
         }
         let result = outcome.result.map(|outputs| {
             if !outputs.is_empty() {
-                let (name, slots) = self.run.output_slots(self.index);
-                let (_, descriptor) = self.run.node_info(self.index);
-                for ((slot, artifact), output) in slots.iter().zip(outputs).zip(descriptor.outputs) {
-                    self.run.record_output(&name, output, &artifact);
+                let (name, slots) = (&self.node.name, self.run.output_slots(self.node.index));
+                for ((slot, artifact), output) in slots.iter().zip(outputs).zip(self.node.descriptor.outputs) {
+                    self.run.record_output(name, output, &artifact);
                     slot.store(artifact, name.clone());
                 }
             }
         });
-        self.run.end_attempt(self.index, attempt, result);
+        self.run.end_attempt(&self.node, attempt, result);
     }
 }
 
@@ -152,7 +151,7 @@ impl Drop for NodeLease {
     fn drop(&mut self) {
         if let Some(attempt) = self.attempt.take() {
             let lost = StepError::new(ErrorKind::Crash, "the executor lost the attempt");
-            self.run.end_attempt(self.index, attempt, Err(lost));
+            self.run.end_attempt(&self.node, attempt, Err(lost));
         }
     }
 }

@@ -58,16 +58,31 @@ impl RunState {
     }
 }
 
-/// What a final node gives up: its output slots (to publish or fail) and its job, if still
-/// held (dropped outside the lock with the inputs it holds).
-struct FinalParts {
-    slots: Vec<Arc<dyn ErasedSlot>>,
-    job: Option<Job>,
-    name: Arc<str>,
+/// What an effect needs of the run's state, taken with it under the lock.
+enum Parts {
+    None,
+    /// A final node's output slots (to publish or fail) and its job, if still held (dropped
+    /// outside the lock with the inputs it holds).
+    Final {
+        slots: Vec<Arc<dyn ErasedSlot>>,
+        job: Option<Job>,
+        name: Arc<str>,
+    },
+    /// The node an attempt starts on.
+    Start(NodeKey),
+    /// The component of a recorded node (its code hash).
+    Record(&'static ComponentDescriptor),
 }
 
 /// Effects taken from the scheduler, with what each needs of the run's state.
-type Batch = Vec<(Effect, Option<FinalParts>, &'static str)>;
+type Batch = Vec<(Effect, Parts)>;
+
+/// A node as an attempt knows it: its place in the run, its name and its component.
+pub(crate) struct NodeKey {
+    pub(crate) index: u32,
+    pub(crate) name: Arc<str>,
+    pub(crate) descriptor: &'static ComponentDescriptor,
+}
 
 /// One attempt at running a node: its job and what the scheduler granted.
 pub(crate) struct Attempt {
@@ -194,13 +209,10 @@ impl Run {
     }
 
     /// Where reports of node `index` (or of the body, for `None`) go; `None` when not recorded.
-    pub(crate) fn step_context(&self, index: Option<u32>) -> Option<crate::step::StepContext> {
+    pub(crate) fn step_context(&self, node: Option<&NodeKey>) -> Option<crate::step::StepContext> {
         let store = self.store_path.clone()?;
-        let (node, component) = match index {
-            Some(i) => {
-                let (name, descriptor) = self.node_info(i);
-                (name.to_string(), Some(descriptor))
-            }
+        let (node, component) = match node {
+            Some(n) => (n.name.to_string(), Some(n.descriptor)),
             None => (String::new(), None),
         };
         Some(crate::step::StepContext {
@@ -216,20 +228,20 @@ impl Run {
     /// Serves a queued `cache = true` node from an earlier run's outputs when its key matches;
     /// true when it did (the node is then `Cached`). Otherwise the key is kept for
     /// [`Run::save_cache`].
-    fn lookup_cache(self: &Arc<Self>, index: u32) -> bool {
-        let Some(store_path) = &self.store_path else {
+    fn lookup_cache(self: &Arc<Self>, node: &NodeKey) -> bool {
+        let (index, descriptor) = (node.index, node.descriptor);
+        let Some(store_path) = self.store_path.as_ref().filter(|_| descriptor.options.cache) else {
             return false;
         };
-        let (descriptor, mut job) = {
+        let mut job = {
             let mut st = self.lock();
-            let descriptor = st.descriptors[index as usize];
-            if !descriptor.options.cache || st.sched.status(index) != NodeStatus::Queued {
+            if st.sched.status(index) != NodeStatus::Queued {
                 return false;
             }
             let Some(job) = st.jobs[index as usize].take() else {
                 return false;
             };
-            (descriptor, job)
+            job
         };
         let mut key = blake3::Hasher::new();
         for part in [
@@ -282,10 +294,9 @@ impl Run {
         let Some(outputs) = outputs.filter(|o| o.len() == descriptor.outputs.len()) else {
             return false;
         };
-        let (name, slots) = self.output_slots(index);
-        for ((slot, artifact), output) in slots.iter().zip(outputs).zip(descriptor.outputs) {
-            self.record_output(&name, output, &artifact);
-            slot.store(artifact, name.clone());
+        for ((slot, artifact), output) in self.output_slots(index).iter().zip(outputs).zip(descriptor.outputs) {
+            self.record_output(&node.name, output, &artifact);
+            slot.store(artifact, node.name.clone());
         }
         self.event(|sched, now| sched.cached(index, now));
         true
@@ -293,20 +304,22 @@ impl Run {
 
     /// Stores a finished `cache = true` node's outputs as artifacts (if they are not already)
     /// and records them under its cache key.
-    fn save_cache(&self, index: u32) {
-        let Some(recorder) = &self.recorder else { return };
-        let Some(key) = self.lock().sched.cache_key(index).map(str::to_string) else {
+    fn save_cache(&self, node: &NodeKey) {
+        let Some(recorder) = self.recorder.as_ref().filter(|_| node.descriptor.options.cache) else {
             return;
         };
-        let (name, descriptor) = self.node_info(index);
-        let (_, slots) = self.output_slots(index);
+        let Some(key) = self.lock().sched.cache_key(node.index).map(str::to_string) else {
+            return;
+        };
+        let (name, descriptor) = (&node.name, node.descriptor);
+        let slots = self.output_slots(node.index);
         let codec = self.descriptor.options.codec;
         let mut records = Vec::new();
         for (slot, output) in slots.iter().zip(descriptor.outputs) {
-            let path = crate::transport::artifacts::output_path(&self.run_dir.join(&*name), output.name);
+            let path = crate::transport::artifacts::output_path(&self.run_dir.join(&**name), output.name);
             match slot.persist(&path, codec) {
                 Ok(artifact) => {
-                    let record = output_record(&name, output, &artifact);
+                    let record = output_record(name, output, &artifact);
                     recorder.send(Event::Artifact {
                         run: self.key.to_string(),
                         record: record.clone(),
@@ -390,10 +403,11 @@ impl Run {
     /// (the `queued -> running` callback among them) have been applied, so a step never runs
     /// before its callbacks have seen it start. `None` when the cache served it, when the node
     /// is already final (aborted while queued), or when another attempt holds the job.
-    pub(crate) fn begin_attempt(self: &Arc<Self>, index: u32, cancellable: bool) -> Option<Attempt> {
-        if self.lookup_cache(index) {
+    pub(crate) fn begin_attempt(self: &Arc<Self>, node: &NodeKey, cancellable: bool) -> Option<Attempt> {
+        if self.lookup_cache(node) {
             return None;
         }
+        let index = node.index;
         let mut st = self.lock();
         st.jobs[index as usize].as_ref()?;
         let grant = st.sched.attempt_started(index, SystemTime::now())?;
@@ -403,18 +417,20 @@ impl Run {
         st.cancels[index as usize] = cancel.clone();
         let attempt = Attempt { job, grant, cancel };
         // Only a status callback must see the start before the step runs; records need not.
-        let watched = st.descriptors[index as usize].options.callbacks.status_change.is_some();
+        // Nothing else ends a running node before its attempt ends.
+        if node.descriptor.options.callbacks.status_change.is_none() {
+            self.settle(st);
+            return Some(attempt);
+        }
         // Not `applied + waiting`: a draining thread may hold taken effects not applied yet.
         let mark = st.sched.produced();
         self.settle(st);
-        if watched {
-            self.wait_applied(mark);
-        }
+        self.wait_applied(mark);
         let failed_meanwhile = self.lock().sched.status(index).is_terminal();
         if failed_meanwhile {
             // A callback panicked (or a stop came) before the step could start.
             self.end_attempt(
-                index,
+                node,
                 attempt,
                 Err(StepError::new(ErrorKind::Aborted, "the step did not start")),
             );
@@ -439,9 +455,15 @@ impl Run {
     /// Reports how an attempt ended. A success is cached first (when `cache = true`); the
     /// scheduler then decides: final, or another attempt (an [`Effect::Start`] again).
     /// Returns true when the node is final.
-    pub(crate) fn end_attempt(self: &Arc<Self>, index: u32, attempt: Attempt, outcome: Result<(), StepError>) -> bool {
+    pub(crate) fn end_attempt(
+        self: &Arc<Self>,
+        node: &NodeKey,
+        attempt: Attempt,
+        outcome: Result<(), StepError>,
+    ) -> bool {
+        let index = node.index;
         if outcome.is_ok() {
-            self.save_cache(index);
+            self.save_cache(node);
         }
         let mut st = self.lock();
         st.sched.attempt_ended(index, outcome, SystemTime::now());
@@ -471,15 +493,8 @@ impl Run {
     }
 
     /// The node's output slots, to resolve from another process's artifacts.
-    pub(crate) fn output_slots(&self, index: u32) -> (Arc<str>, Vec<Arc<dyn ErasedSlot>>) {
-        let st = self.lock();
-        (st.sched.name(index).clone(), st.outputs[index as usize].clone())
-    }
-
-    /// The node's name and component.
-    pub(crate) fn node_info(&self, index: u32) -> (Arc<str>, &'static ComponentDescriptor) {
-        let st = self.lock();
-        (st.sched.name(index).clone(), st.descriptors[index as usize])
+    pub(crate) fn output_slots(&self, index: u32) -> Vec<Arc<dyn ErasedSlot>> {
+        self.lock().outputs[index as usize].clone()
     }
 
     /// Stops the run: nodes not started are aborted, running ones are stopped by their
@@ -519,8 +534,14 @@ impl Run {
 
     /// A snapshot of the DAG as it stands.
     pub(crate) fn dag(&self) -> PipelineDag {
-        let st = self.lock();
-        PipelineDag::from_nodes((0..st.sched.len() as u32).map(|i| st.sched.dag_node(i)).collect())
+        self.lock().sched.dag()
+    }
+
+    /// The DAG of an ended run, built when first asked for: the run gives up its scheduler.
+    pub(crate) fn final_dag(&self) -> Arc<dyn Fn() -> PipelineDag + Send + Sync> {
+        let mut st = self.lock();
+        let sched = std::mem::replace(&mut st.sched, Scheduler::new(false, false));
+        Arc::new(move || sched.dag())
     }
 
     /// Names of the nodes in `status`-matching states, in creation order.
@@ -556,26 +577,28 @@ impl Run {
                 // What an effect needs of the run's state is taken under the lock; the effect
                 // itself is applied without it.
                 let parts = match &effect {
-                    Effect::Publish { index } | Effect::FailOutputs { index, .. } => Some(FinalParts {
+                    Effect::Publish { index } | Effect::FailOutputs { index, .. } => Parts::Final {
                         slots: std::mem::take(&mut st.outputs[*index as usize]),
                         job: st.jobs[*index as usize].take(),
                         name: st.sched.name(*index).clone(),
+                    },
+                    Effect::Start { index, .. } => Parts::Start(NodeKey {
+                        index: *index,
+                        name: st.sched.name(*index).clone(),
+                        descriptor: st.descriptors[*index as usize],
                     }),
-                    _ => None,
+                    Effect::Record { index, .. } => Parts::Record(st.descriptors[*index as usize]),
+                    _ => Parts::None,
                 };
-                let code_hash = match &effect {
-                    Effect::Record { index, .. } => st.descriptors[*index as usize].code_hash,
-                    _ => "",
-                };
-                batch.push((effect, parts, code_hash));
+                batch.push((effect, parts));
             }
             if batch.is_empty() {
                 break;
             }
             drop(st);
             let applied = batch.len() as u64;
-            for (effect, parts, code_hash) in batch.drain(..) {
-                self.apply(effect, parts, code_hash);
+            for (effect, parts) in batch.drain(..) {
+                self.apply(effect, parts);
             }
             st = self.lock();
             st.applied += applied;
@@ -593,7 +616,7 @@ impl Run {
         }
     }
 
-    fn apply(self: &Arc<Self>, effect: Effect, parts: Option<FinalParts>, code_hash: &'static str) {
+    fn apply(self: &Arc<Self>, effect: Effect, parts: Parts) {
         match effect {
             Effect::Record {
                 index,
@@ -602,12 +625,13 @@ impl Run {
                 cache_key,
                 log_path,
             } => {
-                if let Some(recorder) = &self.recorder {
+                if let (Some(recorder), Parts::Record(descriptor)) = (&self.recorder, parts) {
                     recorder.send(Event::Node {
                         run: self.key.to_string(),
                         seq: index,
-                        node,
-                        code_hash,
+                        node: *node,
+                        at: SystemTime::now(),
+                        code_hash: descriptor.code_hash,
                         cache_key,
                         log_path,
                         changed,
@@ -640,9 +664,13 @@ impl Run {
                     self.lock().sched.retry_decided(index, retry, SystemTime::now());
                 }
             }
-            Effect::Start { index, .. } => self
-                .executor
-                .submit(Box::new(super::lease::NodeLease::new(self.clone(), index))),
+            Effect::Start { .. } => {
+                let Parts::Start(node) = parts else {
+                    unreachable!("taken for this effect")
+                };
+                self.executor
+                    .submit(Box::new(super::lease::NodeLease::new(self.clone(), node)));
+            }
             Effect::Cancel { index, reason } => {
                 let cancel = self.lock().cancels[index as usize].clone();
                 if let Some(cancel) = cancel {
@@ -650,7 +678,9 @@ impl Run {
                 }
             }
             Effect::Publish { .. } => {
-                let FinalParts { slots, job, name } = parts.expect("taken for this effect");
+                let Parts::Final { slots, job, name } = parts else {
+                    unreachable!("taken for this effect")
+                };
                 drop(job);
                 for slot in slots {
                     if !slot.publish() {
@@ -662,7 +692,9 @@ impl Run {
                 }
             }
             Effect::FailOutputs { error, .. } => {
-                let FinalParts { slots, job, .. } = parts.expect("taken for this effect");
+                let Parts::Final { slots, job, .. } = parts else {
+                    unreachable!("taken for this effect")
+                };
                 drop(job);
                 for slot in slots {
                     slot.fail(error.clone());

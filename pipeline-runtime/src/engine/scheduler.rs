@@ -10,7 +10,9 @@
 use crate::error::HandleError;
 use fnv::FnvHashMap;
 use pipeline_core::options::{PostExecuteCallback, PreExecuteCallback, RetryCallback, StatusChangeCallback};
-use pipeline_core::{Callbacks, ContinueBehaviour, DagNode, ErrorKind, NodeStatus, RetryPolicy, RunStatus, StepError};
+use pipeline_core::{
+    Callbacks, ContinueBehaviour, DagNode, ErrorKind, NodeStatus, PipelineDag, RetryPolicy, RunStatus, StepError,
+};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,7 +42,7 @@ pub(crate) enum Effect {
         /// The node's index.
         index: u32,
         /// Its state now.
-        node: DagNode,
+        node: Box<DagNode>,
         /// Whether the status changed.
         changed: bool,
         /// Its cache key, once known.
@@ -55,7 +57,7 @@ pub(crate) enum Effect {
         /// The callback.
         callback: StatusChangeCallback,
         /// The node's state now.
-        node: DagNode,
+        node: Box<DagNode>,
         /// Its status before.
         previous: NodeStatus,
     },
@@ -66,7 +68,7 @@ pub(crate) enum Effect {
         /// The callback.
         callback: PreExecuteCallback,
         /// The node's state now.
-        node: DagNode,
+        node: Box<DagNode>,
     },
     /// Call `post_execute_callback`: the node ran and is final.
     PostExecute {
@@ -75,7 +77,7 @@ pub(crate) enum Effect {
         /// The callback.
         callback: PostExecuteCallback,
         /// The node's final state.
-        node: DagNode,
+        node: Box<DagNode>,
     },
     /// Hand attempt `attempt` of the node to the executor; it reports back with
     /// [`Scheduler::attempt_started`] (or [`Scheduler::cached`]) and [`Scheduler::attempt_ended`].
@@ -114,7 +116,7 @@ pub(crate) enum Effect {
         /// The callback.
         callback: RetryCallback,
         /// The node's state now (still running).
-        node: DagNode,
+        node: Box<DagNode>,
         /// Retries so far.
         retries: u32,
     },
@@ -366,7 +368,7 @@ impl Scheduler {
                 match self.node(index).rules.retry {
                     RetryPolicy::Callback(callback) => {
                         self.nodes[index as usize].pending_error = Some(error);
-                        let node = self.dag_node(index);
+                        let node = Box::new(self.dag_node(index));
                         self.effects.push_back(Effect::AskRetry {
                             index,
                             callback,
@@ -483,6 +485,11 @@ impl Scheduler {
     }
 
     /// A snapshot of the node as users see it.
+    /// A snapshot of the DAG as it stands.
+    pub(crate) fn dag(&self) -> PipelineDag {
+        PipelineDag::from_nodes((0..self.len() as u32).map(|i| self.dag_node(i)).collect())
+    }
+
     pub(crate) fn dag_node(&self, index: u32) -> DagNode {
         let n = self.node(index);
         DagNode {
@@ -503,7 +510,7 @@ impl Scheduler {
 
     fn record(&mut self, index: u32, changed: bool) {
         if self.recording {
-            let node = self.dag_node(index);
+            let node = Box::new(self.dag_node(index));
             let n = self.node(index);
             let (cache_key, log_path) = (n.cache_key.clone(), n.log_path.clone());
             self.effects.push_back(Effect::Record {
@@ -524,7 +531,7 @@ impl Scheduler {
         }
         self.record(index, true);
         if let Some(callback) = self.node(index).rules.callbacks.status_change {
-            let node = self.dag_node(index);
+            let node = Box::new(self.dag_node(index));
             self.effects.push_back(Effect::StatusChanged {
                 index,
                 callback,
@@ -556,7 +563,7 @@ impl Scheduler {
     fn ready(&mut self, index: u32) {
         match self.node(index).rules.callbacks.pre_execute {
             Some(callback) => {
-                let node = self.dag_node(index);
+                let node = Box::new(self.dag_node(index));
                 self.effects.push_back(Effect::PreExecute { index, callback, node });
             }
             None => self.queue(index),
@@ -689,7 +696,7 @@ impl Scheduler {
     fn after_final(&mut self, index: u32, now: SystemTime) {
         if self.node(index).ran {
             if let Some(callback) = self.node(index).rules.callbacks.post_execute {
-                let node = self.dag_node(index);
+                let node = Box::new(self.dag_node(index));
                 self.effects.push_back(Effect::PostExecute { index, callback, node });
             }
         }

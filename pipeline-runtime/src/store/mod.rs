@@ -8,6 +8,7 @@ mod schema;
 
 pub use records::{ArtifactKind, ArtifactRecord, MetricRecord, NodeRecord, RunFilter, RunRecord};
 
+use fnv::FnvHashMap;
 use pipeline_core::{DagNode, NodeStatus, RunStatus};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -60,7 +61,8 @@ pub(crate) struct NewRun<'a> {
 /// One write, as the recorder batches them.
 #[derive(Debug)]
 pub(crate) enum Event {
-    /// A node's full state (upserted), with a state-change event when `changed`.
+    /// A node's full state (upserted); when `changed`, its status changed at `at` (appended
+    /// to its history).
     Node {
         run: String,
         seq: u32,
@@ -69,6 +71,7 @@ pub(crate) enum Event {
         cache_key: Option<String>,
         log_path: Option<PathBuf>,
         changed: bool,
+        at: SystemTime,
     },
     /// An artifact of a node or of the run.
     Artifact { run: String, record: ArtifactRecord },
@@ -259,14 +262,22 @@ impl RunStore {
     }
 
     /// Writes a batch of events in one transaction. A node's row is written once per batch,
-    /// with its last state; every state change still gets its event row.
+    /// with its last state and every state change of the batch appended to its history.
     pub(crate) fn apply(&mut self, events: &[Event]) -> Result<(), StoreError> {
         let (path, busy) = (self.path.clone(), self.busy);
         let fail = |e: rusqlite::Error| error_at(&path, busy, &e);
-        let mut last_state = std::collections::HashMap::new();
+        // Per node (by run and name): the index of its last event, and the changes before it.
+        let mut latest: FnvHashMap<(&str, &str), (usize, String)> = FnvHashMap::default();
         for (i, event) in events.iter().enumerate() {
-            if let Event::Node { run, node, .. } = event {
-                last_state.insert((run.as_str(), node.name.as_str()), i);
+            if let Event::Node {
+                run, node, changed, at, ..
+            } = event
+            {
+                let entry = latest.entry((run.as_str(), node.name.as_str())).or_default();
+                entry.0 = i;
+                if *changed {
+                    append_change(&mut entry.1, node.status, *at);
+                }
             }
         }
         let tx = self
@@ -274,11 +285,14 @@ impl RunStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(fail)?;
         for (i, event) in events.iter().enumerate() {
-            let latest = match event {
-                Event::Node { run, node, .. } => last_state.get(&(run.as_str(), node.name.as_str())) == Some(&i),
-                _ => true,
+            let history = match event {
+                Event::Node { run, node, .. } => match latest.get(&(run.as_str(), node.name.as_str())) {
+                    Some((last, history)) if *last == i => Some(history.as_str()),
+                    _ => continue, // a later event of the batch carries this node's state
+                },
+                _ => None,
             };
-            apply_one(&tx, event, latest).map_err(fail)?;
+            apply_one(&tx, event, history).map_err(fail)?;
         }
         tx.commit().map_err(fail)
     }
@@ -366,15 +380,9 @@ impl RunStore {
     }
 }
 
-/// Writes one event; `latest` is false for a node state that a later event in the same batch
-/// replaces (only its state-change row is written).
-fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, latest: bool) -> rusqlite::Result<()> {
+/// Writes one event; a node's carries the state changes to append to its history.
+fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, history: Option<&str>) -> rusqlite::Result<()> {
     match event {
-        Event::Node { run, node, changed, .. } if !latest => {
-            if *changed {
-                insert_node_event(tx, run, node)?;
-            }
-        }
         Event::Node {
             run,
             seq,
@@ -382,7 +390,7 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, latest: bool) -> rus
             code_hash,
             cache_key,
             log_path,
-            changed,
+            ..
         } => {
             let parents = serde_json::to_string(&node.parents).expect("strings serialize");
             let error = node
@@ -390,10 +398,11 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, latest: bool) -> rus
                 .as_ref()
                 .map(|e| serde_json::to_string(e).expect("errors serialize"));
             tx.prepare_cached(
-                "INSERT INTO nodes (run_id, seq, name, component, code_hash, parents, status, attempts, started, ended, error, cache_key, cache_hit, log_path)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                "INSERT INTO nodes (run_id, seq, name, component, code_hash, parents, status, attempts, started, ended, error, cache_key, cache_hit, log_path, history)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                  ON CONFLICT (run_id, name) DO UPDATE SET status = ?7, attempts = ?8, started = ?9, ended = ?10,
-                   error = ?11, cache_key = coalesce(?12, cache_key), cache_hit = ?13, log_path = coalesce(?14, log_path)",
+                   error = ?11, cache_key = coalesce(?12, cache_key), cache_hit = ?13, log_path = coalesce(?14, log_path),
+                   history = history || ?15",
             )?
             .execute(params![
                 run,
@@ -410,10 +419,8 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, latest: bool) -> rus
                 cache_key,
                 node.status == NodeStatus::Cached,
                 log_path.as_ref().map(|p| p.display().to_string()),
+                history.unwrap_or_default(),
             ])?;
-            if *changed {
-                insert_node_event(tx, run, node)?;
-            }
         }
         Event::Artifact { run, record } => {
             tx.prepare_cached(
@@ -481,10 +488,10 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, latest: bool) -> rus
     Ok(())
 }
 
-fn insert_node_event(tx: &rusqlite::Transaction<'_>, run: &str, node: &DagNode) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT INTO node_events (run_id, node, status, at) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![run, node.name, node.status.as_str(), secs(SystemTime::now())])
-        .map(drop)
+/// Appends a state change to a node's history: `status@seconds;`.
+fn append_change(history: &mut String, status: NodeStatus, at: SystemTime) {
+    use std::fmt::Write as _;
+    let _ = write!(history, "{}@{};", status.as_str(), secs(at));
 }
 
 fn highest_version(
@@ -559,6 +566,74 @@ mod tests {
         assert!(version_key("1.10.0") > version_key("1.9.3"));
         assert_eq!(bump("1.0.9"), "1.0.10");
         assert_eq!(bump("23"), "24");
+    }
+
+    /// A store written before histories moved into node rows keeps its state changes readable,
+    /// and changes recorded after the upgrade go to the row.
+    #[test]
+    fn node_histories_survive_the_upgrade_from_event_rows() {
+        let dir = std::env::temp_dir().join(format!("store-upgrade-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("runs.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO runs (id, project, name, version, run_number, status, mode, code_hash, parameters, tags, started, pid)
+                   VALUES ('r1', 'p', 'n', '1.0.0', 1, 'completed', 'debug', 'h', '[]', '[]', 10.0, 1);
+                 INSERT INTO nodes (run_id, seq, name, component, code_hash, parents, status, attempts)
+                   VALUES ('r1', 0, 'a', 'a', 'h', '[]', 'completed', 1);
+                 INSERT INTO node_events (run_id, node, status, at) VALUES ('r1', 'a', 'pending', 10.0),
+                   ('r1', 'a', 'running', 11.0), ('r1', 'a', 'completed', 12.5);",
+            )
+            .unwrap();
+        }
+        let mut store = RunStore::open_with(&path, Duration::from_secs(1)).unwrap();
+        let old = store.node_events("r1", "a").unwrap();
+        let statuses: Vec<_> = old.iter().map(|(s, _)| *s).collect();
+        assert_eq!(
+            statuses,
+            [NodeStatus::Pending, NodeStatus::Running, NodeStatus::Completed]
+        );
+        assert_eq!(old[2].1, time(12.5));
+
+        let node = |status| DagNode {
+            name: "b".into(),
+            component: "b".into(),
+            parents: vec!["a".into()],
+            status,
+            attempts: 0,
+            started: None,
+            ended: None,
+            error: None,
+        };
+        let event = |status, at: f64| Event::Node {
+            run: "r1".into(),
+            seq: 1,
+            node: node(status),
+            code_hash: "h",
+            cache_key: None,
+            log_path: None,
+            changed: true,
+            at: time(at),
+        };
+        // Two batches: the second appends to what the first wrote.
+        store
+            .apply(&[event(NodeStatus::Pending, 20.0), event(NodeStatus::Queued, 20.25)])
+            .unwrap();
+        store.apply(&[event(NodeStatus::Running, 21.0)]).unwrap();
+        let new = store.node_events("r1", "b").unwrap();
+        assert_eq!(
+            new,
+            [
+                (NodeStatus::Pending, time(20.0)),
+                (NodeStatus::Queued, time(20.25)),
+                (NodeStatus::Running, time(21.0)),
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 

@@ -64,8 +64,10 @@ impl Recorder {
 }
 
 fn write_loop(mut store: RunStore, rx: Receiver<Msg>, error: Arc<Mutex<Option<StoreError>>>) {
+    // Kept between batches: events are large, and growing the vector again would copy them.
+    let mut events = Vec::new();
     while let Ok(first) = rx.recv() {
-        let mut events = Vec::new();
+        events.clear();
         let mut flushes = Vec::new();
         let mut next = Some(first);
         while let Some(msg) = next.take() {

@@ -278,6 +278,23 @@ pub(super) fn nodes(conn: &Connection, run: &str) -> rusqlite::Result<Vec<NodeRe
 }
 
 pub(super) fn node_events(conn: &Connection, run: &str, node: &str) -> rusqlite::Result<Vec<(NodeStatus, SystemTime)>> {
+    let history: Option<String> = conn
+        .query_row(
+            "SELECT history FROM nodes WHERE run_id = ?1 AND name = ?2",
+            params![run, node],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(history) = history.filter(|h| !h.is_empty()) {
+        return Ok(history
+            .split(';')
+            .filter_map(|change| {
+                let (status, at) = change.split_once('@')?;
+                Some((node_status(status), time(at.parse().ok()?)))
+            })
+            .collect());
+    }
+    // Runs recorded before histories were kept in the node's row.
     let mut stmt = conn.prepare("SELECT status, at FROM node_events WHERE run_id = ?1 AND node = ?2 ORDER BY rowid")?;
     stmt.query_map(params![run, node], |r| {
         Ok((node_status(&r.get::<_, String>(0)?), time(r.get(1)?)))

@@ -92,4 +92,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
         created     REAL NOT NULL
     );
     "#,
+    // 2: a node's state changes live in its own row (`status@seconds;...`), so that recording
+    // a step is one row write, not one per change; `node_events` keeps older runs' changes.
+    r#"
+    ALTER TABLE nodes ADD COLUMN history TEXT NOT NULL DEFAULT '';
+    "#,
 ];

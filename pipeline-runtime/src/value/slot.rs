@@ -11,7 +11,7 @@
 use crate::error::HandleError;
 use crate::sync::lock;
 use crate::transport::artifacts::{ArtifactRef, read_value};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 enum State<T> {
@@ -30,6 +30,8 @@ struct Inner<T> {
     /// The value is lent out (its `Ready` holds `None` until it is back).
     lent: bool,
     wakers: Vec<Waker>,
+    /// Threads blocked on `ready`: with none, a change skips the wake-up (a system call).
+    sleepers: u32,
 }
 
 impl<T> Inner<T> {
@@ -75,10 +77,9 @@ impl<T> Drop for LentValue<'_, T> {
                 inner.state = back;
             }
             inner.lent = false;
-            std::mem::take(&mut inner.wakers)
+            (std::mem::take(&mut inner.wakers), inner.sleepers > 0)
         };
-        self.slot.ready.notify_all();
-        wakers.into_iter().for_each(Waker::wake);
+        self.slot.wake(wakers);
     }
 }
 
@@ -120,7 +121,7 @@ impl<T: pipeline_core::ComponentValue> ErasedSlot for Slot<T> {
         let staged = {
             let mut inner = lock(&self.inner);
             while inner.lent {
-                inner = self.ready.wait(inner).unwrap_or_else(|p| p.into_inner());
+                inner = self.wait(inner);
             }
             inner.staged.take()
         };
@@ -151,6 +152,7 @@ impl<T> Slot<T> {
                 staged: None,
                 lent: false,
                 wakers: Vec::new(),
+                sleepers: 0,
             }),
             ready: Condvar::new(),
         })
@@ -189,12 +191,26 @@ impl<T> Slot<T> {
                 return;
             }
             inner.state = state;
-            std::mem::take(&mut inner.wakers)
+            (std::mem::take(&mut inner.wakers), inner.sleepers > 0)
         };
-        self.ready.notify_all();
-        for w in wakers {
-            w.wake();
+        self.wake(wakers);
+    }
+
+    /// Blocks until the slot changes. Counted, so that a change nobody waits for costs no
+    /// wake-up.
+    fn wait<'a>(&self, mut inner: MutexGuard<'a, Inner<T>>) -> MutexGuard<'a, Inner<T>> {
+        inner.sleepers += 1;
+        let mut inner = self.ready.wait(inner).unwrap_or_else(|p| p.into_inner());
+        inner.sleepers -= 1;
+        inner
+    }
+
+    /// Wakes what waits for a change: async readers, and blocked threads if there are any.
+    fn wake(&self, (wakers, sleepers): (Vec<Waker>, bool)) {
+        if sleepers {
+            self.ready.notify_all();
         }
+        wakers.into_iter().for_each(Waker::wake);
     }
 
     /// Lends the value out of the slot until the returned guard is dropped: the staged value
@@ -203,7 +219,7 @@ impl<T> Slot<T> {
     pub(crate) fn lend(&self, staged: bool) -> Result<Option<Lent<'_, T>>, HandleError> {
         let mut inner = lock(&self.inner);
         while inner.lent || (!staged && matches!(inner.state, State::Empty)) {
-            inner = self.ready.wait(inner).unwrap_or_else(|p| p.into_inner());
+            inner = self.wait(inner);
         }
         let inner = &mut *inner;
         let state = if staged {
@@ -250,7 +266,7 @@ impl<T: pipeline_core::ComponentValue> Slot<T> {
         let taken = {
             let mut inner = lock(&this.inner);
             while inner.waiting() {
-                inner = this.ready.wait(inner).unwrap_or_else(|p| p.into_inner());
+                inner = this.wait(inner);
             }
             Self::take_resolved(this, &mut inner.state, may_move)
         };
