@@ -197,6 +197,8 @@ extern crate self as pipeline_runtime;
 
 // Warnings through `tracing`, or stderr without a subscriber.
 mod diag;
+// Process groups, parent death, whether a process is alive.
+mod os;
 // Poison-tolerant locks; waiting on a runtime from any thread.
 mod sync;
 // Mode, state folder, recording, Ray settings.

@@ -88,6 +88,8 @@ extern "C" fn worker_hook() {
         (None, Some(path)) => read_manifest(Path::new(&path)),
         (None, None) => return,
     };
+    // A worker whose controller is gone has nobody to report to: it ends with what it started.
+    crate::os::die_with_parent();
     // Nothing may unwind out of a constructor.
     let code = catch_unwind(|| run(manifest)).unwrap_or(EXIT_SETUP);
     let _ = std::io::stdout().flush();

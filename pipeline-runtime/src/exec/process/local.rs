@@ -31,30 +31,60 @@ impl Backend for LocalBackend {
         cancel: &Cancel,
         limit: Option<Duration>,
     ) -> Result<Ended, StepError> {
-        let mut child = tokio::process::Command::new(&self.exe)
+        let mut command = tokio::process::Command::new(&self.exe);
+        command
             .env(MANIFEST_ENV, &job.manifest_path)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                StepError::new(
-                    ErrorKind::Setup,
-                    format!("cannot start a worker from `{}`: {e}", self.exe.display()),
-                )
-            })?;
+            .kill_on_drop(true);
+        crate::os::own_group(&mut command);
+        let mut child = command.spawn().map_err(|e| {
+            StepError::new(
+                ErrorKind::Setup,
+                format!("cannot start a worker from `{}`: {e}", self.exe.display()),
+            )
+        })?;
+        // Whatever happens from here on (an end, a stop, this future dropped), the worker's
+        // group ends with the attempt: nothing the step started outlives it.
+        let group = Group(child.id());
         let (stdout, stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
         let pumps = async { tokio::join!(pump(stdout, log), pump(stderr, log)) };
+        let (ended, group_ended) = tokio::sync::oneshot::channel::<()>();
         let waiting = async {
             let waited = unless_stopped(child.wait(), cancel, limit).await;
             if waited.is_err() {
-                let _ = child.kill().await;
+                group.kill();
             }
+            let waited = match waited {
+                Ok(status) => Ok(status),
+                Err(reason) => {
+                    let _ = child.wait().await;
+                    Err(reason)
+                }
+            };
+            // What the step started and left running goes with it.
+            group.kill();
+            let _ = ended.send(());
             waited
         };
-        // The pipes close when the worker ends, so both finish.
-        let (waited, _) = tokio::join!(waiting, pumps);
+        let pumping = async {
+            tokio::select! {
+                _ = pumps => true,
+                // Only a program that left the worker's group can still hold the pipes open.
+                () = async {
+                    let _ = group_ended.await;
+                    tokio::time::sleep(PIPE_GRACE).await;
+                } => false,
+            }
+        };
+        let (waited, pumped) = tokio::join!(waiting, pumping);
+        if !pumped {
+            log.end_line(
+                b"pipeline: the step ended, but a program it started outside its process group still holds its output open; the rest is not logged",
+                0,
+            );
+        }
         Ok(match waited {
             Err(reason) => Ended::Stopped(reason),
             Ok(status) => {
@@ -99,6 +129,26 @@ async fn pump(stream: impl AsyncRead + Unpin, log: &LogSink) {
     }
     if !line.is_empty() || spilled > 0 {
         log.end_line(&line, spilled);
+    }
+}
+
+/// How long the log pipes may stay open after a step's process group has ended.
+const PIPE_GRACE: Duration = Duration::from_secs(1);
+
+/// A worker's process group (see [`crate::os`]), ended at the latest when the attempt is.
+struct Group(Option<u32>);
+
+impl Group {
+    fn kill(&self) {
+        if let Some(id) = self.0 {
+            crate::os::kill_group(id);
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

@@ -1,0 +1,121 @@
+//! What the runtime asks of the operating system about processes: a worker in a process group
+//! of its own that dies with its controller, and ending that whole group.
+//!
+//! A step may start programs of its own. They join the worker's group, so a time limit, an
+//! abort or a stop ends them with it, and none is left holding the log pipes open. If the
+//! controller dies (even by `kill -9`), the worker learns it (a parent-death signal on Linux;
+//! elsewhere a thread that watches the parent) and ends its group.
+
+use std::time::Duration;
+
+/// Prepares a worker's command: a process group of its own, led by the worker, and on Linux a
+/// SIGTERM when the thread that started it (a thread of the controller's executor, which lives
+/// as long as the run) goes away.
+pub(crate) fn own_group(command: &mut tokio::process::Command) {
+    #[cfg(unix)]
+    {
+        command.process_group(0);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            // SAFETY: getpid is async-signal-safe; it runs before the fork.
+            let parent = unsafe { libc::getpid() };
+            // SAFETY: between fork and exec only async-signal-safe calls are made: prctl,
+            // getppid and _exit.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // The controller died between the fork and the prctl: the signal will not come.
+                    if libc::getppid() != parent {
+                        libc::_exit(1);
+                    }
+                    Ok(())
+                });
+            }
+        }
+    }
+}
+
+/// Ends process group `group` (a worker and what it started) with SIGKILL. A group that is
+/// already gone is not an error.
+pub(crate) fn kill_group(group: u32) {
+    #[cfg(unix)]
+    if let Ok(group) = libc::pid_t::try_from(group)
+        && group > 1
+    {
+        // SAFETY: a plain system call; a group that is gone gives ESRCH, which is fine.
+        unsafe {
+            libc::killpg(group, libc::SIGKILL);
+        }
+    }
+}
+
+/// In a worker process, before the step runs: when the controller that started it goes away,
+/// end the worker and everything the step started. Only a worker that leads its own process
+/// group (see [`own_group`]) ends a group: a worker started by something else (a Ray job) ends
+/// only itself.
+pub(crate) fn die_with_parent() {
+    #[cfg(unix)]
+    {
+        // SAFETY: plain system calls.
+        let (leader, parent) = unsafe { (libc::getpgrp() == libc::getpid(), libc::getppid()) };
+        extern "C" fn on_term(_: libc::c_int) {
+            // SAFETY: kill and _exit are async-signal-safe.
+            unsafe {
+                if libc::getpgrp() == libc::getpid() {
+                    libc::kill(0, libc::SIGKILL);
+                }
+                libc::_exit(128 + libc::SIGTERM);
+            }
+        }
+        if leader {
+            // SAFETY: the handler makes only async-signal-safe calls.
+            unsafe {
+                libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
+            }
+        }
+        // Where there is no parent-death signal, and in case the one set was lost: watch.
+        let watch = move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(200));
+                // SAFETY: plain system calls.
+                unsafe {
+                    if libc::getppid() != parent {
+                        if leader {
+                            libc::kill(0, libc::SIGKILL);
+                        }
+                        libc::_exit(128 + libc::SIGTERM);
+                    }
+                }
+            }
+        };
+        let _ = std::thread::Builder::new()
+            .name("pipeline-parent-watch".into())
+            .spawn(watch);
+    }
+}
+
+/// Whether process `pid` exists on this host (a zombie counts as gone).
+#[allow(dead_code)] // used by liveness checks
+pub(crate) fn process_alive(pid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state follows the command name, which is in parentheses and may hold spaces.
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X"),
+            Err(_) => false,
+        }
+    }
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        // SAFETY: signal 0 checks existence and permission only.
+        unsafe { libc::kill(pid, 0) == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) }
+    }
+}

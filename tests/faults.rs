@@ -1,0 +1,118 @@
+//! Faults as users meet them: what a step starts ends with the step, and a controller killed
+//! with `kill -9` takes its workers, and what they started, with it.
+#![cfg(target_os = "linux")]
+
+use pipeline_runtime::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+fn local() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| pipeline_runtime::set_state_dir(Some(scratch("state"))));
+    run_locally();
+}
+
+/// A folder of this test binary's own under the target directory.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Whether `pid` is a live process (a zombie waiting to be reaped counts as ended).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
+/// Waits up to `bound` for every process in `pids` to end; the ones still alive.
+fn survivors(pids: &[u32], bound: Duration) -> Vec<u32> {
+    let start = Instant::now();
+    loop {
+        let left: Vec<u32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+        if left.is_empty() || start.elapsed() > bound {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reads `<worker pid> <child pid>` once the step has written it (start-up may be slow on a
+/// loaded machine; the bound only keeps a broken test from hanging).
+fn read_pids(file: &Path) -> Vec<u32> {
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            return text.split_whitespace().map(|p| p.parse().unwrap()).collect();
+        }
+        assert!(start.elapsed() < Duration::from_secs(180), "the step never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// Long enough for the worker to start its child and write the file on a loaded machine.
+#[component(time_limit = "3s")]
+fn starts_a_child_and_overruns(pid_file: String) -> u32 {
+    let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    std::fs::write(&pid_file, format!("{} {}", std::process::id(), child.id())).unwrap();
+    child.wait().map_or(1, |_| 0)
+}
+
+#[pipeline(name = "child_overruns", project = "tests")]
+fn child_overruns(pid_file: String) -> Result<u32, HandleError> {
+    starts_a_child_and_overruns(pid_file).get()
+}
+
+/// A step's time limit ends the programs it started too, and the run does not wait for them
+/// (they hold the log pipes: before process groups, the run lasted the child's 60 s).
+#[test]
+fn a_time_limit_ends_the_steps_children_and_the_run_does_not_wait_for_them() {
+    local();
+    let pid_file = scratch("limit").join(format!("pids-{}", std::process::id()));
+    let _ = std::fs::remove_file(&pid_file);
+    let start = Instant::now();
+    let f = child_overruns::run(pid_file.display().to_string()).unwrap();
+    let took = start.elapsed();
+    let error = f.output.unwrap_err();
+    assert!(error.to_string().contains("time limit"), "{error}");
+    let pids = read_pids(&pid_file);
+    assert_eq!(
+        survivors(&pids, Duration::from_secs(5)),
+        Vec::<u32>::new(),
+        "left running"
+    );
+    // Start-up and the limit take a few seconds on a loaded machine; the child would hold the
+    // run for 60.
+    assert!(
+        took < Duration::from_secs(30),
+        "the run waited for the step's child: {took:?}"
+    );
+}
+
+/// `kill -9` of the controller: its worker and the program the step started end within
+/// seconds (a parent-death signal, then the worker ends its process group).
+#[test]
+fn a_killed_controller_takes_its_workers_and_their_children_with_it() {
+    let dir = scratch("orphans");
+    let pid_file = dir.join(format!("pids-{}", std::process::id()));
+    let _ = std::fs::remove_file(&pid_file);
+    let mut controller = std::process::Command::new(env!("CARGO_BIN_EXE_orphan_probe"))
+        .arg(dir.join("state"))
+        .arg(&pid_file)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pids = read_pids(&pid_file);
+    assert!(pids.iter().all(|&p| alive(p)));
+    controller.kill().unwrap(); // SIGKILL
+    controller.wait().unwrap();
+    assert_eq!(
+        survivors(&pids, Duration::from_secs(10)),
+        Vec::<u32>::new(),
+        "outlived their controller"
+    );
+}
