@@ -2,6 +2,7 @@
 //! with `kill -9` takes its workers, and what they started, with it.
 #![cfg(target_os = "linux")]
 
+use pipeline_runtime::RunStatus;
 use pipeline_runtime::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -93,14 +94,14 @@ fn a_time_limit_ends_the_steps_children_and_the_run_does_not_wait_for_them() {
     );
 }
 
-/// `kill -9` of the controller: its worker and the program the step started end within
-/// seconds (a parent-death signal, then the worker ends its process group).
-#[test]
-fn a_killed_controller_takes_its_workers_and_their_children_with_it() {
-    let dir = scratch("orphans");
-    let pid_file = dir.join(format!("pids-{}", std::process::id()));
+/// Starts the `orphan_probe` controller on a fresh state folder; its pid file, then the pids
+/// its step wrote (worker, child).
+fn start_probe(name: &str) -> (std::process::Child, PathBuf, Vec<u32>) {
+    let dir = scratch(name);
+    let _ = std::fs::remove_dir_all(dir.join("state"));
+    let pid_file = dir.join("pids");
     let _ = std::fs::remove_file(&pid_file);
-    let mut controller = std::process::Command::new(env!("CARGO_BIN_EXE_orphan_probe"))
+    let controller = std::process::Command::new(env!("CARGO_BIN_EXE_orphan_probe"))
         .arg(dir.join("state"))
         .arg(&pid_file)
         .stdout(std::process::Stdio::null())
@@ -108,6 +109,23 @@ fn a_killed_controller_takes_its_workers_and_their_children_with_it() {
         .unwrap();
     let pids = read_pids(&pid_file);
     assert!(pids.iter().all(|&p| alive(p)));
+    (controller, dir.join("state"), pids)
+}
+
+/// The probe's run, as a reader of its store sees it.
+fn probe_run(state: &Path) -> PipelineRun {
+    let store = pipeline_runtime::store::RunStore::open(&state.join("runs.db")).unwrap();
+    let id = store.runs(&Default::default()).unwrap()[0].id.clone();
+    PipelineRun::load(&store, &id).unwrap().unwrap()
+}
+
+/// `kill -9` of the controller: its worker and the program the step started end within
+/// seconds (a parent-death signal, then the worker ends its process group), and readers see
+/// the run as crashed at once (its controller's process is gone from this host).
+#[test]
+fn a_killed_controller_takes_its_workers_with_it_and_its_run_shows_crashed() {
+    let (mut controller, state, pids) = start_probe("kill9");
+    assert_eq!(probe_run(&state).status(), RunStatus::Running);
     controller.kill().unwrap(); // SIGKILL
     controller.wait().unwrap();
     assert_eq!(
@@ -115,4 +133,47 @@ fn a_killed_controller_takes_its_workers_and_their_children_with_it() {
         Vec::<u32>::new(),
         "outlived their controller"
     );
+    let run = probe_run(&state);
+    assert_eq!(run.status(), RunStatus::Crashed);
+    let controller_info = run.record().controller.clone().unwrap();
+    assert_eq!(controller_info.pid, controller.id());
+    // Nothing left to stop: a stop request is refused rather than recorded for nobody.
+    let store = pipeline_runtime::store::RunStore::open(&state.join("runs.db")).unwrap();
+    assert!(!store.request_stop(&run.record().id, "test").unwrap());
+}
+
+/// SIGTERM and Ctrl-C: the controller stops its run (workers and their children end), records
+/// it as aborted, and exits as the signal would have, within seconds.
+#[test]
+fn sigterm_and_ctrl_c_abort_the_run_and_end_its_workers() {
+    use std::os::unix::process::ExitStatusExt;
+    for (name, signal) in [("sigterm", "-TERM"), ("sigint", "-INT")] {
+        let (mut controller, state, pids) = start_probe(name);
+        let sent = Instant::now();
+        let killed = std::process::Command::new("kill")
+            .arg(signal)
+            .arg(controller.id().to_string())
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let exit = controller.wait().unwrap();
+        let took = sent.elapsed();
+        let expected = if name == "sigterm" { 15 } else { 2 };
+        assert_eq!(exit.signal(), Some(expected), "{name}: {exit:?}");
+        assert_eq!(survivors(&pids, Duration::from_secs(5)), Vec::<u32>::new(), "{name}");
+        let run = probe_run(&state);
+        assert_eq!(run.status(), RunStatus::Aborted, "{name}");
+        let node = run.dag().node("start_child_and_wait").unwrap().clone();
+        assert_eq!(node.status, pipeline_runtime::NodeStatus::Aborted, "{name}");
+        assert!(
+            node.error
+                .unwrap()
+                .message
+                .contains(if name == "sigterm" { "SIGTERM" } else { "SIGINT" }),
+            "{name}"
+        );
+        // The goal is 2 s; a loaded machine gets some slack, a controller that ignored the
+        // signal would not exit at all (its step waits for 120 s).
+        assert!(took < Duration::from_secs(15), "{name}: took {took:?}");
+    }
 }

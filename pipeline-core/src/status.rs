@@ -69,9 +69,14 @@ pub enum RunStatus {
     /// `continue_on_abort`; or the body panicked. With `abort_on_failure` the other steps are
     /// stopped too, and the run is still `Failed`: its cause is a step.
     Failed,
-    /// Stopped from outside the steps: the pipeline's `time_limit` or a user stop
-    /// (`PipelineRun::stop`, `pipeline stop`).
+    /// Stopped from outside the steps: the pipeline's `time_limit`, a user stop
+    /// (`PipelineRun::stop`, `pipeline stop`), or SIGTERM / Ctrl-C to its controller.
     Aborted,
+    /// Its controller ended without recording the run's end (killed with `kill -9`, crashed,
+    /// or its machine was lost). Never stored: a reader of the store decides it for a run
+    /// recorded as running whose controller is gone (its process is dead, on the same host;
+    /// its heartbeat is stale, elsewhere).
+    Crashed,
 }
 
 impl RunStatus {
@@ -82,6 +87,7 @@ impl RunStatus {
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Aborted => "aborted",
+            Self::Crashed => "crashed",
         }
     }
 }

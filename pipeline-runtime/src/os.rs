@@ -96,8 +96,24 @@ pub(crate) fn die_with_parent() {
     }
 }
 
+/// This machine's name, as runs record where their controller lives.
+pub(crate) fn hostname() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        #[cfg(unix)]
+        {
+            let mut buf = [0u8; 256];
+            // SAFETY: the buffer is valid for its length; the name is NUL-terminated within it.
+            if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+                let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+                return String::from_utf8_lossy(&buf[..end]).into_owned();
+            }
+        }
+        String::new()
+    })
+}
+
 /// Whether process `pid` exists on this host (a zombie counts as gone).
-#[allow(dead_code)] // used by liveness checks
 pub(crate) fn process_alive(pid: u32) -> bool {
     #[cfg(target_os = "linux")]
     {

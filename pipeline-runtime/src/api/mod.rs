@@ -7,6 +7,7 @@ pub(crate) mod enqueue;
 #[cfg(not(feature = "ray"))]
 #[path = "enqueue_disabled.rs"]
 pub(crate) mod enqueue;
+mod interrupt;
 pub(crate) mod multi;
 pub(crate) mod pipeline;
 mod pipeline_run;

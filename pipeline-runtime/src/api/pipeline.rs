@@ -187,8 +187,17 @@ impl Watchdog {
             .spawn(move || {
                 let deadline = limit.map(|l| std::time::Instant::now() + l);
                 let store = store_path.and_then(|p| RunStore::open_with(&p, busy).ok());
+                let mut beat = std::time::Instant::now();
                 loop {
                     let now = std::time::Instant::now();
+                    // The record's sign of life: readers call a run whose heartbeat stopped crashed.
+                    if let Some(recorder) = run.recorder.as_ref().filter(|_| now >= beat + crate::store::HEARTBEAT) {
+                        recorder.send(Event::Heartbeat {
+                            run: run.key.to_string(),
+                            at: SystemTime::now(),
+                        });
+                        beat = now;
+                    }
                     if let (Some(deadline), Some(limit)) = (deadline, limit) {
                         if now >= deadline {
                             run.abort_run(format!(
@@ -255,6 +264,11 @@ fn record(run: &Run, body_panicked: bool) -> PipelineRun {
         configuration,
         started: run.started,
         ended: Some(ended),
+        controller: Some(crate::store::Controller {
+            host: crate::os::hostname().to_string(),
+            pid: std::process::id(),
+            heartbeat: ended,
+        }),
     };
     PipelineRun::new(record, run.final_dag())
 }
@@ -270,6 +284,7 @@ pub fn run_pipeline<R>(
     body: impl FnOnce() -> R,
 ) -> Result<Finished<R>, PipelineError> {
     let run = start(descriptor, params)?;
+    super::interrupt::started(&run);
     let watchdog = Watchdog::start(&run);
     let context = run.step_context(None);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -289,6 +304,7 @@ pub async fn run_pipeline_async<R>(
     body: impl Future<Output = R>,
 ) -> Result<Finished<R>, PipelineError> {
     let run = start(descriptor, params)?;
+    super::interrupt::started(&run);
     let watchdog = Watchdog::start(&run);
     let mut body = pin!(CURRENT.scope(run.clone(), body));
     let context = run.step_context(None);
@@ -313,6 +329,7 @@ pub async fn run_pipeline_async<R>(
 fn conclude<R>(run: &Run, watchdog: Watchdog, outcome: std::thread::Result<R>) -> Result<Finished<R>, PipelineError> {
     drop(watchdog);
     let record = record(run, outcome.is_err());
+    super::interrupt::ended(run);
     tracing::info!(target: "pipeline", parent: &run.span, status = %record.status(), "run ended");
     match outcome {
         Ok(output) => Ok(Finished { output, run: record }),

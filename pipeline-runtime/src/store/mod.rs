@@ -6,7 +6,10 @@ pub(crate) mod recorder;
 mod records;
 mod schema;
 
-pub use records::{ArtifactKind, ArtifactRecord, MetricRecord, NodeRecord, RunFilter, RunRecord};
+pub use records::{
+    ArtifactKind, ArtifactRecord, Controller, HEARTBEAT, MetricRecord, NodeRecord, RunFilter, RunRecord,
+    STALE_HEARTBEAT,
+};
 
 use fnv::FnvHashMap;
 use pipeline_core::{DagNode, NodeStatus, RunStatus};
@@ -79,6 +82,8 @@ pub(crate) enum Event {
     Metric { run: String, record: MetricRecord },
     /// A text report.
     Text { run: String, node: String, text: String },
+    /// The run's controller is alive at `at`.
+    Heartbeat { run: String, at: SystemTime },
     /// A named configuration value of the run.
     Configuration {
         run: String,
@@ -240,8 +245,8 @@ impl RunStore {
         let parameters = serde_json::to_string(run.parameters).expect("strings serialize");
         let tags = serde_json::to_string(run.tags).expect("strings serialize");
         tx.execute(
-            "INSERT INTO runs (id, project, name, version, run_number, status, mode, code_hash, parameters, tags, started, pid)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO runs (id, project, name, version, run_number, status, mode, code_hash, parameters, tags, started, pid, host, heartbeat)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?10)",
             params![
                 run.id,
                 run.project,
@@ -253,7 +258,8 @@ impl RunStore {
                 parameters,
                 tags,
                 secs(run.started),
-                std::process::id()
+                std::process::id(),
+                crate::os::hostname(),
             ],
         )
         .map_err(fail)?;
@@ -358,6 +364,10 @@ impl RunStore {
 
     /// Asks the controller of a running run to stop it.
     pub fn request_stop(&self, run: &str, reason: &str) -> Result<bool, StoreError> {
+        // A crashed run is still stored as running, but nobody is left to stop it.
+        if self.run(run)?.is_none_or(|r| r.status != RunStatus::Running) {
+            return Ok(false);
+        }
         let n = self
             .conn
             .execute(
@@ -450,6 +460,10 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, history: Option<&str
         Event::Text { run, node, text } => {
             tx.prepare_cached("INSERT INTO texts (run_id, node, text, at) VALUES (?1, ?2, ?3, ?4)")?
                 .execute(params![run, node, text, secs(SystemTime::now())])?;
+        }
+        Event::Heartbeat { run, at } => {
+            tx.prepare_cached("UPDATE runs SET heartbeat = ?2 WHERE id = ?1 AND status = 'running'")?
+                .execute(params![run, secs(*at)])?;
         }
         Event::Configuration { run, name, value } => {
             tx.prepare_cached("UPDATE runs SET configuration = json_set(configuration, '$.' || json_quote(?2), json(?3)) WHERE id = ?1")?

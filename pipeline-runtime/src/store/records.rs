@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// One recorded run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -37,6 +37,45 @@ pub struct RunRecord {
     pub started: SystemTime,
     /// End, once it ended.
     pub ended: Option<SystemTime>,
+    /// Where its controller runs (or ran), for runs recorded with it.
+    pub controller: Option<Controller>,
+}
+
+/// Where a run's controller lives, and when it last showed it was alive.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Controller {
+    /// The machine's host name.
+    pub host: String,
+    /// Its process id there.
+    pub pid: u32,
+    /// Its last heartbeat (written every [`HEARTBEAT`] while the run is live).
+    pub heartbeat: SystemTime,
+}
+
+/// How often a live run's controller records that it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// How old the heartbeat of a controller on another machine may be before its run counts as
+/// crashed. Generous: a busy store delays heartbeats by up to its busy timeout.
+pub const STALE_HEARTBEAT: Duration = Duration::from_secs(30);
+
+impl Controller {
+    /// Whether the controller is gone: on this machine, its process is dead; elsewhere, its
+    /// heartbeat is older than [`STALE_HEARTBEAT`].
+    pub fn is_gone(&self) -> bool {
+        if self.host == crate::os::hostname() {
+            return !crate::os::process_alive(self.pid);
+        }
+        SystemTime::now()
+            .duration_since(self.heartbeat)
+            .is_ok_and(|age| age > STALE_HEARTBEAT)
+    }
+}
+
+impl std::fmt::Display for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "process {} on {}", self.pid, self.host)
+    }
 }
 
 impl RunRecord {
@@ -180,18 +219,35 @@ pub(crate) fn node_status(s: &str) -> NodeStatus {
     }
 }
 
-const RUN_COLUMNS: &str =
-    "id, project, name, version, run_number, status, mode, code_hash, parameters, tags, configuration, started, ended";
+const RUN_COLUMNS: &str = "id, project, name, version, run_number, status, mode, code_hash, parameters, tags, \
+     configuration, started, ended, host, pid, heartbeat";
 
 fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
+    // Runs recorded before controllers were (no host, no heartbeat) stay as stored.
+    let controller = match (
+        r.get::<_, Option<String>>(13)?,
+        r.get::<_, Option<u32>>(14)?,
+        r.get::<_, Option<f64>>(15)?,
+    ) {
+        (Some(host), Some(pid), Some(heartbeat)) => Some(Controller {
+            host,
+            pid,
+            heartbeat: time(heartbeat),
+        }),
+        _ => None,
+    };
+    let mut status = run_status(&r.get::<_, String>(5)?);
+    if status == RunStatus::Running && controller.as_ref().is_some_and(Controller::is_gone) {
+        status = RunStatus::Crashed;
+    }
     Ok(RunRecord {
         id: r.get(0)?,
         project: r.get(1)?,
         name: r.get(2)?,
         version: r.get(3)?,
         run_number: r.get(4)?,
-        status: run_status(&r.get::<_, String>(5)?),
+        status,
         mode: r.get(6)?,
         code_hash: r.get(7)?,
         parameters: serde_json::from_str(&json(8)?).unwrap_or_default(),
@@ -199,6 +255,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
         configuration: serde_json::from_str(&json(10)?).unwrap_or_default(),
         started: time(r.get(11)?),
         ended: r.get::<_, Option<f64>>(12)?.map(time),
+        controller,
     })
 }
 
@@ -211,8 +268,11 @@ pub(super) fn runs(conn: &Connection, f: &RunFilter) -> rusqlite::Result<Vec<Run
             sql.push_str(&format!(" AND {column} = ?{}", args.len()));
         }
     }
+    // A crashed run is stored as running: which of the two it is, is decided on reading.
+    let live = matches!(f.status, Some(RunStatus::Running | RunStatus::Crashed));
     if let Some(s) = f.status {
-        args.push(s.as_str().to_string());
+        let stored = if live { RunStatus::Running } else { s };
+        args.push(stored.as_str().to_string());
         sql.push_str(&format!(" AND status = ?{}", args.len()));
     }
     for tag in &f.tags {
@@ -223,11 +283,18 @@ pub(super) fn runs(conn: &Connection, f: &RunFilter) -> rusqlite::Result<Vec<Run
         ));
     }
     sql.push_str(" ORDER BY started DESC, id DESC");
-    if let Some(n) = f.limit {
+    if let Some(n) = f.limit.filter(|_| !live) {
         sql.push_str(&format!(" LIMIT {n}"));
     }
     let mut stmt = conn.prepare(&sql)?;
-    stmt.query_map(rusqlite::params_from_iter(args), run_row)?.collect()
+    let mut runs: Vec<RunRecord> = stmt
+        .query_map(rusqlite::params_from_iter(args), run_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    if live {
+        runs.retain(|r| Some(r.status) == f.status);
+        runs.truncate(f.limit.unwrap_or(usize::MAX));
+    }
+    Ok(runs)
 }
 
 pub(super) fn run(conn: &Connection, id: &str) -> rusqlite::Result<Option<RunRecord>> {

@@ -97,4 +97,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE nodes ADD COLUMN history TEXT NOT NULL DEFAULT '';
     "#,
+    // 3: where a run's controller lives and when it last showed it was alive, so that readers
+    // can tell a live run from one whose controller died (`crashed`).
+    r#"
+    ALTER TABLE runs ADD COLUMN host TEXT;
+    ALTER TABLE runs ADD COLUMN heartbeat REAL;
+    "#,
 ];

@@ -120,6 +120,13 @@ fn follow_log(ctx: &Ctx, store: &RunStore, mut run: RunRecord, mut node: NodeRec
             if current.is_none() {
                 log_path(ctx, &run, &node)?;
             }
+            if run.status == RunStatus::Crashed && !node.node.status.is_terminal() {
+                let whose = run.controller.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
+                eprintln!(
+                    "pipeline: run {} crashed: its controller{whose} is gone; step `{step}` will write no more",
+                    run.id
+                );
+            }
             return Ok(());
         }
         std::thread::sleep(POLL);

@@ -42,6 +42,8 @@ pub enum StatusArg {
     Failed,
     /// Stopped.
     Aborted,
+    /// Its controller died without recording an end.
+    Crashed,
 }
 
 impl From<StatusArg> for RunStatus {
@@ -51,6 +53,7 @@ impl From<StatusArg> for RunStatus {
             StatusArg::Completed => RunStatus::Completed,
             StatusArg::Failed => RunStatus::Failed,
             StatusArg::Aborted => RunStatus::Aborted,
+            StatusArg::Crashed => RunStatus::Crashed,
         }
     }
 }

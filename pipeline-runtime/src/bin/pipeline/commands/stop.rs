@@ -17,6 +17,13 @@ pub fn stop(ctx: &Ctx, id: &str, reason: &str) -> Result<(), CliError> {
             "reason": reason,
         }));
     }
+    if run.status == pipeline_core::RunStatus::Crashed {
+        let whose = run.controller.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
+        return print(&format!(
+            "run {} crashed: its controller{whose} is gone, so nothing is running to stop\n",
+            run.id
+        ));
+    }
     if requested {
         print(&format!("stop requested for run {} ({reason})\n", run.id))
     } else {
