@@ -2,8 +2,8 @@
 //! with `kill -9` takes its workers, and what they started, with it.
 #![cfg(target_os = "linux")]
 
-use pipeline_runtime::RunStatus;
 use pipeline_runtime::prelude::*;
+use pipeline_runtime::{Mode, RunStatus, with_mode};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::{Duration, Instant};
@@ -176,4 +176,54 @@ fn sigterm_and_ctrl_c_abort_the_run_and_end_its_workers() {
         // signal would not exit at all (its step waits for 120 s).
         assert!(took < Duration::from_secs(15), "{name}: took {took:?}");
     }
+}
+
+static SQUARES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[component(cache = true)]
+fn cached_square(x: u64) -> Vec<u64> {
+    SQUARES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    vec![x * x; 64]
+}
+
+#[pipeline(name = "corrupt_cache", project = "tests")]
+fn corrupt_cache(x: u64) -> Result<Vec<u64>, HandleError> {
+    cached_square(x).get()
+}
+
+/// A cached artifact with one flipped byte is not served: the hit is checked, the entry is
+/// dropped, the step runs again, and its new result is what the cache serves next.
+#[test]
+fn a_corrupt_cached_artifact_is_dropped_and_the_step_runs_again() {
+    local();
+    let calls = || SQUARES.load(std::sync::atomic::Ordering::SeqCst);
+    with_mode(Mode::Debug, || {
+        let first = corrupt_cache::run(9).unwrap();
+        assert_eq!(first.output.unwrap(), vec![81; 64]);
+        assert_eq!(calls(), 1);
+        let store = pipeline_runtime::store::RunStore::open(&scratch("state").join("runs.db")).unwrap();
+        let artifact = store
+            .artifacts(first.run.id())
+            .unwrap()
+            .into_iter()
+            .find(|a| a.node == "cached_square")
+            .expect("the cached output is recorded");
+        let mut bytes = std::fs::read(&artifact.uri).unwrap();
+        *bytes.last_mut().unwrap() ^= 0x40;
+        std::fs::write(&artifact.uri, bytes).unwrap();
+
+        let second = corrupt_cache::run(9).unwrap();
+        assert_eq!(second.output.unwrap(), vec![81; 64]);
+        assert_eq!(calls(), 2, "the corrupt entry was not served");
+        let node = second.run.dag().node("cached_square").unwrap().clone();
+        assert_eq!(node.status, NodeStatus::Completed);
+
+        let third = corrupt_cache::run(9).unwrap();
+        assert_eq!(third.output.unwrap(), vec![81; 64]);
+        assert_eq!(calls(), 2, "the new result is cached");
+        assert_eq!(
+            third.run.dag().node("cached_square").unwrap().status,
+            NodeStatus::Cached
+        );
+    });
 }

@@ -103,11 +103,12 @@ pub fn encode_into<T: Serialize + ?Sized>(codec: Codec, value: &T, out: &mut dyn
     }
 }
 
-/// Reads one value of type `T` from `input` with `codec`.
-pub fn decode_from<T: DeserializeOwned>(codec: Codec, input: &mut dyn Read) -> Result<T, StepError> {
+/// Reads one value of type `T` from `input` with `codec`. `length` is the most bytes `input`
+/// holds: the built-in binary codec never allocates more than about twice that for the strings
+/// and byte buffers it decodes, so a corrupt length prefix is an error, not a huge allocation.
+pub fn decode_from<T: DeserializeOwned>(codec: Codec, input: &mut dyn Read, length: u64) -> Result<T, StepError> {
     match codec {
-        Codec::Bincode => bincode::serde::decode_from_std_read(&mut { input }, bincode_config())
-            .map_err(|e| codec_error(codec, "decoding failed", e)),
+        Codec::Bincode => bincode_bounded(input, length).map_err(|e| codec_error(codec, "decoding failed", e)),
         Codec::Json => {
             let mut de = serde_json::Deserializer::from_reader(input);
             T::deserialize(&mut de).map_err(|e| codec_error(codec, "decoding failed", e))
@@ -131,10 +132,34 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StepError> {
     Ok(out)
 }
 
+/// Decodes with bincode from at most `length` bytes. Through serde, bincode claims memory up
+/// front only for strings and byte buffers (sequences grow as they are read), and those claims
+/// are bytes of the input: a limit of the input's length (its next power of two, as bincode's
+/// limit is a constant) turns an impossible claim into an error.
+fn bincode_bounded<T: DeserializeOwned>(
+    mut input: &mut dyn Read,
+    length: u64,
+) -> Result<T, bincode::error::DecodeError> {
+    macro_rules! tiers {
+        ($($bits:literal)*) => {$(
+            if length <= 1u64 << $bits {
+                let config = bincode_config().with_limit::<{ 1usize << $bits }>();
+                return bincode::serde::decode_from_std_read(&mut input, config);
+            }
+        )*};
+    }
+    tiers!(12 16 20 24 28);
+    #[cfg(target_pointer_width = "64")]
+    tiers!(32 36 40 44 48);
+    bincode::serde::decode_from_std_read(&mut input, bincode_config())
+}
+
 /// Decodes a value of type `T` with the default codec; trailing bytes are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StepError> {
-    let (value, read) = bincode::serde::decode_from_slice(bytes, bincode_config())
+    let mut input = bytes;
+    let value = bincode_bounded(&mut input, bytes.len() as u64)
         .map_err(|e| codec_error(Codec::Bincode, "decoding failed", e))?;
+    let read = bytes.len() - input.len();
     if read != bytes.len() {
         return Err(StepError::new(
             ErrorKind::Codec,
@@ -204,6 +229,24 @@ impl SequenceFrame {
 mod tests {
     use super::*;
 
+    /// A length prefix claiming 2^40 bytes (bincode's varint: tag 253, then a u64) used to
+    /// abort the process with a failed allocation; it is an error now, however it is read.
+    #[test]
+    fn a_huge_length_prefix_is_an_error_not_an_allocation() {
+        let huge = [253u8, 0, 0, 0, 0, 0, 1, 0, 0];
+        assert!(decode::<String>(&huge).is_err());
+        assert!(decode::<Vec<u8>>(&huge).is_err());
+        let mut input = &huge[..];
+        let err = decode_from::<String>(Codec::Bincode, &mut input, huge.len() as u64).unwrap_err();
+        assert!(err.message.contains("decoding failed"), "{err}");
+        // Nested: a vector of one string whose length is the lie.
+        let nested = [1u8, 253, 0, 0, 0, 0, 0, 1, 0, 0];
+        assert!(decode::<Vec<String>>(&nested).is_err());
+        // Honest values near a tier's edge still decode.
+        let text = "x".repeat(5000);
+        assert_eq!(decode::<String>(&encode(&text).unwrap()).unwrap(), text);
+    }
+
     struct Pretty;
     impl ArtifactCodec for Pretty {
         fn name(&self) -> &'static str {
@@ -245,13 +288,13 @@ mod tests {
         for codec in [Codec::Bincode, Codec::Json, Codec::Custom(&PRETTY)] {
             let mut buf = Vec::new();
             encode_into(codec, &value, &mut buf).unwrap();
-            let back: (Vec<u32>, Option<String>) = decode_from(codec, &mut buf.as_slice()).unwrap();
+            let back: (Vec<u32>, Option<String>) = decode_from(codec, &mut buf.as_slice(), buf.len() as u64).unwrap();
             assert_eq!(back, value, "{codec:?}");
         }
         let mut pretty = Vec::new();
         encode_into(Codec::Custom(&PRETTY), &value, &mut pretty).unwrap();
         assert!(String::from_utf8(pretty).unwrap().contains("\n"));
-        let err = decode_from::<u32>(Codec::Json, &mut "\"no\"".as_bytes()).unwrap_err();
+        let err = decode_from::<u32>(Codec::Json, &mut "\"no\"".as_bytes(), 4).unwrap_err();
         assert!(err.message.starts_with("json decoding failed"), "{err}");
     }
 

@@ -28,12 +28,13 @@ pub trait StepIo {
     fn codec(&self) -> Codec;
     /// How many inputs there are.
     fn input_count(&self) -> usize;
-    /// Hands a reader over input `index` (whose type is `type_name`) to `decode`.
+    /// Hands a reader over input `index` (whose type is `type_name`) to `decode`, with the
+    /// most bytes the reader can give (decoders bound their allocations by it).
     fn read_input(
         &mut self,
         index: usize,
         type_name: &'static str,
-        decode: &mut dyn FnMut(&mut dyn Read) -> Result<(), StepError>,
+        decode: &mut dyn FnMut(&mut dyn Read, u64) -> Result<(), StepError>,
     ) -> Result<(), StepError>;
     /// Hands a writer for output `index` (of type `type_name`) to `encode`.
     fn write_output(
@@ -68,13 +69,14 @@ pub fn call_entry(entry: EntryPoint, codec: Codec, inputs: &[&[u8]]) -> Result<V
             &mut self,
             index: usize,
             _type_name: &'static str,
-            decode: &mut dyn FnMut(&mut dyn Read) -> Result<(), StepError>,
+            decode: &mut dyn FnMut(&mut dyn Read, u64) -> Result<(), StepError>,
         ) -> Result<(), StepError> {
             let mut bytes = *self
                 .inputs
                 .get(index)
                 .ok_or_else(|| StepError::new(ErrorKind::Codec, format!("input {index} is missing")))?;
-            decode(&mut bytes)?;
+            let length = bytes.len() as u64;
+            decode(&mut bytes, length)?;
             if !bytes.is_empty() {
                 return Err(StepError::new(
                     ErrorKind::Codec,
@@ -113,8 +115,8 @@ pub fn read_input<T: serde::de::DeserializeOwned>(
 ) -> Result<T, StepError> {
     let codec = io.codec();
     let mut value = None;
-    io.read_input(index, std::any::type_name::<T>(), &mut |r| {
-        value = Some(crate::codec::decode_from::<T>(codec, r)?);
+    io.read_input(index, std::any::type_name::<T>(), &mut |r, length| {
+        value = Some(crate::codec::decode_from::<T>(codec, r, length)?);
         Ok(())
     })
     .map_err(|mut e| {

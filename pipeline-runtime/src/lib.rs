@@ -226,6 +226,9 @@ mod engine;
 pub mod component;
 // Running pipelines, runs read back, enqueue.
 mod api;
+// Entry points for the fuzz targets under `fuzz/` (not a public API).
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use api::PipelineRun;
 pub use api::enqueue::RemoteRun;

@@ -268,32 +268,53 @@ impl Run {
             store.as_ref().and_then(|s| s.cached(&key).ok().flatten())
         };
         let Some(records) = hit else { return false };
-        let outputs: Option<Vec<ArtifactRef>> = records
-            .iter()
-            .map(|r| {
-                let codec = crate::transport::artifacts::codec_named(r.codec.as_deref()?, self.descriptor.name).ok()?;
-                if object_storage::is_remote(&r.uri) {
-                    // Downloaded into this run's folder when first read.
-                    let path = self
-                        .run_dir
-                        .join("cache")
-                        .join(blake3::hash(r.uri.as_bytes()).to_hex().as_str());
-                    return Some(ArtifactRef {
-                        uri: Some(r.uri.clone()),
-                        ..ArtifactRef::local(path, codec)
-                    });
-                }
-                let path = std::path::PathBuf::from(&r.uri);
-                let header = crate::transport::artifacts::read_header(&path).ok()?;
-                Some(ArtifactRef {
+        let mut outputs = Vec::with_capacity(records.len());
+        for r in &records {
+            let Some(codec) = r
+                .codec
+                .as_deref()
+                .and_then(|c| crate::transport::artifacts::codec_named(c, self.descriptor.name).ok())
+            else {
+                return false;
+            };
+            if object_storage::is_remote(&r.uri) {
+                // Downloaded into this run's folder when first read (and checked then).
+                let path = self
+                    .run_dir
+                    .join("cache")
+                    .join(blake3::hash(r.uri.as_bytes()).to_hex().as_str());
+                outputs.push(ArtifactRef {
+                    uri: Some(r.uri.clone()),
+                    ..ArtifactRef::local(path, codec)
+                });
+                continue;
+            }
+            // Checked whole (length, checksum) before it is served: a corrupt artifact would
+            // otherwise fail every later consumer, run after run, until the cache is cleared.
+            let path = std::path::PathBuf::from(&r.uri);
+            match crate::transport::artifacts::verify(&path) {
+                Ok(header) => outputs.push(ArtifactRef {
                     header: Some(header),
                     ..ArtifactRef::local(path, codec)
-                })
-            })
-            .collect();
-        let Some(outputs) = outputs.filter(|o| o.len() == descriptor.outputs.len()) else {
+                }),
+                Err(e) => {
+                    crate::diag::warn(format_args!(
+                        "step `{}`: its cached output `{}` is unreadable ({}); it is dropped from the cache and the step runs",
+                        node.name, r.name, e.message
+                    ));
+                    if let Some(Err(e)) = crate::sync::lock(&self.cache_store)
+                        .as_ref()
+                        .map(|s| s.forget_cached(&key))
+                    {
+                        crate::diag::warn(format_args!("{e}"));
+                    }
+                    return false;
+                }
+            }
+        }
+        if outputs.len() != descriptor.outputs.len() {
             return false;
-        };
+        }
         for ((slot, artifact), output) in self.output_slots(index).iter().zip(outputs).zip(descriptor.outputs) {
             self.record_output(&node.name, output, &artifact);
             slot.store(artifact, node.name.clone());

@@ -353,6 +353,14 @@ impl RunStore {
         Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
     }
 
+    /// Forgets the results cached under `key` (they turned out to be unreadable).
+    pub(crate) fn forget_cached(&self, key: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM cache WHERE key = ?1", [key])
+            .map(drop)
+            .map_err(|e| self.error(&e))
+    }
+
     /// Forgets cached results (of one component, or all); returns how many.
     pub fn clear_cache(&self, component: Option<&str>) -> Result<usize, StoreError> {
         let n = match component {

@@ -124,7 +124,7 @@ pub fn read_with(
     path: &Path,
     codec: Codec,
     type_name: &str,
-    decode: &mut dyn FnMut(&mut dyn Read) -> Result<(), StepError>,
+    decode: &mut dyn FnMut(&mut dyn Read, u64) -> Result<(), StepError>,
 ) -> Result<(), StepError> {
     let context = |mut e: StepError| {
         e.message = format!("artifact `{}`: {}", path.display(), e.message);
@@ -154,7 +154,7 @@ pub fn read_with(
     let mut file = file.into_inner();
     check_payload(&mut file, &header, path).map_err(context)?;
     let mut payload = BufReader::with_capacity(BUFFER, ChecksumReader::new(file, header.length));
-    decode(&mut payload).map_err(context)?;
+    decode(&mut payload, header.length).map_err(context)?;
     if !payload.buffer().is_empty() {
         return Err(context(StepError::new(
             ErrorKind::Codec,
@@ -172,7 +172,7 @@ pub fn read_elements(
     paths: &[PathBuf],
     codec: Codec,
     type_name: &str,
-    decode: &mut dyn FnMut(&mut dyn Read) -> Result<(), StepError>,
+    decode: &mut dyn FnMut(&mut dyn Read, u64) -> Result<(), StepError>,
 ) -> Result<(), StepError> {
     let frame = pipeline_core::codec::sequence_frame(codec, paths.len()).ok_or_else(|| {
         StepError::new(
@@ -180,6 +180,10 @@ pub fn read_elements(
             format!("codec `{}` cannot join a fan-in's artifacts", codec.name()),
         )
     })?;
+    // The joined stream is at most the frame and the elements' files.
+    let length = paths.iter().fold(frame_length(&frame, paths.len()), |total, path| {
+        total.saturating_add(std::fs::metadata(path).map_or(0, |m| m.len()))
+    });
     let mut joined = BufReader::with_capacity(
         BUFFER,
         Elements {
@@ -192,7 +196,7 @@ pub fn read_elements(
             failed: None,
         },
     );
-    let decoded = decode(&mut joined);
+    let decoded = decode(&mut joined, length);
     let leftover = !joined.buffer().is_empty();
     let mut elements = joined.into_inner();
     if let Some(e) = elements.failed.take() {
@@ -214,6 +218,12 @@ pub fn read_elements(
         }));
     }
     Ok(())
+}
+
+/// The bytes `frame` adds around `elements` elements.
+fn frame_length(frame: &pipeline_core::codec::SequenceFrame, elements: usize) -> u64 {
+    let separators = frame.separator.len() * elements.saturating_sub(1);
+    (frame.prefix.len() + frame.suffix.len() + separators) as u64
 }
 
 /// Where [`Elements`] is in the joined stream.
@@ -379,6 +389,17 @@ fn check_payload(file: &mut File, header: &ArtifactHeader, path: &Path) -> Resul
     Ok(())
 }
 
+/// Checks a whole artifact without decoding it: its header, its payload's length and
+/// checksum. Reads the file once, in a small buffer.
+pub fn verify(path: &Path) -> Result<ArtifactHeader, StepError> {
+    let file = File::open(path).map_err(|e| io_error(path, "cannot open", e))?;
+    let mut reader = BufReader::with_capacity(512, file);
+    let header = ArtifactHeader::read_from(&mut reader)?;
+    let mut file = reader.into_inner();
+    check_payload(&mut file, &header, path)?;
+    Ok(header)
+}
+
 /// Reads and checks only the header of an artifact.
 pub fn read_header(path: &Path) -> Result<ArtifactHeader, StepError> {
     let file = File::open(path).map_err(|e| io_error(path, "cannot open", e))?;
@@ -389,9 +410,11 @@ pub fn read_header(path: &Path) -> Result<ArtifactHeader, StepError> {
 /// without decoding it (for tools that show artifacts whatever their type).
 pub fn read_payload(path: &Path) -> Result<(ArtifactHeader, Vec<u8>), StepError> {
     let file = File::open(path).map_err(|e| io_error(path, "cannot open", e))?;
+    // A header may claim any length: reserve no more than the file can hold.
+    let size = file.metadata().map_or(0, |m| m.len());
     let mut file = BufReader::new(file);
     let header = ArtifactHeader::read_from(&mut file)?;
-    let mut payload = Vec::with_capacity(usize::try_from(header.length).unwrap_or(0).min(1 << 30));
+    let mut payload = Vec::with_capacity(usize::try_from(header.length.min(size)).unwrap_or(0));
     let mut reader = ChecksumReader::new(file, header.length);
     reader
         .read_to_end(&mut payload)
@@ -434,8 +457,8 @@ pub fn read_value<T: DeserializeOwned>(artifact: &ArtifactRef) -> Result<T, Step
         artifact.fetch()?,
         artifact.codec,
         std::any::type_name::<T>(),
-        &mut |r| {
-            value = Some(pipeline_core::codec::decode_from::<T>(artifact.codec, r)?);
+        &mut |r, length| {
+            value = Some(pipeline_core::codec::decode_from::<T>(artifact.codec, r, length)?);
             Ok(())
         },
     )?;
@@ -536,8 +559,8 @@ mod tests {
 
     fn read_joined<T: DeserializeOwned>(paths: &[PathBuf], codec: Codec) -> Result<T, StepError> {
         let mut value = None;
-        read_elements(paths, codec, std::any::type_name::<T>(), &mut |r| {
-            value = Some(pipeline_core::codec::decode_from::<T>(codec, r)?);
+        read_elements(paths, codec, std::any::type_name::<T>(), &mut |r, length| {
+            value = Some(pipeline_core::codec::decode_from::<T>(codec, r, length)?);
             Ok(())
         })?;
         Ok(value.unwrap())

@@ -220,7 +220,7 @@ impl StepIo for FileIo<'_> {
         &mut self,
         index: usize,
         type_name: &'static str,
-        decode: &mut dyn FnMut(&mut dyn Read) -> Result<(), StepError>,
+        decode: &mut dyn FnMut(&mut dyn Read, u64) -> Result<(), StepError>,
     ) -> Result<(), StepError> {
         match self.manifest.inputs.get(index) {
             Some(ManifestInput::Artifact(a)) => artifacts::read_with(&a.path, self.codec, type_name, decode),
