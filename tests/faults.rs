@@ -227,3 +227,77 @@ fn a_corrupt_cached_artifact_is_dropped_and_the_step_runs_again() {
         );
     });
 }
+
+/// Takes the run store's write lock from another connection and holds it for `hold_ms`,
+/// returning once it is held.
+#[component]
+fn holds_the_store_lock(store: String, hold_ms: u64) -> u64 {
+    let (held, taken) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(&store).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        held.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(hold_ms));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    taken.recv().unwrap();
+    hold_ms
+}
+
+#[component]
+fn after_the_lock(x: u64) -> u64 {
+    x + 1
+}
+
+#[pipeline(name = "held_lock", project = "tests")]
+fn held_lock(store: String, hold_ms: u64) -> Result<u64, HandleError> {
+    let mut h = after_the_lock(holds_the_store_lock(store, hold_ms));
+    for _ in 0..3 {
+        h = after_the_lock(h);
+    }
+    h.get()
+}
+
+/// The store's write lock held past the busy timeout mid-run: writes are tried again within a
+/// bound (here 6 x 100 ms, at least 2 s). Held for less, nothing is lost; held for longer, the
+/// run fails with the store's error instead of succeeding with rows missing, and its end is
+/// stored as failed once the lock is free.
+#[test]
+fn a_store_lock_held_mid_run_loses_nothing_or_fails_the_run() {
+    local();
+    let db = scratch("state").join("runs.db");
+    let mut config = pipeline_runtime::Config::current();
+    config.mode = Mode::Debug;
+    config.busy_timeout = Duration::from_millis(100);
+    config.scope(|| {
+        let ok = held_lock::run(db.display().to_string(), 700).unwrap();
+        assert_eq!(ok.output.unwrap(), 704);
+        let store = pipeline_runtime::store::RunStore::open(&db).unwrap();
+        let nodes = store.nodes(ok.run.id()).unwrap();
+        assert_eq!(nodes.len(), 5);
+        for node in &nodes {
+            assert_eq!(node.node.status, NodeStatus::Completed, "{}", node.node.name);
+            let changes: Vec<_> = store
+                .node_events(ok.run.id(), &node.node.name)
+                .unwrap()
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect();
+            assert_eq!(changes.first(), Some(&NodeStatus::Pending));
+            assert_eq!(changes.last(), Some(&NodeStatus::Completed));
+        }
+        assert_eq!(store.run(ok.run.id()).unwrap().unwrap().status, RunStatus::Completed);
+
+        let Err(err) = held_lock::run(db.display().to_string(), 3500) else {
+            panic!("the run succeeded although its record is incomplete");
+        };
+        let message = err.to_string();
+        assert!(
+            message.contains("could not be recorded") && message.contains("locked"),
+            "{message}"
+        );
+        let runs = store.runs(&Default::default()).unwrap();
+        let failed = runs.iter().find(|r| r.name == "held_lock").unwrap();
+        assert_eq!(failed.status, RunStatus::Failed, "{failed:?}");
+    });
+}

@@ -87,6 +87,10 @@ pub enum PipelineError {
         /// The feature it needs.
         feature: &'static str,
     },
+    /// The run's record could not be written (the store stayed locked, the disk filled up):
+    /// the run failed, whatever its steps did, rather than succeed with rows missing.
+    #[error("the run failed because it could not be recorded: {0}")]
+    Unrecorded(crate::store::StoreError),
     /// The executor could not start (for example, no thread could be spawned).
     #[error("the executor could not start: {0}")]
     Executor(#[from] ExecutorError),

@@ -216,6 +216,12 @@ impl Watchdog {
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                         _ => return, // the run ended
                     }
+                    // A record that cannot be written fails the run; steps still to come would
+                    // run unrecorded.
+                    if let Some(e) = run.recorder.as_ref().and_then(Recorder::failed) {
+                        run.abort_run(format!("the run cannot be recorded: {e}"));
+                        return;
+                    }
                     if let Some(reason) = store.as_ref().and_then(|s| s.stop_requested(&run.key).ok().flatten()) {
                         run.abort_run(format!("stopped: {reason}"));
                         return;
@@ -228,20 +234,25 @@ impl Watchdog {
     }
 }
 
-fn record(run: &Run, body_panicked: bool) -> PipelineRun {
+/// The run's record as it ended, and the error that left the stored record incomplete.
+fn record(run: &Run, body_panicked: bool) -> (PipelineRun, Option<crate::store::StoreError>) {
     run.shutdown();
     let d = run.descriptor;
-    let status = run.status(body_panicked);
+    let mut status = run.status(body_panicked);
     let ended = SystemTime::now();
     let mut configuration = Default::default();
+    let mut unrecorded = None;
     if let Some(recorder) = &run.recorder {
         recorder.send(Event::RunEnd {
             run: run.key.to_string(),
             status,
             ended,
         });
-        // A run that could not be fully recorded still returns its value; the reason was printed.
-        let _ = recorder.finish(RECORD_FLUSH_BOUND);
+        if let Err(e) = recorder.finish(RECORD_FLUSH_BOUND) {
+            // Rows are missing: the run fails (the recorder stores that much if it can).
+            status = pipeline_core::RunStatus::Failed;
+            unrecorded = Some(e);
+        }
         // `connect_configuration` writes to the store from the body and the steps, in any process.
         configuration = run
             .store_path()
@@ -270,7 +281,7 @@ fn record(run: &Run, body_panicked: bool) -> PipelineRun {
             heartbeat: ended,
         }),
     };
-    PipelineRun::new(record, run.final_dag())
+    (PipelineRun::new(record, run.final_dag()), unrecorded)
 }
 
 /// How long the end of a run waits for the run store to catch up.
@@ -328,17 +339,18 @@ pub async fn run_pipeline_async<R>(
 /// re-raises its panic.
 fn conclude<R>(run: &Run, watchdog: Watchdog, outcome: std::thread::Result<R>) -> Result<Finished<R>, PipelineError> {
     drop(watchdog);
-    let record = record(run, outcome.is_err());
+    let (record, unrecorded) = record(run, outcome.is_err());
     super::interrupt::ended(run);
     tracing::info!(target: "pipeline", parent: &run.span, status = %record.status(), "run ended");
-    match outcome {
-        Ok(output) => Ok(Finished { output, run: record }),
-        Err(payload) => resume_unwind(payload),
+    match (outcome, unrecorded) {
+        (Err(payload), _) => resume_unwind(payload),
+        (Ok(_), Some(e)) => Err(PipelineError::Unrecorded(e)),
+        (Ok(output), None) => Ok(Finished { output, run: record }),
     }
 }
 
-/// What the plain pipeline function does with a run that could not start: there is no error
-/// channel in the user's return type, so it panics with the reason.
+/// What the plain pipeline function does with a run that could not start (or could not be
+/// recorded): there is no error channel in the user's return type, so it panics with the reason.
 #[doc(hidden)]
 #[track_caller]
 pub fn expect_started<R>(finished: Result<Finished<R>, PipelineError>) -> R {

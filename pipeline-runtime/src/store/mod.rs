@@ -156,6 +156,11 @@ impl RunStore {
         Self::open_with(&config.state_dir.join("runs.db"), config.busy_timeout)
     }
 
+    /// How long a write waits for another writer's lock.
+    pub(crate) fn busy_timeout(&self) -> Duration {
+        self.busy
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -270,8 +275,33 @@ impl RunStore {
     /// Writes a batch of events in one transaction. A node's row is written once per batch,
     /// with its last state and every state change of the batch appended to its history.
     pub(crate) fn apply(&mut self, events: &[Event]) -> Result<(), StoreError> {
-        let (path, busy) = (self.path.clone(), self.busy);
-        let fail = |e: rusqlite::Error| error_at(&path, busy, &e);
+        self.try_apply(events).map_err(|e| self.error(&e))
+    }
+
+    /// [`RunStore::apply`], trying again while the failure may pass (the database locked past
+    /// the busy timeout, the disk full, an I/O error) until `bound` has passed.
+    pub(crate) fn apply_within(&mut self, events: &[Event], bound: Duration) -> Result<(), StoreError> {
+        let start = std::time::Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.try_apply(events) {
+                Ok(()) => return Ok(()),
+                Err(e) if may_pass(&e) && start.elapsed() < bound => {
+                    std::thread::sleep(pause.min(bound.saturating_sub(start.elapsed())));
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => {
+                    let mut error = self.error(&e);
+                    if may_pass(&e) {
+                        error.message = format!("{} (still failing after {bound:?})", error.message);
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    fn try_apply(&mut self, events: &[Event]) -> rusqlite::Result<()> {
         // Per node (by run and name): the index of its last event, and the changes before it.
         let mut latest: FnvHashMap<(&str, &str), (usize, String)> = FnvHashMap::default();
         for (i, event) in events.iter().enumerate() {
@@ -288,8 +318,7 @@ impl RunStore {
         }
         let tx = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(fail)?;
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for (i, event) in events.iter().enumerate() {
             let history = match event {
                 Event::Node { run, node, .. } => match latest.get(&(run.as_str(), node.name.as_str())) {
@@ -298,9 +327,9 @@ impl RunStore {
                 },
                 _ => None,
             };
-            apply_one(&tx, event, history).map_err(fail)?;
+            apply_one(&tx, event, history)?;
         }
-        tx.commit().map_err(fail)
+        tx.commit()
     }
 
     /// Writes one event now (used by worker processes and step code).
@@ -557,6 +586,15 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// Whether a failed write may succeed when tried again.
+fn may_pass(e: &rusqlite::Error) -> bool {
+    use rusqlite::ffi::ErrorCode;
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::DiskFull | ErrorCode::SystemIoFailure)
+    )
+}
+
 fn error_at(path: &Path, busy: Duration, e: &rusqlite::Error) -> StoreError {
     StoreError {
         path: path.to_path_buf(),
@@ -572,6 +610,7 @@ fn describe(e: &rusqlite::Error, busy: Duration) -> String {
         Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
             format!("the database is locked by another process (waited {busy:?}); try again when it is done")
         }
+        Some(ErrorCode::DiskFull) => "the disk is full".into(),
         Some(ErrorCode::ReadOnly) | Some(ErrorCode::PermissionDenied) | Some(ErrorCode::CannotOpen) => {
             format!("cannot open or write the database: {e}")
         }

@@ -10,6 +10,16 @@ use std::time::Duration;
 /// Events written in one transaction at most.
 const BATCH: usize = 4096;
 
+/// A batch that fails to be written is tried again for this many busy timeouts (each attempt
+/// waits one for the lock), and at least [`RETRY_FLOOR`]; then the run fails.
+const RETRY_TIMEOUTS: u32 = 6;
+const RETRY_FLOOR: Duration = Duration::from_secs(2);
+
+/// How long a failing write is tried again, for a store whose busy timeout is `busy`.
+pub(crate) fn retry_bound(busy: Duration) -> Duration {
+    (busy * RETRY_TIMEOUTS).max(RETRY_FLOOR)
+}
+
 // Events move once through the channel; boxing them would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
 enum Msg {
@@ -25,12 +35,13 @@ pub(crate) struct Recorder {
 
 impl Recorder {
     pub(crate) fn start(store: RunStore) -> std::io::Result<Self> {
+        let bound = retry_bound(store.busy_timeout());
         let (tx, rx) = channel();
         let error = Arc::new(Mutex::new(None));
         let first_error = error.clone();
         std::thread::Builder::new()
             .name("pipeline-recorder".into())
-            .spawn(move || write_loop(store, rx, first_error))?;
+            .spawn(move || write_loop(store, rx, first_error, bound))?;
         Ok(Self {
             tx: Mutex::new(Some(tx)),
             error,
@@ -42,6 +53,12 @@ impl Recorder {
             // The writer only stops after `finish`; a send after that is dropped on purpose.
             let _ = tx.send(Msg::Event(event));
         }
+    }
+
+    /// The error that stopped the writer, once a batch could not be written within its bound
+    /// (the run must then fail: its record is incomplete).
+    pub(crate) fn failed(&self) -> Option<StoreError> {
+        lock(&self.error).clone()
     }
 
     /// Waits (at most `bound`) until every event sent so far is written, then stops the writer.
@@ -63,7 +80,7 @@ impl Recorder {
     }
 }
 
-fn write_loop(mut store: RunStore, rx: Receiver<Msg>, error: Arc<Mutex<Option<StoreError>>>) {
+fn write_loop(mut store: RunStore, rx: Receiver<Msg>, error: Arc<Mutex<Option<StoreError>>>, bound: Duration) {
     // Kept between batches: events are large, and growing the vector again would copy them.
     let mut events = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -79,17 +96,36 @@ fn write_loop(mut store: RunStore, rx: Receiver<Msg>, error: Arc<Mutex<Option<St
                 next = rx.try_recv().ok();
             }
         }
-        if !events.is_empty() {
-            if let Err(e) = store.apply(&events) {
-                let mut slot = lock(&error);
-                if slot.is_none() {
-                    crate::diag::warn(format_args!("{e}"));
-                    *slot = Some(e);
-                }
-            }
+        // After a failure the record has a gap, and the run fails because of it: of what
+        // follows (and of the batch that failed), only the run's end is written, as failed.
+        let mut failed = lock(&error).is_some();
+        if !failed
+            && !events.is_empty()
+            && let Err(e) = store.apply_within(&events, bound)
+        {
+            crate::diag::warn(format_args!("{e}"));
+            *lock(&error) = Some(e);
+            failed = true;
+        }
+        if failed {
+            end_as_failed(&mut store, &events, bound);
         }
         for done in flushes {
             let _ = done.send(());
+        }
+    }
+}
+
+/// Writes the run's end among `events`, if there is one, as failed.
+fn end_as_failed(store: &mut RunStore, events: &[Event], bound: Duration) {
+    for event in events {
+        if let Event::RunEnd { run, ended, .. } = event {
+            let end = Event::RunEnd {
+                run: run.clone(),
+                status: pipeline_core::RunStatus::Failed,
+                ended: *ended,
+            };
+            let _ = store.apply_within(std::slice::from_ref(&end), bound);
         }
     }
 }
