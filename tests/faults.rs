@@ -197,11 +197,18 @@ fn corrupt_cache(x: u64) -> Result<Vec<u64>, HandleError> {
 fn a_corrupt_cached_artifact_is_dropped_and_the_step_runs_again() {
     local();
     let calls = || SQUARES.load(std::sync::atomic::Ordering::SeqCst);
+    // The state folder outlives test runs, and so does its cache.
+    let db = scratch("state").join("runs.db");
+    pipeline_runtime::store::RunStore::open(&db)
+        .unwrap()
+        .clear_cache(Some("cached_square"))
+        .unwrap();
+    let (x, square) = (9, vec![81; 64]);
     with_mode(Mode::Debug, || {
-        let first = corrupt_cache::run(9).unwrap();
-        assert_eq!(first.output.unwrap(), vec![81; 64]);
+        let first = corrupt_cache::run(x).unwrap();
+        assert_eq!(first.output.unwrap(), square);
         assert_eq!(calls(), 1);
-        let store = pipeline_runtime::store::RunStore::open(&scratch("state").join("runs.db")).unwrap();
+        let store = pipeline_runtime::store::RunStore::open(&db).unwrap();
         let artifact = store
             .artifacts(first.run.id())
             .unwrap()
@@ -212,14 +219,14 @@ fn a_corrupt_cached_artifact_is_dropped_and_the_step_runs_again() {
         *bytes.last_mut().unwrap() ^= 0x40;
         std::fs::write(&artifact.uri, bytes).unwrap();
 
-        let second = corrupt_cache::run(9).unwrap();
-        assert_eq!(second.output.unwrap(), vec![81; 64]);
+        let second = corrupt_cache::run(x).unwrap();
+        assert_eq!(second.output.unwrap(), square);
         assert_eq!(calls(), 2, "the corrupt entry was not served");
         let node = second.run.dag().node("cached_square").unwrap().clone();
         assert_eq!(node.status, NodeStatus::Completed);
 
-        let third = corrupt_cache::run(9).unwrap();
-        assert_eq!(third.output.unwrap(), vec![81; 64]);
+        let third = corrupt_cache::run(x).unwrap();
+        assert_eq!(third.output.unwrap(), square);
         assert_eq!(calls(), 2, "the new result is cached");
         assert_eq!(
             third.run.dag().node("cached_square").unwrap().status,
