@@ -805,3 +805,55 @@ fn a_corrupt_store_is_a_one_line_error() {
         assert!(err.contains(&dir.join("runs.db").display().to_string()), "{err}");
     }
 }
+
+// ---------------------------------------------------------------- read-only stores
+
+/// An archived state folder on read-only media: the reading commands work (nothing is created,
+/// migrated or written), and a command that must write says why it cannot. The folder is
+/// mounted read-only in a mount namespace of the command's own (`unshare`), so the test needs
+/// no privileges beyond user namespaces.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_read_only_state_folder_can_be_inspected() {
+    let dir = state("read-only");
+    let run = record(&dir, Mode::Local, || chain::run(2, 1.5).unwrap().run);
+    let id = run.id().to_string();
+    let on_read_only = |args: &str| -> Cli {
+        let script = format!(
+            "mount --bind \"$0\" \"$0\" && mount -o remount,bind,ro \"$0\" && exec \"$1\" --state \"$0\" {args}"
+        );
+        let out = Command::new("unshare")
+            .args(["--mount", "--map-root-user", "sh", "-c", &script])
+            .arg(&dir)
+            .arg(env!("CARGO_BIN_EXE_pipeline"))
+            .env_remove(pipeline_runtime::STATE_DIR_ENV)
+            .output()
+            .expect("`unshare` (util-linux) is installed");
+        Cli {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    // The mount itself works here: writing through it fails.
+    let probe = Command::new("unshare")
+        .args(["--mount", "--map-root-user", "sh", "-c"])
+        .arg("mount --bind \"$0\" \"$0\" && mount -o remount,bind,ro \"$0\" && ! touch \"$0/probe\"")
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(probe.success(), "a read-only bind mount could not be made");
+
+    let runs = on_read_only("runs").ok();
+    assert!(runs.contains(&id), "{runs}");
+    let show = on_read_only(&format!("show {id}")).ok();
+    assert!(show.contains("completed"), "{show}");
+    let dag = on_read_only(&format!("dag {id}")).ok();
+    assert!(dag.contains("scale"), "{dag}");
+    let artifacts = on_read_only(&format!("artifacts {id}")).ok();
+    assert!(artifacts.contains("total"), "{artifacts}");
+    let stop = on_read_only(&format!("stop {id}"));
+    assert_ne!(stop.code, 0, "{stop:#?}");
+    assert!(stop.stderr.contains("runs.db"), "{stop:#?}");
+    assert!(!stop.stderr.contains("panicked"), "{stop:#?}");
+}

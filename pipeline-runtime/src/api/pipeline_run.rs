@@ -8,6 +8,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+/// The default store, opened read-only; `None` when no pipeline has run with this state folder.
+fn reader() -> Result<Option<RunStore>, StoreError> {
+    let path = crate::config::Config::current().state_dir.join("runs.db");
+    if !path.exists() {
+        return Ok(None);
+    }
+    RunStore::open_read_only(&path).map(Some)
+}
+
 /// A pipeline run: its record (identity, parameters, status, timings) and its DAG.
 #[derive(Debug, Clone)]
 pub struct PipelineRun {
@@ -63,15 +72,19 @@ impl PipelineRun {
         }))
     }
 
-    /// The run with this id (or unambiguous id prefix) in the default store.
+    /// The run with this id (or unambiguous id prefix) in the default store. The store is
+    /// opened read-only (an archived state folder on read-only media can be read).
     pub fn get(id: &str) -> Result<Option<Self>, StoreError> {
-        Self::load(&RunStore::open_default()?, id)
+        match reader()? {
+            Some(store) => Self::load(&store, id),
+            None => Ok(None),
+        }
     }
 
     /// The run matching `filter` in the default store with the highest version (semantic
     /// order), the newest among equal versions.
     pub fn find(filter: &RunFilter) -> Result<Option<Self>, StoreError> {
-        let store = RunStore::open_default()?;
+        let Some(store) = reader()? else { return Ok(None) };
         let mut runs = store.runs(&RunFilter {
             limit: None,
             ..filter.clone()
@@ -130,12 +143,12 @@ impl PipelineRun {
 
     /// The artifacts recorded for this run (step outputs, uploads, models).
     pub fn artifacts(&self) -> Result<Vec<ArtifactRecord>, StoreError> {
-        RunStore::open_default()?.artifacts(&self.record.id)
+        RunStore::open_default_read_only()?.artifacts(&self.record.id)
     }
 
     /// The scalars reported in this run.
     pub fn metrics(&self) -> Result<Vec<MetricRecord>, StoreError> {
-        RunStore::open_default()?.metrics(&self.record.id)
+        RunStore::open_default_read_only()?.metrics(&self.record.id)
     }
 
     /// The whole record.

@@ -35,6 +35,8 @@ pub struct RunStore {
     path: PathBuf,
     /// How long this connection waits for another writer before reporting the store locked.
     busy: Duration,
+    /// The file's schema version: the latest, unless opened read-only (reads adapt to it).
+    version: usize,
 }
 
 pub(crate) fn secs(t: SystemTime) -> f64 {
@@ -133,6 +135,7 @@ impl RunStore {
             conn,
             path: path.to_path_buf(),
             busy,
+            version: schema::MIGRATIONS.len(),
         };
         // Switching a new file to WAL, or recovering a WAL another process left, can answer
         // SQLITE_BUSY without waiting in the busy handler: retry such answers up to the same bound.
@@ -148,6 +151,51 @@ impl RunStore {
         };
         store.migrate(version)?;
         Ok(store)
+    }
+
+    /// Opens an existing store for reading only: nothing is created, migrated or written, so a
+    /// store on read-only media (an archive) can be read, whatever schema version it has up to
+    /// this build's. Where SQLite cannot create its shared-memory file beside the database,
+    /// the file is read as immutable (changes not yet checkpointed from the WAL are not seen).
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let fail = |message: String| StoreError {
+            path: path.to_path_buf(),
+            message,
+        };
+        let busy = crate::config::Config::current().busy_timeout;
+        if !path.try_exists().map_err(|e| fail(format!("cannot reach it: {e}")))? {
+            return Err(fail("there is no run store here".into()));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let usable = |conn: Connection| -> rusqlite::Result<(Connection, usize)> {
+            conn.busy_timeout(busy)?;
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+            let version = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            Ok((conn, version))
+        };
+        let (conn, version) = Connection::open_with_flags(path, flags)
+            .and_then(usable)
+            .or_else(|_| {
+                Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI).and_then(usable)
+            })
+            .map_err(|e| fail(describe(&e, busy)))?;
+        if version > schema::MIGRATIONS.len() {
+            return Err(fail(format!(
+                "schema version {version} is newer than this build understands ({}); upgrade the framework",
+                schema::MIGRATIONS.len()
+            )));
+        }
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+            busy,
+            version,
+        })
+    }
+
+    /// [`RunStore::open_read_only`] on the current configuration's state folder.
+    pub fn open_default_read_only() -> Result<Self, StoreError> {
+        Self::open_read_only(&crate::config::Config::current().state_dir.join("runs.db"))
     }
 
     /// Opens the store of the current configuration's state folder (`<state>/runs.db`).
@@ -339,12 +387,12 @@ impl RunStore {
 
     /// Runs matching `filter`, newest first.
     pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
-        records::runs(&self.conn, filter).map_err(|e| self.error(&e))
+        records::runs(&self.conn, self.version, filter).map_err(|e| self.error(&e))
     }
 
     /// The run with this id, or whose id starts with it (when that is unambiguous).
     pub fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
-        records::run(&self.conn, id).map_err(|e| self.error(&e))
+        records::run(&self.conn, self.version, id).map_err(|e| self.error(&e))
     }
 
     /// The nodes of a run, in creation order.
@@ -354,7 +402,7 @@ impl RunStore {
 
     /// The state changes of a node, oldest first: `(status, when)`.
     pub fn node_events(&self, run: &str, node: &str) -> Result<Vec<(NodeStatus, SystemTime)>, StoreError> {
-        records::node_events(&self.conn, run, node).map_err(|e| self.error(&e))
+        records::node_events(&self.conn, self.version, run, node).map_err(|e| self.error(&e))
     }
 
     /// The artifacts of a run (step outputs, uploaded artifacts and models).
@@ -586,6 +634,19 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// An SQLite URI opening `path` as immutable (no locks, no shared memory).
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' | '?' | '#' => uri.push_str(&format!("%{:02X}", c as u32)),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
 /// Whether a failed write may succeed when tried again.
 fn may_pass(e: &rusqlite::Error) -> bool {
     use rusqlite::ffi::ErrorCode;
@@ -651,6 +712,21 @@ mod tests {
             )
             .unwrap();
         }
+        // Read-only, the file stays at version 1 and is read as such.
+        let archived = RunStore::open_read_only(&path).unwrap();
+        let runs = archived.runs(&RunFilter::default()).unwrap();
+        assert_eq!(
+            (runs.len(), runs[0].status, runs[0].controller.clone()),
+            (1, RunStatus::Completed, None)
+        );
+        assert_eq!(archived.node_events("r1", "a").unwrap().len(), 3);
+        drop(archived);
+        let version: usize = Connection::open(&path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 1, "a read-only open migrates nothing");
+
         let mut store = RunStore::open_with(&path, Duration::from_secs(1)).unwrap();
         let old = store.node_events("r1", "a").unwrap();
         let statuses: Vec<_> = old.iter().map(|(s, _)| *s).collect();

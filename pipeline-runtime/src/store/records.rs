@@ -219,8 +219,17 @@ pub(crate) fn node_status(s: &str) -> NodeStatus {
     }
 }
 
-const RUN_COLUMNS: &str = "id, project, name, version, run_number, status, mode, code_hash, parameters, tags, \
-     configuration, started, ended, host, pid, heartbeat";
+/// The columns `run_row` reads, from a file of schema `version` (controllers are recorded
+/// from version 3).
+fn run_columns(version: usize) -> &'static str {
+    if version >= 3 {
+        "id, project, name, version, run_number, status, mode, code_hash, parameters, tags, configuration, \
+         started, ended, host, pid, heartbeat"
+    } else {
+        "id, project, name, version, run_number, status, mode, code_hash, parameters, tags, configuration, \
+         started, ended, NULL, pid, NULL"
+    }
+}
 
 fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
@@ -259,8 +268,8 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     })
 }
 
-pub(super) fn runs(conn: &Connection, f: &RunFilter) -> rusqlite::Result<Vec<RunRecord>> {
-    let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1");
+pub(super) fn runs(conn: &Connection, version: usize, f: &RunFilter) -> rusqlite::Result<Vec<RunRecord>> {
+    let mut sql = format!("SELECT {} FROM runs WHERE 1 = 1", run_columns(version));
     let mut args: Vec<String> = Vec::new();
     for (column, value) in [("project", &f.project), ("name", &f.name), ("version", &f.version)] {
         if let Some(v) = value {
@@ -297,16 +306,17 @@ pub(super) fn runs(conn: &Connection, f: &RunFilter) -> rusqlite::Result<Vec<Run
     Ok(runs)
 }
 
-pub(super) fn run(conn: &Connection, id: &str) -> rusqlite::Result<Option<RunRecord>> {
+pub(super) fn run(conn: &Connection, version: usize, id: &str) -> rusqlite::Result<Option<RunRecord>> {
+    let columns = run_columns(version);
     let exact = conn
-        .query_row(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"), [id], run_row)
+        .query_row(&format!("SELECT {columns} FROM runs WHERE id = ?1"), [id], run_row)
         .optional()?;
     if exact.is_some() {
         return Ok(exact);
     }
     // A case-sensitive prefix (`LIKE` would ignore case).
     let mut stmt = conn.prepare(&format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2"
+        "SELECT {columns} FROM runs WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2"
     ))?;
     let found: Vec<RunRecord> = stmt.query_map([id], run_row)?.collect::<rusqlite::Result<_>>()?;
     Ok(if found.len() == 1 {
@@ -344,14 +354,23 @@ pub(super) fn nodes(conn: &Connection, run: &str) -> rusqlite::Result<Vec<NodeRe
     .collect()
 }
 
-pub(super) fn node_events(conn: &Connection, run: &str, node: &str) -> rusqlite::Result<Vec<(NodeStatus, SystemTime)>> {
-    let history: Option<String> = conn
-        .query_row(
+pub(super) fn node_events(
+    conn: &Connection,
+    version: usize,
+    run: &str,
+    node: &str,
+) -> rusqlite::Result<Vec<(NodeStatus, SystemTime)>> {
+    // Histories live in node rows from schema version 2.
+    let history: Option<String> = if version >= 2 {
+        conn.query_row(
             "SELECT history FROM nodes WHERE run_id = ?1 AND name = ?2",
             params![run, node],
             |r| r.get(0),
         )
-        .optional()?;
+        .optional()?
+    } else {
+        None
+    };
     if let Some(history) = history.filter(|h| !h.is_empty()) {
         return Ok(history
             .split(';')

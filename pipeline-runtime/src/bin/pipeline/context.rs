@@ -19,13 +19,25 @@ impl Ctx {
         self.state.join("runs.db")
     }
 
-    /// The run store, or `None` when no pipeline has run with this state folder (nothing is
-    /// created then).
+    /// The run store opened read-only (an archive on read-only media can be read), or `None`
+    /// when no pipeline has run with this state folder (nothing is created then).
     pub fn store(&self) -> Result<Option<RunStore>, CliError> {
+        self.open(RunStore::open_read_only)
+    }
+
+    /// The run store opened for writing (`stop`, `cache clear`), or `None` as for [`Ctx::store`].
+    pub fn writable_store(&self) -> Result<Option<RunStore>, CliError> {
+        self.open(RunStore::open)
+    }
+
+    fn open(
+        &self,
+        open: fn(&std::path::Path) -> Result<RunStore, pipeline_runtime::store::StoreError>,
+    ) -> Result<Option<RunStore>, CliError> {
         let path = self.store_path();
         match path.try_exists() {
             Ok(false) => Ok(None),
-            Ok(true) => Ok(Some(RunStore::open(&path)?)),
+            Ok(true) => Ok(Some(open(&path)?)),
             Err(e) => Err(CliError::failure(format!(
                 "cannot reach the run store {}: {e}",
                 path.display()
@@ -33,14 +45,21 @@ impl Ctx {
         }
     }
 
-    /// The run store, which must exist.
+    /// The run store, which must exist, read-only.
     pub fn require_store(&self) -> Result<RunStore, CliError> {
-        self.store()?.ok_or_else(|| {
-            CliError::not_found(format!(
-                "no run store at {}: no pipeline has run with this state folder (choose another with --state DIR)",
-                self.store_path().display()
-            ))
-        })
+        self.store()?.ok_or_else(|| self.no_store())
+    }
+
+    /// The run store, which must exist, for writing.
+    pub fn require_writable_store(&self) -> Result<RunStore, CliError> {
+        self.writable_store()?.ok_or_else(|| self.no_store())
+    }
+
+    fn no_store(&self) -> CliError {
+        CliError::not_found(format!(
+            "no run store at {}: no pipeline has run with this state folder (choose another with --state DIR)",
+            self.store_path().display()
+        ))
     }
 }
 

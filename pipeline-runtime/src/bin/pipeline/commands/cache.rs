@@ -7,7 +7,7 @@ use crate::output::{print, print_json};
 /// Removes cache entries (of one component, or all) and says how many.
 pub fn clear(ctx: &Ctx, component: Option<&str>) -> Result<(), CliError> {
     // No store: nothing was ever cached, and nothing needs creating to say so.
-    let removed = match ctx.store()? {
+    let removed = match ctx.writable_store()? {
         Some(store) => store.clear_cache(component)?,
         None => 0,
     };

@@ -6,7 +6,7 @@ use crate::output::{print, print_json};
 
 /// Records a stop request for a running run.
 pub fn stop(ctx: &Ctx, id: &str, reason: &str) -> Result<(), CliError> {
-    let store = ctx.require_store()?;
+    let store = ctx.require_writable_store()?;
     let run = find_run(&store, id)?;
     let requested = store.request_stop(&run.id, reason)?;
     if ctx.json {
