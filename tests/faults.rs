@@ -308,3 +308,50 @@ fn a_store_lock_held_mid_run_loses_nothing_or_fails_the_run() {
         assert_eq!(failed.status, RunStatus::Failed, "{failed:?}");
     });
 }
+
+#[component]
+fn talks_a_lot(lines: u32) -> u32 {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for i in 0..lines {
+        writeln!(out, "line {i:07}").unwrap();
+    }
+    lines
+}
+
+#[pipeline(name = "talkative", project = "tests")]
+fn talkative(lines: u32) -> Result<u32, HandleError> {
+    talks_a_lot(lines).get()
+}
+
+/// A step's log keeps at most `log_cap` bytes: the newest output, after a line saying how
+/// much was dropped. The step itself is not disturbed.
+#[test]
+fn a_step_log_keeps_its_newest_output_within_the_cap() {
+    local();
+    let cap = 256 << 10;
+    let config = pipeline_runtime::Config::current().with_log_cap(cap);
+    let lines = 300_000; // 13 bytes each: about 3.9 MB
+    let f = config.scope(|| talkative::run(lines).unwrap());
+    assert_eq!(f.output.unwrap(), lines);
+    let store = pipeline_runtime::store::RunStore::open(&scratch("state").join("runs.db")).unwrap();
+    let node = store.nodes(f.run.id()).unwrap().into_iter().next().unwrap();
+    let log = std::fs::read_to_string(node.log_path.unwrap()).unwrap();
+    assert!(log.len() as u64 <= cap, "{} bytes", log.len());
+    let first = log.lines().next().unwrap();
+    assert!(
+        first.starts_with("pipeline: ") && first.contains("earlier bytes of this log were dropped"),
+        "{first}"
+    );
+    let dropped: u64 = first.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let kept = log.len() as u64 - first.len() as u64 - 1;
+    assert_eq!(
+        dropped + kept,
+        u64::from(lines) * 13,
+        "every byte is kept or counted as dropped"
+    );
+    assert!(log.ends_with(&format!("line {:07}\n", lines - 1)));
+    // What is kept starts at a line and runs in order to the end.
+    let numbers: Vec<u32> = log.lines().skip(1).map(|l| l[5..].parse().unwrap()).collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1));
+}

@@ -126,6 +126,7 @@ fn executor(
                 runtime("pipeline-local").map_err(ExecutorError::thread(RUNTIME))?,
                 LocalBackend::new().map_err(|e| ExecutorError::CurrentExe { source: Arc::new(e) })?,
                 options.max_parallel.unwrap_or(cores),
+                config.log_cap,
             ))
         }
         #[cfg(not(feature = "ray"))]
@@ -146,6 +147,7 @@ fn executor(
                 runtime,
                 RayBackend::new(cluster, queue),
                 options.max_parallel.unwrap_or(REMOTE_PARALLEL),
+                config.log_cap,
             ))
         }
     })

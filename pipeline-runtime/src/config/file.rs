@@ -14,6 +14,8 @@ pub const RECORD_ENV: &str = "PIPELINE_RECORD";
 pub const RAY_ADDRESS_ENV: &str = "PIPELINE_RAY_ADDRESS";
 /// The environment variable with a bearer token for the Ray cluster.
 pub const RAY_TOKEN_ENV: &str = "PIPELINE_RAY_TOKEN";
+/// The environment variable with the cap of step logs (`512MiB`, `1GB`, bytes).
+pub const LOG_CAP_ENV: &str = "PIPELINE_LOG_CAP";
 
 /// What `pipeline.toml` may say; every key is optional.
 #[derive(Deserialize, Default)]
@@ -25,7 +27,33 @@ pub(super) struct File {
     default_queue: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     busy_timeout: Option<std::time::Duration>,
+    /// `log_cap = "512MiB"`.
+    log_cap: Option<String>,
     ray: Option<RayConfig>,
+}
+
+/// A size as people write it: bytes, or a number with `KB`/`MB`/`GB` (powers of 1000) or
+/// `KiB`/`MiB`/`GiB` (powers of 1024).
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (say `512MiB`)"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` in `{text}` (say `512MiB`)")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 /// `busy_timeout = "5s"`, in humantime's form.
@@ -56,6 +84,14 @@ pub(super) fn layer(cwd: &Path) -> Layer {
     };
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let ray = file.ray.unwrap_or_default();
+    let log_cap = env(LOG_CAP_ENV)
+        .map(|v| (LOG_CAP_ENV, v))
+        .or_else(|| file.log_cap.map(|v| (CONFIG_FILE, v)))
+        .and_then(|(source, v)| {
+            parse_size(&v)
+                .map_err(|e| crate::diag::warn(format_args!("ignoring the log cap of {source}: {e}")))
+                .ok()
+        });
     Layer {
         mode: file.mode,
         state_dir: env(STATE_DIR_ENV)
@@ -64,6 +100,7 @@ pub(super) fn layer(cwd: &Path) -> Layer {
         recording: env(RECORD_ENV).map(|v| v != "0").or(file.record),
         default_queue: file.default_queue,
         busy_timeout: file.busy_timeout,
+        log_cap,
         ray: Some(RayConfig {
             address: env(RAY_ADDRESS_ENV).or(ray.address),
             token: env(RAY_TOKEN_ENV).or(ray.token),
@@ -81,7 +118,7 @@ mod tests {
     fn the_file_sets_every_field_and_rejects_unknown_keys() {
         let file = parse(
             "mode = \"local\"\nstate_dir = \"runs/here\"\nrecord = false\ndefault_queue = \"gpu\"\n\
-             busy_timeout = \"1s 500ms\"\n[ray]\naddress = \"http://ray:8265\"\n",
+             busy_timeout = \"1s 500ms\"\nlog_cap = \"512MiB\"\n[ray]\naddress = \"http://ray:8265\"\n",
         )
         .unwrap();
         assert_eq!(file.mode, Some(Mode::Local));
@@ -94,5 +131,17 @@ mod tests {
         assert!(parse("state_dri = \"x\"").err().unwrap().contains("unknown field"));
         assert!(parse("mode = \"fast\"").err().unwrap().contains("unknown variant"));
         assert!(parse("busy_timeout = \"soon\"").is_err());
+        assert_eq!(file.log_cap.as_deref(), Some("512MiB"));
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("2 GB"), Ok(2_000_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1kib"), Ok(1024));
+        assert!(parse_size("lots").unwrap_err().contains("not a size"));
+        assert!(parse_size("3 parsecs").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("99999999999GiB").unwrap_err().contains("too large"));
     }
 }

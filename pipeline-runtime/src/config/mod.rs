@@ -10,7 +10,7 @@
 mod file;
 mod mode;
 
-pub use file::{CONFIG_FILE, RAY_ADDRESS_ENV, RAY_TOKEN_ENV, RECORD_ENV, STATE_DIR_ENV};
+pub use file::{CONFIG_FILE, LOG_CAP_ENV, RAY_ADDRESS_ENV, RAY_TOKEN_ENV, RECORD_ENV, STATE_DIR_ENV};
 pub use mode::{Mode, debug_pipeline, mode, run_locally, set_default_execution_queue, start_locally, with_mode};
 
 use crate::sync::lock;
@@ -33,6 +33,9 @@ pub struct RayConfig {
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
 }
+
+/// What a step attempt's log keeps by default: 256 MiB.
+pub const DEFAULT_LOG_CAP: u64 = 256 << 20;
 
 /// The default dashboard address.
 #[cfg(feature = "ray")]
@@ -60,6 +63,9 @@ pub struct Config {
     pub default_queue: String,
     /// How long a run-store connection waits for another process's write lock.
     pub busy_timeout: Duration,
+    /// The most bytes a step attempt's log file keeps: past it, the oldest part is dropped (a
+    /// line at the file's start says how much), so output never fills the disk or stops a step.
+    pub log_cap: u64,
     /// The Ray cluster of remote mode and `enqueue`.
     pub ray: RayConfig,
     /// The id the next run must take (a controller started on the cluster for a given run).
@@ -74,6 +80,7 @@ pub(crate) struct Layer {
     pub(crate) recording: Option<bool>,
     pub(crate) default_queue: Option<String>,
     pub(crate) busy_timeout: Option<Duration>,
+    pub(crate) log_cap: Option<u64>,
     pub(crate) ray: Option<RayConfig>,
     pub(crate) run_id: Option<String>,
 }
@@ -88,7 +95,16 @@ impl Layer {
                 }
             )*};
         }
-        over!(mode, state_dir, recording, default_queue, busy_timeout, ray, run_id);
+        over!(
+            mode,
+            state_dir,
+            recording,
+            default_queue,
+            busy_timeout,
+            log_cap,
+            ray,
+            run_id
+        );
         self
     }
 }
@@ -100,6 +116,7 @@ static PROCESS: Mutex<Layer> = Mutex::new(Layer {
     recording: None,
     default_queue: None,
     busy_timeout: None,
+    log_cap: None,
     ray: None,
     run_id: None,
 });
@@ -154,6 +171,7 @@ impl Config {
             recording: layer.recording.unwrap_or(true),
             default_queue: layer.default_queue.unwrap_or_else(|| "default".into()),
             busy_timeout: layer.busy_timeout.unwrap_or(Duration::from_secs(10)),
+            log_cap: layer.log_cap.unwrap_or(DEFAULT_LOG_CAP),
             ray: layer.ray.unwrap_or_default(),
             run_id: layer.run_id,
         }
@@ -189,6 +207,12 @@ impl Config {
         self
     }
 
+    /// With step logs keeping at most `bytes` each.
+    pub fn with_log_cap(mut self, bytes: u64) -> Self {
+        self.log_cap = bytes;
+        self
+    }
+
     /// With the Ray cluster `ray`.
     pub fn with_ray(mut self, ray: RayConfig) -> Self {
         self.ray = ray;
@@ -209,6 +233,7 @@ impl Config {
             recording: Some(self.recording),
             default_queue: Some(self.default_queue.clone()),
             busy_timeout: Some(self.busy_timeout),
+            log_cap: Some(self.log_cap),
             ray: Some(self.ray.clone()),
             run_id: self.run_id.clone(),
         }

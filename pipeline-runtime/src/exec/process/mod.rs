@@ -62,6 +62,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
 pub(crate) struct Context<B> {
     pub(crate) backend: B,
     echo: bool,
+    /// The most bytes an attempt's log file keeps.
+    log_cap: u64,
     permits: Semaphore,
 }
 
@@ -73,8 +75,9 @@ pub(crate) struct WorkerExecutor<B> {
 }
 
 impl<B: Backend> WorkerExecutor<B> {
-    /// Runs at most `max_parallel` attempts at once on `runtime`.
-    pub(crate) fn start(runtime: tokio::runtime::Runtime, backend: B, max_parallel: usize) -> Self {
+    /// Runs at most `max_parallel` attempts at once on `runtime`; their logs keep at most
+    /// `log_cap` bytes each.
+    pub(crate) fn start(runtime: tokio::runtime::Runtime, backend: B, max_parallel: usize, log_cap: u64) -> Self {
         let echo = std::env::var("PIPELINE_LOG_ECHO").map_or(true, |v| v != "0");
         Self {
             handle: runtime.handle().clone(),
@@ -82,6 +85,7 @@ impl<B: Backend> WorkerExecutor<B> {
             ctx: Arc::new(Context {
                 backend,
                 echo,
+                log_cap,
                 permits: Semaphore::new(max_parallel.max(1)),
             }),
         }
@@ -177,13 +181,24 @@ async fn attempt_in_worker<B: Backend>(
     std::fs::write(&manifest_path, bytes).map_err(|e| setup("cannot write the manifest", &e))?;
 
     let log_path = &spec.log_path;
-    let file = std::fs::File::create(log_path).map_err(|e| setup("cannot create the step log", &e))?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(log_path)
+        .map_err(|e| setup("cannot create the step log", &e))?;
     let log = LogSink {
         prefix: ctx.echo.then(|| format!("[{name}]")),
         inner: Mutex::new(Log {
             file,
             tail: VecDeque::new(),
             spilling: None,
+            written: 0,
+            // Room for the line that says what was dropped, and some output.
+            cap: ctx.log_cap.max(MIN_LOG_CAP),
+            dropped: 0,
+            stopped: false,
         }),
     };
     let job = WorkerJob {
@@ -287,6 +302,83 @@ struct Log {
     tail: VecDeque<String>,
     /// How a line being written in pieces starts, for display.
     spilling: Option<String>,
+    /// The file's length.
+    written: u64,
+    /// The most the file keeps.
+    cap: u64,
+    /// Bytes of output dropped from the file's start so far.
+    dropped: u64,
+    /// The file could not be trimmed: nothing more is written to it.
+    stopped: bool,
+}
+
+impl Log {
+    /// Appends to the file; past the cap, keeps only its newest part.
+    fn write(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        if self.stopped {
+            return;
+        }
+        if self.file.write_all(bytes).is_ok() {
+            self.written += bytes.len() as u64;
+        }
+        if self.written > self.cap && self.trim().is_err() {
+            // The step goes on; its log stops here rather than grow without bound.
+            let _ = self
+                .file
+                .write_all(b"\npipeline: this log could not be trimmed to its cap; the rest is not kept\n");
+            self.stopped = true;
+        }
+    }
+
+    /// Keeps the newest half of the cap, from a line start, after one line saying how much
+    /// was dropped. Copies within the file, a buffer at a time.
+    fn trim(&mut self) -> std::io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut from = self.written - self.cap / 2;
+        // Start at a line: the first newline within the next 64 KiB, if there is one.
+        let mut buffer = vec![0u8; 1 << 20];
+        self.file.seek(SeekFrom::Start(from))?;
+        let n = self.file.read(&mut buffer[..64 << 10])?;
+        if let Some(at) = buffer[..n].iter().position(|&b| b == b'\n') {
+            from += at as u64 + 1;
+        }
+        let old_marker = if self.dropped == 0 {
+            0
+        } else {
+            dropped_line(self.dropped, self.cap).len() as u64
+        };
+        self.dropped += from - old_marker;
+        let marker = dropped_line(self.dropped, self.cap);
+        let (mut at, mut to) = (from, marker.len() as u64);
+        while at < self.written {
+            self.file.seek(SeekFrom::Start(at))?;
+            let n = self.file.read(&mut buffer)?;
+            if n == 0 {
+                break;
+            }
+            self.file.seek(SeekFrom::Start(to))?;
+            self.file.write_all(&buffer[..n])?;
+            at += n as u64;
+            to += n as u64;
+        }
+        self.file.seek(SeekFrom::Start(0))?;
+        self.file.write_all(marker.as_bytes())?;
+        self.file.set_len(to)?;
+        self.file.seek(SeekFrom::Start(to))?;
+        self.written = to;
+        Ok(())
+    }
+}
+
+/// The smallest cap a log gets, whatever is configured.
+const MIN_LOG_CAP: u64 = 64 << 10;
+
+/// The line a trimmed log starts with.
+fn dropped_line(dropped: u64, cap: u64) -> String {
+    format!(
+        "pipeline: {dropped} earlier bytes of this log were dropped (a step log keeps at most {cap} bytes: log_cap)\n"
+    )
 }
 
 /// The most of one line shown (on stderr, in an error's log tail); the file has it whole.
@@ -318,9 +410,8 @@ impl LogSink {
 
     /// Writes a piece of a long line to the file; `first` when it is the line's start.
     pub(crate) fn spill(&self, piece: &[u8], first: bool) {
-        use std::io::Write;
         let mut log = lock(&self.inner);
-        let _ = log.file.write_all(piece);
+        log.write(piece);
         if first {
             log.spilling = Some(String::from_utf8_lossy(&piece[..piece.len().min(SHOWN)]).into_owned());
         }
@@ -329,10 +420,9 @@ impl LogSink {
     /// Ends a line with its last bytes (after `spilled` bytes written by [`LogSink::spill`]):
     /// the file gets it whole, stderr and the tail a shortened, lossy form.
     pub(crate) fn end_line(&self, rest: &[u8], spilled: u64) {
-        use std::io::Write;
         let mut log = lock(&self.inner);
-        let _ = log.file.write_all(rest);
-        let _ = log.file.write_all(b"\n");
+        log.write(rest);
+        log.write(b"\n");
         let display = match log.spilling.take() {
             Some(start) if spilled > 0 => format!(
                 "{start} ... ({} bytes; whole in the log file)",

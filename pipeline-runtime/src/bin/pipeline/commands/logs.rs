@@ -69,6 +69,16 @@ fn open(path: &Path, step: &str) -> Result<File, CliError> {
 
 /// Prints what was added to `file` since the last call.
 fn copy_new(file: &mut File, path: &Path) -> Result<(), CliError> {
+    use std::io::{Seek, SeekFrom};
+    // A log past its cap is trimmed from the start: follow it from its new start.
+    let (position, length) = (file.stream_position(), file.metadata().map(|m| m.len()));
+    if let (Ok(position), Ok(length)) = (position, length)
+        && length < position
+    {
+        eprintln!("pipeline: the log reached its cap and was trimmed; going on from its start");
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| CliError::failure(format!("cannot read the log {}: {e}", path.display())))?;
+    }
     let mut buffer = [0u8; 64 * 1024];
     loop {
         let n = file
