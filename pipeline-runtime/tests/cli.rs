@@ -857,3 +857,63 @@ fn a_read_only_state_folder_can_be_inspected() {
     assert!(stop.stderr.contains("runs.db"), "{stop:#?}");
     assert!(!stop.stderr.contains("panicked"), "{stop:#?}");
 }
+
+// ---------------------------------------------------------------- rerun
+
+/// `pipeline rerun RUN --set NAME=VALUE`: the recorded executable runs the pipeline again
+/// with the recorded parameters, edited; the new run links to the old one. Mistakes are one
+/// clear line before anything starts.
+#[test]
+fn rerun_starts_the_pipeline_again_with_edited_parameters() {
+    let dir = state("rerun");
+    let first = record(&dir, Mode::Local, || chain::run(3, 1.5).unwrap());
+    assert_eq!(first.output.unwrap(), 9.0);
+    let id = first.run.id().to_string();
+
+    let out = cli(&dir, &["rerun", &id, "--set", "factor=2", "--mode", "debug"]).ok();
+    let new_id = out.split_whitespace().nth(1).unwrap().to_string();
+    assert!(out.contains("completed"), "{out}");
+    let store = RunStore::open(&dir.join("runs.db")).unwrap();
+    let new = store.run(&new_id).unwrap().unwrap();
+    assert_eq!(new.origin.as_deref(), Some(id.as_str()));
+    assert_eq!(new.mode, "debug");
+    assert_eq!(
+        new.parameters,
+        [
+            ("n".to_string(), "3".to_string()),
+            ("factor".to_string(), "2.0".to_string())
+        ]
+    );
+    let steps = store.nodes(&new_id).unwrap();
+    assert!(
+        steps.iter().all(|s| s.node.status == NodeStatus::Completed),
+        "{steps:?}"
+    );
+    let show = cli(&dir, &["show", &new_id]).ok();
+    assert!(line_starting(&show, "rerun of").contains(&id), "{show}");
+
+    // Mistakes, each before anything starts.
+    let runs_before = store.runs(&Default::default()).unwrap().len();
+    let unknown = cli(&dir, &["rerun", &id, "--set", "fator=2"]).fails(2);
+    assert!(
+        unknown.contains("no parameter `fator`") && unknown.contains("n, factor"),
+        "{unknown}"
+    );
+    let kind = cli(&dir, &["rerun", &id, "--set", "n=three"]).fails(2);
+    assert!(
+        kind.contains("`n` was a number") && kind.contains("is a string"),
+        "{kind}"
+    );
+    let form = cli(&dir, &["rerun", &id, "--set", "n"]).fails(2);
+    assert!(form.contains("NAME=VALUE"), "{form}");
+    // The program itself checks the type: n is a u32.
+    let negative = cli(&dir, &["rerun", &id, "--set", "n=-1"]);
+    assert_eq!(negative.code, 1, "{negative:#?}");
+    assert!(negative.stderr.contains("parameter `n`"), "{negative:#?}");
+    assert!(negative.stderr.contains("did not start"), "{negative:#?}");
+    assert_eq!(
+        store.runs(&Default::default()).unwrap().len(),
+        runs_before,
+        "nothing was recorded"
+    );
+}

@@ -114,7 +114,9 @@ pub fn enqueue_pipeline(
     let request = Request {
         pipeline: descriptor.qualified_function(),
         params: params.into(),
-        run: run.clone(),
+        run: Some(run.clone()),
+        mode: None,
+        origin: None,
     };
     let job = format!("controller-{run}");
     let queue = descriptor.options.pipeline_execution_queue.unwrap_or("services");

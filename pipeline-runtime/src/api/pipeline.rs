@@ -57,6 +57,7 @@ fn start(
     // A controller started on the cluster for a given run takes that run's id; runs its body
     // starts do not.
     let key = config.run_id.take().unwrap_or_else(|| run_key(descriptor.name));
+    let origin = config.origin.take();
     let started = SystemTime::now();
     let state = config.state_dir.clone();
     let run_dir = state.join("runs").join(&key);
@@ -70,6 +71,7 @@ fn start(
         recorder: None,
         run_dir: run_dir.clone(),
         store_path: None,
+        origin,
     };
     if config.recording {
         let store_path = state.join("runs.db");
@@ -85,6 +87,8 @@ fn start(
             parameters: &params,
             tags: descriptor.options.tags,
             started,
+            entry: &descriptor.qualified_function(),
+            origin: identity.origin.as_deref(),
         })?;
         identity.version = version;
         identity.run_number = run_number;
@@ -282,6 +286,9 @@ fn record(run: &Run, body_panicked: bool) -> (PipelineRun, Option<crate::store::
             pid: std::process::id(),
             heartbeat: ended,
         }),
+        executable: std::env::current_exe().ok(),
+        entry: Some(d.qualified_function()),
+        origin: run.origin.clone(),
     };
     (PipelineRun::new(record, run.final_dag()), unrecorded)
 }

@@ -107,6 +107,7 @@ pub(super) fn layer(cwd: &Path) -> Layer {
             headers: ray.headers,
         }),
         run_id: None,
+        origin: None,
     }
 }
 

@@ -70,6 +70,8 @@ pub struct Config {
     pub ray: RayConfig,
     /// The id the next run must take (a controller started on the cluster for a given run).
     pub(crate) run_id: Option<String>,
+    /// The run the next run is started again from (`pipeline rerun`).
+    pub(crate) origin: Option<String>,
 }
 
 /// Some fields of a [`Config`], laid over others.
@@ -83,6 +85,7 @@ pub(crate) struct Layer {
     pub(crate) log_cap: Option<u64>,
     pub(crate) ray: Option<RayConfig>,
     pub(crate) run_id: Option<String>,
+    pub(crate) origin: Option<String>,
 }
 
 impl Layer {
@@ -103,7 +106,8 @@ impl Layer {
             busy_timeout,
             log_cap,
             ray,
-            run_id
+            run_id,
+            origin
         );
         self
     }
@@ -119,6 +123,7 @@ static PROCESS: Mutex<Layer> = Mutex::new(Layer {
     log_cap: None,
     ray: None,
     run_id: None,
+    origin: None,
 });
 
 thread_local! {
@@ -174,6 +179,7 @@ impl Config {
             log_cap: layer.log_cap.unwrap_or(DEFAULT_LOG_CAP),
             ray: layer.ray.unwrap_or_default(),
             run_id: layer.run_id,
+            origin: layer.origin,
         }
     }
 
@@ -219,6 +225,12 @@ impl Config {
         self
     }
 
+    /// With the next run started recorded as started again from run `origin`.
+    pub(crate) fn with_origin(mut self, origin: String) -> Self {
+        self.origin = Some(origin);
+        self
+    }
+
     /// With the next run started taking the id `run`.
     pub(crate) fn with_run_id(mut self, run: String) -> Self {
         self.run_id = Some(run);
@@ -236,6 +248,7 @@ impl Config {
             log_cap: Some(self.log_cap),
             ray: Some(self.ray.clone()),
             run_id: self.run_id.clone(),
+            origin: self.origin.clone(),
         }
     }
 

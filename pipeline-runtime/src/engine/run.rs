@@ -119,6 +119,8 @@ pub(crate) struct Run {
     pub(crate) config: crate::config::Config,
     /// The version recorded (given, or chosen by the store).
     pub(crate) version: String,
+    /// The run this one was started again from (`pipeline rerun`).
+    pub(crate) origin: Option<String>,
     /// 1 for the first run of this pipeline in the store.
     pub(crate) run_number: u32,
     state: Mutex<RunState>,
@@ -145,6 +147,8 @@ pub(crate) struct RunIdentity {
     pub(crate) recorder: Option<Recorder>,
     pub(crate) run_dir: std::path::PathBuf,
     pub(crate) store_path: Option<std::path::PathBuf>,
+    /// The run this one was started again from.
+    pub(crate) origin: Option<String>,
 }
 
 static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
@@ -165,6 +169,7 @@ impl Run {
             params,
             started: identity.started,
             version: identity.version,
+            origin: identity.origin,
             mode: config.mode,
             config,
             run_number: identity.run_number,

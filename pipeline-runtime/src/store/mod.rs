@@ -61,6 +61,10 @@ pub(crate) struct NewRun<'a> {
     pub parameters: &'a [(String, String)],
     pub tags: &'a [&'static str],
     pub started: SystemTime,
+    /// `module::path::function` of the pipeline, for starting it again.
+    pub entry: &'a str,
+    /// The run this one was started again from (`pipeline rerun`).
+    pub origin: Option<&'a str>,
 }
 
 /// One write, as the recorder batches them.
@@ -298,8 +302,9 @@ impl RunStore {
         let parameters = serde_json::to_string(run.parameters).expect("strings serialize");
         let tags = serde_json::to_string(run.tags).expect("strings serialize");
         tx.execute(
-            "INSERT INTO runs (id, project, name, version, run_number, status, mode, code_hash, parameters, tags, started, pid, host, heartbeat)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?10)",
+            "INSERT INTO runs (id, project, name, version, run_number, status, mode, code_hash, parameters, tags, started, pid, host, heartbeat,
+                               executable, entry, origin)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?10, ?13, ?14, ?15)",
             params![
                 run.id,
                 run.project,
@@ -313,6 +318,9 @@ impl RunStore {
                 secs(run.started),
                 std::process::id(),
                 crate::os::hostname(),
+                std::env::current_exe().ok().map(|p| p.display().to_string()),
+                run.entry,
+                run.origin,
             ],
         )
         .map_err(fail)?;
@@ -801,6 +809,8 @@ mod race {
                             parameters: &[],
                             tags: &[],
                             started: SystemTime::now(),
+                            entry: "p::n",
+                            origin: None,
                         })?;
                         store.apply(&[Event::RunEnd {
                             run: id,

@@ -39,6 +39,12 @@ pub struct RunRecord {
     pub ended: Option<SystemTime>,
     /// Where its controller runs (or ran), for runs recorded with it.
     pub controller: Option<Controller>,
+    /// The program that ran it (its controller's executable), for starting it again.
+    pub executable: Option<PathBuf>,
+    /// `module::path::function` of the pipeline.
+    pub entry: Option<String>,
+    /// The run this one was started again from (`pipeline rerun`).
+    pub origin: Option<String>,
 }
 
 /// Where a run's controller lives, and when it last showed it was alive.
@@ -222,12 +228,19 @@ pub(crate) fn node_status(s: &str) -> NodeStatus {
 /// The columns `run_row` reads, from a file of schema `version` (controllers are recorded
 /// from version 3).
 fn run_columns(version: usize) -> &'static str {
-    if version >= 3 {
-        "id, project, name, version, run_number, status, mode, code_hash, parameters, tags, configuration, \
-         started, ended, host, pid, heartbeat"
-    } else {
-        "id, project, name, version, run_number, status, mode, code_hash, parameters, tags, configuration, \
-         started, ended, NULL, pid, NULL"
+    match version {
+        4.. => {
+            "id, project, name, version, run_number, status, mode, code_hash, parameters, tags, configuration, \
+             started, ended, host, pid, heartbeat, executable, entry, origin"
+        }
+        3 => {
+            "id, project, name, version, run_number, status, mode, code_hash, parameters, tags, configuration, \
+             started, ended, host, pid, heartbeat, NULL, NULL, NULL"
+        }
+        _ => {
+            "id, project, name, version, run_number, status, mode, code_hash, parameters, tags, configuration, \
+             started, ended, NULL, pid, NULL, NULL, NULL, NULL"
+        }
     }
 }
 
@@ -265,6 +278,9 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
         started: time(r.get(11)?),
         ended: r.get::<_, Option<f64>>(12)?.map(time),
         controller,
+        executable: r.get::<_, Option<String>>(16)?.map(PathBuf::from),
+        entry: r.get(17)?,
+        origin: r.get(18)?,
     })
 }
 

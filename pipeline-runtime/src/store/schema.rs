@@ -103,4 +103,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN host TEXT;
     ALTER TABLE runs ADD COLUMN heartbeat REAL;
     "#,
+    // 4: what started a run (its executable and pipeline function) and the run it was
+    // started again from, so that `pipeline rerun` can start it again and show the link.
+    r#"
+    ALTER TABLE runs ADD COLUMN executable TEXT;
+    ALTER TABLE runs ADD COLUMN entry TEXT;
+    ALTER TABLE runs ADD COLUMN origin TEXT;
+    "#,
 ];

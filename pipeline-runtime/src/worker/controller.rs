@@ -14,8 +14,15 @@ pub(crate) struct Request {
     pub(crate) pipeline: String,
     /// Parameters as a JSON object.
     pub(crate) params: serde_json::Value,
-    /// The run's id, chosen by the caller so it can find the run.
-    pub(crate) run: String,
+    /// The run's id, when the caller chose it (to find the run).
+    #[serde(default)]
+    pub(crate) run: Option<String>,
+    /// Where its steps run (`debug`, `local`, `remote`), when not the configured mode.
+    #[serde(default)]
+    pub(crate) mode: Option<String>,
+    /// The run it is started again from (`pipeline rerun`).
+    #[serde(default)]
+    pub(crate) origin: Option<String>,
 }
 
 /// Runs the controller request in `json`; gives the process's exit code.
@@ -31,7 +38,22 @@ pub(crate) fn run_controller(json: &str) -> i32 {
         eprintln!("pipeline controller: no pipeline `{}` in this binary", request.pipeline);
         return super::manifest::EXIT_SETUP;
     };
-    let config = crate::config::Config::current().with_run_id(request.run);
+    let mut config = crate::config::Config::current();
+    if let Some(run) = request.run {
+        config = config.with_run_id(run);
+    }
+    if let Some(mode) = request.mode {
+        match serde_json::from_value::<crate::config::Mode>(serde_json::Value::String(mode)) {
+            Ok(mode) => config = config.with_mode(mode),
+            Err(e) => {
+                eprintln!("pipeline controller: {e}");
+                return super::manifest::EXIT_SETUP;
+            }
+        }
+    }
+    if let Some(origin) = request.origin {
+        config = config.with_origin(origin);
+    }
     match config.scope(|| (pipeline.controller)(&request.params.to_string())) {
         Ok(true) => 0,
         Ok(false) => super::manifest::EXIT_STEP_FAILED,

@@ -28,6 +28,8 @@ pub fn run(r: &RunRecord) -> Value {
         "started": rfc3339(r.started),
         "ended": r.ended.map(rfc3339),
         "duration_s": r.elapsed().as_secs_f64(),
+        "origin": r.origin,
+        "controller": r.controller.as_ref().map(|c| json!({"host": c.host, "pid": c.pid, "heartbeat": rfc3339(c.heartbeat)})),
     })
 }
 

@@ -89,6 +89,18 @@ enum Command {
     /// Manage the step cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Run a recorded run's pipeline again, with its parameters, some edited; the new run
+    /// records the one it came from.
+    Rerun {
+        /// Run id, or an unambiguous prefix of one.
+        run: String,
+        /// A parameter's new value, `NAME=VALUE` (VALUE as JSON, else as a string); repeatable.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        sets: Vec<String>,
+        /// Where its steps run (default: as in the recorded run).
+        #[arg(long, value_parser = ["debug", "local", "remote"])]
+        mode: Option<String>,
+    },
     /// Ask a running run to stop.
     Stop {
         /// Run id, or an unambiguous prefix of one.
@@ -152,6 +164,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Compare { a, b } => compare::compare(ctx, &a, &b),
         Command::Cache(CacheCommand::Clear { component }) => cache::clear(ctx, component.as_deref()),
         Command::Stop { run, reason } => stop::stop(ctx, &run, &reason),
+        Command::Rerun { run, sets, mode } => rerun::rerun(ctx, &run, &sets, mode.as_deref()),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod dag;
 pub mod get;
 pub mod logs;
+pub mod rerun;
 pub mod runs;
 pub mod show;
 pub mod stop;

@@ -77,6 +77,16 @@ fn header(run: &RunRecord) -> String {
     add("duration", duration(Some(run.elapsed())));
     add("tags", or_dash(run.tags.join(", ")));
     add("code hash", run.code_hash.clone());
+    if let Some(origin) = &run.origin {
+        add("rerun of", origin.clone());
+    }
+    if let Some(controller) = run
+        .controller
+        .as_ref()
+        .filter(|_| run.status == pipeline_runtime::RunStatus::Crashed)
+    {
+        add("controller", format!("{controller} (gone)"));
+    }
     let mut out = kv.render();
     out.push_str(&listing(
         "parameters",
