@@ -234,6 +234,7 @@ pub use api::PipelineRun;
 pub use api::enqueue::RemoteRun;
 pub use api::multi::{Spawned, wait_for_multi_pipelines};
 pub use api::pipeline::Finished;
+pub use api::spin::{SpinError, Spun, spin_step};
 pub use component::Component;
 pub use config::{
     CONFIG_FILE, Config, DEFAULT_LOG_CAP, LOG_CAP_ENV, Mode, RAY_ADDRESS_ENV, RAY_TOKEN_ENV, RECORD_ENV, RayConfig,

@@ -917,3 +917,68 @@ fn rerun_starts_the_pipeline_again_with_edited_parameters() {
         "nothing was recorded"
     );
 }
+
+// ---------------------------------------------------------------- spin
+
+/// `pipeline spin RUN STEP`: one step of a recorded run again, alone, on its recorded inputs:
+/// its log and outputs are printed, and the recorded run is left as it was.
+#[test]
+fn spin_runs_one_step_again_on_its_recorded_inputs() {
+    let dir = state("spin");
+    let (json_run, failed, debug) = record(&dir, Mode::Local, || {
+        let json_run = json_summary::run(4).unwrap().run;
+        let failed = fragile::run(1.0).unwrap().run;
+        let debug = with_mode(Mode::Debug, || talk::run(1).unwrap().run);
+        (json_run, failed, debug)
+    });
+    let store = RunStore::open(&dir.join("runs.db")).unwrap();
+    let before = (
+        store.runs(&Default::default()).unwrap(),
+        store.nodes(failed.id()).unwrap(),
+    );
+
+    // A JSON-codec step: its outputs are shown as values.
+    let out = cli(&dir, &["spin", json_run.id(), "summarize"]).ok();
+    assert!(out.contains("\"mean\": 2.5"), "{out}");
+    assert!(out.contains("summary = {") && out.contains("count = 4"), "{out}");
+    let value = cli_json(&dir, &["spin", json_run.id(), "numbers"]);
+    assert_eq!(value["outputs"][0]["value"], json!([1.0, 2.0, 3.0, 4.0]));
+    // The step's code changed since the run (its recorded code hash differs): the new code
+    // runs, and the log says so.
+    let manifest = dir
+        .join("runs")
+        .join(json_run.id())
+        .join("numbers")
+        .join("manifest-1.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let hash = serde_json::from_str::<Value>(&text).unwrap()["code_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(&manifest, text.replace(&hash, "0000000000000000")).unwrap();
+    let changed = cli_json(&dir, &["spin", json_run.id(), "numbers"]);
+    assert_eq!(changed["outputs"][0]["value"], json!([1.0, 2.0, 3.0, 4.0]));
+    assert!(
+        changed["log"].as_str().unwrap().contains("changed since the run"),
+        "{changed}"
+    );
+
+    // The failed step fails again, with its error; --out keeps what it wrote.
+    let kept = dir.join("spun");
+    let again = cli(&dir, &["spin", failed.id(), "at_most", "--out", kept.to_str().unwrap()]);
+    assert_eq!(again.code, 1, "{again:#?}");
+    assert!(again.stderr.contains("failed again"), "{again:#?}");
+    assert!(kept.join("step.log").exists() && kept.join("result.json").exists());
+
+    // A debug run keeps no inputs.
+    let none = cli(&dir, &["spin", debug.id(), "chatty"]).fails(1);
+    assert!(none.contains("debug mode"), "{none}");
+
+    // Nothing of the recorded runs changed.
+    let after = (
+        store.runs(&Default::default()).unwrap(),
+        store.nodes(failed.id()).unwrap(),
+    );
+    assert_eq!(before.0.len(), after.0.len());
+    assert_eq!(before.1, after.1);
+}

@@ -11,5 +11,6 @@ mod interrupt;
 pub(crate) mod multi;
 pub(crate) mod pipeline;
 mod pipeline_run;
+pub(crate) mod spin;
 
 pub use pipeline_run::PipelineRun;

@@ -42,6 +42,9 @@ pub(crate) struct Manifest {
     /// Object-storage URI the result is uploaded to.
     #[serde(default)]
     pub result_uri: Option<String>,
+    /// Run again alone (`pipeline spin`): the component's code may have changed since.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub spin: bool,
 }
 
 /// An artifact a worker reads: its file, and its object-storage URI when it lives there (the

@@ -179,7 +179,12 @@ fn prepare(m: &Manifest) -> Result<(pipeline_core::EntryPoint, Codec), StepError
                 m.component, m.code_hash
             ))
         })?;
-    if component.code_hash != m.code_hash {
+    if component.code_hash != m.code_hash && m.spin {
+        eprintln!(
+            "pipeline worker: component `{}` changed since the run (code hash {} then, {} now): running the new code",
+            m.component, m.code_hash, component.code_hash
+        );
+    } else if component.code_hash != m.code_hash {
         return Err(setup_error(format!(
             "component `{}` has code hash {} in the worker binary `{exe}` but {} in the controller's: \
              run workers from the same build",

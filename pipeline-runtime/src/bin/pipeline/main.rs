@@ -101,6 +101,17 @@ enum Command {
         #[arg(long, value_parser = ["debug", "local", "remote"])]
         mode: Option<String>,
     },
+    /// Run one step of a recorded (local or remote) run again, alone, on the inputs it had;
+    /// print its log and outputs. The recorded run is not touched.
+    Spin {
+        /// Run id, or an unambiguous prefix of one.
+        run: String,
+        /// Step (node) name, as `pipeline show` lists it.
+        step: String,
+        /// Keep the outputs, result and log in this folder (default: a temporary one, removed).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Ask a running run to stop.
     Stop {
         /// Run id, or an unambiguous prefix of one.
@@ -165,6 +176,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Cache(CacheCommand::Clear { component }) => cache::clear(ctx, component.as_deref()),
         Command::Stop { run, reason } => stop::stop(ctx, &run, &reason),
         Command::Rerun { run, sets, mode } => rerun::rerun(ctx, &run, &sets, mode.as_deref()),
+        Command::Spin { run, step, out } => spin::spin(ctx, &run, &step, out),
     }
 }
 

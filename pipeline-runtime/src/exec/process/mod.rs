@@ -173,6 +173,7 @@ async fn attempt_in_worker<B: Backend>(
         context: spec.context.clone(),
         output_uris: output_uris.clone(),
         result_uri: remote.map(|p| object_storage::join(p, &[&format!("result-{number}.json")])),
+        spin: false,
     };
     let manifest_path = node_dir.join(format!("manifest-{number}.json"));
     let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| setup("cannot encode the manifest", &e))?;

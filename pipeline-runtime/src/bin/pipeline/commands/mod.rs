@@ -9,4 +9,5 @@ pub mod logs;
 pub mod rerun;
 pub mod runs;
 pub mod show;
+pub mod spin;
 pub mod stop;
