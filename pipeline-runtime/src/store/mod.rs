@@ -177,12 +177,27 @@ impl RunStore {
             let version = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
             Ok((conn, version))
         };
-        let (conn, version) = Connection::open_with_flags(path, flags)
-            .and_then(usable)
-            .or_else(|_| {
-                Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI).and_then(usable)
-            })
-            .map_err(|e| fail(describe(&e, busy)))?;
+        // A writer creating the store, or recovering a WAL, can answer SQLITE_BUSY at once, and
+        // a store just created has no schema yet: wait for either up to the busy timeout.
+        let deadline = std::time::Instant::now() + busy;
+        let (conn, version) = loop {
+            let opened = match Connection::open_with_flags(path, flags).and_then(usable) {
+                Err(e) if !is_busy(&e) => {
+                    Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
+                        .and_then(usable)
+                }
+                opened => opened,
+            };
+            let wait = match &opened {
+                Ok((_, version)) => *version == 0,
+                Err(e) => is_busy(e),
+            };
+            if wait && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            break opened.map_err(|e| fail(describe(&e, busy)))?;
+        };
         if version > schema::MIGRATIONS.len() {
             return Err(fail(format!(
                 "schema version {version} is newer than this build understands ({}); upgrade the framework",
@@ -395,41 +410,65 @@ impl RunStore {
 
     /// Runs matching `filter`, newest first.
     pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        if self.version == 0 {
+            return Ok(Vec::new()); // a file without a schema yet (opened read-only): no runs
+        }
         records::runs(&self.conn, self.version, filter).map_err(|e| self.error(&e))
     }
 
     /// The run with this id, or whose id starts with it (when that is unambiguous).
     pub fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        if self.version == 0 {
+            return Ok(None); // a file without a schema yet (opened read-only): no runs
+        }
         records::run(&self.conn, self.version, id).map_err(|e| self.error(&e))
     }
 
     /// The nodes of a run, in creation order.
     pub fn nodes(&self, run: &str) -> Result<Vec<NodeRecord>, StoreError> {
+        if self.version == 0 {
+            return Ok(Vec::new()); // a file without a schema yet (opened read-only): no runs
+        }
         records::nodes(&self.conn, run).map_err(|e| self.error(&e))
     }
 
     /// The state changes of a node, oldest first: `(status, when)`.
     pub fn node_events(&self, run: &str, node: &str) -> Result<Vec<(NodeStatus, SystemTime)>, StoreError> {
+        if self.version == 0 {
+            return Ok(Vec::new()); // a file without a schema yet (opened read-only): no runs
+        }
         records::node_events(&self.conn, self.version, run, node).map_err(|e| self.error(&e))
     }
 
     /// The artifacts of a run (step outputs, uploaded artifacts and models).
     pub fn artifacts(&self, run: &str) -> Result<Vec<ArtifactRecord>, StoreError> {
+        if self.version == 0 {
+            return Ok(Vec::new()); // a file without a schema yet (opened read-only): no runs
+        }
         records::artifacts(&self.conn, run).map_err(|e| self.error(&e))
     }
 
     /// The scalars reported in a run.
     pub fn metrics(&self, run: &str) -> Result<Vec<MetricRecord>, StoreError> {
+        if self.version == 0 {
+            return Ok(Vec::new()); // a file without a schema yet (opened read-only): no runs
+        }
         records::metrics(&self.conn, run).map_err(|e| self.error(&e))
     }
 
     /// The text reports of a run: `(node, text)`.
     pub fn texts(&self, run: &str) -> Result<Vec<(String, String)>, StoreError> {
+        if self.version == 0 {
+            return Ok(Vec::new()); // a file without a schema yet (opened read-only): no runs
+        }
         records::texts(&self.conn, run).map_err(|e| self.error(&e))
     }
 
     /// The outputs cached under `key`.
     pub fn cached(&self, key: &str) -> Result<Option<Vec<ArtifactRecord>>, StoreError> {
+        if self.version == 0 {
+            return Ok(None); // a file without a schema yet (opened read-only): no runs
+        }
         let json: Option<String> = self
             .conn
             .query_row("SELECT outputs FROM cache WHERE key = ?1", [key], |r| r.get(0))
