@@ -355,3 +355,171 @@ fn a_step_log_keeps_its_newest_output_within_the_cap() {
     let numbers: Vec<u32> = log.lines().skip(1).map(|l| l[5..].parse().unwrap()).collect();
     assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1));
 }
+
+/// The `resume_probe` controller's folders: state, and markers (with `executions`).
+fn resume_dirs(name: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (state, markers) = (dir.join("state"), dir.join("markers"));
+    std::fs::create_dir_all(&markers).unwrap();
+    (state, markers)
+}
+
+fn executions(markers: &Path) -> Vec<String> {
+    std::fs::read_to_string(markers.join("executions"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn only_run(state: &Path) -> pipeline_runtime::store::RunRecord {
+    let store = pipeline_runtime::store::RunStore::open(&state.join("runs.db")).unwrap();
+    let runs = store.runs(&Default::default()).unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs.into_iter().next().unwrap()
+}
+
+fn statuses(state: &Path, run: &str) -> Vec<(String, NodeStatus)> {
+    let store = pipeline_runtime::store::RunStore::open(&state.join("runs.db")).unwrap();
+    store
+        .nodes(run)
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.node.name, n.node.status))
+        .collect()
+}
+
+/// `kill -9` of the controller mid-run, then resume: the run goes on under its id, the step
+/// that had finished is not run again (counted by its executions), the killed one and the rest
+/// run, and the killed step's earlier attempt keeps its log.
+#[test]
+fn a_run_killed_mid_way_resumes_without_redoing_finished_steps() {
+    let (state, markers) = resume_dirs("resume-kill");
+    std::fs::write(markers.join("hold"), b"").unwrap();
+    let mut controller = std::process::Command::new(env!("CARGO_BIN_EXE_resume_probe"))
+        .arg(&state)
+        .arg(&markers)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !markers.join("second-started").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the second step never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    controller.kill().unwrap();
+    controller.wait().unwrap();
+    let crashed = only_run(&state);
+    assert_eq!(crashed.status, RunStatus::Crashed);
+    std::fs::remove_file(markers.join("hold")).unwrap();
+
+    let resumed = pipeline_runtime::resume_run(&state, &crashed.id).unwrap();
+    assert_eq!(resumed.id, crashed.id);
+    assert_eq!(resumed.status, RunStatus::Completed);
+    assert_eq!(executions(&markers), ["first", "second", "second", "third"]);
+    assert_eq!(
+        statuses(&state, &resumed.id),
+        [
+            ("first".to_string(), NodeStatus::Cached),
+            ("second".to_string(), NodeStatus::Completed),
+            ("third".to_string(), NodeStatus::Completed)
+        ]
+    );
+    let second = state.join("runs").join(&resumed.id).join("second");
+    assert!(second.join("attempt-1.log").exists() && second.join("attempt-2.log").exists());
+    assert_eq!(only_run(&state).id, resumed.id, "still one run");
+}
+
+/// A failed run resumed once its cause is fixed: the steps that completed are reused, only the
+/// failed one runs again. A completed run cannot be resumed, and says so.
+#[test]
+fn a_failed_run_resumes_from_its_failed_step() {
+    let (state, markers) = resume_dirs("resume-failed");
+    std::fs::write(markers.join("fail"), b"").unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_resume_probe"))
+        .arg(&state)
+        .arg(&markers)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success());
+    let failed = only_run(&state);
+    assert_eq!(failed.status, RunStatus::Failed);
+    std::fs::remove_file(markers.join("fail")).unwrap();
+
+    let resumed = pipeline_runtime::resume_run(&state, &failed.id).unwrap();
+    assert_eq!(
+        (resumed.id.as_str(), resumed.status),
+        (failed.id.as_str(), RunStatus::Completed)
+    );
+    assert_eq!(executions(&markers), ["first", "second", "third", "third"]);
+    assert_eq!(
+        statuses(&state, &resumed.id),
+        [
+            ("first".to_string(), NodeStatus::Cached),
+            ("second".to_string(), NodeStatus::Cached),
+            ("third".to_string(), NodeStatus::Completed)
+        ]
+    );
+    let again = pipeline_runtime::resume_run(&state, &failed.id).unwrap_err();
+    assert!(again.contains("could not be resumed"), "{again}");
+}
+
+fn note(dir: &str, step: &str) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(Path::new(dir).join("executions"))
+        .unwrap();
+    writeln!(file, "{step}").unwrap();
+}
+
+#[component]
+fn prepare(dir: String) -> Vec<u64> {
+    note(&dir, "prepare");
+    vec![1, 2, 3]
+}
+
+#[component]
+fn finish(values: Vec<u64>, dir: String) -> anyhow::Result<u64> {
+    note(&dir, "finish");
+    anyhow::ensure!(!Path::new(&dir).join("fail").exists(), "told to fail");
+    Ok(values.iter().sum())
+}
+
+#[pipeline(name = "resumable", project = "tests")]
+fn resumable(dir: String) -> Result<u64, HandleError> {
+    finish(prepare(dir.clone()), dir).get()
+}
+
+/// `my_pipeline::resume(run)` in the program itself: the recorded parameters are read back,
+/// the finished step is reused, the failed one runs, and the value is returned.
+#[test]
+fn the_generated_resume_continues_a_failed_run_in_process() {
+    local();
+    let markers = scratch("resume-api");
+    let _ = std::fs::remove_file(markers.join("executions"));
+    std::fs::write(markers.join("fail"), b"").unwrap();
+    let dir = markers.display().to_string();
+    let failed = resumable::run(dir.clone()).unwrap();
+    assert!(failed.output.is_err());
+    std::fs::remove_file(markers.join("fail")).unwrap();
+
+    let resumed = resumable::resume(failed.run.id()).unwrap();
+    assert_eq!(resumed.output.unwrap(), 6);
+    assert_eq!(resumed.run.id(), failed.run.id());
+    assert_eq!(resumed.run.status(), RunStatus::Completed);
+    assert_eq!(resumed.run.dag().node("prepare").unwrap().status, NodeStatus::Cached);
+    assert_eq!(executions(&markers), ["prepare", "finish", "finish"]);
+
+    let err = resumable::resume("no-such-run").err().unwrap().to_string();
+    assert!(err.contains("cannot resume run no-such-run"), "{err}");
+    let err = resumable::resume(failed.run.id()).err().unwrap().to_string();
+    assert!(err.contains("it completed"), "{err}");
+}

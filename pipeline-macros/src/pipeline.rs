@@ -404,6 +404,17 @@ fn generate(m: &Model) -> TokenStream {
             quote!(),
         )
     };
+    // `resume`: the parameters the run was recorded with, read back the same way.
+    let from_record = params.iter().zip(&name_strs).map(|(prm, n)| {
+        let (id, ty) = (&prm.ident, &prm.ty);
+        let read = located_at(quote!(#p::param_from_json::<#ty>(&mut __params, #n)), ty.span());
+        quote!(let #id: #ty = #read.map_err(|__e| #p::resume_error(__run, __e))?;)
+    });
+    let resume_body = if is_async {
+        quote!(#p::resume_config(__run).scope_async(#ident::run(#(#names),*)).await)
+    } else {
+        quote!(#p::resume_config(__run).scope(|| #ident::run(#(#names),*)))
+    };
     let run_controller = if is_async {
         quote!(#p::block_on(#ident::run(#(#names),*)))
     } else {
@@ -461,6 +472,16 @@ fn generate(m: &Model) -> TokenStream {
                 }
 
                 #spawn
+
+                /// Takes failed, aborted or crashed run `__run` of this pipeline up again, under
+                /// its id and with the parameters it was recorded with: steps that finished with
+                /// the same code and inputs are reused (shown as cached), the others run.
+                #[allow(unused_mut)]
+                #vis #asyncness fn resume(__run: &str) -> ::core::result::Result<#krate::Finished<#ret>, #krate::PipelineError> {
+                    let mut __params = #p::resume_params(&__PIPELINE_DESCRIPTOR, __run)?;
+                    #(#from_record)*
+                    #resume_body
+                }
 
                 /// Runs the pipeline's controller itself as a job on the Ray cluster, on the queue
                 /// `pipeline_execution_queue` names (`services` by default); its steps run remotely

@@ -62,7 +62,10 @@ fn call_with<P: Params, O: Outputs>(
     call_component::<O, _>(descriptor, &deps, move |how| match how {
         Invoke::Run { last } => run(P::resolve(&mut inputs, last)?).map(Some),
         Invoke::Export(sink) => P::export(&mut inputs, sink).map(|()| None),
-        Invoke::Fingerprint(key) => P::fingerprint(&mut inputs, descriptor, key).map(|()| None),
+        Invoke::Fingerprint(key) => {
+            P::fingerprint(&mut inputs, descriptor, descriptor.options.cache_ignore, key).map(|()| None)
+        }
+        Invoke::Identify(key) => P::fingerprint(&mut inputs, descriptor, &[], key).map(|()| None),
     })
 }
 
@@ -98,11 +101,12 @@ pub trait Params: Sized + Send + 'static {
     /// Writes the arguments as artifacts for a worker, in order.
     #[doc(hidden)]
     fn export(inputs: &mut Self::Inputs, sink: &mut ExportSink) -> Result<(), StepError>;
-    /// Feeds every argument not in `cache_ignore` into a cache key.
+    /// Feeds every argument whose name is not in `ignore` into a key.
     #[doc(hidden)]
     fn fingerprint(
         inputs: &mut Self::Inputs,
         descriptor: &ComponentDescriptor,
+        ignore: &[&str],
         key: &mut blake3::Hasher,
     ) -> Result<(), StepError>;
     /// Decodes the arguments in a worker; errors name the parameter.
@@ -137,11 +141,12 @@ macro_rules! tuple_params {
             fn fingerprint(
                 inputs: &mut Self::Inputs,
                 descriptor: &ComponentDescriptor,
+                ignore: &[&str],
                 key: &mut blake3::Hasher,
             ) -> Result<(), StepError> {
                 $(
                     let name = param_name(descriptor, $i);
-                    if !descriptor.options.cache_ignore.contains(&name) {
+                    if !ignore.contains(&name) {
                         inputs.$i.fingerprint(name, key)?;
                     }
                 )*

@@ -91,6 +91,14 @@ pub enum PipelineError {
     /// the run failed, whatever its steps did, rather than succeed with rows missing.
     #[error("the run failed because it could not be recorded: {0}")]
     Unrecorded(crate::store::StoreError),
+    /// A run could not be resumed (see the reason), and nothing was started.
+    #[error("cannot resume run {run}: {reason}")]
+    Resume {
+        /// The run asked for.
+        run: String,
+        /// Why not.
+        reason: String,
+    },
     /// The executor could not start (for example, no thread could be spawned).
     #[error("the executor could not start: {0}")]
     Executor(#[from] ExecutorError),

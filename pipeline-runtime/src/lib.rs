@@ -231,6 +231,7 @@ mod api;
 pub mod fuzzing;
 
 pub use api::PipelineRun;
+pub use api::again::{Again, recorded_parameters, resume_run, start_again};
 pub use api::enqueue::RemoteRun;
 pub use api::multi::{Spawned, wait_for_multi_pipelines};
 pub use api::pipeline::Finished;
@@ -266,6 +267,7 @@ pub mod prelude {
 /// Items the macros' generated code refers to. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::api::again::{resume_config, resume_error, resume_params};
     pub use crate::api::enqueue::enqueue_pipeline;
     pub use crate::api::multi::spawn_pipeline;
     pub use crate::api::pipeline::{expect_started, run_pipeline, run_pipeline_async};

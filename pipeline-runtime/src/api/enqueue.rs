@@ -117,6 +117,7 @@ pub fn enqueue_pipeline(
         run: Some(run.clone()),
         mode: None,
         origin: None,
+        resume: None,
     };
     let job = format!("controller-{run}");
     let queue = descriptor.options.pipeline_execution_queue.unwrap_or("services");

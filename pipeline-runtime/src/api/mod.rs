@@ -2,6 +2,7 @@
 //! runs read back from the store ([`PipelineRun`]), several pipelines at once ([`multi`]) and
 //! a controller enqueued on the cluster ([`enqueue`]). The top layer.
 
+pub(crate) mod again;
 #[cfg(feature = "ray")]
 pub(crate) mod enqueue;
 #[cfg(not(feature = "ray"))]

@@ -56,7 +56,11 @@ fn start(
     let mode = config.mode;
     // A controller started on the cluster for a given run takes that run's id; runs its body
     // starts do not.
-    let key = config.run_id.take().unwrap_or_else(|| run_key(descriptor.name));
+    let resume = config.resume.take();
+    let key = match &resume {
+        Some(run) => run.clone(),
+        None => config.run_id.take().unwrap_or_else(|| run_key(descriptor.name)),
+    };
     let origin = config.origin.take();
     let started = SystemTime::now();
     let state = config.state_dir.clone();
@@ -72,24 +76,42 @@ fn start(
         run_dir: run_dir.clone(),
         store_path: None,
         origin,
+        previous: None,
     };
+    if let (Some(run), false) = (&resume, config.recording) {
+        return Err(PipelineError::Resume {
+            run: run.clone(),
+            reason: "recording is off, and a run is resumed from its record".into(),
+        });
+    }
     if config.recording {
         let store_path = state.join("runs.db");
         let mut store = RunStore::open_with(&store_path, config.busy_timeout)?;
         identity.store_path = Some(store_path);
-        let (version, run_number) = store.begin_run(&NewRun {
-            id: &key,
-            project: descriptor.project,
-            name: descriptor.name,
-            version: descriptor.version,
-            mode: mode.name(),
-            code_hash: descriptor.code_hash,
-            parameters: &params,
-            tags: descriptor.options.tags,
-            started,
-            entry: &descriptor.qualified_function(),
-            origin: identity.origin.as_deref(),
-        })?;
+        let (version, run_number) = if let Some(run) = &resume {
+            let before = store
+                .reopen_run(run, descriptor.project, descriptor.name)
+                .map_err(|reason| PipelineError::Resume {
+                    run: run.clone(),
+                    reason,
+                })?;
+            identity.previous = Some(crate::engine::run::Previous::new(before.nodes, before.artifacts));
+            (before.version, before.run_number)
+        } else {
+            store.begin_run(&NewRun {
+                id: &key,
+                project: descriptor.project,
+                name: descriptor.name,
+                version: descriptor.version,
+                mode: mode.name(),
+                code_hash: descriptor.code_hash,
+                parameters: &params,
+                tags: descriptor.options.tags,
+                started,
+                entry: &descriptor.qualified_function(),
+                origin: identity.origin.as_deref(),
+            })?
+        };
         identity.version = version;
         identity.run_number = run_number;
         identity.recorder = Some(Recorder::start(store).map_err(ExecutorError::thread("the run store's writer"))?);

@@ -108,6 +108,7 @@ pub(super) fn layer(cwd: &Path) -> Layer {
         }),
         run_id: None,
         origin: None,
+        resume: None,
     }
 }
 

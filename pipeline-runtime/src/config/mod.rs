@@ -72,6 +72,8 @@ pub struct Config {
     pub(crate) run_id: Option<String>,
     /// The run the next run is started again from (`pipeline rerun`).
     pub(crate) origin: Option<String>,
+    /// The failed, aborted or crashed run the next run takes up again (`resume`).
+    pub(crate) resume: Option<String>,
 }
 
 /// Some fields of a [`Config`], laid over others.
@@ -86,6 +88,7 @@ pub(crate) struct Layer {
     pub(crate) ray: Option<RayConfig>,
     pub(crate) run_id: Option<String>,
     pub(crate) origin: Option<String>,
+    pub(crate) resume: Option<String>,
 }
 
 impl Layer {
@@ -107,7 +110,8 @@ impl Layer {
             log_cap,
             ray,
             run_id,
-            origin
+            origin,
+            resume
         );
         self
     }
@@ -124,6 +128,7 @@ static PROCESS: Mutex<Layer> = Mutex::new(Layer {
     ray: None,
     run_id: None,
     origin: None,
+    resume: None,
 });
 
 thread_local! {
@@ -180,6 +185,7 @@ impl Config {
             ray: layer.ray.unwrap_or_default(),
             run_id: layer.run_id,
             origin: layer.origin,
+            resume: layer.resume,
         }
     }
 
@@ -231,6 +237,12 @@ impl Config {
         self
     }
 
+    /// With the next run started taking up run `run` again (failed, aborted or crashed).
+    pub(crate) fn with_resume(mut self, run: String) -> Self {
+        self.resume = Some(run);
+        self
+    }
+
     /// With the next run started taking the id `run`.
     pub(crate) fn with_run_id(mut self, run: String) -> Self {
         self.run_id = Some(run);
@@ -249,6 +261,7 @@ impl Config {
             ray: Some(self.ray.clone()),
             run_id: self.run_id.clone(),
             origin: self.origin.clone(),
+            resume: self.resume.clone(),
         }
     }
 

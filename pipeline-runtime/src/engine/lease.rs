@@ -74,7 +74,8 @@ impl Lease for NodeLease {
         let in_process = kind == WorkKind::InProcess;
         let mut attempt = self.run.begin_attempt(&self.node, !in_process)?;
         let (step, descriptor) = (self.node.name.clone(), self.node.descriptor);
-        let number = attempt.number();
+        // A resumed run numbers its attempts after those of before (their logs stay).
+        let number = attempt.number() + self.run.attempts_before(&self.node.name);
         let (work, node_dir, log_path, attempt_id, remote_prefix) = if in_process {
             let job = std::mem::replace(&mut attempt.job, Box::new(|_| Ok(())));
             (

@@ -121,6 +121,8 @@ pub(crate) struct Run {
     pub(crate) version: String,
     /// The run this one was started again from (`pipeline rerun`).
     pub(crate) origin: Option<String>,
+    /// For a resumed run: its nodes as they were.
+    previous: Option<Previous>,
     /// 1 for the first run of this pipeline in the store.
     pub(crate) run_number: u32,
     state: Mutex<RunState>,
@@ -149,6 +151,48 @@ pub(crate) struct RunIdentity {
     pub(crate) store_path: Option<std::path::PathBuf>,
     /// The run this one was started again from.
     pub(crate) origin: Option<String>,
+    /// For a resumed run: its nodes as they were.
+    pub(crate) previous: Option<Previous>,
+}
+
+/// A resumed run's nodes as they were, by name.
+pub(crate) struct Previous {
+    nodes: fnv::FnvHashMap<String, PreviousNode>,
+}
+
+/// One node of a resumed run as it was.
+pub(crate) struct PreviousNode {
+    status: NodeStatus,
+    code_hash: String,
+    resume_key: Option<String>,
+    attempts: u32,
+    outputs: Vec<crate::store::ArtifactRecord>,
+}
+
+impl Previous {
+    pub(crate) fn new(nodes: Vec<crate::store::NodeRecord>, artifacts: Vec<crate::store::ArtifactRecord>) -> Self {
+        let mut by_name: fnv::FnvHashMap<String, PreviousNode> = nodes
+            .into_iter()
+            .map(|n| {
+                let node = PreviousNode {
+                    status: n.node.status,
+                    code_hash: n.code_hash,
+                    resume_key: n.resume_key,
+                    attempts: n.node.attempts,
+                    outputs: Vec::new(),
+                };
+                (n.node.name, node)
+            })
+            .collect();
+        for artifact in artifacts {
+            if artifact.kind == crate::store::ArtifactKind::Output
+                && let Some(node) = by_name.get_mut(&artifact.node)
+            {
+                node.outputs.push(artifact);
+            }
+        }
+        Self { nodes: by_name }
+    }
 }
 
 static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
@@ -170,6 +214,7 @@ impl Run {
             started: identity.started,
             version: identity.version,
             origin: identity.origin,
+            previous: identity.previous,
             mode: config.mode,
             config,
             run_number: identity.run_number,
@@ -317,15 +362,122 @@ impl Run {
                 }
             }
         }
-        if outputs.len() != descriptor.outputs.len() {
+        self.serve(node, outputs)
+    }
+
+    /// Ends a queued node with outputs it did not compute (a cache hit, a step reused by a
+    /// resumed run): `Cached`. False when they do not match its outputs.
+    fn serve(self: &Arc<Self>, node: &NodeKey, outputs: Vec<ArtifactRef>) -> bool {
+        if outputs.len() != node.descriptor.outputs.len() {
             return false;
         }
-        for ((slot, artifact), output) in self.output_slots(index).iter().zip(outputs).zip(descriptor.outputs) {
+        let slots = self.output_slots(node.index);
+        for ((slot, artifact), output) in slots.iter().zip(outputs).zip(node.descriptor.outputs) {
             self.record_output(&node.name, output, &artifact);
             slot.store(artifact, node.name.clone());
         }
-        self.event(|sched, now| sched.cached(index, now));
+        self.event(|sched, now| sched.cached(node.index, now));
         true
+    }
+
+    /// In a recorded local or remote run, records the key of what a queued node is given (its
+    /// component's code and every input) once; in a resumed run, serves the node from what it
+    /// wrote before when it finished then with the same key. True when it was served.
+    fn identify(self: &Arc<Self>, node: &NodeKey) -> bool {
+        if self.recorder.is_none() || self.mode == crate::config::Mode::Debug {
+            return false; // debug mode keeps no outputs to reuse
+        }
+        let (index, descriptor) = (node.index, node.descriptor);
+        let mut job = {
+            let mut st = self.lock();
+            if st.sched.status(index) != NodeStatus::Queued || st.sched.resume_key(index).is_some() {
+                return false;
+            }
+            let Some(job) = st.jobs[index as usize].take() else {
+                return false;
+            };
+            job
+        };
+        let mut key = blake3::Hasher::new();
+        for part in [descriptor.name, descriptor.code_hash] {
+            key.update(&(part.len() as u64).to_le_bytes());
+            key.update(part.as_bytes());
+        }
+        let identified = catch_unwind(AssertUnwindSafe(|| job(Invoke::Identify(&mut key))));
+        self.lock().jobs[index as usize] = Some(job);
+        if !matches!(identified, Ok(Ok(()))) {
+            return false; // the step runs and reports its own input errors
+        }
+        let key = key.finalize().to_hex().to_string();
+        self.event(|sched, _| sched.set_resume_key(index, key.clone()));
+        let Some(before) = self.previous.as_ref().and_then(|p| p.nodes.get(&*node.name)) else {
+            return false;
+        };
+        if before.resume_key.as_deref() != Some(key.as_str()) || before.code_hash != descriptor.code_hash {
+            return false;
+        }
+        match self.outputs_before(node, before) {
+            Some(outputs) => {
+                tracing::info!(target: "pipeline", parent: &self.span, step = %node.name, "reused from before the resume");
+                self.serve(node, outputs)
+            }
+            None => false,
+        }
+    }
+
+    /// What a node of the resumed run wrote before, checked: the outputs recorded when it
+    /// finished, or those its worker reported in a result file the dead controller never
+    /// recorded. `None` when there is nothing whole to reuse.
+    fn outputs_before(&self, node: &NodeKey, before: &PreviousNode) -> Option<Vec<ArtifactRef>> {
+        let node_dir = self.run_dir.join(&*node.name);
+        let from_file = |path: std::path::PathBuf| -> Option<ArtifactRef> {
+            let header = crate::transport::artifacts::verify(&path).ok()?;
+            let codec = crate::transport::artifacts::codec_named(&header.codec, self.descriptor.name).ok()?;
+            Some(ArtifactRef {
+                header: Some(header),
+                ..ArtifactRef::local(path, codec)
+            })
+        };
+        if matches!(before.status, NodeStatus::Completed | NodeStatus::Cached) {
+            return node
+                .descriptor
+                .outputs
+                .iter()
+                .map(|output| {
+                    let record = before.outputs.iter().find(|a| a.name == output.name)?;
+                    if object_storage::is_remote(&record.uri) {
+                        let codec =
+                            crate::transport::artifacts::codec_named(record.codec.as_deref()?, self.descriptor.name)
+                                .ok()?;
+                        let path = node_dir.join("outputs").join(format!("{}.art", output.name));
+                        return Some(ArtifactRef {
+                            uri: Some(record.uri.clone()),
+                            ..ArtifactRef::local(path, codec)
+                        });
+                    }
+                    from_file(std::path::PathBuf::from(&record.uri))
+                })
+                .collect();
+        }
+        // Not recorded as finished: its worker may still have succeeded before the controller died.
+        let result = std::fs::read(node_dir.join(format!("result-{}.json", before.attempts))).ok()?;
+        let result: crate::worker::WorkerResult = serde_json::from_slice(&result).ok()?;
+        if result.error.is_some() {
+            return None;
+        }
+        node.descriptor
+            .outputs
+            .iter()
+            .map(|output| from_file(crate::transport::artifacts::output_path(&node_dir, output.name)))
+            .collect()
+    }
+
+    /// Attempts node `name` made before the run was resumed (its files are numbered after them).
+    pub(crate) fn attempts_before(&self, name: &str) -> u32 {
+        self.previous
+            .as_ref()
+            .and_then(|p| p.nodes.get(name))
+            .map_or(0, |n| n.attempts)
     }
 
     /// Stores a finished `cache = true` node's outputs as artifacts (if they are not already)
@@ -430,7 +582,7 @@ impl Run {
     /// before its callbacks have seen it start. `None` when the cache served it, when the node
     /// is already final (aborted while queued), or when another attempt holds the job.
     pub(crate) fn begin_attempt(self: &Arc<Self>, node: &NodeKey, cancellable: bool) -> Option<Attempt> {
-        if self.lookup_cache(node) {
+        if self.identify(node) || self.lookup_cache(node) {
             return None;
         }
         let index = node.index;
@@ -649,6 +801,7 @@ impl Run {
                 node,
                 changed,
                 cache_key,
+                resume_key,
                 log_path,
             } => {
                 if let (Some(recorder), Parts::Record(descriptor)) = (&self.recorder, parts) {
@@ -659,6 +812,7 @@ impl Run {
                         at: SystemTime::now(),
                         code_hash: descriptor.code_hash,
                         cache_key,
+                        resume_key,
                         log_path,
                         changed,
                     });

@@ -47,6 +47,8 @@ pub(crate) enum Effect {
         changed: bool,
         /// Its cache key, once known.
         cache_key: Option<String>,
+        /// Its key of what it was given, once known (see [`Scheduler::set_resume_key`]).
+        resume_key: Option<String>,
         /// Its current attempt's log, once known.
         log_path: Option<PathBuf>,
     },
@@ -153,6 +155,7 @@ struct Node {
     /// that failure is this node's own.
     root: Option<(Arc<str>, bool)>,
     cache_key: Option<String>,
+    resume_key: Option<String>,
     log_path: Option<PathBuf>,
 }
 
@@ -265,6 +268,7 @@ impl Scheduler {
             pending_error: None,
             root: None,
             cache_key: None,
+            resume_key: None,
             log_path: None,
         });
         self.names.insert(name, index);
@@ -424,6 +428,13 @@ impl Scheduler {
         self.nodes[index as usize].cache_key = Some(key);
     }
 
+    /// Event: the key of what the node is given (its code and inputs) is known: recorded now,
+    /// so that a run resumed after a crash finds it even if the node never ended.
+    pub(crate) fn set_resume_key(&mut self, index: u32, key: String) {
+        self.nodes[index as usize].resume_key = Some(key);
+        self.record(index, false);
+    }
+
     /// Event: the node's current attempt logs to `path` (recorded now, so that a running
     /// attempt's log can be followed).
     pub(crate) fn set_log_path(&mut self, index: u32, path: PathBuf) {
@@ -471,6 +482,10 @@ impl Scheduler {
     }
 
     /// The node's cache key, once known.
+    pub(crate) fn resume_key(&self, index: u32) -> Option<&str> {
+        self.node(index).resume_key.as_deref()
+    }
+
     pub(crate) fn cache_key(&self, index: u32) -> Option<&str> {
         self.node(index).cache_key.as_deref()
     }
@@ -512,12 +527,13 @@ impl Scheduler {
         if self.recording {
             let node = Box::new(self.dag_node(index));
             let n = self.node(index);
-            let (cache_key, log_path) = (n.cache_key.clone(), n.log_path.clone());
+            let (cache_key, resume_key, log_path) = (n.cache_key.clone(), n.resume_key.clone(), n.log_path.clone());
             self.effects.push_back(Effect::Record {
                 index,
                 node,
                 changed,
                 cache_key,
+                resume_key,
                 log_path,
             });
         }

@@ -67,6 +67,14 @@ pub(crate) struct NewRun<'a> {
     pub origin: Option<&'a str>,
 }
 
+/// A run taken up again, as it was.
+pub(crate) struct Reopened {
+    pub version: String,
+    pub run_number: u32,
+    pub nodes: Vec<NodeRecord>,
+    pub artifacts: Vec<ArtifactRecord>,
+}
+
 /// One write, as the recorder batches them.
 #[derive(Debug)]
 pub(crate) enum Event {
@@ -78,6 +86,7 @@ pub(crate) enum Event {
         node: DagNode,
         code_hash: &'static str,
         cache_key: Option<String>,
+        resume_key: Option<String>,
         log_path: Option<PathBuf>,
         changed: bool,
         at: SystemTime,
@@ -343,6 +352,62 @@ impl RunStore {
         Ok((version, run_number + 1))
     }
 
+    /// Takes up run `id` again (`resume`): it must be of pipeline `project`/`name` and not live
+    /// or completed. Marks it running with this process as its controller; gives its version,
+    /// run number, nodes and artifacts as they were.
+    pub(crate) fn reopen_run(&mut self, id: &str, project: &str, name: &str) -> Result<Reopened, String> {
+        let fail = |e: StoreError| e.to_string();
+        let run = self
+            .run(id)
+            .map_err(fail)?
+            .ok_or_else(|| "there is no such run in the store".to_string())?;
+        if run.id != id {
+            return Err(format!("give its whole id ({})", run.id));
+        }
+        if (run.project.as_str(), run.name.as_str()) != (project, name) {
+            return Err(format!(
+                "it is a run of pipeline {}/{}, not {project}/{name}",
+                run.project, run.name
+            ));
+        }
+        match run.status {
+            RunStatus::Running => {
+                let whose = run.controller.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
+                return Err(format!("it is still running: its controller{whose} is alive"));
+            }
+            RunStatus::Completed => {
+                return Err("it completed: there is nothing to resume (`pipeline rerun` starts it again)".into());
+            }
+            RunStatus::Failed | RunStatus::Aborted | RunStatus::Crashed => {}
+        }
+        let nodes = self.nodes(id).map_err(fail)?;
+        let artifacts = self.artifacts(id).map_err(fail)?;
+        let updated = self
+            .conn
+            .execute(
+                "UPDATE runs SET status = 'running', ended = NULL, pid = ?2, host = ?3, heartbeat = ?4,
+                   stop_requested = NULL, executable = ?5 WHERE id = ?1 AND status <> 'running' OR id = ?1 AND pid = ?6",
+                params![
+                    id,
+                    std::process::id(),
+                    crate::os::hostname(),
+                    secs(SystemTime::now()),
+                    std::env::current_exe().ok().map(|p| p.display().to_string()),
+                    run.controller.as_ref().map_or(0, |c| c.pid),
+                ],
+            )
+            .map_err(|e| self.error(&e).to_string())?;
+        if updated != 1 {
+            return Err("another process took it up at the same time".into());
+        }
+        Ok(Reopened {
+            version: run.version,
+            run_number: run.run_number,
+            nodes,
+            artifacts,
+        })
+    }
+
     /// Writes a batch of events in one transaction. A node's row is written once per batch,
     /// with its last state and every state change of the batch appended to its history.
     pub(crate) fn apply(&mut self, events: &[Event]) -> Result<(), StoreError> {
@@ -429,7 +494,7 @@ impl RunStore {
         if self.version == 0 {
             return Ok(Vec::new()); // a file without a schema yet (opened read-only): no runs
         }
-        records::nodes(&self.conn, run).map_err(|e| self.error(&e))
+        records::nodes(&self.conn, self.version, run).map_err(|e| self.error(&e))
     }
 
     /// The state changes of a node, oldest first: `(status, when)`.
@@ -531,6 +596,7 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, history: Option<&str
             node,
             code_hash,
             cache_key,
+            resume_key,
             log_path,
             ..
         } => {
@@ -540,11 +606,11 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, history: Option<&str
                 .as_ref()
                 .map(|e| serde_json::to_string(e).expect("errors serialize"));
             tx.prepare_cached(
-                "INSERT INTO nodes (run_id, seq, name, component, code_hash, parents, status, attempts, started, ended, error, cache_key, cache_hit, log_path, history)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                "INSERT INTO nodes (run_id, seq, name, component, code_hash, parents, status, attempts, started, ended, error, cache_key, cache_hit, log_path, history, resume_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                  ON CONFLICT (run_id, name) DO UPDATE SET status = ?7, attempts = ?8, started = ?9, ended = ?10,
                    error = ?11, cache_key = coalesce(?12, cache_key), cache_hit = ?13, log_path = coalesce(?14, log_path),
-                   history = history || ?15",
+                   history = history || ?15, resume_key = coalesce(?16, resume_key), code_hash = ?5",
             )?
             .execute(params![
                 run,
@@ -562,6 +628,7 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, history: Option<&str
                 node.status == NodeStatus::Cached,
                 log_path.as_ref().map(|p| p.display().to_string()),
                 history.unwrap_or_default(),
+                resume_key,
             ])?;
         }
         Event::Artifact { run, record } => {
@@ -799,6 +866,7 @@ mod tests {
             node: node(status),
             code_hash: "h",
             cache_key: None,
+            resume_key: None,
             log_path: None,
             changed: true,
             at: time(at),

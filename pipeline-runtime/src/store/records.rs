@@ -111,6 +111,9 @@ pub struct NodeRecord {
     pub code_hash: String,
     /// The cache key, for `cache = true` steps.
     pub cache_key: Option<String>,
+    /// The key of what the step was given (code and inputs), in recorded local and remote
+    /// runs: a resumed run reuses a finished step whose key is unchanged.
+    pub resume_key: Option<String>,
     /// The last attempt's log file (local mode).
     pub log_path: Option<PathBuf>,
 }
@@ -342,11 +345,14 @@ pub(super) fn run(conn: &Connection, version: usize, id: &str) -> rusqlite::Resu
     })
 }
 
-pub(super) fn nodes(conn: &Connection, run: &str) -> rusqlite::Result<Vec<NodeRecord>> {
-    let mut stmt = conn.prepare(
-        "SELECT seq, name, component, code_hash, parents, status, attempts, started, ended, error, cache_key, log_path
-         FROM nodes WHERE run_id = ?1 ORDER BY seq",
-    )?;
+pub(super) fn nodes(conn: &Connection, version: usize, run: &str) -> rusqlite::Result<Vec<NodeRecord>> {
+    // Resume keys are recorded from schema version 5.
+    let resume_key = if version >= 5 { "resume_key" } else { "NULL" };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT seq, name, component, code_hash, parents, status, attempts, started, ended, error, cache_key, log_path,
+                {resume_key}
+         FROM nodes WHERE run_id = ?1 ORDER BY seq"
+    ))?;
     stmt.query_map([run], |r| {
         Ok(NodeRecord {
             seq: r.get(0)?,
@@ -365,6 +371,7 @@ pub(super) fn nodes(conn: &Connection, run: &str) -> rusqlite::Result<Vec<NodeRe
             code_hash: r.get(3)?,
             cache_key: r.get(10)?,
             log_path: r.get::<_, Option<String>>(11)?.map(PathBuf::from),
+            resume_key: r.get(12)?,
         })
     })?
     .collect()

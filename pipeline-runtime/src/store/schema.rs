@@ -110,4 +110,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN entry TEXT;
     ALTER TABLE runs ADD COLUMN origin TEXT;
     "#,
+    // 5: a key of what each step was given (its component's code and every input), so that a
+    // resumed run can tell which finished steps it may reuse.
+    r#"
+    ALTER TABLE nodes ADD COLUMN resume_key TEXT;
+    "#,
 ];

@@ -23,6 +23,9 @@ pub enum Invoke<'a> {
     Export(&'a mut ExportSink),
     /// Feed the arguments (but those in `cache_ignore`) into a cache key.
     Fingerprint(&'a mut blake3::Hasher),
+    /// Feed every argument into a key of what the step is given (a resumed run reuses a step
+    /// whose key did not change).
+    Identify(&'a mut blake3::Hasher),
 }
 
 /// A step's work, type-erased: either resolves its inputs, runs the component and stages its

@@ -23,6 +23,9 @@ pub(crate) struct Request {
     /// The run it is started again from (`pipeline rerun`).
     #[serde(default)]
     pub(crate) origin: Option<String>,
+    /// The run it takes up again (`resume`).
+    #[serde(default)]
+    pub(crate) resume: Option<String>,
 }
 
 /// Runs the controller request in `json`; gives the process's exit code.
@@ -53,6 +56,9 @@ pub(crate) fn run_controller(json: &str) -> i32 {
     }
     if let Some(origin) = request.origin {
         config = config.with_origin(origin);
+    }
+    if let Some(run) = request.resume {
+        config = config.with_resume(run);
     }
     match config.scope(|| (pipeline.controller)(&request.params.to_string())) {
         Ok(true) => 0,

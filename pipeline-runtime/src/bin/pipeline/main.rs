@@ -101,6 +101,12 @@ enum Command {
         #[arg(long, value_parser = ["debug", "local", "remote"])]
         mode: Option<String>,
     },
+    /// Take a failed, aborted or crashed run up again under its id: steps that finished with
+    /// the same code and inputs are reused, the others run.
+    Resume {
+        /// Run id, or an unambiguous prefix of one.
+        run: String,
+    },
     /// Run one step of a recorded (local or remote) run again, alone, on the inputs it had;
     /// print its log and outputs. The recorded run is not touched.
     Spin {
@@ -177,6 +183,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Stop { run, reason } => stop::stop(ctx, &run, &reason),
         Command::Rerun { run, sets, mode } => rerun::rerun(ctx, &run, &sets, mode.as_deref()),
         Command::Spin { run, step, out } => spin::spin(ctx, &run, &step, out),
+        Command::Resume { run } => resume::resume(ctx, &run),
     }
 }
 

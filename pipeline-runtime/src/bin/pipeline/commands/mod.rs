@@ -7,6 +7,7 @@ pub mod dag;
 pub mod get;
 pub mod logs;
 pub mod rerun;
+pub mod resume;
 pub mod runs;
 pub mod show;
 pub mod spin;

@@ -6,8 +6,8 @@
 use crate::context::{Ctx, find_run};
 use crate::error::CliError;
 use crate::output::print;
+use pipeline_runtime::Again;
 use pipeline_runtime::store::{RunFilter, RunRecord};
-use std::process::Command;
 
 /// Parses and applies `--set` edits to the run's recorded parameters, then runs the
 /// pipeline again and reports the new run.
@@ -15,25 +15,6 @@ pub fn rerun(ctx: &Ctx, id: &str, sets: &[String], mode: Option<&str>) -> Result
     let store = ctx.require_store()?;
     let run = find_run(&store, id)?;
     let params = edited_parameters(&run, sets)?;
-    let (Some(executable), Some(entry)) = (&run.executable, &run.entry) else {
-        return Err(CliError::usage(format!(
-            "run {} was recorded without its executable (by an older version): it cannot be started again",
-            run.id
-        )));
-    };
-    if !executable.exists() {
-        return Err(CliError::failure(format!(
-            "run {}'s executable `{}` no longer exists (rebuilt elsewhere or removed); build it again there",
-            run.id,
-            executable.display()
-        )));
-    }
-    let request = serde_json::json!({
-        "pipeline": entry,
-        "params": params,
-        "mode": mode.unwrap_or(&run.mode),
-        "origin": run.id,
-    });
     drop(store);
     let spawned = std::time::SystemTime::now();
     eprintln!(
@@ -42,12 +23,8 @@ pub fn rerun(ctx: &Ctx, id: &str, sets: &[String], mode: Option<&str>) -> Result
         mode.unwrap_or(&run.mode),
         run.id
     );
-    let status = Command::new(executable)
-        .env(pipeline_runtime::CONTROLLER_ENV, request.to_string())
-        .env(pipeline_runtime::STATE_DIR_ENV, &ctx.state)
-        .env_remove(pipeline_runtime::MANIFEST_ENV)
-        .status()
-        .map_err(|e| CliError::failure(format!("cannot start `{}`: {e}", executable.display())))?;
+    let status =
+        pipeline_runtime::start_again(&ctx.state, &run, params, Again::Rerun { mode }).map_err(CliError::failure)?;
     // The new run, if one started: the newest whose origin is this run.
     let newest = ctx
         .require_store()?
@@ -84,18 +61,8 @@ pub fn rerun(ctx: &Ctx, id: &str, sets: &[String], mode: Option<&str>) -> Result
 /// The run's parameters as the controller takes them (a JSON object by function parameter
 /// name), with `--set NAME=VALUE` edits: VALUE is JSON if it parses as JSON, else a string.
 fn edited_parameters(run: &RunRecord, sets: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
-    let mut params = serde_json::Map::new();
-    for (name, json) in &run.parameters {
-        // `args_map` records parameters under sections: `section/name`.
-        let key = name.rsplit('/').next().unwrap_or(name);
-        let value = serde_json::from_str(json).map_err(|e| {
-            CliError::failure(format!(
-                "run {}'s parameter `{name}` was not recorded as JSON ({e}): it cannot be started again",
-                run.id
-            ))
-        })?;
-        params.insert(key.to_string(), value);
-    }
+    let mut params = pipeline_runtime::recorded_parameters(run)
+        .map_err(|e| CliError::failure(format!("run {}: {e}: it cannot be started again", run.id)))?;
     for set in sets {
         let Some((name, value)) = set.split_once('=') else {
             return Err(CliError::usage(format!("--set takes NAME=VALUE, not `{set}`")));

@@ -1,0 +1,147 @@
+//! Starting a recorded run's pipeline again: as a new run (`pipeline rerun`) or as the same
+//! run taken up where it stopped (`resume`). The recorded executable is started as the
+//! pipeline's controller (the worker hook's controller mode) with the recorded parameters.
+
+use crate::store::{RunRecord, RunStore};
+use crate::worker::CONTROLLER_ENV;
+use serde_json::{Map, Value};
+use std::path::Path;
+use std::process::{Command, ExitStatus};
+
+/// How the pipeline starts again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Again<'a> {
+    /// A new run, which records the one it came from; steps run in `mode` (`debug`, `local`,
+    /// `remote`), or as before.
+    Rerun {
+        /// Where its steps run, when not as before.
+        mode: Option<&'a str>,
+    },
+    /// The same run, under its id: steps that finished with the same code and inputs are
+    /// reused, the others run.
+    Resume,
+}
+
+/// The run's parameters as its pipeline's controller takes them: a JSON object by function
+/// parameter name (`args_map` sections dropped).
+pub fn recorded_parameters(run: &RunRecord) -> Result<Map<String, Value>, String> {
+    run.parameters
+        .iter()
+        .map(|(name, json)| {
+            let key = name.rsplit('/').next().unwrap_or(name);
+            serde_json::from_str(json)
+                .map(|value| (key.to_string(), value))
+                .map_err(|e| format!("its parameter `{name}` was not recorded as JSON ({e})"))
+        })
+        .collect()
+}
+
+/// Starts `run`'s recorded executable (recorded in the state folder `state`) as its pipeline's
+/// controller with `params`, and waits for it; its output goes to this process's. The exit
+/// status is the controller's: [`crate::EXIT_SETUP`] when the run could not start (a parameter
+/// of the wrong type, a run that cannot be resumed), with the reason on stderr.
+pub fn start_again(
+    state: &Path,
+    run: &RunRecord,
+    params: Map<String, Value>,
+    how: Again<'_>,
+) -> Result<ExitStatus, String> {
+    let (Some(executable), Some(entry)) = (&run.executable, &run.entry) else {
+        return Err(format!(
+            "run {} was recorded without its executable (by an older version): it cannot be started again",
+            run.id
+        ));
+    };
+    if !executable.exists() {
+        return Err(format!(
+            "run {}'s executable `{}` no longer exists (rebuilt elsewhere or removed); build it again there",
+            run.id,
+            executable.display()
+        ));
+    }
+    let request = match how {
+        Again::Rerun { mode } => serde_json::json!({
+            "pipeline": entry,
+            "params": params,
+            "mode": mode.unwrap_or(&run.mode),
+            "origin": run.id,
+        }),
+        Again::Resume => serde_json::json!({
+            "pipeline": entry,
+            "params": params,
+            "mode": run.mode,
+            "resume": run.id,
+        }),
+    };
+    Command::new(executable)
+        .env(CONTROLLER_ENV, request.to_string())
+        .env(crate::config::STATE_DIR_ENV, state)
+        .env_remove(crate::worker::MANIFEST_ENV)
+        .status()
+        .map_err(|e| format!("cannot start `{}`: {e}", executable.display()))
+}
+
+/// The parameters run `run` of `descriptor`'s pipeline was recorded with, from the current
+/// configuration's store (for the generated `resume`).
+#[doc(hidden)]
+pub fn resume_params(
+    descriptor: &pipeline_core::PipelineDescriptor,
+    run: &str,
+) -> Result<Map<String, Value>, crate::error::PipelineError> {
+    let fail = |reason: String| crate::error::PipelineError::Resume {
+        run: run.to_string(),
+        reason,
+    };
+    let store = RunStore::open_default_read_only().map_err(|e| fail(e.to_string()))?;
+    let record = store
+        .run(run)
+        .map_err(|e| fail(e.to_string()))?
+        .filter(|r| r.id == run)
+        .ok_or_else(|| fail("there is no such run in the store (give its whole id)".into()))?;
+    if (record.project.as_str(), record.name.as_str()) != (descriptor.project, descriptor.name) {
+        return Err(fail(format!(
+            "it is a run of pipeline {}/{}, not {}/{}",
+            record.project, record.name, descriptor.project, descriptor.name
+        )));
+    }
+    recorded_parameters(&record).map_err(fail)
+}
+
+/// The error of a recorded parameter that does not read back as its type.
+#[doc(hidden)]
+pub fn resume_error(run: &str, reason: String) -> crate::error::PipelineError {
+    crate::error::PipelineError::Resume {
+        run: run.to_string(),
+        reason,
+    }
+}
+
+/// The configuration under which the generated `resume` runs its pipeline.
+#[doc(hidden)]
+pub fn resume_config(run: &str) -> crate::config::Config {
+    crate::config::Config::current().with_resume(run.to_string())
+}
+
+/// Resumes run `id` (or an unambiguous prefix) of the state folder `state`: a failed, aborted
+/// or crashed run goes on under the same id, reusing the steps that finished (same code, same
+/// inputs) and running the rest. Gives the run as it ended. The controller's output goes to
+/// this process's.
+pub fn resume_run(state: &Path, id: &str) -> Result<RunRecord, String> {
+    let path = state.join("runs.db");
+    let store = RunStore::open_read_only(&path).map_err(|e| e.to_string())?;
+    let run = store
+        .run(id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no run `{id}` in {}", path.display()))?;
+    drop(store);
+    let params = recorded_parameters(&run).map_err(|e| format!("run {}: {e}", run.id))?;
+    let status = start_again(state, &run, params, Again::Resume)?;
+    let after = RunStore::open_read_only(&path)
+        .and_then(|s| s.run(&run.id))
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("run {} is gone from the store", run.id))?;
+    if status.code() == Some(crate::worker::EXIT_SETUP) && after.status != crate::RunStatus::Running {
+        return Err(format!("run {} could not be resumed; see the lines above", run.id));
+    }
+    Ok(after)
+}
