@@ -523,3 +523,35 @@ fn the_generated_resume_continues_a_failed_run_in_process() {
     let err = resumable::resume(failed.run.id()).err().unwrap().to_string();
     assert!(err.contains("it completed"), "{err}");
 }
+
+#[component]
+fn reports_a_metric(x: u64) -> u64 {
+    pipeline_runtime::step::report_scalar("progress", "x", 0, x as f64);
+    x
+}
+
+#[pipeline(name = "single_writer", project = "tests")]
+fn single_writer(x: u64) -> Result<u64, HandleError> {
+    reports_a_metric(x).get()
+}
+
+/// A worker never opens the run store (the controller is its only writer): its manifest does
+/// not name the store, and what it reports arrives with its result.
+#[test]
+fn workers_hand_their_reports_back_instead_of_writing_the_store() {
+    local();
+    let f = single_writer::run(5).unwrap();
+    assert_eq!(f.output.unwrap(), 5);
+    let manifest = scratch("state")
+        .join("runs")
+        .join(f.run.id())
+        .join("reports_a_metric")
+        .join("manifest-1.json");
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+    assert_eq!(manifest["context"]["run"], f.run.id());
+    assert!(manifest["context"]["store"].is_null(), "{manifest}");
+    let store = pipeline_runtime::store::RunStore::open(&scratch("state").join("runs.db")).unwrap();
+    let metrics = store.metrics(f.run.id()).unwrap();
+    assert_eq!(metrics.len(), 1, "{metrics:?}");
+    assert_eq!((metrics[0].node.as_str(), metrics[0].value), ("reports_a_metric", 5.0));
+}

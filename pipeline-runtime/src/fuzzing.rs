@@ -133,6 +133,10 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let failed = WorkerResult {
         error: Some(pipeline_core::StepError::new(pipeline_core::ErrorKind::Error, "boom")),
         outputs: Vec::new(),
+        reports: vec![crate::step::Report::Text {
+            node: "n".into(),
+            text: "t".into(),
+        }],
     };
     let succeeded = WorkerResult {
         error: None,
@@ -141,6 +145,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             length: 1,
             checksum: 7,
         })],
+        reports: Vec::new(),
     };
     seeds.push((
         "worker_result",

@@ -1,7 +1,9 @@
 //! What step code (and a pipeline body) can report about itself: scalars and text (ClearML's
 //! `get_logger()`), artifacts and models (`upload_artifact`, `upload_model`) and configuration
 //! (`connect_configuration`). Reports go to the run store under the current run and step, in
-//! every mode: the controller sets the context for in-process steps, the worker for its own.
+//! every mode, through one writer per run, the controller's: in its process (the body and
+//! in-process steps) they join the run's other records; a worker keeps its reports and hands
+//! them back with its result, and never opens the run store.
 //!
 //! Outside any run, or with recording off, reports are dropped and `false` is returned.
 
@@ -23,8 +25,10 @@ pub(crate) struct StepContext {
     /// The component (for its `monitor_*` options); `None` for the body.
     #[serde(skip)]
     pub component: Option<&'static ComponentDescriptor>,
-    /// The run store.
-    pub store: PathBuf,
+    /// The run store, in the controller's process; `None` in a worker (its reports travel back
+    /// with its result).
+    #[serde(default)]
+    pub store: Option<PathBuf>,
     /// The run's folder, where uploaded values are written.
     pub run_dir: PathBuf,
     /// How long a connection to the run store waits for other writers.
@@ -55,6 +59,52 @@ thread_local! {
     static STORE: RefCell<Option<RunStore>> = const { RefCell::new(None) };
 }
 
+/// One report of step code, as a worker hands it back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Report {
+    Metric(MetricRecord),
+    Text { node: String, text: String },
+    Artifact(ArtifactRecord),
+    Configuration { name: String, value: serde_json::Value },
+}
+
+impl Report {
+    fn into_event(self, run: String) -> Event {
+        match self {
+            Report::Metric(record) => Event::Metric { run, record },
+            Report::Text { node, text } => Event::Text { run, node, text },
+            Report::Artifact(record) => Event::Artifact { run, record },
+            Report::Configuration { name, value } => Event::Configuration { run, name, value },
+        }
+    }
+}
+
+/// In a worker: the reports of its step, kept to go back with its result.
+static KEPT: std::sync::Mutex<Option<Vec<Report>>> = std::sync::Mutex::new(None);
+
+/// In a worker, before its step runs: reports are kept from now on (see [`take_reports`]).
+pub(crate) fn keep_reports() {
+    *crate::sync::lock(&KEPT) = Some(Vec::new());
+}
+
+/// In a worker, after its step: the reports kept.
+pub(crate) fn take_reports() -> Vec<Report> {
+    crate::sync::lock(&KEPT).take().unwrap_or_default()
+}
+
+/// In the controller: records the reports a worker of run `run` handed back.
+pub(crate) fn forward(run: &str, reports: Vec<Report>) {
+    if !reports.is_empty() {
+        let events = reports.into_iter().map(|r| r.into_event(run.to_string())).collect();
+        if crate::store::recorder::route(run, events).is_err() {
+            crate::diag::warn(format_args!(
+                "run {run} is not recorded here: its step's reports are dropped"
+            ));
+        }
+    }
+}
+
 /// Runs `f` with reports going to `context`.
 pub(crate) fn with_context<R>(context: Option<StepContext>, f: impl FnOnce() -> R) -> R {
     struct Restore(Option<StepContext>);
@@ -71,11 +121,22 @@ fn context() -> Option<StepContext> {
     CONTEXT.with(|c| c.borrow().clone())
 }
 
-fn write(context: &StepContext, events: Vec<Event>) -> bool {
+/// Records reports: kept in a worker, else through the run's writer in this process; else
+/// (a run recorded by another process that shares this store) written to the store.
+fn write(context: &StepContext, reports: Vec<Report>) -> bool {
+    if let Some(kept) = crate::sync::lock(&KEPT).as_mut() {
+        kept.extend(reports);
+        return true;
+    }
+    let events: Vec<Event> = reports.into_iter().map(|r| r.into_event(context.run.clone())).collect();
+    let Err(events) = crate::store::recorder::route(&context.run, events) else {
+        return true;
+    };
+    let Some(store_path) = &context.store else { return false };
     STORE.with(|slot| {
         let mut slot = slot.borrow_mut();
-        if slot.as_ref().is_none_or(|s| s.path() != context.store) {
-            *slot = RunStore::open_with(&context.store, context.busy_timeout)
+        if slot.as_ref().is_none_or(|s| s.path() != store_path) {
+            *slot = RunStore::open_with(store_path, context.busy_timeout)
                 .map_err(|e| crate::diag::warn(format_args!("{e}")))
                 .ok();
         }
@@ -94,16 +155,15 @@ fn write(context: &StepContext, events: Vec<Event>) -> bool {
 /// component's `monitor_metrics`, the point is copied onto the pipeline run too.
 pub fn report_scalar(title: &str, series: &str, iteration: i64, value: f64) -> bool {
     let Some(cx) = context() else { return false };
-    let record = |node: &str, title: &str, series: &str| Event::Metric {
-        run: cx.run.clone(),
-        record: MetricRecord {
+    let record = |node: &str, title: &str, series: &str| {
+        Report::Metric(MetricRecord {
             node: node.to_string(),
             title: title.to_string(),
             series: series.to_string(),
             iteration,
             value,
             at: SystemTime::now(),
-        },
+        })
     };
     let mut events = vec![record(&cx.node, title, series)];
     if let Some(component) = cx.component {
@@ -119,12 +179,11 @@ pub fn report_scalar(title: &str, series: &str, iteration: i64, value: f64) -> b
 /// Reports a line of text.
 pub fn report_text(text: &str) -> bool {
     let Some(cx) = context() else { return false };
-    let event = Event::Text {
-        run: cx.run.clone(),
+    let report = Report::Text {
         node: cx.node.clone(),
         text: text.to_string(),
     };
-    write(&cx, vec![event])
+    write(&cx, vec![report])
 }
 
 fn upload(cx: &StepContext, kind: ArtifactKind, name: &str, mut record: ArtifactRecord) -> bool {
@@ -133,10 +192,7 @@ fn upload(cx: &StepContext, kind: ArtifactKind, name: &str, mut record: Artifact
         (ArtifactKind::Model, Some(c)) => c.options.monitor_models,
         _ => &[],
     };
-    let mut events = vec![Event::Artifact {
-        run: cx.run.clone(),
-        record: record.clone(),
-    }];
+    let mut reports = vec![Report::Artifact(record.clone())];
     for (source, target) in monitored {
         let matches = *source == name || (source.ends_with('*') && name.starts_with(source.trim_end_matches('*')));
         if matches {
@@ -145,13 +201,10 @@ fn upload(cx: &StepContext, kind: ArtifactKind, name: &str, mut record: Artifact
             if record.name.is_empty() {
                 record.name = name.to_string();
             }
-            events.push(Event::Artifact {
-                run: cx.run.clone(),
-                record: record.clone(),
-            });
+            reports.push(Report::Artifact(record.clone()));
         }
     }
-    write(cx, events)
+    write(cx, reports)
 }
 
 /// Stores `value` as an artifact named `name` of the current step (or run), in the run's
@@ -220,8 +273,7 @@ pub fn connect_configuration<T: Serialize>(name: &str, value: T) -> T {
             Ok(json) => {
                 write(
                     &cx,
-                    vec![Event::Configuration {
-                        run: cx.run.clone(),
+                    vec![Report::Configuration {
                         name: name.to_string(),
                         value: json,
                     }],

@@ -114,7 +114,8 @@ fn start(
         };
         identity.version = version;
         identity.run_number = run_number;
-        identity.recorder = Some(Recorder::start(store).map_err(ExecutorError::thread("the run store's writer"))?);
+        identity.recorder =
+            Some(Recorder::start(store, &key).map_err(ExecutorError::thread("the run store's writer"))?);
     }
     let run = Run::new(descriptor, params, executor, identity, config);
     tracing::info!(target: "pipeline", parent: &run.span, mode = mode.name(), "run started");

@@ -269,7 +269,7 @@ impl Run {
             run: self.key.to_string(),
             node,
             component,
-            store,
+            store: Some(store),
             busy_timeout: self.config.busy_timeout,
             run_dir: self.run_dir.clone(),
         })

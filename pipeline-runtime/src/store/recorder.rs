@@ -29,12 +29,31 @@ enum Msg {
 
 /// The writer of one run's events.
 pub(crate) struct Recorder {
+    run: String,
     tx: Mutex<Option<Sender<Msg>>>,
     error: Arc<Mutex<Option<StoreError>>>,
 }
 
+/// The writers of the runs live in this process, by run id: the reports of in-process steps
+/// and of the pipeline body join their run's events, so each run has one writer.
+static ROUTES: Mutex<Vec<(String, Sender<Msg>)>> = Mutex::new(Vec::new());
+
+/// Sends `events` to the writer of run `run` if that run is live in this process; else gives
+/// them back.
+pub(crate) fn route(run: &str, events: Vec<Event>) -> Result<(), Vec<Event>> {
+    let routes = lock(&ROUTES);
+    let Some((_, tx)) = routes.iter().find(|(id, _)| id == run) else {
+        return Err(events);
+    };
+    for event in events {
+        // A writer stops only after its run ended; reports after that are dropped on purpose.
+        let _ = tx.send(Msg::Event(event));
+    }
+    Ok(())
+}
+
 impl Recorder {
-    pub(crate) fn start(store: RunStore) -> std::io::Result<Self> {
+    pub(crate) fn start(store: RunStore, run: &str) -> std::io::Result<Self> {
         let bound = retry_bound(store.busy_timeout());
         let (tx, rx) = channel();
         let error = Arc::new(Mutex::new(None));
@@ -42,7 +61,9 @@ impl Recorder {
         std::thread::Builder::new()
             .name("pipeline-recorder".into())
             .spawn(move || write_loop(store, rx, first_error, bound))?;
+        lock(&ROUTES).push((run.to_string(), tx.clone()));
         Ok(Self {
+            run: run.to_string(),
             tx: Mutex::new(Some(tx)),
             error,
         })
@@ -64,6 +85,7 @@ impl Recorder {
     /// Waits (at most `bound`) until every event sent so far is written, then stops the writer.
     /// Returns the first write error, if any.
     pub(crate) fn finish(&self, bound: Duration) -> Result<(), StoreError> {
+        lock(&ROUTES).retain(|(id, _)| *id != self.run);
         let tx = lock(&self.tx).take();
         if let Some(tx) = tx {
             let (done_tx, done_rx) = sync_channel(1);
@@ -77,6 +99,12 @@ impl Recorder {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        lock(&ROUTES).retain(|(id, _)| *id != self.run);
     }
 }
 

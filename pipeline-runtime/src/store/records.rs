@@ -173,7 +173,7 @@ pub struct ArtifactRecord {
 }
 
 /// One reported scalar.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricRecord {
     /// The node that reported it (empty for the run's own).
     pub node: String,

@@ -142,6 +142,9 @@ pub(crate) struct WorkerResult {
     /// On success, what was written of each output (by output index).
     #[serde(default)]
     pub outputs: Vec<Option<OutputMeta>>,
+    /// What the step reported (metrics, texts, uploads), for the controller to record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<crate::step::Report>,
 }
 
 fn setup_error(message: String) -> StepError {

@@ -123,6 +123,8 @@ fn run(manifest: Result<Manifest, String>) -> i32 {
             if let Some(cx) = &mut context {
                 cx.component = registry::find_component(&manifest.component).ok().flatten();
             }
+            // Reports go back with the result: a worker never opens the run store.
+            crate::step::keep_reports();
             let outcome = crate::step::with_context(context, || {
                 catch_unwind(AssertUnwindSafe(|| entry(&mut io)))
                     .unwrap_or_else(|payload| Err(StepError::from_panic(&*payload)))
@@ -138,7 +140,11 @@ fn run(manifest: Result<Manifest, String>) -> i32 {
         eprintln!("pipeline worker: step `{}` failed: {e}", manifest.component);
     }
     let outputs = if error.is_none() { written } else { Vec::new() };
-    let report = WorkerResult { error, outputs };
+    let report = WorkerResult {
+        error,
+        outputs,
+        reports: crate::step::take_reports(),
+    };
     let written = serde_json::to_vec(&report)
         .map_err(|e| e.to_string())
         .and_then(|bytes| {

@@ -170,7 +170,11 @@ async fn attempt_in_worker<B: Backend>(
         inputs: inputs.iter().map(manifest_input).collect(),
         outputs: outputs.clone(),
         result: node_dir.join(format!("result-{number}.json")),
-        context: spec.context.clone(),
+        // A worker never opens the run store: its reports come back with its result.
+        context: spec
+            .context
+            .clone()
+            .map(|cx| crate::step::StepContext { store: None, ..cx }),
         output_uris: output_uris.clone(),
         result_uri: remote.map(|p| object_storage::join(p, &[&format!("result-{number}.json")])),
         spin: false,
@@ -221,14 +225,21 @@ async fn attempt_in_worker<B: Backend>(
                 // A missing result is reported below as a crash, with the log's tail.
                 let _ = object_storage::download(uri, &manifest.result);
             }
-            match std::fs::read(&manifest.result)
+            let result = std::fs::read(&manifest.result)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<WorkerResult>(&b).ok())
-            {
+                .map(|mut result| {
+                    if let Some(cx) = &spec.context {
+                        crate::step::forward(&cx.run, std::mem::take(&mut result.reports));
+                    }
+                    result
+                });
+            match result {
                 Some(WorkerResult { error: Some(error), .. }) => Err(error),
                 Some(WorkerResult {
                     error: None,
                     outputs: written,
+                    ..
                 }) if success => Ok(outputs
                     .into_iter()
                     .zip(output_uris)
