@@ -6,9 +6,16 @@ use crate::output::{print, print_json};
 
 /// Records a stop request for a running run.
 pub fn stop(ctx: &Ctx, id: &str, reason: &str) -> Result<(), CliError> {
-    let store = ctx.require_writable_store()?;
+    // Read first: only a live run needs the store written (an ended one, even on read-only
+    // media, is answered without).
+    let store = ctx.require_store()?;
     let run = find_run(&store, id)?;
-    let requested = store.request_stop(&run.id, reason)?;
+    let store = if run.status == pipeline_core::RunStatus::Running {
+        ctx.require_writable_store()?
+    } else {
+        store
+    };
+    let requested = run.status == pipeline_core::RunStatus::Running && store.request_stop(&run.id, reason)?;
     if ctx.json {
         return print_json(&serde_json::json!({
             "run": run.id,
