@@ -47,24 +47,23 @@ impl Backend for LocalBackend {
         })?;
         // Whatever happens from here on (an end, a stop, this future dropped), the worker's
         // group ends with the attempt: nothing the step started outlives it.
-        let group = Group(child.id());
+        let group = Group::new(child.id());
         let (stdout, stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
         let pumps = async { tokio::join!(pump(stdout, log), pump(stderr, log)) };
         let (ended, group_ended) = tokio::sync::oneshot::channel::<()>();
         let waiting = async {
-            let waited = unless_stopped(child.wait(), cancel, limit).await;
-            if waited.is_err() {
-                group.kill();
-            }
-            let waited = match waited {
-                Ok(status) => Ok(status),
+            let waited = match unless_stopped(child.wait(), cancel, limit).await {
+                Ok(status) => {
+                    // What the step started and left running goes with it.
+                    group.kill();
+                    Ok(status)
+                }
                 Err(reason) => {
+                    group.kill();
                     let _ = child.wait().await;
                     Err(reason)
                 }
             };
-            // What the step started and left running goes with it.
-            group.kill();
             let _ = ended.send(());
             waited
         };
@@ -136,11 +135,27 @@ async fn pump(stream: impl AsyncRead + Unpin, log: &LogSink) {
 const PIPE_GRACE: Duration = Duration::from_secs(1);
 
 /// A worker's process group (see [`crate::os`]), ended at the latest when the attempt is.
-struct Group(Option<u32>);
+struct Group {
+    id: Option<u32>,
+    /// Ended already: a group id is not signalled twice, since once the group is gone its id
+    /// may come back as another process's.
+    ended: std::sync::atomic::AtomicBool,
+}
 
 impl Group {
+    fn new(id: Option<u32>) -> Self {
+        Self {
+            id,
+            ended: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Ends the group now, unless it was ended before.
     fn kill(&self) {
-        if let Some(id) = self.0 {
+        if let Some(id) = self
+            .id
+            .filter(|_| !self.ended.swap(true, std::sync::atomic::Ordering::Relaxed))
+        {
             crate::os::kill_group(id);
         }
     }
