@@ -247,6 +247,25 @@ fn artifacts_travel_through_s3_when_output_uri_names_a_bucket() {
             f.run.id()
         )
     );
+    // Recorded with its type, size and checksum (the worker reported them), and readable where
+    // it is, as `pipeline get` and `artifacts` read it.
+    assert_eq!(output.type_name.as_deref(), Some("u64"), "{output:?}");
+    let (header, payload) = pipeline_runtime::artifacts::read_payload_at(&output.uri).unwrap();
+    assert_eq!(Some(header.length), output.size);
+    assert_eq!(Some(format!("{:08x}", header.checksum)), output.checksum);
+    assert_eq!(
+        bincode::serde::decode_from_slice::<u64, _>(&payload, bincode::config::standard())
+            .unwrap()
+            .0,
+        30
+    );
+    let missing = pipeline_runtime::artifacts::read_payload_at("s3://pipeline-tests/artifacts/no-such/object.art");
+    assert!(
+        missing
+            .unwrap_err()
+            .message
+            .contains("s3://pipeline-tests/artifacts/no-such/object.art")
+    );
 }
 
 #[component(time_limit = "3s")]

@@ -406,6 +406,25 @@ pub fn read_header(path: &Path) -> Result<ArtifactHeader, StepError> {
     ArtifactHeader::read_from(&mut BufReader::with_capacity(512, file))
 }
 
+/// [`read_payload`] of an artifact where the run store records it: a path, or an object-storage
+/// URI (`s3://...`, downloaded first into a temporary file, removed after).
+pub fn read_payload_at(location: &str) -> Result<(ArtifactHeader, Vec<u8>), StepError> {
+    if !crate::transport::object_storage::is_remote(location) {
+        return read_payload(Path::new(location));
+    }
+    let local = std::env::temp_dir().join(format!(
+        "pipeline-read-{}-{}.art",
+        std::process::id(),
+        blake3::hash(location.as_bytes()).to_hex()
+    ));
+    let read = crate::transport::object_storage::download(location, &local).and_then(|()| read_payload(&local));
+    let _ = std::fs::remove_file(&local);
+    read.map_err(|mut e| {
+        e.message = format!("`{location}`: {}", e.message);
+        e
+    })
+}
+
 /// Reads the header and the whole payload of an artifact, checking length and checksum,
 /// without decoding it (for tools that show artifacts whatever their type).
 pub fn read_payload(path: &Path) -> Result<(ArtifactHeader, Vec<u8>), StepError> {

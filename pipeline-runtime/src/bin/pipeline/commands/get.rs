@@ -5,7 +5,7 @@ use crate::context::{Ctx, find_run, find_step};
 use crate::error::CliError;
 use crate::format::size;
 use crate::output::{print, print_json};
-use pipeline_runtime::artifacts::read_payload;
+use pipeline_runtime::artifacts::read_payload_at;
 use pipeline_runtime::store::{ArtifactKind, ArtifactRecord, RunRecord};
 use std::path::Path;
 
@@ -25,7 +25,7 @@ pub fn get(ctx: &Ctx, id: &str, step: &str, output: Option<&str>) -> Result<(), 
         .collect();
     let artifact = choose(&run, step, node.node.status.as_str(), &artifacts, output)?;
     let path = Path::new(&artifact.uri);
-    let (header, payload) = read_payload(path).map_err(|e| {
+    let (header, payload) = read_payload_at(&artifact.uri).map_err(|e| {
         CliError::failure(format!(
             "output `{}` of step `{step}` cannot be read ({}): {e}",
             artifact.name,
