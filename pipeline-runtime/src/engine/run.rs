@@ -283,31 +283,15 @@ impl Run {
         let Some(store_path) = self.store_path.as_ref().filter(|_| descriptor.options.cache) else {
             return false;
         };
-        let mut job = {
-            let mut st = self.lock();
-            if st.sched.status(index) != NodeStatus::Queued {
-                return false;
-            }
-            let Some(job) = st.jobs[index as usize].take() else {
-                return false;
-            };
-            job
-        };
-        let mut key = blake3::Hasher::new();
-        for part in [
+        let parts = [
             descriptor.name,
             descriptor.code_hash,
             descriptor.options.version.unwrap_or(""),
-        ] {
-            key.update(&(part.len() as u64).to_le_bytes());
-            key.update(part.as_bytes());
-        }
-        let fingerprint = catch_unwind(AssertUnwindSafe(|| job(Invoke::Fingerprint(&mut key))));
-        self.lock().jobs[index as usize] = Some(job);
-        if !matches!(fingerprint, Ok(Ok(()))) {
-            return false; // no key, no cache: the step runs and reports its own input errors
-        }
-        let key = key.finalize().to_hex().to_string();
+        ];
+        // No key, no cache: the step runs and reports its own input errors.
+        let Some(key) = self.input_key(index, &parts, |key| Invoke::Fingerprint(key), |_| true) else {
+            return false;
+        };
         self.lock().sched.set_cache_key(index, key.clone());
 
         let hit = {
@@ -365,6 +349,33 @@ impl Run {
         self.serve(node, outputs)
     }
 
+    /// A key of a queued node: `parts`, then its inputs as its job feeds them through `how`
+    /// (hex BLAKE3). `None` when the node is not queued, `wanted` says no, another attempt holds
+    /// its job, or an input cannot be read. The job is out of the run's lock while it hashes.
+    fn input_key(
+        &self,
+        index: u32,
+        parts: &[&str],
+        how: for<'a> fn(&'a mut blake3::Hasher) -> Invoke<'a>,
+        wanted: impl FnOnce(&Scheduler) -> bool,
+    ) -> Option<String> {
+        let mut job = {
+            let mut st = self.lock();
+            if st.sched.status(index) != NodeStatus::Queued || !wanted(&st.sched) {
+                return None;
+            }
+            st.jobs[index as usize].take()?
+        };
+        let mut key = blake3::Hasher::new();
+        for part in parts {
+            key.update(&(part.len() as u64).to_le_bytes());
+            key.update(part.as_bytes());
+        }
+        let fed = catch_unwind(AssertUnwindSafe(|| job(how(&mut key))));
+        self.lock().jobs[index as usize] = Some(job);
+        matches!(fed, Ok(Ok(()))).then(|| key.finalize().to_hex().to_string())
+    }
+
     /// Ends a queued node with outputs it did not compute (a cache hit, a step reused by a
     /// resumed run): `Cached`. False when they do not match its outputs.
     fn serve(self: &Arc<Self>, node: &NodeKey, outputs: Vec<ArtifactRef>) -> bool {
@@ -388,27 +399,12 @@ impl Run {
             return false; // debug mode keeps no outputs to reuse
         }
         let (index, descriptor) = (node.index, node.descriptor);
-        let mut job = {
-            let mut st = self.lock();
-            if st.sched.status(index) != NodeStatus::Queued || st.sched.resume_key(index).is_some() {
-                return false;
-            }
-            let Some(job) = st.jobs[index as usize].take() else {
-                return false;
-            };
-            job
+        let parts = [descriptor.name, descriptor.code_hash];
+        // Once per node; without a key the step runs and reports its own input errors.
+        let once = |sched: &Scheduler| sched.resume_key(index).is_none();
+        let Some(key) = self.input_key(index, &parts, |key| Invoke::Identify(key), once) else {
+            return false;
         };
-        let mut key = blake3::Hasher::new();
-        for part in [descriptor.name, descriptor.code_hash] {
-            key.update(&(part.len() as u64).to_le_bytes());
-            key.update(part.as_bytes());
-        }
-        let identified = catch_unwind(AssertUnwindSafe(|| job(Invoke::Identify(&mut key))));
-        self.lock().jobs[index as usize] = Some(job);
-        if !matches!(identified, Ok(Ok(()))) {
-            return false; // the step runs and reports its own input errors
-        }
-        let key = key.finalize().to_hex().to_string();
         self.event(|sched, _| sched.set_resume_key(index, key.clone()));
         let Some(before) = self.previous.as_ref().and_then(|p| p.nodes.get(&*node.name)) else {
             return false;
