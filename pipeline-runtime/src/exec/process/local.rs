@@ -52,18 +52,12 @@ impl Backend for LocalBackend {
         let pumps = async { tokio::join!(pump(stdout, log), pump(stderr, log)) };
         let (ended, group_ended) = tokio::sync::oneshot::channel::<()>();
         let waiting = async {
-            let waited = match unless_stopped(child.wait(), cancel, limit).await {
-                Ok(status) => {
-                    // What the step started and left running goes with it.
-                    group.kill();
-                    Ok(status)
-                }
-                Err(reason) => {
-                    group.kill();
-                    let _ = child.wait().await;
-                    Err(reason)
-                }
-            };
+            let waited = unless_stopped(child.wait(), cancel, limit).await;
+            // Ended or stopped, the worker's group goes: what the step started goes with it.
+            group.kill();
+            if waited.is_err() {
+                let _ = child.wait().await;
+            }
             let _ = ended.send(());
             waited
         };
