@@ -208,11 +208,17 @@ impl RunStore {
             break opened.map_err(|e| fail(describe(&e, busy)))?;
         };
         if version > schema::MIGRATIONS.len() {
-            return Err(fail(format!(
-                "schema version {version} is newer than this build understands ({}); upgrade the framework",
-                schema::MIGRATIONS.len()
-            )));
+            return Err(fail(newer_schema(version)));
         }
+        // A file nobody gave a schema (yet): read as a store without runs, an empty one in memory.
+        let (conn, version) = if version == 0 {
+            let empty = Connection::open_in_memory()
+                .and_then(|c| c.execute_batch(&schema::MIGRATIONS.concat()).map(|()| c))
+                .map_err(|e| fail(describe(&e, busy)))?;
+            (empty, schema::MIGRATIONS.len())
+        } else {
+            (conn, version)
+        };
         Ok(Self {
             conn,
             path: path.to_path_buf(),
@@ -266,10 +272,7 @@ impl RunStore {
         if version > schema::MIGRATIONS.len() {
             return Err(StoreError {
                 path: self.path.clone(),
-                message: format!(
-                    "schema version {version} is newer than this build understands ({}); upgrade the framework",
-                    schema::MIGRATIONS.len()
-                ),
+                message: newer_schema(version),
             });
         }
         for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version) {
@@ -475,65 +478,41 @@ impl RunStore {
 
     /// Runs matching `filter`, newest first.
     pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
-        if self.version == 0 {
-            return Ok(Vec::new()); // a file without a schema yet (opened read-only): no runs
-        }
         records::runs(&self.conn, self.version, filter).map_err(|e| self.error(&e))
     }
 
     /// The run with this id, or whose id starts with it (when that is unambiguous).
     pub fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
-        if self.version == 0 {
-            return Ok(None); // a file without a schema yet (opened read-only): no runs
-        }
         records::run(&self.conn, self.version, id).map_err(|e| self.error(&e))
     }
 
     /// The nodes of a run, in creation order.
     pub fn nodes(&self, run: &str) -> Result<Vec<NodeRecord>, StoreError> {
-        if self.version == 0 {
-            return Ok(Vec::new()); // a file without a schema yet (opened read-only): no runs
-        }
         records::nodes(&self.conn, self.version, run).map_err(|e| self.error(&e))
     }
 
     /// The state changes of a node, oldest first: `(status, when)`.
     pub fn node_events(&self, run: &str, node: &str) -> Result<Vec<(NodeStatus, SystemTime)>, StoreError> {
-        if self.version == 0 {
-            return Ok(Vec::new()); // a file without a schema yet (opened read-only): no runs
-        }
         records::node_events(&self.conn, self.version, run, node).map_err(|e| self.error(&e))
     }
 
     /// The artifacts of a run (step outputs, uploaded artifacts and models).
     pub fn artifacts(&self, run: &str) -> Result<Vec<ArtifactRecord>, StoreError> {
-        if self.version == 0 {
-            return Ok(Vec::new()); // a file without a schema yet (opened read-only): no runs
-        }
         records::artifacts(&self.conn, run).map_err(|e| self.error(&e))
     }
 
     /// The scalars reported in a run.
     pub fn metrics(&self, run: &str) -> Result<Vec<MetricRecord>, StoreError> {
-        if self.version == 0 {
-            return Ok(Vec::new()); // a file without a schema yet (opened read-only): no runs
-        }
         records::metrics(&self.conn, run).map_err(|e| self.error(&e))
     }
 
     /// The text reports of a run: `(node, text)`.
     pub fn texts(&self, run: &str) -> Result<Vec<(String, String)>, StoreError> {
-        if self.version == 0 {
-            return Ok(Vec::new()); // a file without a schema yet (opened read-only): no runs
-        }
         records::texts(&self.conn, run).map_err(|e| self.error(&e))
     }
 
     /// The outputs cached under `key`.
     pub fn cached(&self, key: &str) -> Result<Option<Vec<ArtifactRecord>>, StoreError> {
-        if self.version == 0 {
-            return Ok(None); // a file without a schema yet (opened read-only): no runs
-        }
         let json: Option<String> = self
             .conn
             .query_row("SELECT outputs FROM cache WHERE key = ?1", [key], |r| r.get(0))
@@ -745,6 +724,14 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Why a file of schema `version` cannot be used by this build.
+fn newer_schema(version: usize) -> String {
+    format!(
+        "schema version {version} is newer than this build understands ({}); upgrade the framework",
+        schema::MIGRATIONS.len()
     )
 }
 

@@ -228,23 +228,25 @@ pub(crate) fn node_status(s: &str) -> NodeStatus {
     }
 }
 
-/// The columns `run_row` reads, from a file of schema `version` (controllers are recorded
-/// from version 3).
-fn run_columns(version: usize) -> &'static str {
-    match version {
-        4.. => {
-            "id, project, name, version, run_number, status, mode, code_hash, parameters, tags, configuration, \
-             started, ended, host, pid, heartbeat, executable, entry, origin"
+/// The columns `run_row` reads, from a file of schema `version`: those a version does not
+/// have yet read as NULL (controllers are recorded from version 3, executables from 4).
+fn run_columns(version: usize) -> String {
+    let since = |added: usize, column: &str| {
+        if version >= added {
+            column.to_string()
+        } else {
+            "NULL".into()
         }
-        3 => {
-            "id, project, name, version, run_number, status, mode, code_hash, parameters, tags, configuration, \
-             started, ended, host, pid, heartbeat, NULL, NULL, NULL"
-        }
-        _ => {
-            "id, project, name, version, run_number, status, mode, code_hash, parameters, tags, configuration, \
-             started, ended, NULL, pid, NULL, NULL, NULL, NULL"
-        }
-    }
+    };
+    format!(
+        "id, project, name, version, run_number, status, mode, code_hash, parameters, tags, configuration, \
+         started, ended, {}, pid, {}, {}, {}, {}",
+        since(3, "host"),
+        since(3, "heartbeat"),
+        since(4, "executable"),
+        since(4, "entry"),
+        since(4, "origin"),
+    )
 }
 
 fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
