@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Runs a command beside a single-node Ray cluster and an S3-compatible server (moto), both on
+# Runs a command beside a two-node Ray cluster and an S3-compatible server (moto), all on
 # loopback, for the remote-mode tests: installs Ray and moto from PyPI into .venv-ray on first
-# use, starts moto with a bucket `pipeline-tests` and a Ray head on free ports serving the queues
-# `default` (100 slots) and `gpu` (1 slot), runs the command with PIPELINE_RAY_ADDRESS and the
-# AWS_* variables pointing at them, and stops both by process id whatever the outcome.
+# use, starts moto with a bucket `pipeline-tests`, a Ray head on free ports serving the queues
+# `default` (100 slots) and `gpu` (1 slot), and a second node, the only one serving the queue
+# `isolated`, that cannot see this machine's files as the head does: it runs in a private mount
+# namespace where a tmpfs covers the repository (all but .venv-ray) and the folder named by
+# PIPELINE_TEST_HIDDEN (tests put state folders there), as a worker machine without a shared
+# folder would. Its processes' temporary folder is PIPELINE_TEST_NODE_TMP. The command runs with
+# PIPELINE_RAY_ADDRESS and the AWS_* variables pointing at the services; all are stopped by
+# process id whatever the outcome.
 #
 # Usage: scripts/with-ray.sh COMMAND [ARGS...]     e.g. scripts/with-ray.sh cargo test --workspace
 set -euo pipefail
@@ -19,22 +24,25 @@ fi
 free_ports() {
   python3 -c '
 import socket
-socks = [socket.socket() for _ in range(5)]
+socks = [socket.socket() for _ in range(11)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 for s in socks: s.close()'
 }
-read -r gcs_port dashboard_port agent_port client_port s3_port < <(free_ports)
+read -r gcs_port dashboard_port agent_port client_port s3_port \
+  node_agent_port node_agent_grpc_port node_env_port node_metrics_port node_manager_port node_object_port \
+  < <(free_ports)
 
 # Short: Ray puts unix sockets under it, and their paths are limited in length.
 tmp=$(mktemp -d /tmp/ray.XXXXXX)
 
 head_pid=""
+node_pid=""
 "$venv/bin/moto_server" -H 127.0.0.1 -p "$s3_port" >"$tmp/moto.log" 2>&1 &
 moto_pid=$!
 stop_all() {
-  kill $head_pid "$moto_pid" 2>/dev/null || true
-  wait $head_pid "$moto_pid" 2>/dev/null || true
+  kill $node_pid $head_pid "$moto_pid" 2>/dev/null || true
+  wait $node_pid $head_pid "$moto_pid" 2>/dev/null || true
   rm -rf "$tmp"
 }
 trap stop_all EXIT
@@ -47,7 +55,7 @@ export RAY_USAGE_STATS_ENABLED=0
   --port "$gcs_port" --dashboard-host 127.0.0.1 --dashboard-port "$dashboard_port" \
   --dashboard-agent-listen-port "$agent_port" --ray-client-server-port "$client_port" \
   --num-cpus 2 --resources '{"queue_default": 100, "queue_gpu": 1}' \
-  --temp-dir "$tmp" --disable-usage-stats >"$tmp/head.log" 2>&1 &
+  --temp-dir "$tmp/ray" --disable-usage-stats >"$tmp/head.log" 2>&1 &
 head_pid=$!
 
 address="http://127.0.0.1:$dashboard_port"
@@ -68,6 +76,46 @@ for _ in $(seq 1 60); do
   fi
   sleep 0.5
 done
-echo "with-ray: Ray head at $address (pid $head_pid), S3 at $AWS_ENDPOINT (pid $moto_pid)" >&2
+
+# The second node. Ray's agents find a node's logs under the head's temporary folder, so the
+# node's own folder is mounted there in its namespace: same path, other files, as on another
+# machine.
+mkdir -p "$tmp/hidden" "$tmp/node/ray" "$tmp/node/tmp" "$tmp/node/venv"
+repo=$(pwd)
+# Root makes a mount namespace directly; anyone else through a user namespace of their own.
+namespace=(unshare --mount --propagation private)
+[ "$(id -u)" = 0 ] || namespace=(unshare --user --map-root-user --mount --propagation private)
+"${namespace[@]}" -- bash -c '
+  set -e
+  tmp=$1 repo=$2; shift 2
+  mount --bind "$tmp/node/ray" "$tmp/ray"
+  mount -t tmpfs tmpfs "$tmp/hidden"
+  mount --bind "$repo/.venv-ray" "$tmp/node/venv"
+  mount -t tmpfs tmpfs "$repo"
+  mkdir "$repo/.venv-ray"
+  mount --bind "$tmp/node/venv" "$repo/.venv-ray"
+  cd /
+  TMPDIR="$tmp/node/tmp" exec "$repo/.venv-ray/bin/ray" "$@"
+' with-ray-node "$tmp" "$repo" start --block --address "127.0.0.1:$gcs_port" \
+  --num-cpus 1 --resources '{"queue_isolated": 4}' --temp-dir "$tmp/ray" \
+  --dashboard-agent-listen-port "$node_agent_port" --dashboard-agent-grpc-port "$node_agent_grpc_port" \
+  --runtime-env-agent-port "$node_env_port" --metrics-export-port "$node_metrics_port" \
+  --node-manager-port "$node_manager_port" --object-manager-port "$node_object_port" \
+  --disable-usage-stats >"$tmp/node.log" 2>&1 &
+node_pid=$!
+for _ in $(seq 1 120); do
+  if "$venv/bin/ray" status --address "127.0.0.1:$gcs_port" 2>/dev/null | grep -q queue_isolated; then
+    break
+  fi
+  if ! kill -0 "$node_pid" 2>/dev/null; then
+    echo "with-ray: the second Ray node did not start (it needs mount namespaces: root, or unprivileged user namespaces):" >&2
+    tail -n 30 "$tmp/node.log" >&2
+    exit 1
+  fi
+  sleep 1
+done
+export PIPELINE_TEST_HIDDEN="$tmp/hidden" PIPELINE_TEST_NODE_TMP="$tmp/node/tmp"
+
+echo "with-ray: Ray head at $address (pid $head_pid), a second node (pid $node_pid), S3 at $AWS_ENDPOINT (pid $moto_pid)" >&2
 export PIPELINE_RAY_ADDRESS="$address"
 "$@"

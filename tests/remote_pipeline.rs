@@ -1,10 +1,12 @@
-//! Remote mode end to end on a real Ray cluster (single node on loopback; `scripts/with-ray.sh`
-//! starts one and sets `PIPELINE_RAY_ADDRESS`; the default address is used otherwise). The
-//! cluster serves the queues `default` (100 slots) and `gpu` (1 slot), and nothing else.
+//! Remote mode end to end on a real Ray cluster on loopback (`scripts/with-ray.sh` starts one
+//! and sets `PIPELINE_RAY_ADDRESS`; the default address is used otherwise). The head serves the
+//! queues `default` (100 slots) and `gpu` (1 slot); a second node, the only one serving
+//! `isolated`, sees none of this machine's files where the state folder is
+//! (`PIPELINE_TEST_HIDDEN`), as a worker machine without a shared folder.
 
 use pipeline_runtime::prelude::*;
 use pipeline_runtime::store::RunFilter;
-use pipeline_runtime::{Mode, RunStatus, with_mode};
+use pipeline_runtime::{Mode, PipelineRun, RunStatus, step, with_mode};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Once;
@@ -13,7 +15,10 @@ use std::time::{Duration, Instant, SystemTime};
 fn setup() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("remote-{}", std::process::id()));
+        // Under the folder the isolated node cannot see, when there is one.
+        let base = std::env::var_os("PIPELINE_TEST_HIDDEN")
+            .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
+        let dir = base.join(format!("remote-{}", std::process::id()));
         pipeline_runtime::set_state_dir(Some(dir));
     });
 }
@@ -331,4 +336,194 @@ fn the_controller_itself_can_run_on_the_cluster() {
     let names: Vec<_> = run.dag().nodes().map(|n| (n.name.clone(), n.status)).collect();
     assert_eq!(names.len(), 4);
     assert!(names.iter().all(|(_, s)| *s == NodeStatus::Completed), "{names:?}");
+}
+
+// ------------------------------------------------------- a worker node without a shared folder
+
+/// What the isolated node's environment says, for the test to check.
+#[component(
+    execution_queue = "isolated",
+    monitor_metrics = [("loss", "train")],
+    monitor_artifacts = ["summary"],
+    monitor_models = [("weights", "final_weights")]
+)]
+fn train_apart(epochs: u32, state: String) -> anyhow::Result<(f64, bool)> {
+    let mut loss = 1.0;
+    for epoch in 0..epochs {
+        loss /= 2.0;
+        step::report_scalar("loss", "train", i64::from(epoch), loss);
+    }
+    step::report_text("trained where the state folder is not");
+    step::upload_artifact("summary", &vec![loss], Some(serde_json::json!({"epochs": epochs})))?;
+    let weights = std::env::temp_dir().join(format!("weights-{}.bin", std::process::id()));
+    std::fs::write(&weights, b"0123456789")?;
+    step::upload_model("weights", &weights)?;
+    std::fs::remove_file(&weights)?;
+    Ok((loss, std::path::Path::new(&state).exists()))
+}
+
+#[pipeline(
+    name = "remote_isolated",
+    project = "remote-tests",
+    output_uri = "s3://pipeline-tests/isolated",
+    artifact_codec = "json"
+)]
+fn isolated(epochs: u32, state: String) -> anyhow::Result<(f64, bool)> {
+    let (loss, saw_state) = train_apart(epochs, state).get()?;
+    // Read by a step on the head, through the bucket.
+    let doubled = square(u64::from(epochs)).get()?;
+    assert_eq!(doubled, u64::from(epochs * epochs));
+    Ok((loss, saw_state))
+}
+
+/// The `pipeline` CLI built beside this test (`cargo test --workspace` builds it).
+fn pipeline_cli(args: &[&str]) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let cli = exe.parent().unwrap().parent().unwrap().join("pipeline");
+    assert!(
+        cli.exists(),
+        "`{}` is missing: build the CLI first (cargo build -p pipeline-runtime)",
+        cli.display()
+    );
+    let state = pipeline_runtime::Config::current().state_dir;
+    let out = std::process::Command::new(&cli)
+        .arg("--state")
+        .arg(&state)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "pipeline {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The isolated node's temporary folder, as `scripts/with-ray.sh` exports it.
+fn node_tmp() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("PIPELINE_TEST_NODE_TMP")
+            .expect("PIPELINE_TEST_NODE_TMP: run under scripts/with-ray.sh, which starts the isolated node"),
+    )
+}
+
+fn leftovers(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn a_node_without_the_state_folder_reports_everything_through_object_storage() {
+    setup();
+    let tmp = node_tmp();
+    let state = pipeline_runtime::Config::current().state_dir;
+    let f = isolated::run(3, state.display().to_string()).unwrap();
+    let (loss, saw_state) = f.output.unwrap();
+    assert_eq!(loss, 0.125);
+    assert!(!saw_state, "the isolated node must not see the state folder");
+    let id = f.run.id().to_string();
+
+    // Every kind of report reached the controller's store.
+    let run = PipelineRun::get(&id).unwrap().unwrap();
+    let metrics = run.metrics().unwrap();
+    let losses: Vec<f64> = metrics
+        .iter()
+        .filter(|m| m.node == "train_apart")
+        .map(|m| m.value)
+        .collect();
+    assert_eq!(losses, [0.5, 0.25, 0.125]);
+    assert_eq!(
+        metrics.iter().filter(|m| m.node.is_empty()).count(),
+        3,
+        "monitor_metrics copies"
+    );
+    let store = pipeline_runtime::store::RunStore::open_read_only(&state.join("runs.db")).unwrap();
+    assert_eq!(
+        store.texts(&id).unwrap(),
+        [(
+            "train_apart".to_string(),
+            "trained where the state folder is not".to_string()
+        )]
+    );
+    let artifacts = run.artifacts().unwrap();
+    let named = |node: &str, name: &str| {
+        artifacts
+            .iter()
+            .find(|a| a.node == node && a.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {node}/{name} in {artifacts:#?}"))
+    };
+    let prefix = format!("s3://pipeline-tests/isolated/{id}/train_apart");
+    let summary = named("train_apart", "summary");
+    assert_eq!(summary.uri, format!("{prefix}/artifacts/summary.art"));
+    assert_eq!(summary.metadata, Some(serde_json::json!({"epochs": 3})));
+    let (header, payload) = pipeline_runtime::artifacts::read_payload_at(&summary.uri).unwrap();
+    assert_eq!(Some(header.length), summary.size);
+    assert_eq!(
+        bincode::serde::decode_from_slice::<Vec<f64>, _>(&payload, bincode::config::standard())
+            .unwrap()
+            .0,
+        [0.125]
+    );
+    assert_eq!(named("", "summary").uri, summary.uri, "monitor_artifacts copy");
+    let model = named("train_apart", "weights");
+    assert!(
+        model.uri.starts_with(&format!("{prefix}/models/weights/weights-")),
+        "{model:?}"
+    );
+    assert_eq!(model.size, Some(10));
+    assert_eq!(named("", "final_weights").uri, model.uri, "monitor_models copy");
+    let listing = s3_listing(&format!("isolated/{id}/train_apart/models/"));
+    assert!(
+        listing.contains("weights-"),
+        "the model file itself was sent: {listing}"
+    );
+
+    // The CLI reads the outputs where they are.
+    let table = pipeline_cli(&["artifacts", &id]);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("train_apart") && l.contains("return_object"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(line.contains(&format!("{prefix}/outputs/return_object.art")), "{line}");
+    assert!(!line.contains(" - "), "type, size and checksum are known: {line}");
+    let value = pipeline_cli(&["--json", "get", &id, "train_apart"]);
+    assert!(value.contains("0.125"), "{value}");
+
+    // Nothing of the step was left on the node.
+    let left: Vec<String> = leftovers(&tmp)
+        .into_iter()
+        .filter(|n| n.starts_with("pipeline-worker-") || n.starts_with("weights-"))
+        .collect();
+    assert!(left.is_empty(), "left in the node's temporary folder: {left:?}");
+}
+
+#[component(execution_queue = "isolated")]
+fn unreturnable() -> u32 {
+    7
+}
+
+#[pipeline(name = "remote_unshared", project = "remote-tests")]
+fn unshared() -> Result<u32, HandleError> {
+    unreturnable().get()
+}
+
+#[test]
+fn a_node_without_the_state_folder_and_no_output_uri_says_why_its_step_fails() {
+    setup();
+    let err = unshared::run().unwrap().output.unwrap_err();
+    let HandleError::Failed { error, .. } = &err else {
+        panic!("{err}")
+    };
+    let all = format!("{error:?}");
+    assert!(all.contains("does not share the controller's state folder"), "{all}");
+    assert!(all.contains("output_uri"), "{all}");
+    assert!(
+        all.contains("a Ray node that does not mount this state folder"),
+        "{all}"
+    );
 }

@@ -124,6 +124,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         output_uris: vec![Some("s3://bucket/x".into())],
         result_uri: None,
         spin: false,
+        scratch: None,
     };
     seeds.push((
         "manifest",

@@ -9,6 +9,7 @@
 
 use crate::store::{ArtifactKind, ArtifactRecord, Event, MetricRecord, RunStore};
 use crate::transport::artifacts::write_value;
+use crate::transport::object_storage;
 use pipeline_core::{ComponentDescriptor, ComponentValue, StepError};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -29,8 +30,14 @@ pub(crate) struct StepContext {
     /// with its result).
     #[serde(default)]
     pub store: Option<PathBuf>,
-    /// The run's folder, where uploaded values are written.
+    /// The run's folder, where uploaded values are written (in a worker without a shared
+    /// folder: a scratch folder of its own).
     pub run_dir: PathBuf,
+    /// Where this step's uploads go in object storage (`<output_uri>/<run>[/<step>]`), when
+    /// `output_uri` names an object store: uploaded values and model files are sent there and
+    /// recorded by that URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
     /// How long a connection to the run store waits for other writers.
     #[serde(default = "default_busy_timeout", with = "millis")]
     pub busy_timeout: std::time::Duration,
@@ -207,8 +214,9 @@ fn upload(cx: &StepContext, kind: ArtifactKind, name: &str, mut record: Artifact
     write(cx, reports)
 }
 
-/// Stores `value` as an artifact named `name` of the current step (or run), in the run's
-/// folder with the artifact header; `metadata` is kept with the record.
+/// Stores `value` as an artifact named `name` of the current step (or run), with the artifact
+/// header: in the run's folder, or with an object-storage `output_uri`, there (written to a
+/// local file first, then sent). `metadata` is kept with the record.
 pub fn upload_artifact<T: ComponentValue>(
     name: &str,
     value: &T,
@@ -221,13 +229,24 @@ pub fn upload_artifact<T: ComponentValue>(
         cx.run_dir.join(&cx.node).join("artifacts")
     };
     let codec = pipeline_core::Codec::Bincode;
-    let artifact = write_value(&dir.join(format!("{name}.art")), codec, value)?;
+    let file = format!("{name}.art");
+    let artifact = write_value(&dir.join(&file), codec, value)?;
     let header = crate::transport::artifacts::read_header(&artifact.path)?;
+    let uri = match &cx.remote {
+        Some(prefix) => {
+            let uri = object_storage::join(prefix, &["artifacts", &file]);
+            object_storage::upload(&artifact.path, &uri)?;
+            // The record names the object: a local copy would only be a stale duplicate.
+            let _ = std::fs::remove_file(&artifact.path);
+            uri
+        }
+        None => artifact.path.display().to_string(),
+    };
     let record = ArtifactRecord {
         node: cx.node.clone(),
         name: name.to_string(),
         kind: ArtifactKind::Artifact,
-        uri: artifact.path.display().to_string(),
+        uri,
         codec: Some(codec.name().to_string()),
         type_name: Some(header.type_name),
         size: Some(header.length),
@@ -237,8 +256,9 @@ pub fn upload_artifact<T: ComponentValue>(
     Ok(upload(&cx, ArtifactKind::Artifact, name, record))
 }
 
-/// Records a model file (weights, an exported graph...) named `name`: its path, size and
-/// BLAKE3 checksum. The file stays where it is.
+/// Records a model file (weights, an exported graph...) named `name`: its location, size and
+/// BLAKE3 checksum. The file stays where it is; with an object-storage `output_uri` a copy is
+/// sent to `<output_uri>/<run>/<step>/models/<name>/<file name>` and recorded by that URI.
 pub fn upload_model(name: &str, path: &Path) -> Result<bool, StepError> {
     let Some(cx) = context() else { return Ok(false) };
     let io = |e: std::io::Error| {
@@ -251,11 +271,20 @@ pub fn upload_model(name: &str, path: &Path) -> Result<bool, StepError> {
     let mut file = std::fs::File::open(path).map_err(io)?;
     let size = std::io::copy(&mut file, &mut hasher).map_err(io)?;
     let path = std::fs::canonicalize(path).map_err(io)?;
+    let uri = match &cx.remote {
+        Some(prefix) => {
+            let file_name = path.file_name().map_or_else(|| name.into(), |n| n.to_string_lossy());
+            let uri = object_storage::join(prefix, &["models", name, &file_name]);
+            object_storage::upload(&path, &uri)?;
+            uri
+        }
+        None => path.display().to_string(),
+    };
     let record = ArtifactRecord {
         node: cx.node.clone(),
         name: name.to_string(),
         kind: ArtifactKind::Model,
-        uri: path.display().to_string(),
+        uri,
         codec: None,
         type_name: None,
         size: Some(size),

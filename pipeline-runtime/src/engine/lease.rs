@@ -8,7 +8,7 @@ use crate::transport::artifacts::ArgArtifacts;
 use crate::transport::object_storage;
 use crate::value::Invoke;
 use crate::value::handle::ExportSink;
-use pipeline_core::{ComponentDescriptor, ErrorKind, StepError};
+use pipeline_core::{ErrorKind, StepError};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,16 +28,6 @@ impl NodeLease {
             node,
             attempt: None,
         }
-    }
-
-    /// Where the node's artifacts go in object storage: `<output_uri>/<run>/<step>`, with the
-    /// component's `output_uri` before the pipeline's; `None` for the state folder.
-    fn remote_prefix(&self, descriptor: &ComponentDescriptor, step: &str) -> Option<String> {
-        let base = descriptor
-            .options
-            .output_uri
-            .or(self.run.descriptor.options.output_uri)?;
-        object_storage::is_remote(base).then(|| object_storage::join(base, &[&self.run.key, step]))
     }
 
     /// The node's inputs as artifacts: written by the first attempt, reused by retries.
@@ -87,7 +77,7 @@ impl Lease for NodeLease {
             )
         } else {
             let node_dir = self.run.run_dir.join(&*step);
-            let remote_prefix = self.remote_prefix(descriptor, &step);
+            let remote_prefix = self.run.remote_prefix(Some(descriptor), &step);
             let log_path = node_dir.join(format!("attempt-{number}.log"));
             match self.inputs(&mut attempt, &node_dir, remote_prefix.as_deref()) {
                 Ok(inputs) => {

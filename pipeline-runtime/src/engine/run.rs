@@ -258,6 +258,21 @@ impl Run {
         self.store_path.as_deref()
     }
 
+    /// Where a node's artifacts go in object storage: `<output_uri>/<run>/<step>`, with the
+    /// component's `output_uri` before the pipeline's (the body's: `<output_uri>/<run>`);
+    /// `None` for the state folder.
+    pub(crate) fn remote_prefix(&self, component: Option<&ComponentDescriptor>, step: &str) -> Option<String> {
+        let base = component
+            .and_then(|c| c.options.output_uri)
+            .or(self.descriptor.options.output_uri)?;
+        let parts: &[&str] = if step.is_empty() {
+            &[&self.key]
+        } else {
+            &[&self.key, step]
+        };
+        object_storage::is_remote(base).then(|| object_storage::join(base, parts))
+    }
+
     /// Where reports of node `index` (or of the body, for `None`) go; `None` when not recorded.
     pub(crate) fn step_context(&self, node: Option<&NodeKey>) -> Option<crate::step::StepContext> {
         let store = self.store_path.clone()?;
@@ -267,6 +282,7 @@ impl Run {
         };
         Some(crate::step::StepContext {
             run: self.key.to_string(),
+            remote: self.remote_prefix(component, &node),
             node,
             component,
             store: Some(store),

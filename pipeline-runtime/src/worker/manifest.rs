@@ -45,6 +45,10 @@ pub(crate) struct Manifest {
     /// Run again alone (`pipeline spin`): the component's code may have changed since.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub spin: bool,
+    /// The worker's own folder for staged artifacts, once [`Manifest::localize`] made one; the
+    /// worker removes it when it ends.
+    #[serde(skip)]
+    pub scratch: Option<PathBuf>,
 }
 
 /// An artifact a worker reads: its file, and its object-storage URI when it lives there (the
@@ -90,6 +94,7 @@ impl Manifest {
     pub(crate) fn localize(&mut self) -> Result<(), StepError> {
         let remote = self.result_uri.is_some()
             || self.output_uris.iter().any(Option::is_some)
+            || self.context.as_ref().is_some_and(|cx| cx.remote.is_some())
             || self
                 .inputs
                 .iter_mut()
@@ -99,6 +104,12 @@ impl Manifest {
         }
         let dir = std::env::temp_dir().join(format!("pipeline-worker-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| setup_error(format!("cannot create `{}`: {e}", dir.display())))?;
+        self.scratch = Some(dir.clone());
+        if let Some(cx) = self.context.as_mut().filter(|cx| cx.remote.is_some()) {
+            // Uploads are staged here and sent to object storage: the run's folder may not exist
+            // on this node.
+            cx.run_dir = dir.join("run");
+        }
         for (i, input) in self.inputs.iter_mut().enumerate() {
             for (j, artifact) in input.artifacts_mut().iter_mut().enumerate() {
                 if let Some(uri) = &artifact.uri {

@@ -110,8 +110,15 @@ fn run(manifest: Result<Manifest, String>) -> i32 {
             return EXIT_SETUP;
         }
     };
+    if let Err(message) = reachable(&manifest) {
+        eprintln!("pipeline worker: {message}");
+        return EXIT_SETUP;
+    }
     let mut written = Vec::new();
-    let (error, code) = match manifest.localize().and_then(|()| prepare(&manifest)) {
+    let localized = manifest.localize();
+    // Whatever happens next, the staged files go with this process.
+    let _scratch = Scratch(manifest.scratch.clone());
+    let (error, code) = match localized.and_then(|()| prepare(&manifest)) {
         Err(e) => (Some(e), EXIT_SETUP),
         Ok((entry, codec)) => {
             let mut io = FileIo {
@@ -165,6 +172,40 @@ fn run(manifest: Result<Manifest, String>) -> i32 {
         return EXIT_SETUP;
     }
     code
+}
+
+/// A worker's scratch folder, removed when it ends.
+struct Scratch(Option<std::path::PathBuf>);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Checks that the result can reach the controller: through object storage, or through the
+/// step's folder, which the controller made before starting the worker. Missing here, it
+/// is on a filesystem this machine does not mount, and the step's work would be lost.
+fn reachable(m: &Manifest) -> Result<(), String> {
+    if m.result_uri.is_some() {
+        return Ok(());
+    }
+    let Some(folder) = m.result.parent().filter(|f| !f.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if folder.is_dir() {
+        return Ok(());
+    }
+    Err(format!(
+        "the step folder `{}` does not exist on this machine ({}): this worker does not share the \
+         controller's state folder, so its result could not reach the controller. Set `output_uri` to an \
+         object store (s3://, gs://, az://) on the pipeline or the component, or put the state folder on a \
+         filesystem every node mounts",
+        folder.display(),
+        crate::os::hostname()
+    ))
 }
 
 fn read_manifest(path: &Path) -> Result<Manifest, String> {

@@ -86,6 +86,7 @@ impl Backend for LocalBackend {
                 Ended::Exited {
                     success: status.success(),
                     how: describe_exit(&status),
+                    signalled: std::os::unix::process::ExitStatusExt::signal(&status).is_some(),
                 }
             }
         })

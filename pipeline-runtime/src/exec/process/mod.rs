@@ -39,8 +39,13 @@ pub(crate) struct WorkerJob<'a> {
 
 /// How an attempt's worker ended.
 pub(crate) enum Ended {
-    /// It ended by itself; `success` when it exited cleanly; `how` describes the exit.
-    Exited { success: bool, how: String },
+    /// It ended by itself; `success` when it exited cleanly; `how` describes the exit;
+    /// `signalled` when a signal ended it (it then had no chance to leave a result).
+    Exited {
+        success: bool,
+        how: String,
+        signalled: bool,
+    },
     /// It was stopped: a cancel, a time limit.
     Stopped(String),
 }
@@ -56,6 +61,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
         cancel: &Cancel,
         limit: Option<Duration>,
     ) -> impl std::future::Future<Output = Result<Ended, StepError>> + Send;
+
+    /// Said after "its result file cannot be read", when a worker of this backend may not see
+    /// the controller's files.
+    fn missing_result_hint(&self) -> &'static str {
+        ""
+    }
 }
 
 /// The parts of an executor that do not depend on the backend.
@@ -178,6 +189,7 @@ async fn attempt_in_worker<B: Backend>(
         output_uris: output_uris.clone(),
         result_uri: remote.map(|p| object_storage::join(p, &[&format!("result-{number}.json")])),
         spin: false,
+        scratch: None,
     };
     let manifest_path = node_dir.join(format!("manifest-{number}.json"));
     let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| setup("cannot encode the manifest", &e))?;
@@ -220,14 +232,34 @@ async fn attempt_in_worker<B: Backend>(
 
     match ended {
         Ended::Stopped(reason) => Err(StepError::new(ErrorKind::Aborted, reason)),
-        Ended::Exited { success, how } => {
-            if let Some(uri) = &manifest.result_uri {
-                // A missing result is reported below as a crash, with the log's tail.
-                let _ = object_storage::download(uri, &manifest.result);
+        Ended::Exited {
+            success,
+            how,
+            signalled,
+        } => {
+            // Why there is no result, when there is none: said in the error below.
+            let mut missing = None;
+            if let Some(uri) = &manifest.result_uri
+                && let Err(e) = object_storage::download(uri, &manifest.result)
+            {
+                missing = Some(format!("its result could not be fetched: {e}"));
             }
             let result = std::fs::read(&manifest.result)
+                .map_err(|e| {
+                    missing.get_or_insert_with(|| {
+                        format!(
+                            "its result file `{}` cannot be read ({e}){}",
+                            manifest.result.display(),
+                            ctx.backend.missing_result_hint()
+                        )
+                    });
+                })
                 .ok()
-                .and_then(|b| serde_json::from_slice::<WorkerResult>(&b).ok())
+                .and_then(|b| {
+                    serde_json::from_slice::<WorkerResult>(&b)
+                        .map_err(|e| missing = Some(format!("its result file is not valid: {e}")))
+                        .ok()
+                })
                 .map(|mut result| {
                     if let Some(cx) = &spec.context {
                         crate::step::forward(&cx.run, std::mem::take(&mut result.reports));
@@ -257,11 +289,17 @@ async fn attempt_in_worker<B: Backend>(
                         }),
                     })
                     .collect()),
-                _ => Err(StepError {
-                    kind: ErrorKind::Crash,
-                    message: format!("the worker {how}; log: {}", log_path.display()),
-                    causes: tail,
-                }),
+                _ => {
+                    // A worker that exited by itself should have left a result: say what
+                    // happened to it. One that a signal ended had no chance to.
+                    let missing = missing.filter(|_| !signalled);
+                    let missing = missing.map_or_else(String::new, |m| format!(", but {m}"));
+                    Err(StepError {
+                        kind: ErrorKind::Crash,
+                        message: format!("the worker {how}{missing}; log: {}", log_path.display()),
+                        causes: tail,
+                    })
+                }
             }
         }
     }

@@ -76,6 +76,11 @@ impl RayBackend {
 }
 
 impl Backend for RayBackend {
+    fn missing_result_hint(&self) -> &'static str {
+        ": a Ray node that does not mount this state folder cannot write it; set `output_uri` to an object \
+         store (s3://, gs://, az://) so that results travel through it"
+    }
+
     async fn execute(
         &self,
         job: &WorkerJob<'_>,
@@ -134,10 +139,12 @@ impl Backend for RayBackend {
                 "SUCCEEDED" => Ended::Exited {
                     success: true,
                     how: "succeeded".into(),
+                    signalled: false,
                 },
                 "STOPPED" => Ended::Stopped(format!("the Ray job `{id}` was stopped on the cluster")),
                 _ => Ended::Exited {
                     success: false,
+                    signalled: false,
                     how: format!(
                         "failed as Ray job `{id}` (driver exit code {}): {}",
                         info.driver_exit_code
