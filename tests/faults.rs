@@ -555,3 +555,97 @@ fn workers_hand_their_reports_back_instead_of_writing_the_store() {
     assert_eq!(metrics.len(), 1, "{metrics:?}");
     assert_eq!((metrics[0].node.as_str(), metrics[0].value), ("reports_a_metric", 5.0));
 }
+
+// ---------------------------------------------------------------- huge lines, a full disk
+
+/// Runs `fill_probe` with `args` (through `prefix`, a command it runs under, if any); its stdout.
+fn fill_probe(prefix: &[&str], args: &[&str]) -> String {
+    let probe = env!("CARGO_BIN_EXE_fill_probe");
+    let mut command = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = std::process::Command::new(first);
+            c.args(rest).arg(probe);
+            c
+        }
+        None => std::process::Command::new(probe),
+    };
+    let out = command.args(args).env("PIPELINE_LOG_ECHO", "0").output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(
+        out.status.success() && !stderr.contains("panicked"),
+        "fill_probe {args:?}: {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+#[test]
+fn a_100_mib_line_reaches_the_log_whole_without_being_held_in_memory() {
+    let state = scratch("long-line");
+    let _ = std::fs::remove_dir_all(state.join("runs"));
+    let out = fill_probe(&[], &[state.to_str().unwrap(), "line", "100"]);
+    assert!(out.contains("outcome=Ok(7)"), "{out}");
+    let peak: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("peak_kib="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    // The controller pumps the line through in pieces: its peak stays far below the line.
+    assert!(peak < 64 << 10, "the controller peaked at {peak} KiB");
+    let log = std::fs::read_dir(state.join("runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("long_line")
+        .join("attempt-1.log");
+    let length = std::fs::metadata(&log).unwrap().len();
+    assert_eq!(
+        length,
+        (100 << 20) + "\nend\n".len() as u64,
+        "the line is whole in the file"
+    );
+    let _ = std::fs::remove_dir_all(state.join("runs"));
+}
+
+#[test]
+fn a_full_disk_fails_the_run_with_its_cause_and_resume_finishes_it() {
+    let state = scratch("full-disk");
+    // A 4 MiB disk of the probe's own, in a mount namespace (through a user namespace when
+    // not root); every step below runs in it, in one shell.
+    let script = r#"set -e
+probe=$1 state=$2
+mount -t tmpfs -o size=4m tmpfs "$state"
+"$probe" "$state" fill
+"$probe" "$state" status
+rm "$state/ballast"
+touch "$state/ballast.done"
+"$probe" "$state" resume
+"$probe" "$state" status"#;
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let mut prefix = vec!["unshare"];
+    if !root {
+        prefix.extend(["--user", "--map-root-user"]);
+    }
+    prefix.extend(["--mount", "--propagation", "private", "--", "sh", "-c", script, "sh"]);
+    let out = fill_probe(&prefix, &[state.to_str().unwrap()]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    // Nothing counts as done: the run fails with the store's error, which names the cause.
+    assert!(
+        lines[0].starts_with("error=the run failed because it could not be recorded")
+            && lines[0].contains("the disk is full"),
+        "{out}"
+    );
+    // Its end could not be written either; its controller is gone: crashed, not running.
+    assert_eq!(lines[1], "status=crashed", "{out}");
+    assert_eq!(lines[2], "outcome=Ok(4096)", "resumed once there is room: {out}");
+    assert_eq!(lines[3], "status=completed", "{out}");
+}

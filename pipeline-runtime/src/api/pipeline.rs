@@ -277,7 +277,7 @@ fn record(run: &Run, body_panicked: bool) -> (PipelineRun, Option<crate::store::
             status,
             ended,
         });
-        if let Err(e) = recorder.finish(RECORD_FLUSH_BOUND) {
+        if let Err(e) = recorder.finish(recorder.flush_bound()) {
             // Rows are missing: the run fails (the recorder stores that much if it can).
             status = pipeline_core::RunStatus::Failed;
             unrecorded = Some(e);
@@ -315,9 +315,6 @@ fn record(run: &Run, body_panicked: bool) -> (PipelineRun, Option<crate::store::
     };
     (PipelineRun::new(record, run.final_dag()), unrecorded)
 }
-
-/// How long the end of a run waits for the run store to catch up.
-const RECORD_FLUSH_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Runs a sync pipeline body. A panic in the body is re-raised after every step has ended.
 #[doc(hidden)]

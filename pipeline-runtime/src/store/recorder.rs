@@ -30,6 +30,10 @@ enum Msg {
 /// The writer of one run's events.
 pub(crate) struct Recorder {
     run: String,
+    /// The store's file, for the error of a flush that did not end in time.
+    path: std::path::PathBuf,
+    /// How long one failing batch is tried again.
+    retry: Duration,
     tx: Mutex<Option<Sender<Msg>>>,
     error: Arc<Mutex<Option<StoreError>>>,
 }
@@ -55,6 +59,7 @@ pub(crate) fn route(run: &str, events: Vec<Event>) -> Result<(), Vec<Event>> {
 impl Recorder {
     pub(crate) fn start(store: RunStore, run: &str) -> std::io::Result<Self> {
         let bound = retry_bound(store.busy_timeout());
+        let path = store.path().to_path_buf();
         let (tx, rx) = channel();
         let error = Arc::new(Mutex::new(None));
         let first_error = error.clone();
@@ -64,6 +69,8 @@ impl Recorder {
         lock(&ROUTES).push((run.to_string(), tx.clone()));
         Ok(Self {
             run: run.to_string(),
+            path,
+            retry: bound,
             tx: Mutex::new(Some(tx)),
             error,
         })
@@ -82,17 +89,25 @@ impl Recorder {
         lock(&self.error).clone()
     }
 
+    /// How long [`Recorder::finish`] may have to wait for a failing store: the batch being
+    /// written and then the run's end are each tried again for the retry bound.
+    pub(crate) fn flush_bound(&self) -> Duration {
+        self.retry * 2 + Duration::from_secs(5)
+    }
+
     /// Waits (at most `bound`) until every event sent so far is written, then stops the writer.
-    /// Returns the first write error, if any.
+    /// Returns the first write error, if any; not done within `bound` is an error too (rows
+    /// may be missing, so the run must not count as recorded).
     pub(crate) fn finish(&self, bound: Duration) -> Result<(), StoreError> {
         lock(&ROUTES).retain(|(id, _)| *id != self.run);
         let tx = lock(&self.tx).take();
         if let Some(tx) = tx {
             let (done_tx, done_rx) = sync_channel(1);
             if tx.send(Msg::Flush(done_tx)).is_ok() && done_rx.recv_timeout(bound).is_err() {
-                crate::diag::warn(format_args!(
-                    "the run store did not finish writing within {bound:?}; the record may be incomplete"
-                ));
+                return Err(lock(&self.error).clone().unwrap_or_else(|| StoreError {
+                    path: self.path.clone(),
+                    message: format!("writing the run's record did not finish within {bound:?}; it may be incomplete"),
+                }));
             }
         }
         match lock(&self.error).clone() {
@@ -155,5 +170,32 @@ fn end_as_failed(store: &mut RunStore, events: &[Event], bound: Duration) {
             };
             let _ = store.apply_within(std::slice::from_ref(&end), bound);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flush that cannot end in time is an error, even while the writer is still trying:
+    /// the run must not count as recorded.
+    #[test]
+    fn a_flush_not_done_in_time_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("recorder-flush-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("runs.db");
+        let store = RunStore::open_with(&path, Duration::from_millis(500)).unwrap();
+        let holder = rusqlite::Connection::open(&path).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let recorder = Recorder::start(store, "r1").unwrap();
+        recorder.send(Event::Heartbeat {
+            run: "r1".into(),
+            at: std::time::SystemTime::now(),
+        });
+        // The writer retries for 3 s; the flush waits 0.2 s.
+        let error = recorder.finish(Duration::from_millis(200)).unwrap_err();
+        assert!(error.message.contains("did not finish within"), "{error}");
+        holder.execute_batch("ROLLBACK").unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -246,13 +246,16 @@ async fn attempt_in_worker<B: Backend>(
             }
             let result = std::fs::read(&manifest.result)
                 .map_err(|e| {
-                    missing.get_or_insert_with(|| {
-                        format!(
-                            "its result file `{}` cannot be read ({e}){}",
-                            manifest.result.display(),
-                            ctx.backend.missing_result_hint()
-                        )
-                    });
+                    let hint = ctx.backend.missing_result_hint();
+                    // No file and nothing to add: the exit says it all ("without a result").
+                    if e.kind() != std::io::ErrorKind::NotFound || !hint.is_empty() {
+                        missing.get_or_insert_with(|| {
+                            format!(
+                                "its result file `{}` cannot be read ({e}){hint}",
+                                manifest.result.display()
+                            )
+                        });
+                    }
                 })
                 .ok()
                 .and_then(|b| {
