@@ -466,6 +466,15 @@ fn a_failed_run_resumes_from_its_failed_step() {
             ("third".to_string(), NodeStatus::Completed)
         ]
     );
+    // Attempts count across the resume: `third` failed once, then succeeded.
+    let store = pipeline_runtime::store::RunStore::open(&state.join("runs.db")).unwrap();
+    let attempts: Vec<u32> = store
+        .nodes(&resumed.id)
+        .unwrap()
+        .iter()
+        .map(|n| n.node.attempts)
+        .collect();
+    assert_eq!(attempts, [1, 1, 2]);
     let again = pipeline_runtime::resume_run(&state, &failed.id).unwrap_err();
     assert!(again.contains("could not be resumed"), "{again}");
 }

@@ -583,7 +583,8 @@ impl Run {
         st.exported.push(None);
         st.cancels.push(None);
         let inputs: Vec<u32> = deps.iter().filter(|d| d.run == self.id).map(|d| d.index).collect();
-        st.sched.add_node(name, rules, &inputs, SystemTime::now());
+        let before = self.attempts_before(&name);
+        st.sched.add_node(name, rules, &inputs, before, SystemTime::now());
         self.settle(st);
         handles
     }

@@ -141,7 +141,10 @@ struct Node {
     dependents: Vec<(u32, bool)>,
     waiting_on: usize,
     status: NodeStatus,
+    /// Attempts in this run (the retry policy counts these).
     attempts: u32,
+    /// Attempts before the run was resumed.
+    attempts_before: u32,
     /// An attempt is executing (between `attempt_started` and `attempt_ended`).
     in_attempt: bool,
     /// The node was handed to the executor (so its post callback fires when it ends).
@@ -241,8 +244,17 @@ impl Scheduler {
     }
 
     /// Event: a component was called. `name` comes from [`Scheduler::next_name`]; `inputs`
-    /// are the nodes its arguments come from. Returns the node's index.
-    pub(crate) fn add_node(&mut self, name: Arc<str>, rules: StepRules, inputs: &[u32], now: SystemTime) -> u32 {
+    /// are the nodes its arguments come from; `attempts_before` are the node's attempts before
+    /// its run was resumed (shown in its attempt count; its retry policy counts only the new
+    /// ones). Returns the node's index.
+    pub(crate) fn add_node(
+        &mut self,
+        name: Arc<str>,
+        rules: StepRules,
+        inputs: &[u32],
+        attempts_before: u32,
+        now: SystemTime,
+    ) -> u32 {
         let index = self.nodes.len() as u32;
         let mut parents: Vec<(u32, bool)> = inputs.iter().filter(|&&i| i < index).map(|&i| (i, true)).collect();
         let mut unknown = Vec::new();
@@ -260,6 +272,7 @@ impl Scheduler {
             waiting_on: 0,
             status: NodeStatus::Pending,
             attempts: 0,
+            attempts_before,
             in_attempt: false,
             ran: false,
             started: None,
@@ -512,7 +525,7 @@ impl Scheduler {
             component: n.rules.component.to_string(),
             parents: n.parents.iter().map(|&(p, _)| self.node(p).name.to_string()).collect(),
             status: n.status,
-            attempts: n.attempts,
+            attempts: n.attempts_before + n.attempts,
             started: n.started,
             ended: n.ended,
             error: n.error.clone(),

@@ -65,7 +65,7 @@ impl Harness {
     fn add(&mut self, rules: StepRules, inputs: &[u32]) -> u32 {
         let name = self.s.next_name(rules.component);
         let now = self.now();
-        self.s.add_node(name, rules, inputs, now)
+        self.s.add_node(name, rules, inputs, 0, now)
     }
 
     fn start(&mut self, index: u32) -> Grant {
@@ -361,6 +361,33 @@ fn retries_by_count_start_new_attempts_without_new_states() {
             "post a completed"
         ]
     );
+}
+
+#[test]
+fn a_resumed_node_shows_its_earlier_attempts_and_keeps_its_retries() {
+    let mut h = Harness::new();
+    let name = h.s.next_name("a");
+    let now = h.now();
+    // Three attempts before the resume; the policy still grants one retry now.
+    let rules = StepRules {
+        retry: RetryPolicy::Count(1),
+        callbacks: NO_PRE,
+        ..rules("a")
+    };
+    let a = h.s.add_node(name, rules, &[], 3, now);
+    h.effects();
+    assert_eq!(h.start(a), Grant { number: 1, last: false });
+    h.end(a, Err(StepError::new(ErrorKind::Error, "once more")));
+    assert_eq!(h.start(a), Grant { number: 2, last: true });
+    h.end(a, Ok(()));
+    assert_eq!(h.s.dag_node(a).attempts, 5, "three before, two now");
+    let recorded: Vec<u32> = std::iter::from_fn(|| h.s.pop_effect())
+        .filter_map(|e| match e {
+            Effect::Record { node, .. } => Some(node.attempts),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recorded.last(), Some(&5), "{recorded:?}");
 }
 
 #[test]
