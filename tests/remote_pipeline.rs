@@ -527,3 +527,78 @@ fn a_node_without_the_state_folder_and_no_output_uri_says_why_its_step_fails() {
         "{all}"
     );
 }
+
+// ------------------------------------------------------- resuming a run whose jobs live on
+
+/// The history of node `node` of run `run`: its states, oldest first.
+fn history(state: &std::path::Path, run: &str, node: &str) -> Vec<NodeStatus> {
+    let store = pipeline_runtime::store::RunStore::open_read_only(&state.join("runs.db")).unwrap();
+    store
+        .node_events(run, node)
+        .unwrap()
+        .into_iter()
+        .map(|(status, _)| status)
+        .collect()
+}
+
+/// `kill -9` of a remote controller leaves its step's Ray job running; the resumed run waits
+/// for that job instead of running the step again (counted by its executions).
+#[test]
+fn a_resumed_run_waits_for_the_job_its_killed_controller_left_running() {
+    let base = std::env::var_os("PIPELINE_TEST_HIDDEN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from)
+        .join(format!("reattach-{}", std::process::id()));
+    let (state, markers) = (base.join("state"), base.join("markers"));
+    std::fs::create_dir_all(&markers).unwrap();
+    std::fs::write(markers.join("hold"), b"").unwrap();
+    let mut controller = std::process::Command::new(env!("CARGO_BIN_EXE_resume_probe"))
+        .arg(&state)
+        .arg(&markers)
+        .arg("remote")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !markers.join("second-started").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "the second step never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    controller.kill().unwrap();
+    controller.wait().unwrap();
+    let store = pipeline_runtime::store::RunStore::open_read_only(&state.join("runs.db")).unwrap();
+    let crashed = store.runs(&RunFilter::default()).unwrap().remove(0);
+    assert_eq!(crashed.status, RunStatus::Crashed);
+    let running_before = history(&state, &crashed.id, "second")
+        .iter()
+        .filter(|s| **s == NodeStatus::Running)
+        .count();
+
+    let (state_for_resume, id) = (state.clone(), crashed.id.clone());
+    let resuming = std::thread::spawn(move || pipeline_runtime::resume_run(&state_for_resume, &id));
+    // Once the resumed controller has the step running again, the job may end.
+    let start = Instant::now();
+    while history(&state, &crashed.id, "second")
+        .iter()
+        .filter(|s| **s == NodeStatus::Running)
+        .count()
+        == running_before
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "the resume never reached the step"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::remove_file(markers.join("hold")).unwrap();
+    let resumed = resuming.join().unwrap().unwrap();
+    assert_eq!(resumed.status, RunStatus::Completed);
+    let executions = std::fs::read_to_string(markers.join("executions")).unwrap();
+    assert_eq!(
+        executions.lines().collect::<Vec<_>>(),
+        ["first", "second", "third"],
+        "the step's job was waited for, not run again"
+    );
+}

@@ -2,7 +2,8 @@
 //! file, for the fault tests of `resume`. `second` waits while a `hold` file exists (so the
 //! test can kill the controller mid-run); `third` fails while a `fail` file exists.
 //!
-//! Usage: `resume_probe <state folder> <marker folder>`.
+//! Usage: `resume_probe <state folder> <marker folder> [remote]` (local mode unless `remote`:
+//! the steps are then Ray jobs on the cluster `PIPELINE_RAY_ADDRESS` names).
 
 use pipeline_runtime::prelude::*;
 use std::path::Path;
@@ -55,7 +56,9 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (state, dir) = (args.next().expect("state folder"), args.next().expect("marker folder"));
     pipeline_runtime::set_state_dir(Some(state.into()));
-    run_locally();
+    if args.next().as_deref() != Some("remote") {
+        run_locally();
+    }
     match probe(dir) {
         Ok(v) => println!("{v}"),
         Err(e) => {

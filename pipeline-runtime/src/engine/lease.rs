@@ -64,8 +64,14 @@ impl Lease for NodeLease {
         let in_process = kind == WorkKind::InProcess;
         let mut attempt = self.run.begin_attempt(&self.node, !in_process)?;
         let (step, descriptor) = (self.node.name.clone(), self.node.descriptor);
-        // A resumed run numbers its attempts after those of before (their logs stay).
-        let number = attempt.number() + self.run.attempts_before(&self.node.name);
+        // A resumed run numbers its attempts after those of before (their logs stay), except
+        // that it waits for the attempt its dead controller left running, if that still runs.
+        let before = self.run.attempts_before(&self.node.name);
+        let reattach = !in_process
+            && attempt.number() == 1
+            && self.run.was_running(&self.node)
+            && self.run.attachable(&format!("{}-{step}-{before}", self.run.key));
+        let number = if reattach { before } else { attempt.number() + before };
         let (work, node_dir, log_path, attempt_id, remote_prefix) = if in_process {
             let job = std::mem::replace(&mut attempt.job, Box::new(|_| Ok(())));
             (
@@ -97,6 +103,7 @@ impl Lease for NodeLease {
         let spec = AttemptSpec {
             span,
             attempt_id,
+            reattach,
             context: self.run.step_context(Some(&self.node)),
             pipeline: self.run.descriptor.name,
             codec: self.run.descriptor.options.codec,

@@ -484,6 +484,25 @@ impl Run {
             .collect()
     }
 
+    /// Whether the node was running, with the same code and inputs, when the controller this
+    /// run resumes from died: its last attempt may still be live.
+    pub(crate) fn was_running(&self, node: &NodeKey) -> bool {
+        let Some(before) = self.previous.as_ref().and_then(|p| p.nodes.get(&*node.name)) else {
+            return false;
+        };
+        let key = self.lock().sched.resume_key(node.index).map(str::to_string);
+        before.status == NodeStatus::Running
+            && before.attempts > 0
+            && before.code_hash == node.descriptor.code_hash
+            && key.is_some()
+            && before.resume_key == key
+    }
+
+    /// See [`Executor::attachable`].
+    pub(crate) fn attachable(&self, attempt_id: &str) -> bool {
+        self.executor.attachable(attempt_id)
+    }
+
     /// Attempts node `name` made before the run was resumed (its files are numbered after them).
     pub(crate) fn attempts_before(&self, name: &str) -> u32 {
         self.previous

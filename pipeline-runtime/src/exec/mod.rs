@@ -50,6 +50,9 @@ pub(crate) struct AttemptSpec {
     pub(crate) last: bool,
     /// Unique across runs: run, step, attempt number.
     pub(crate) attempt_id: String,
+    /// The attempt was started by an earlier controller of this (resumed) run and is still
+    /// live: wait for it, leaving its manifest and result alone.
+    pub(crate) reattach: bool,
     /// The node's folder in the run's folder (manifests, results, outputs, logs).
     pub(crate) node_dir: PathBuf,
     /// The attempt's log file (already recorded, so `pipeline logs --follow` finds it).
@@ -91,6 +94,12 @@ pub(crate) trait Lease: Send + 'static {
 pub(crate) trait Executor: Send + Sync {
     /// Runs the node of `lease` (now or later).
     fn submit(&self, lease: Box<dyn Lease>);
+    /// Whether the attempt `attempt_id` of an earlier controller of this run is still running
+    /// (or has succeeded) where this executor runs workers, so that a resumed run can wait for
+    /// it instead of starting it again. Local workers die with their controller: never.
+    fn attachable(&self, _attempt_id: &str) -> bool {
+        false
+    }
     /// Stops taking work and waits for the executor's own threads; called when the run is idle.
     fn shutdown(&self);
 }

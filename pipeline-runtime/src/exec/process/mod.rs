@@ -62,6 +62,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
         limit: Option<Duration>,
     ) -> impl std::future::Future<Output = Result<Ended, StepError>> + Send;
 
+    /// Whether the worker of attempt `attempt_id` is still running or has succeeded (see
+    /// [`Executor::attachable`]).
+    fn attachable(&self, _attempt_id: &str) -> impl std::future::Future<Output = bool> + Send + 'static {
+        std::future::ready(false)
+    }
+
     /// Said after "its result file cannot be read", when a worker of this backend may not see
     /// the controller's files.
     fn missing_result_hint(&self) -> &'static str {
@@ -115,6 +121,10 @@ pub(crate) fn runtime(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
 impl<B: Backend> Executor for WorkerExecutor<B> {
     fn submit(&self, lease: Box<dyn Lease>) {
         self.handle.spawn(run_node(self.ctx.clone(), lease));
+    }
+
+    fn attachable(&self, attempt_id: &str) -> bool {
+        crate::sync::wait_on(&self.handle, self.ctx.backend.attachable(attempt_id)).unwrap_or(false)
     }
 
     fn shutdown(&self) {
@@ -192,10 +202,13 @@ async fn attempt_in_worker<B: Backend>(
         scratch: None,
     };
     let manifest_path = node_dir.join(format!("manifest-{number}.json"));
-    let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| setup("cannot encode the manifest", &e))?;
-    std::fs::create_dir_all(node_dir).map_err(|e| setup("cannot create the step folder", &e))?;
-    let _ = std::fs::remove_file(&manifest.result);
-    std::fs::write(&manifest_path, bytes).map_err(|e| setup("cannot write the manifest", &e))?;
+    // A re-attached worker has its manifest, and may be writing its result right now.
+    if !spec.reattach {
+        let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| setup("cannot encode the manifest", &e))?;
+        std::fs::create_dir_all(node_dir).map_err(|e| setup("cannot create the step folder", &e))?;
+        let _ = std::fs::remove_file(&manifest.result);
+        std::fs::write(&manifest_path, bytes).map_err(|e| setup("cannot write the manifest", &e))?;
+    }
 
     let log_path = &spec.log_path;
     let file = std::fs::OpenOptions::new()

@@ -75,7 +75,26 @@ impl RayBackend {
     }
 }
 
+/// The Ray submission id of an attempt: letters, digits, `-` and `_` only. It is derived, so a
+/// retried submit never runs twice, and a resumed run finds its dead controller's jobs.
+fn job_id(attempt_id: &str) -> String {
+    attempt_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect()
+}
+
 impl Backend for RayBackend {
+    fn attachable(&self, attempt_id: &str) -> impl std::future::Future<Output = bool> + Send + 'static {
+        let (client, id) = (self.cluster.client.clone(), job_id(attempt_id));
+        async move {
+            client
+                .status(&id)
+                .await
+                .is_ok_and(|info| matches!(info.status.as_str(), "PENDING" | "RUNNING" | "SUCCEEDED"))
+        }
+    }
+
     fn missing_result_hint(&self) -> &'static str {
         ": a Ray node that does not mount this state folder cannot write it; set `output_uri` to an object \
          store (s3://, gs://, az://) so that results travel through it"
@@ -94,12 +113,7 @@ impl Backend for RayBackend {
                 format!("Ray cluster {}: {e}", self.cluster.client.address()),
             )
         };
-        // Letters, digits, `-` and `_` only; the id is derived, so a retried submit never runs twice.
-        let id: String = job
-            .attempt_id
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
-            .collect();
+        let id = job_id(&job.attempt_id);
         // Waiting for the warm-up, submitting and waiting for the end all count against the time
         // limit and give way to a cancel (dropping this future releases the warm-up lock).
         let run_job = async {
