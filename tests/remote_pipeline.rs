@@ -602,3 +602,44 @@ fn a_resumed_run_waits_for_the_job_its_killed_controller_left_running() {
         "the step's job was waited for, not run again"
     );
 }
+
+// ------------------------------------------------------- what a remote step starts
+
+// The child is left running on purpose: the worker must end it.
+#[allow(clippy::zombie_processes)]
+#[component]
+fn leaves_a_child(pid_file: String) -> u32 {
+    let child = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .expect("`sleep` starts");
+    std::fs::write(&pid_file, child.id().to_string()).expect("pid file written");
+    // Returns at once: the child would outlive the step's Ray job.
+    1
+}
+
+#[pipeline(name = "remote_child", project = "remote-tests")]
+fn with_a_child(pid_file: String) -> Result<u32, HandleError> {
+    leaves_a_child(pid_file).get()
+}
+
+#[test]
+fn a_program_a_remote_step_started_ends_with_the_step() {
+    setup();
+    let pid_file = pipeline_runtime::Config::current()
+        .state_dir
+        .join(format!("child-{}.pid", std::process::id()));
+    assert_eq!(with_a_child::run(pid_file.display().to_string()).unwrap().output, Ok(1));
+    let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    // The worker ends its group as it exits; the bound only keeps a broken test from hanging.
+    let start = Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the step's child {pid} outlived its job"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -51,13 +51,18 @@ pub(crate) fn kill_group(group: u32) {
     }
 }
 
-/// In a worker process, before the step runs: when the controller that started it goes away,
-/// end the worker and everything the step started. Only a worker that leads its own process
-/// group (see [`own_group`]) ends a group: a worker started by something else (a Ray job) ends
-/// only itself.
+/// In a worker process, before the step runs: lead a process group of its own (a worker the
+/// local executor started already does; one a Ray job started joins it, so that what the step
+/// starts can be told apart from the job's shell), and when the process that started it goes
+/// away, end the worker and everything the step started.
 pub(crate) fn die_with_parent() {
     #[cfg(unix)]
     {
+        // SAFETY: a plain system call. It fails for a session leader (a Ray job's entrypoint
+        // that its shell replaced), which leads its group already.
+        unsafe {
+            libc::setpgid(0, 0);
+        }
         // SAFETY: plain system calls.
         let (leader, parent) = unsafe { (libc::getpgrp() == libc::getpid(), libc::getppid()) };
         extern "C" fn on_term(_: libc::c_int) {
@@ -93,6 +98,44 @@ pub(crate) fn die_with_parent() {
         let _ = std::thread::Builder::new()
             .name("pipeline-parent-watch".into())
             .spawn(watch);
+    }
+}
+
+/// In a worker that leads its process group, as it ends: ends the programs the step started
+/// that are still running (they joined the group), so that nothing outlives its step where no
+/// executor ends the group afterwards (a Ray job that ends by itself leaves them running).
+/// Linux only (it reads the group's members from /proc); elsewhere the local executor's
+/// [`kill_group`] does it.
+pub(crate) fn end_rest_of_group() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls.
+        let me = unsafe { libc::getpid() };
+        if unsafe { libc::getpgrp() } != me {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok()) {
+            if pid == me {
+                continue;
+            }
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // After the command name: state, parent, process group.
+            let group = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+                .and_then(|g| g.parse::<libc::pid_t>().ok());
+            if group == Some(me) {
+                // SAFETY: a plain system call; a process gone meanwhile gives ESRCH.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
     }
 }
 

@@ -92,6 +92,8 @@ extern "C" fn worker_hook() {
     crate::os::die_with_parent();
     // Nothing may unwind out of a constructor.
     let code = catch_unwind(|| run(manifest)).unwrap_or(EXIT_SETUP);
+    // What the step started ends with it.
+    crate::os::end_rest_of_group();
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     std::process::exit(code);
