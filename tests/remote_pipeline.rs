@@ -643,3 +643,57 @@ fn a_program_a_remote_step_started_ends_with_the_step() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+// ------------------------------------------------------- the cache in object storage
+
+#[component(cache = true)]
+fn cached_in_s3(x: u64) -> Vec<u64> {
+    vec![x; 3]
+}
+
+#[pipeline(
+    name = "remote_s3_cache",
+    project = "remote-tests",
+    output_uri = "s3://pipeline-tests/cache"
+)]
+fn s3_cache(x: u64) -> Result<u64, HandleError> {
+    Ok(cached_in_s3(x).get()?.iter().sum())
+}
+
+/// A cached output deleted from the bucket (a lifecycle rule, a clean-up) is not served: the
+/// entry is dropped and the step runs again.
+#[test]
+fn a_cached_output_gone_from_the_bucket_is_dropped_and_the_step_runs() {
+    setup();
+    // A value of this process only, so that no earlier run's cache entry is found.
+    let x = u64::from(std::process::id());
+    let status =
+        |f: &pipeline_runtime::Finished<Result<u64, HandleError>>| f.run.dag().node("cached_in_s3").unwrap().status;
+    let first = s3_cache::run(x).unwrap();
+    assert_eq!(
+        (first.output.clone(), status(&first)),
+        (Ok(3 * x), NodeStatus::Completed)
+    );
+    let hit = s3_cache::run(x).unwrap();
+    assert_eq!((hit.output.clone(), status(&hit)), (Ok(3 * x), NodeStatus::Cached));
+
+    let uri = first
+        .run
+        .artifacts()
+        .unwrap()
+        .into_iter()
+        .find(|a| a.node == "cached_in_s3" && a.name == "return_object")
+        .unwrap()
+        .uri;
+    let key = uri.trim_start_matches("s3://pipeline-tests/");
+    let endpoint = std::env::var("AWS_ENDPOINT").expect("AWS_ENDPOINT: run under scripts/with-ray.sh");
+    let answer = http(&endpoint, "DELETE", &format!("/pipeline-tests/{key}"));
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+
+    let again = s3_cache::run(x).unwrap();
+    assert_eq!(
+        (again.output.clone(), status(&again)),
+        (Ok(3 * x), NodeStatus::Completed),
+        "the step ran again"
+    );
+}

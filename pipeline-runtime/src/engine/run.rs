@@ -327,8 +327,36 @@ impl Run {
             else {
                 return false;
             };
+            let missing = |e: &StepError| {
+                crate::diag::warn(format_args!(
+                    "step `{}`: its cached output `{}` is unreadable ({}); it is dropped from the cache and the step runs",
+                    node.name, r.name, e.message
+                ));
+                if let Some(Err(e)) = crate::sync::lock(&self.cache_store)
+                    .as_ref()
+                    .map(|s| s.forget_cached(&key))
+                {
+                    crate::diag::warn(format_args!("{e}"));
+                }
+            };
             if object_storage::is_remote(&r.uri) {
-                // Downloaded into this run's folder when first read (and checked then).
+                // Downloaded into this run's folder when first read, and checked whole then;
+                // here only that it is there and not shorter than its payload (an expired or
+                // deleted object would otherwise fail every later consumer).
+                match object_storage::size(&r.uri) {
+                    Ok(size) if size >= r.size.unwrap_or(0) => {}
+                    Ok(size) => {
+                        missing(&StepError::new(
+                            ErrorKind::Codec,
+                            format!("`{}` has {size} bytes, fewer than its payload", r.uri),
+                        ));
+                        return false;
+                    }
+                    Err(e) => {
+                        missing(&e);
+                        return false;
+                    }
+                }
                 let path = self
                     .run_dir
                     .join("cache")
@@ -348,16 +376,7 @@ impl Run {
                     ..ArtifactRef::local(path, codec)
                 }),
                 Err(e) => {
-                    crate::diag::warn(format_args!(
-                        "step `{}`: its cached output `{}` is unreadable ({}); it is dropped from the cache and the step runs",
-                        node.name, r.name, e.message
-                    ));
-                    if let Some(Err(e)) = crate::sync::lock(&self.cache_store)
-                        .as_ref()
-                        .map(|s| s.forget_cached(&key))
-                    {
-                        crate::diag::warn(format_args!("{e}"));
-                    }
+                    missing(&e);
                     return false;
                 }
             }

@@ -25,7 +25,7 @@ pub(crate) fn is_remote(uri: &str) -> bool {
 }
 
 #[cfg(feature = "object-store")]
-pub(crate) use client::{download, upload};
+pub(crate) use client::{download, size, upload};
 
 /// Uploading needs the `object-store` feature: without it, a clear error.
 #[cfg(not(feature = "object-store"))]
@@ -36,6 +36,12 @@ pub(crate) fn upload(_local: &Path, uri: &str) -> Result<(), StepError> {
 /// Downloading needs the `object-store` feature: without it, a clear error.
 #[cfg(not(feature = "object-store"))]
 pub(crate) fn download(uri: &str, _local: &Path) -> Result<(), StepError> {
+    Err(disabled(uri))
+}
+
+/// Asking for an object's size needs the `object-store` feature: without it, a clear error.
+#[cfg(not(feature = "object-store"))]
+pub(crate) fn size(uri: &str) -> Result<u64, StepError> {
     Err(disabled(uri))
 }
 
@@ -123,6 +129,19 @@ mod client {
                 .await
                 .map(drop)
                 .map_err(|e| error(&uri, "cannot upload to", e))
+        })
+    }
+
+    /// The size of the object at `uri`; an error when there is none.
+    pub(crate) fn size(uri: &str) -> Result<u64, StepError> {
+        let (store, path) = store(uri)?;
+        let owned = uri.to_string();
+        block(async move {
+            store
+                .head(&path)
+                .await
+                .map(|meta| meta.size)
+                .map_err(|e| error(&owned, "cannot find", e))
         })
     }
 
