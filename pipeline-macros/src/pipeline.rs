@@ -349,7 +349,9 @@ fn generate(m: &Model) -> TokenStream {
         item,
         krate,
     } = m;
+    // Only the registration goes through the hidden module; the rest are public entry points.
     let p = quote!(#krate::__private);
+    let e = quote!(#krate::entry);
     let ident = &item.sig.ident;
     let vis = &item.vis;
     let is_async = item.sig.asyncness.is_some();
@@ -381,25 +383,25 @@ fn generate(m: &Model) -> TokenStream {
         .zip(&name_strs)
         .map(|(prm, n)| {
             let (id, ty) = (&prm.ident, &prm.ty);
-            quote_spanned! {ty.span()=> (#n, #p::param_repr::<#ty>(&#id)) }
+            quote_spanned! {ty.span()=> (#n, #e::param_repr::<#ty>(&#id)) }
         })
         .collect();
     // The controller entry: the pipeline run from parameters given as JSON, as a remote
     // controller process does. Each parameter is read back at its type's location.
     let from_json = params.iter().zip(&name_strs).map(|(prm, n)| {
         let (id, ty) = (&prm.ident, &prm.ty);
-        let read = located_at(quote!(#p::param_from_json::<#ty>(&mut __params, #n)), ty.span());
+        let read = located_at(quote!(#e::param_from_json::<#ty>(&mut __params, #n)), ty.span());
         quote!(let #id: #ty = #read?;)
     });
     let (run_body, asyncness, dot_await) = if is_async {
         (
-            quote!(#p::run_pipeline_async::<#ret>(&__PIPELINE_DESCRIPTOR, __params, async move #block).await),
+            quote!(#e::run_async::<#ret>(&__PIPELINE_DESCRIPTOR, __params, async move #block).await),
             quote!(async),
             quote!(.await),
         )
     } else {
         (
-            quote!(#p::run_pipeline::<#ret>(&__PIPELINE_DESCRIPTOR, __params, move || -> #ret #block)),
+            quote!(#e::run::<#ret>(&__PIPELINE_DESCRIPTOR, __params, move || -> #ret #block)),
             quote!(),
             quote!(),
         )
@@ -407,16 +409,16 @@ fn generate(m: &Model) -> TokenStream {
     // `resume`: the parameters the run was recorded with, read back the same way.
     let from_record = params.iter().zip(&name_strs).map(|(prm, n)| {
         let (id, ty) = (&prm.ident, &prm.ty);
-        let read = located_at(quote!(#p::param_from_json::<#ty>(&mut __params, #n)), ty.span());
-        quote!(let #id: #ty = #read.map_err(|__e| #p::resume_error(__run, __e))?;)
+        let read = located_at(quote!(#e::param_from_json::<#ty>(&mut __params, #n)), ty.span());
+        quote!(let #id: #ty = #read.map_err(|__e| #e::resume_error(__run, __e))?;)
     });
     let resume_body = if is_async {
-        quote!(#p::resume_config(__run).scope_async(#ident::run(#(#names),*)).await)
+        quote!(#e::resume_config(__run).scope_async(#ident::run(#(#names),*)).await)
     } else {
-        quote!(#p::resume_config(__run).scope(|| #ident::run(#(#names),*)))
+        quote!(#e::resume_config(__run).scope(|| #ident::run(#(#names),*)))
     };
     let run_controller = if is_async {
-        quote!(#p::block_on(#ident::run(#(#names),*)))
+        quote!(#krate::component::block_on(#ident::run(#(#names),*)))
     } else {
         quote!(#ident::run(#(#names),*))
     };
@@ -425,7 +427,7 @@ fn generate(m: &Model) -> TokenStream {
             /// Starts a run on a thread of its own (`multi_instance_support = "parallel"`); join
             /// it, or wait for every such run with `wait_for_multi_pipelines`.
             #vis fn spawn(#(#plain_decl),*) -> #krate::Spawned<#ret> {
-                #p::spawn_pipeline(move || #ident::run(#(#names),*))
+                #e::spawn(move || #ident::run(#(#names),*))
             }
         }
     });
@@ -442,7 +444,7 @@ fn generate(m: &Model) -> TokenStream {
 
         #(#attrs)*
         #vis #asyncness fn #ident(#(#decl),*) -> #ret {
-            #p::expect_started(#ident::run(#(#names),*)#dot_await)
+            #e::expect_started(#ident::run(#(#names),*)#dot_await)
         }
 
         const _: () = {
@@ -478,7 +480,7 @@ fn generate(m: &Model) -> TokenStream {
                 /// the same code and inputs are reused (shown as cached), the others run.
                 #[allow(unused_mut)]
                 #vis #asyncness fn resume(__run: &str) -> ::core::result::Result<#krate::Finished<#ret>, #krate::PipelineError> {
-                    let mut __params = #p::resume_params(&__PIPELINE_DESCRIPTOR, __run)?;
+                    let mut __params = #e::resume_params(&__PIPELINE_DESCRIPTOR, __run)?;
                     #(#from_record)*
                     #resume_body
                 }
@@ -487,7 +489,7 @@ fn generate(m: &Model) -> TokenStream {
                 /// `pipeline_execution_queue` names (`services` by default); its steps run remotely
                 /// too. Returns at once with a handle to wait for the run.
                 #vis fn enqueue(#(#plain_decl),*) -> ::core::result::Result<#krate::RemoteRun, #krate::PipelineError> {
-                    #p::enqueue_pipeline(&__PIPELINE_DESCRIPTOR, ::std::vec![#(#records),*])
+                    #e::enqueue(&__PIPELINE_DESCRIPTOR, ::std::vec![#(#records),*])
                 }
 
                 /// What the framework knows about this pipeline.
@@ -498,7 +500,7 @@ fn generate(m: &Model) -> TokenStream {
 
             #[allow(unused_mut)]
             fn __pipeline_controller(__json: &str) -> ::core::result::Result<bool, ::std::string::String> {
-                let mut __params = #p::params_from_json(__json)?;
+                let mut __params = #e::params_from_json(__json)?;
                 #(#from_json)*
                 match #run_controller {
                     ::core::result::Result::Ok(__finished) => ::core::result::Result::Ok(__finished.run.is_successful()),

@@ -1,5 +1,5 @@
 #![warn(missing_docs)]
-//! Pipelines of plain Rust functions: annotate functions with [`component`] and [`pipeline`],
+//! Pipelines of plain Rust functions: annotate functions with [`component`](macro@component) and [`pipeline`](macro@pipeline),
 //! and the calls inside a pipeline become a DAG that runs in this process, as local
 //! subprocesses, or as jobs on a Ray cluster, with every run recorded.
 //!
@@ -233,6 +233,7 @@ pub mod fuzzing;
 pub use api::PipelineRun;
 pub use api::again::{Again, recorded_parameters, resume_run, start_again};
 pub use api::enqueue::RemoteRun;
+pub use api::entry;
 pub use api::multi::{Spawned, wait_for_multi_pipelines};
 pub use api::pipeline::Finished;
 pub use api::spin::{SpinError, Spun, spin_step};
@@ -267,15 +268,10 @@ pub mod prelude {
 /// Items the macros' generated code refers to. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::api::again::{resume_config, resume_error, resume_params};
-    pub use crate::api::enqueue::enqueue_pipeline;
-    pub use crate::api::multi::spawn_pipeline;
-    pub use crate::api::pipeline::{expect_started, run_pipeline, run_pipeline_async};
-    pub use crate::engine::call::{block_on, call_component, param_repr, step_error};
+    pub use crate::engine::call::{call_component, step_error};
     pub use crate::value::Invoke;
     pub use crate::value::handle::{ExportSink, Input, IntoInput, NodeRef};
     pub use crate::value::outputs::Outputs;
-    pub use crate::worker::controller::{param_from_json, params_from_json};
     pub use inventory;
     pub use pipeline_core::Codec;
     pub use pipeline_core::codec::{decode, encode};

@@ -83,7 +83,6 @@ pub fn start_again(
 
 /// The parameters run `run` of `descriptor`'s pipeline was recorded with, from the current
 /// configuration's store (for the generated `resume`).
-#[doc(hidden)]
 pub fn resume_params(
     descriptor: &pipeline_core::PipelineDescriptor,
     run: &str,
@@ -108,7 +107,6 @@ pub fn resume_params(
 }
 
 /// The error of a recorded parameter that does not read back as its type.
-#[doc(hidden)]
 pub fn resume_error(run: &str, reason: String) -> crate::error::PipelineError {
     crate::error::PipelineError::Resume {
         run: run.to_string(),
@@ -116,8 +114,8 @@ pub fn resume_error(run: &str, reason: String) -> crate::error::PipelineError {
     }
 }
 
-/// The configuration under which the generated `resume` runs its pipeline.
-#[doc(hidden)]
+/// The configuration under which the generated `resume` runs its pipeline: the current one,
+/// resuming run `run`.
 pub fn resume_config(run: &str) -> crate::config::Config {
     crate::config::Config::current().with_resume(run.to_string())
 }

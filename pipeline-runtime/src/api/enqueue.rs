@@ -90,8 +90,9 @@ impl RemoteRun {
     }
 }
 
-/// Called by `my_pipeline::enqueue(...)`.
-#[doc(hidden)]
+/// Submits `descriptor`'s pipeline with `params` (name, JSON form) as a controller job on the
+/// Ray cluster, on the queue `pipeline_execution_queue` names; returns at once. Called by
+/// `my_pipeline::enqueue(...)`.
 pub fn enqueue_pipeline(
     descriptor: &'static PipelineDescriptor,
     params: Vec<(&'static str, String)>,

@@ -40,8 +40,8 @@ impl RemoteRun {
     }
 }
 
-/// Called by `my_pipeline::enqueue(...)`: always an error in this build.
-#[doc(hidden)]
+/// Called by `my_pipeline::enqueue(...)`: always an error in this build (without the `ray`
+/// feature).
 pub fn enqueue_pipeline(
     _descriptor: &'static PipelineDescriptor,
     _params: Vec<(&'static str, String)>,

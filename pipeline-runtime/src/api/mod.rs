@@ -8,6 +8,7 @@ pub(crate) mod enqueue;
 #[cfg(not(feature = "ray"))]
 #[path = "enqueue_disabled.rs"]
 pub(crate) mod enqueue;
+pub mod entry;
 mod interrupt;
 pub(crate) mod multi;
 pub(crate) mod pipeline;

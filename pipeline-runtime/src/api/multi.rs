@@ -38,8 +38,8 @@ impl<R> Spawned<R> {
     }
 }
 
-/// Starts `run` on a new thread, with the caller's configuration (mode, state folder...).
-#[doc(hidden)]
+/// Starts `run` on a new thread, with the caller's configuration (mode, state folder...); see
+/// [`wait_for_multi_pipelines`](crate::wait_for_multi_pipelines).
 pub fn spawn_pipeline<R: Send + 'static>(
     run: impl FnOnce() -> Result<Finished<R>, PipelineError> + Send + 'static,
 ) -> Spawned<R> {

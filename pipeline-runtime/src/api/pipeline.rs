@@ -316,8 +316,10 @@ fn record(run: &Run, body_panicked: bool) -> (PipelineRun, Option<crate::store::
     (PipelineRun::new(record, run.final_dag()), unrecorded)
 }
 
-/// Runs a sync pipeline body. A panic in the body is re-raised after every step has ended.
-#[doc(hidden)]
+/// Runs a sync pipeline body as a run of `descriptor`'s pipeline, its parameters recorded as
+/// `params` (name, JSON form): the mode, state folder and the rest come from the current
+/// [`Config`](crate::Config). Gives the body's value with the run's record, or why the run
+/// could not start or be recorded. A panic in the body is re-raised after every step has ended.
 pub fn run_pipeline<R>(
     descriptor: &'static PipelineDescriptor,
     params: Vec<(&'static str, String)>,
@@ -336,8 +338,7 @@ pub fn run_pipeline<R>(
     conclude(&run, watchdog, outcome)
 }
 
-/// Runs an async pipeline body. A panic in the body is re-raised after every step has ended.
-#[doc(hidden)]
+/// [`run`](crate::entry::run) for an async body.
 pub async fn run_pipeline_async<R>(
     descriptor: &'static PipelineDescriptor,
     params: Vec<(&'static str, String)>,
@@ -380,7 +381,6 @@ fn conclude<R>(run: &Run, watchdog: Watchdog, outcome: std::thread::Result<R>) -
 
 /// What the plain pipeline function does with a run that could not start (or could not be
 /// recorded): there is no error channel in the user's return type, so it panics with the reason.
-#[doc(hidden)]
 #[track_caller]
 pub fn expect_started<R>(finished: Result<Finished<R>, PipelineError>) -> R {
     match finished {

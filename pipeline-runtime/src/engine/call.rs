@@ -85,7 +85,6 @@ pub fn step_error<E: Into<anyhow::Error>>(error: E) -> StepError {
 }
 
 /// How a pipeline parameter is recorded: its JSON form.
-#[doc(hidden)]
 pub fn param_repr<T: serde::Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|e| format!("<not representable as JSON: {e}>"))
 }

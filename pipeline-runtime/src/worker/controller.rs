@@ -70,14 +70,12 @@ pub(crate) fn run_controller(json: &str) -> i32 {
     }
 }
 
-/// Parses a controller's parameters.
-#[doc(hidden)]
+/// Parses a controller's parameters: a JSON object, by name.
 pub fn params_from_json(json: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     serde_json::from_str(json).map_err(|e| format!("the parameters are not a JSON object: {e}"))
 }
 
-/// Takes parameter `name` out of the controller's parameters.
-#[doc(hidden)]
+/// Takes parameter `name` out of the controller's parameters, as a `T`.
 pub fn param_from_json<T: serde::de::DeserializeOwned>(
     params: &mut serde_json::Map<String, serde_json::Value>,
     name: &str,
