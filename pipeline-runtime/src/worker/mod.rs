@@ -22,17 +22,7 @@ use std::path::Path;
 
 // Without a constructor section, a worker process would run the user's `main` instead of one
 // step: refuse to build rather than misbehave at run time.
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly",
-    target_os = "illumos",
-    target_os = "macos",
-    target_os = "ios"
-)))]
+#[cfg(not(any(elf, mach_o)))]
 compile_error!(
     "pipeline-runtime supports ELF (Linux, BSDs, illumos) and Mach-O (macOS, iOS) targets only: \
      its worker processes start through a constructor section, which this target lacks"
@@ -43,22 +33,8 @@ compile_error!(
 /// before its dependencies, so every crate that defines components (and so depends on this
 /// one) registers them before this hook runs.
 #[used]
-#[cfg_attr(
-    any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly",
-        target_os = "illumos"
-    ),
-    unsafe(link_section = ".init_array")
-)]
-#[cfg_attr(
-    any(target_os = "macos", target_os = "ios"),
-    unsafe(link_section = "__DATA,__mod_init_func,mod_init_funcs")
-)]
+#[cfg_attr(elf, unsafe(link_section = ".init_array"))]
+#[cfg_attr(mach_o, unsafe(link_section = "__DATA,__mod_init_func,mod_init_funcs"))]
 static WORKER_HOOK: extern "C" fn() = worker_hook;
 
 // A worker reports with `eprintln!`, not `tracing`: its stderr is the attempt's log, which the
