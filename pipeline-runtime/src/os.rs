@@ -6,35 +6,18 @@
 //! controller dies (even by `kill -9`), the worker learns it (a parent-death signal on Linux;
 //! elsewhere a thread that watches the parent) and ends its group.
 
-use std::time::Duration;
+/// The variable through which a worker learns which process started it (see
+/// [`die_with_parent`]).
+pub(crate) const PARENT_ENV: &str = "PIPELINE_WORKER_PARENT";
 
-/// Prepares a worker's command: a process group of its own, led by the worker, and on Linux a
-/// SIGTERM when the thread that started it (a thread of the controller's executor, which lives
-/// as long as the run) goes away.
+/// Prepares a worker's command: a process group of its own, led by the worker, and the
+/// controller's pid for the worker to watch. No code runs between fork and exec, so the
+/// standard library can spawn with `posix_spawn` (a `fork` of a large controller costs most of
+/// a millisecond).
 pub(crate) fn own_group(command: &mut tokio::process::Command) {
     #[cfg(unix)]
-    {
-        command.process_group(0);
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            // SAFETY: getpid is async-signal-safe; it runs before the fork.
-            let parent = unsafe { libc::getpid() };
-            // SAFETY: between fork and exec only async-signal-safe calls are made: prctl,
-            // getppid and _exit.
-            unsafe {
-                command.pre_exec(move || {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    // The controller died between the fork and the prctl: the signal will not come.
-                    if libc::getppid() != parent {
-                        libc::_exit(1);
-                    }
-                    Ok(())
-                });
-            }
-        }
-    }
+    command.process_group(0);
+    command.env(PARENT_ENV, std::process::id().to_string());
 }
 
 /// Ends process group `group` (a worker and what it started) with SIGKILL. A group that is
@@ -56,12 +39,33 @@ pub(crate) fn kill_group(group: u32) {
 /// starts can be told apart from the job's shell), and when the process that started it goes
 /// away, end the worker and everything the step started.
 pub(crate) fn die_with_parent() {
+    // Read, then removed: programs the step starts are not workers.
+    let expected: Option<u32> = std::env::var(PARENT_ENV).ok().and_then(|p| p.parse().ok());
+    // SAFETY: called from the worker's constructor, before `main`, on the only thread yet.
+    unsafe { std::env::remove_var(PARENT_ENV) };
     #[cfg(unix)]
     {
+        // SAFETY: a plain system call.
+        let parent_then = unsafe { libc::getppid() };
         // SAFETY: a plain system call. It fails for a session leader (a Ray job's entrypoint
         // that its shell replaced), which leads its group already.
         unsafe {
             libc::setpgid(0, 0);
+        }
+        // On Linux, a SIGTERM when the thread that started this worker (a thread of the
+        // controller's executor, which lives as long as the run) goes away.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        // SAFETY: a plain system call.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+        }
+        // The parent died before the signal was asked for: it will not come. (The local
+        // executor names the controller; else the parent at start counts.)
+        let expected = expected.map_or(i64::from(parent_then), i64::from);
+        // SAFETY: a plain system call.
+        if i64::from(unsafe { libc::getppid() }) != expected {
+            let _ = std::io::Write::flush(&mut std::io::stderr());
+            std::process::exit(128 + libc::SIGTERM);
         }
         // SAFETY: plain system calls.
         let (leader, parent) = unsafe { (libc::getpgrp() == libc::getpid(), libc::getppid()) };
@@ -80,10 +84,12 @@ pub(crate) fn die_with_parent() {
                 libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
             }
         }
-        // Where there is no parent-death signal, and in case the one set was lost: watch.
+        // Where there is no parent-death signal: watch. (On Linux the signal was asked for
+        // above, and a parent already gone was caught there.)
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let watch = move || {
             loop {
-                std::thread::sleep(Duration::from_millis(200));
+                std::thread::sleep(std::time::Duration::from_millis(200));
                 // SAFETY: plain system calls.
                 unsafe {
                     if libc::getppid() != parent {
@@ -95,9 +101,12 @@ pub(crate) fn die_with_parent() {
                 }
             }
         };
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let _ = std::thread::Builder::new()
             .name("pipeline-parent-watch".into())
             .spawn(watch);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let _ = parent;
     }
 }
 

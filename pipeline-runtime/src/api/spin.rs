@@ -97,13 +97,18 @@ pub fn spin_step(state: &Path, run: &RunRecord, step: &NodeRecord, out: &Path) -
     let err_file = log_file
         .try_clone()
         .map_err(|e| fail(format!("cannot create the log: {e}")))?;
-    let status = std::process::Command::new(executable)
+    let mut worker = std::process::Command::new(executable)
         .env(MANIFEST_ENV, &spin_manifest)
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(err_file)
-        .status()
+        .spawn()
         .map_err(|e| fail(format!("cannot start `{}`: {e}", executable.display())))?;
+    let status = worker
+        .wait()
+        .map_err(|e| fail(format!("cannot wait for `{}`: {e}", executable.display())))?;
+    // The worker led a process group of its own: what the step started ends with it.
+    crate::os::kill_group(worker.id());
     let result: Option<WorkerResult> = std::fs::read(&manifest.result)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());

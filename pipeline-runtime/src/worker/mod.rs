@@ -58,6 +58,9 @@ extern "C" fn worker_hook() {
         let _ = std::io::stderr().flush();
         std::process::exit(code);
     }
+    // A worker given its manifest in the environment was started by a Ray job; one given a
+    // file, by the local executor (or `pipeline spin`).
+    let from_a_job = json.is_some();
     let manifest = match (json, path) {
         (Some(json), _) => serde_json::from_str(&json.to_string_lossy())
             .map_err(|e| format!("{MANIFEST_JSON_ENV} is not a valid manifest: {e}")),
@@ -68,8 +71,11 @@ extern "C" fn worker_hook() {
     crate::os::die_with_parent();
     // Nothing may unwind out of a constructor.
     let code = catch_unwind(|| run(manifest)).unwrap_or(EXIT_SETUP);
-    // What the step started ends with it.
-    crate::os::end_rest_of_group();
+    // What the step started ends with it. The local executor ends the group itself after
+    // every attempt, and the scan of /proc costs most of a millisecond: only a job does it.
+    if from_a_job {
+        crate::os::end_rest_of_group();
+    }
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     std::process::exit(code);
