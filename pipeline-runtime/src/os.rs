@@ -39,8 +39,9 @@ pub(crate) fn kill_group(group: u32) {
 /// starts can be told apart from the job's shell), and when the process that started it goes
 /// away, end the worker and everything the step started.
 pub(crate) fn die_with_parent() {
-    // Read, then removed: programs the step starts are not workers.
-    let expected: Option<u32> = std::env::var(PARENT_ENV).ok().and_then(|p| p.parse().ok());
+    // Read, then removed: programs the step starts are not workers. Only the local executor
+    // names the controller.
+    let controller: Option<u32> = std::env::var(PARENT_ENV).ok().and_then(|p| p.parse().ok());
     // SAFETY: called from the worker's constructor, before `main`, on the only thread yet.
     unsafe { std::env::remove_var(PARENT_ENV) };
     #[cfg(unix)]
@@ -52,23 +53,24 @@ pub(crate) fn die_with_parent() {
         unsafe {
             libc::setpgid(0, 0);
         }
-        // On Linux, a SIGTERM when the thread that started this worker (a thread of the
-        // controller's executor, which lives as long as the run) goes away.
+        // On Linux, started by the local executor: a SIGTERM when the thread that started this
+        // worker (a thread of the executor's runtime, which lives as long as the run) goes away.
+        // Not under a Ray job, whose threads are not ours to know.
         #[cfg(any(target_os = "linux", target_os = "android"))]
+        let signalled = controller.is_some()
+            // SAFETY: a plain system call.
+            && unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } == 0;
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let signalled = false;
+        // The parent died before the signal was asked for: it will not come.
+        let parent = controller.map_or(i64::from(parent_then), i64::from);
         // SAFETY: a plain system call.
-        unsafe {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-        }
-        // The parent died before the signal was asked for: it will not come. (The local
-        // executor names the controller; else the parent at start counts.)
-        let expected = expected.map_or(i64::from(parent_then), i64::from);
-        // SAFETY: a plain system call.
-        if i64::from(unsafe { libc::getppid() }) != expected {
+        if i64::from(unsafe { libc::getppid() }) != parent {
             let _ = std::io::Write::flush(&mut std::io::stderr());
             std::process::exit(128 + libc::SIGTERM);
         }
-        // SAFETY: plain system calls.
-        let (leader, parent) = unsafe { (libc::getpgrp() == libc::getpid(), libc::getppid()) };
+        // SAFETY: a plain system call.
+        let leader = unsafe { libc::getpgrp() == libc::getpid() };
         extern "C" fn on_term(_: libc::c_int) {
             // SAFETY: kill and _exit are async-signal-safe.
             unsafe {
@@ -84,15 +86,16 @@ pub(crate) fn die_with_parent() {
                 libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
             }
         }
-        // Where there is no parent-death signal: watch. (On Linux the signal was asked for
-        // above, and a parent already gone was caught there.)
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        if signalled {
+            return;
+        }
+        // No parent-death signal (another system, or a Ray job): watch the parent.
         let watch = move || {
             loop {
                 std::thread::sleep(std::time::Duration::from_millis(200));
                 // SAFETY: plain system calls.
                 unsafe {
-                    if libc::getppid() != parent {
+                    if i64::from(libc::getppid()) != parent {
                         if leader {
                             libc::kill(0, libc::SIGKILL);
                         }
@@ -101,12 +104,9 @@ pub(crate) fn die_with_parent() {
                 }
             }
         };
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let _ = std::thread::Builder::new()
             .name("pipeline-parent-watch".into())
             .spawn(watch);
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        let _ = parent;
     }
 }
 
