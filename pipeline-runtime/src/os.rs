@@ -130,14 +130,7 @@ pub(crate) fn end_rest_of_group() {
             if pid == me {
                 continue;
             }
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            // After the command name: state, parent, process group.
-            let group = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(2))
-                .and_then(|g| g.parse::<libc::pid_t>().ok());
+            let group = stat_field(pid.unsigned_abs(), 2).and_then(|g| g.parse::<libc::pid_t>().ok());
             if group == Some(me) {
                 // SAFETY: a plain system call; a process gone meanwhile gives ESRCH.
                 unsafe {
@@ -169,14 +162,7 @@ pub(crate) fn hostname() -> &'static str {
 pub(crate) fn process_alive(pid: u32) -> bool {
     #[cfg(target_os = "linux")]
     {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            // The state follows the command name, which is in parentheses and may hold spaces.
-            Ok(stat) => stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .is_some_and(|state| state != "Z" && state != "X"),
-            Err(_) => false,
-        }
+        stat_field(pid, 0).is_some_and(|state| state != "Z" && state != "X")
     }
     #[cfg(all(unix, not(target_os = "linux")))]
     {
@@ -186,4 +172,14 @@ pub(crate) fn process_alive(pid: u32) -> bool {
         // SAFETY: signal 0 checks existence and permission only.
         unsafe { libc::kill(pid, 0) == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) }
     }
+}
+
+/// Field `n` of `/proc/<pid>/stat` counted from the one after the command name (0: the state,
+/// 1: the parent, 2: the process group); `None` when the process is gone. The name is in
+/// parentheses and may hold spaces, so fields are counted from its closing one.
+#[cfg(target_os = "linux")]
+fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(n).map(str::to_string)
 }

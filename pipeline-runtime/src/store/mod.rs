@@ -367,12 +367,7 @@ impl RunStore {
         if run.id != id {
             return Err(format!("give its whole id ({})", run.id));
         }
-        if (run.project.as_str(), run.name.as_str()) != (project, name) {
-            return Err(format!(
-                "it is a run of pipeline {}/{}, not {project}/{name}",
-                run.project, run.name
-            ));
-        }
+        run.check_pipeline(project, name)?;
         match run.status {
             RunStatus::Running => {
                 let whose = run.controller.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
@@ -748,13 +743,15 @@ fn immutable_uri(path: &Path) -> String {
     uri
 }
 
-/// Whether a failed write may succeed when tried again.
+/// Whether a failed write may succeed when tried again: another writer's lock, or a full disk
+/// or an I/O error that may pass.
 fn may_pass(e: &rusqlite::Error) -> bool {
     use rusqlite::ffi::ErrorCode;
-    matches!(
-        e.sqlite_error_code(),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::DiskFull | ErrorCode::SystemIoFailure)
-    )
+    is_busy(e)
+        || matches!(
+            e.sqlite_error_code(),
+            Some(ErrorCode::DiskFull | ErrorCode::SystemIoFailure)
+        )
 }
 
 fn error_at(path: &Path, busy: Duration, e: &rusqlite::Error) -> StoreError {
