@@ -97,12 +97,9 @@ pub fn resume_params(
         .map_err(|e| fail(e.to_string()))?
         .filter(|r| r.id == run)
         .ok_or_else(|| fail("there is no such run in the store (give its whole id)".into()))?;
-    if (record.project.as_str(), record.name.as_str()) != (descriptor.project, descriptor.name) {
-        return Err(fail(format!(
-            "it is a run of pipeline {}/{}, not {}/{}",
-            record.project, record.name, descriptor.project, descriptor.name
-        )));
-    }
+    record
+        .check_pipeline(descriptor.project, descriptor.name)
+        .map_err(fail)?;
     recorded_parameters(&record).map_err(fail)
 }
 

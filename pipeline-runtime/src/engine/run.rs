@@ -441,12 +441,9 @@ impl Run {
             return false;
         };
         self.event(|sched, _| sched.set_resume_key(index, key.clone()));
-        let Some(before) = self.previous.as_ref().and_then(|p| p.nodes.get(&*node.name)) else {
+        let Some(before) = self.same_before(node, &key) else {
             return false;
         };
-        if before.resume_key.as_deref() != Some(key.as_str()) || before.code_hash != descriptor.code_hash {
-            return false;
-        }
         match self.outputs_before(node, before) {
             Some(outputs) => {
                 tracing::info!(target: "pipeline", parent: &self.span, step = %node.name, "reused from before the resume");
@@ -506,15 +503,18 @@ impl Run {
     /// Whether the node was running, with the same code and inputs, when the controller this
     /// run resumes from died: its last attempt may still be live.
     pub(crate) fn was_running(&self, node: &NodeKey) -> bool {
-        let Some(before) = self.previous.as_ref().and_then(|p| p.nodes.get(&*node.name)) else {
+        let Some(key) = self.lock().sched.resume_key(node.index).map(str::to_string) else {
             return false;
         };
-        let key = self.lock().sched.resume_key(node.index).map(str::to_string);
-        before.status == NodeStatus::Running
-            && before.attempts > 0
-            && before.code_hash == node.descriptor.code_hash
-            && key.is_some()
-            && before.resume_key == key
+        self.same_before(node, &key)
+            .is_some_and(|before| before.status == NodeStatus::Running && before.attempts > 0)
+    }
+
+    /// The node as it was before the resume, if it had the same component code and resume key
+    /// (the same inputs) then.
+    fn same_before(&self, node: &NodeKey, key: &str) -> Option<&PreviousNode> {
+        let before = self.previous.as_ref()?.nodes.get(&*node.name)?;
+        (before.resume_key.as_deref() == Some(key) && before.code_hash == node.descriptor.code_hash).then_some(before)
     }
 
     /// See [`Executor::attachable`].

@@ -85,6 +85,18 @@ impl std::fmt::Display for Controller {
 }
 
 impl RunRecord {
+    /// `Err` saying so when this is not a run of pipeline `project`/`name` (taking a run up
+    /// again by its id).
+    pub(crate) fn check_pipeline(&self, project: &str, name: &str) -> Result<(), String> {
+        if (self.project.as_str(), self.name.as_str()) == (project, name) {
+            return Ok(());
+        }
+        Err(format!(
+            "it is a run of pipeline {}/{}, not {project}/{name}",
+            self.project, self.name
+        ))
+    }
+
     /// `name #N`, as ClearML shows runs with `add_run_number`.
     pub fn display_name(&self) -> String {
         format!("{} #{}", self.name, self.run_number)
