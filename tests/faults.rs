@@ -2,6 +2,8 @@
 //! with `kill -9` takes its workers, and what they started, with it.
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use pipeline_runtime::prelude::*;
 use pipeline_runtime::{Mode, RunStatus, with_mode};
 use std::path::{Path, PathBuf};
@@ -396,23 +398,7 @@ fn statuses(state: &Path, run: &str) -> Vec<(String, NodeStatus)> {
 #[test]
 fn a_run_killed_mid_way_resumes_without_redoing_finished_steps() {
     let (state, markers) = resume_dirs("resume-kill");
-    std::fs::write(markers.join("hold"), b"").unwrap();
-    let mut controller = std::process::Command::new(env!("CARGO_BIN_EXE_resume_probe"))
-        .arg(&state)
-        .arg(&markers)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !markers.join("second-started").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "the second step never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    controller.kill().unwrap();
-    controller.wait().unwrap();
+    common::kill_resume_probe_in_second_step(&state, &markers, &[], Duration::from_secs(180));
     let crashed = only_run(&state);
     assert_eq!(crashed.status, RunStatus::Crashed);
     std::fs::remove_file(markers.join("hold")).unwrap();

@@ -4,6 +4,8 @@
 //! `isolated`, sees none of this machine's files where the state folder is
 //! (`PIPELINE_TEST_HIDDEN`), as a worker machine without a shared folder.
 
+mod common;
+
 use pipeline_runtime::prelude::*;
 use pipeline_runtime::store::RunFilter;
 use pipeline_runtime::{Mode, PipelineRun, RunStatus, step, with_mode};
@@ -550,24 +552,7 @@ fn a_resumed_run_waits_for_the_job_its_killed_controller_left_running() {
         .join(format!("reattach-{}", std::process::id()));
     let (state, markers) = (base.join("state"), base.join("markers"));
     std::fs::create_dir_all(&markers).unwrap();
-    std::fs::write(markers.join("hold"), b"").unwrap();
-    let mut controller = std::process::Command::new(env!("CARGO_BIN_EXE_resume_probe"))
-        .arg(&state)
-        .arg(&markers)
-        .arg("remote")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !markers.join("second-started").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(240),
-            "the second step never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    controller.kill().unwrap();
-    controller.wait().unwrap();
+    common::kill_resume_probe_in_second_step(&state, &markers, &["remote"], Duration::from_secs(240));
     let store = pipeline_runtime::store::RunStore::open_read_only(&state.join("runs.db")).unwrap();
     let crashed = store.runs(&RunFilter::default()).unwrap().remove(0);
     assert_eq!(crashed.status, RunStatus::Crashed);
