@@ -50,6 +50,11 @@ pub trait StepIo {
 /// by name through it.
 pub type EntryPoint = fn(&mut dyn StepIo) -> Result<(), StepError>;
 
+/// The component called with arguments known only at run time (a pipeline assembled from a
+/// spec). The model does not know the runtime's handles: the argument is the runtime's call
+/// frame, which the runtime's implementation downcasts.
+pub type DynamicEntry = fn(&mut dyn std::any::Any);
+
 /// Runs a component's entry point on encoded values: one payload per parameter in, one
 /// payload per output out (bytes in, bytes out).
 pub fn call_entry(entry: EntryPoint, codec: Codec, inputs: &[&[u8]]) -> Result<Vec<Vec<u8>>, StepError> {
@@ -160,6 +165,8 @@ pub struct ComponentDescriptor {
     pub options: ComponentOptions,
     /// The type-erased entry point.
     pub entry: EntryPoint,
+    /// The call with run-time arguments (see [`DynamicEntry`]).
+    pub dynamic: DynamicEntry,
 }
 
 impl ComponentDescriptor {

@@ -16,7 +16,9 @@ pub mod status;
 
 pub use codec::{ArtifactCodec, Codec, ComponentValue};
 pub use dag::{DagNode, PipelineDag};
-pub use descriptor::{ComponentDescriptor, EntryPoint, ParamDescriptor, PipelineDescriptor, StepIo, call_entry};
+pub use descriptor::{
+    ComponentDescriptor, DynamicEntry, EntryPoint, ParamDescriptor, PipelineDescriptor, StepIo, call_entry,
+};
 pub use error::{ErrorKind, StepError};
 pub use options::{Callbacks, ComponentOptions, ContinueBehaviour, MultiInstance, PipelineOptions, RetryPolicy};
 pub use status::{NodeStatus, RunStatus};

@@ -600,6 +600,7 @@ fn generate(m: &Model) -> TokenStream {
                     outputs: &[#(#outputs_desc),*],
                     options: #options,
                     entry: __rt::component::entry::<#ident>,
+                    dynamic: __rt::component::dynamic::<#ident>,
                 };
                 const RUN: __rt::component::Body<Self> = |(#(#names,)*)| #run;
             }

@@ -12,6 +12,7 @@
 
 use crate::engine::call::call_component;
 use crate::value::Invoke;
+use crate::value::dynamic::{self, DynArg, DynCall, DynParam};
 use crate::value::handle::{ExportSink, Input, NodeRef};
 use pipeline_core::descriptor::read_input;
 use pipeline_core::{ComponentDescriptor, ComponentValue, ErrorKind, StepError, StepIo};
@@ -43,7 +44,7 @@ pub type Body<C> = fn(<C as Component>::Params) -> Result<<C as Component>::Outp
 /// handles to its outputs at once; outside any pipeline, runs it now and returns ready
 /// handles.
 pub fn call<C: Component>(inputs: <C::Params as Params>::Inputs) -> <C::Outputs as Outputs>::Handles {
-    call_with::<C::Params, C::Outputs>(C::DESCRIPTOR, C::RUN, inputs)
+    call_with::<C::Params, C::Outputs>(C::DESCRIPTOR, C::RUN, inputs, None)
 }
 
 /// The type-erased entry point of component `C` (what [`ComponentDescriptor::entry`] holds):
@@ -52,14 +53,54 @@ pub fn entry<C: Component>(io: &mut dyn StepIo) -> Result<(), StepError> {
     entry_with::<C::Params, C::Outputs>(C::DESCRIPTOR, C::RUN, io)
 }
 
+/// The dynamic entry of component `C` (what [`ComponentDescriptor::dynamic`] holds): answers a
+/// [`DynCall`] frame. A frame of another type is left as it is.
+pub fn dynamic<C: Component>(frame: &mut dyn std::any::Any) {
+    let Some(frame) = frame.downcast_mut::<DynCall>() else {
+        return;
+    };
+    match frame {
+        DynCall::Describe(out) => *out = Some((C::Params::describe(), C::Outputs::describe())),
+        DynCall::Call {
+            descriptor,
+            name,
+            args,
+            out,
+        } => {
+            let args = std::mem::take(args);
+            let descriptor = match *descriptor {
+                Some(d) if d.name == C::DESCRIPTOR.name && d.code_hash == C::DESCRIPTOR.code_hash => d,
+                Some(d) => {
+                    *out = Some(Err(format!(
+                        "the options given are those of component `{}`, not `{}`",
+                        d.name,
+                        C::DESCRIPTOR.name
+                    )));
+                    return;
+                }
+                None => C::DESCRIPTOR,
+            };
+            *out = Some(C::Params::from_dyn(args, descriptor).map(|inputs| {
+                C::Outputs::into_dyn(call_with::<C::Params, C::Outputs>(
+                    descriptor,
+                    C::RUN,
+                    inputs,
+                    name.as_deref(),
+                ))
+            }));
+        }
+    }
+}
+
 fn call_with<P: Params, O: Outputs>(
     descriptor: &'static ComponentDescriptor,
     run: fn(P) -> Result<O, StepError>,
     mut inputs: P::Inputs,
+    name: Option<&str>,
 ) -> O::Handles {
     let mut deps = Vec::new();
     P::dependencies(&inputs, &mut deps);
-    call_component::<O, _>(descriptor, &deps, move |how| match how {
+    call_component::<O, _>(descriptor, &deps, name, move |how| match how {
         Invoke::Run { last } => run(P::resolve(&mut inputs, last)?).map(Some),
         Invoke::Export(sink) => P::export(&mut inputs, sink).map(|()| None),
         Invoke::Fingerprint(key) => {
@@ -112,6 +153,12 @@ pub trait Params: Sized + Send + 'static {
     /// Decodes the arguments in a worker; errors name the parameter.
     #[doc(hidden)]
     fn read(io: &mut dyn StepIo, descriptor: &ComponentDescriptor) -> Result<Self, StepError>;
+    /// The arguments of a dynamic call as typed inputs; errors name the parameter.
+    #[doc(hidden)]
+    fn from_dyn(args: Vec<DynArg>, descriptor: &ComponentDescriptor) -> Result<Self::Inputs, String>;
+    /// The parameters' types, for checks before a dynamic call.
+    #[doc(hidden)]
+    fn describe() -> Vec<DynParam>;
 }
 
 fn param_name(descriptor: &ComponentDescriptor, index: usize) -> &'static str {
@@ -120,7 +167,7 @@ fn param_name(descriptor: &ComponentDescriptor, index: usize) -> &'static str {
 
 macro_rules! tuple_params {
     ($count:literal $(, $t:ident $i:tt)*) => {
-        #[allow(unused_variables)]
+        #[allow(unused_variables, unused_mut)]
         impl<$($t: ComponentValue),*> Params for ($($t,)*) {
             type Inputs = ($(Input<$t>,)*);
             const COUNT: usize = $count;
@@ -155,6 +202,24 @@ macro_rules! tuple_params {
 
             fn read(io: &mut dyn StepIo, descriptor: &ComponentDescriptor) -> Result<Self, StepError> {
                 Ok(($(read_input::<$t>(io, $i, param_name(descriptor, $i))?,)*))
+            }
+
+            fn from_dyn(args: Vec<DynArg>, descriptor: &ComponentDescriptor) -> Result<Self::Inputs, String> {
+                if args.len() != $count {
+                    return Err(format!("{} arguments given, {} expected", args.len(), $count));
+                }
+                let mut args = args.into_iter();
+                Ok(($(
+                    dynamic::input::<$t>(args.next().expect("counted above"))
+                        .map_err(|e| format!("argument `{}`: {e}", param_name(descriptor, $i)))?,
+                )*))
+            }
+
+            fn describe() -> Vec<DynParam> {
+                vec![$(DynParam {
+                    type_name: std::any::type_name::<$t>(),
+                    check_json: dynamic::check_json::<$t>,
+                }),*]
             }
         }
     };

@@ -232,6 +232,7 @@ pub mod fuzzing;
 
 pub use api::PipelineRun;
 pub use api::again::{Again, recorded_parameters, resume_run, start_again};
+pub use api::controller::{self, ControllerError, ControllerOutputs, PipelineController};
 pub use api::enqueue::RemoteRun;
 pub use api::entry;
 pub use api::multi::{Spawned, wait_for_multi_pipelines};

@@ -12,15 +12,21 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 /// Called by the code `#[component]` generates. `deps` lists the nodes the arguments come
-/// from; `job` runs the component (giving `Some(outputs)`) or exports its arguments (`None`).
+/// from; `name` is the node's name if it should not be derived from the component's; `job` runs
+/// the component (giving `Some(outputs)`) or exports its arguments (`None`).
 #[doc(hidden)]
-pub fn call_component<O, F>(descriptor: &'static ComponentDescriptor, deps: &[NodeRef], mut job: F) -> O::Handles
+pub fn call_component<O, F>(
+    descriptor: &'static ComponentDescriptor,
+    deps: &[NodeRef],
+    name: Option<&str>,
+    mut job: F,
+) -> O::Handles
 where
     O: Outputs,
     F: for<'a> FnMut(Invoke<'a>) -> Result<Option<O>, StepError> + Send + 'static,
 {
     if let Some(run) = current() {
-        return run.add_node(descriptor, deps, move |node, name| {
+        return run.add_node(descriptor, deps, name, move |node, name| {
             let (handles, slots, erased) = O::create(node, name);
             let job: Job = Box::new(move |how| {
                 if let Some(outputs) = job(how)? {
@@ -32,7 +38,7 @@ where
         });
     }
     let node = NodeRef { run: 0, index: 0 };
-    let name: Arc<str> = descriptor.name.into();
+    let name: Arc<str> = name.unwrap_or(descriptor.name).into();
     let outcome = if descriptor.is_async && tokio::runtime::Handle::try_current().is_ok() {
         // Blocking on the component's future here would stall the caller's runtime.
         std::thread::scope(|s| s.spawn(|| run_caught(&mut job)).join())

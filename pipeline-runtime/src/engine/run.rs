@@ -608,12 +608,13 @@ impl Run {
         self: &Arc<Self>,
         descriptor: &'static ComponentDescriptor,
         deps: &[NodeRef],
+        name: Option<&str>,
         build: impl FnOnce(NodeRef, &Arc<str>) -> (H, Job, Vec<Arc<dyn ErasedSlot>>),
     ) -> H {
         let rules = self.rules(descriptor);
         let mut st = self.lock();
         let index = st.sched.len() as u32;
-        let name = st.sched.next_name(descriptor.name);
+        let name = st.sched.next_name(name.unwrap_or(descriptor.name));
         let (handles, job, outputs) = build(NodeRef { run: self.id, index }, &name);
         st.descriptors.push(descriptor);
         st.jobs.push(Some(job));

@@ -167,7 +167,7 @@ pub(crate) struct Scheduler {
     nodes: Vec<Node>,
     // FNV: short keys, hashed at every call; nothing here is keyed by untrusted input.
     names: FnvHashMap<Arc<str>, u32>,
-    repeats: FnvHashMap<&'static str, u32>,
+    repeats: FnvHashMap<Box<str>, u32>,
     /// Nodes not yet final.
     active: usize,
     /// The first step whose failure fails the run.
@@ -227,9 +227,13 @@ impl Scheduler {
         self.nodes.len()
     }
 
-    /// The name the next node of `component` will get.
-    pub(crate) fn next_name(&mut self, component: &'static str) -> Arc<str> {
-        let count = self.repeats.entry(component).or_insert(0);
+    /// The name the next node called `component` (its component's name, or the name its
+    /// caller chose) will get: that name, or with a suffix if taken.
+    pub(crate) fn next_name(&mut self, component: &str) -> Arc<str> {
+        if !self.repeats.contains_key(component) {
+            self.repeats.insert(component.into(), 0);
+        }
+        let count = self.repeats.get_mut(component).expect("inserted above");
         loop {
             let name: Arc<str> = if *count == 0 {
                 component.into()

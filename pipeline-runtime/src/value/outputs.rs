@@ -1,5 +1,6 @@
 //! The outputs of a component call: one typed slot per output, and the handles to them.
 
+use super::dynamic::{DynHandle, DynOutput};
 use super::handle::{Handle, NodeRef};
 use super::slot::{ErasedSlot, Slot};
 use crate::error::HandleError;
@@ -31,6 +32,19 @@ pub trait Outputs: Sized + Send + 'static {
     /// Encodes the values as outputs `0..`, in a worker.
     #[doc(hidden)]
     fn write(&self, io: &mut dyn StepIo) -> Result<(), StepError>;
+    /// The handles with their types erased, in order (a dynamic call's outputs).
+    #[doc(hidden)]
+    fn into_dyn(handles: Self::Handles) -> Vec<DynHandle>;
+    /// The outputs' types, for checks before a dynamic call.
+    #[doc(hidden)]
+    fn describe() -> Vec<DynOutput>;
+}
+
+fn describe_one<T: ComponentValue>() -> DynOutput {
+    DynOutput {
+        type_name: std::any::type_name::<T>(),
+        list_type_name: std::any::type_name::<Vec<T>>(),
+    }
 }
 
 impl<A: ComponentValue> Outputs for (A,) {
@@ -56,6 +70,14 @@ impl<A: ComponentValue> Outputs for (A,) {
 
     fn write(&self, io: &mut dyn StepIo) -> Result<(), StepError> {
         write_output(io, 0, &self.0)
+    }
+
+    fn into_dyn(handle: Self::Handles) -> Vec<DynHandle> {
+        vec![DynHandle::new(handle)]
+    }
+
+    fn describe() -> Vec<DynOutput> {
+        vec![describe_one::<A>()]
     }
 }
 
@@ -87,6 +109,14 @@ macro_rules! tuple_outputs {
             fn write(&self, io: &mut dyn StepIo) -> Result<(), StepError> {
                 $(write_output(io, $i, &self.$i)?;)+
                 Ok(())
+            }
+
+            fn into_dyn(handles: Self::Handles) -> Vec<DynHandle> {
+                vec![$(DynHandle::new(handles.$i)),+]
+            }
+
+            fn describe() -> Vec<DynOutput> {
+                vec![$(describe_one::<$t>()),+]
             }
         }
     };

@@ -1,0 +1,465 @@
+//! `PipelineController`: a pipeline assembled at run time from registered components (ClearML's
+//! `PipelineController`), from code or from a spec file, and run by the same engine, executors,
+//! store and cache as `#[pipeline]` functions.
+//!
+//! The controller's body is the plan of its spec: each step, in an order that respects its
+//! edges, is one component call through the component's dynamic entry, the same call a
+//! `#[pipeline]` body makes. So a controller and the equivalent function give the same nodes,
+//! edges, values, cache keys and records.
+
+mod plan;
+pub mod spec;
+
+use self::plan::ArgPlan;
+use self::spec::{ParameterSpec, PipelineSpec, SpecFormat, StepSpec};
+use super::pipeline::Finished;
+use crate::config::{Config, Mode};
+use crate::error::PipelineError;
+use crate::value::dynamic::{DynArg, DynCall, DynHandle};
+use pipeline_core::{Codec, ParamDescriptor, PipelineDescriptor, PipelineOptions, RetryPolicy};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why a controller could not be built, checked or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// The spec does not fit the components of this binary (every problem found).
+    #[error("the pipeline spec has {} error{}:\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, list(.0))]
+    Invalid(Vec<String>),
+    /// A spec file could not be read or parsed.
+    #[error("cannot read the pipeline spec {}: {message}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The spec cannot be written in that format.
+    #[error("cannot write the pipeline spec: {0}")]
+    Render(String),
+    /// The run could not start or be recorded.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+fn list(errors: &[String]) -> String {
+    errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n")
+}
+
+/// The values a controller run gives back: each output of each step no other step takes
+/// (the DAG's leaves), as JSON, by `STEP.OUTPUT`. Outputs of steps that did not complete are
+/// absent: the run's record says why.
+pub type ControllerOutputs = BTreeMap<String, serde_json::Value>;
+
+/// A pipeline assembled at run time: parameters, steps calling registered components, and
+/// options, checked against this binary before anything runs.
+///
+/// ```
+/// use pipeline_runtime::prelude::*;
+/// use pipeline_runtime::PipelineController;
+/// use serde_json::json;
+///
+/// #[component]
+/// fn twice(x: u64) -> u64 {
+///     x * 2
+/// }
+///
+/// #[component]
+/// fn plus(a: u64, b: u64) -> u64 {
+///     a + b
+/// }
+///
+/// pipeline_runtime::set_recording(false);
+/// debug_pipeline();
+/// let mut pipe = PipelineController::new("docs_controller", "docs");
+/// pipe.add_parameter("x", 21, "what to double");
+/// pipe.add_function_step("double", "twice", json!({ "x": "${pipeline.x}" }));
+/// pipe.add_function_step("sum", plus::descriptor(), json!({ "a": "${double.return_object}", "b": 1 }));
+/// let finished = pipe.start_locally(false).unwrap();
+/// assert_eq!(finished.output["sum.return_object"], json!(43));
+/// assert!(finished.run.is_successful());
+/// ```
+#[derive(Debug, Clone)]
+pub struct PipelineController {
+    spec: PipelineSpec,
+    /// Parameter values for the next run, over the defaults.
+    values: BTreeMap<String, serde_json::Value>,
+    /// Mistakes made through the builder that the spec cannot hold, reported by the check.
+    problems: Vec<String>,
+}
+
+impl PipelineController {
+    /// An empty pipeline called `name` in `project`.
+    pub fn new(name: impl Into<String>, project: impl Into<String>) -> Self {
+        Self::from_spec(PipelineSpec::new(name, project))
+    }
+
+    /// The pipeline `spec` describes (checked when it runs, or by [`check`](Self::check)).
+    pub fn from_spec(spec: PipelineSpec) -> Self {
+        Self {
+            spec,
+            values: BTreeMap::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// The pipeline described in a TOML or JSON file (by its extension), checked against the
+    /// components of this binary.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ControllerError> {
+        let path = path.as_ref();
+        let file_error = |message: String| ControllerError::File {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+        let spec = PipelineSpec::parse(&text, SpecFormat::of_path(path)).map_err(file_error)?;
+        let controller = Self::from_spec(spec);
+        controller.check()?;
+        Ok(controller)
+    }
+
+    /// The spec as it stands.
+    pub fn spec(&self) -> &PipelineSpec {
+        &self.spec
+    }
+
+    /// The spec in `format`.
+    pub fn render(&self, format: SpecFormat) -> Result<String, ControllerError> {
+        self.spec.render(format).map_err(ControllerError::Render)
+    }
+
+    /// Writes the spec to `path`, as TOML or JSON by its extension.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ControllerError> {
+        let path = path.as_ref();
+        let text = self.render(SpecFormat::of_path(path))?;
+        std::fs::write(path, text).map_err(|e| ControllerError::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks the spec against the components of this binary: every problem at once.
+    pub fn check(&self) -> Result<(), ControllerError> {
+        self.plan().map(drop)
+    }
+
+    fn plan(&self) -> Result<plan::Plan, ControllerError> {
+        match plan::plan(&self.spec, &self.values) {
+            Ok(plan) if self.problems.is_empty() => Ok(plan),
+            Ok(_) => Err(ControllerError::Invalid(self.problems.clone())),
+            Err(errors) => Err(ControllerError::Invalid(
+                self.problems.iter().cloned().chain(errors).collect(),
+            )),
+        }
+    }
+
+    /// Sets the version recorded with runs.
+    pub fn set_version(&mut self, version: impl Into<String>) -> &mut Self {
+        self.spec.version = Some(version.into());
+        self
+    }
+
+    /// The queue of steps that name none (remote mode).
+    pub fn set_default_execution_queue(&mut self, queue: impl Into<String>) -> &mut Self {
+        self.spec.options.default_queue = Some(queue.into());
+        self
+    }
+
+    /// Whether a failed step stops the run.
+    pub fn set_abort_on_failure(&mut self, abort: bool) -> &mut Self {
+        self.spec.options.abort_on_failure = abort;
+        self
+    }
+
+    /// Retries of every step that says nothing itself.
+    pub fn set_retry_on_failure(&mut self, retries: u32) -> &mut Self {
+        self.spec.options.retry_on_failure = Some(retries);
+        self
+    }
+
+    /// The run's time limit: steps still running then are stopped and the run is aborted.
+    pub fn set_pipeline_execution_time_limit(&mut self, limit: Duration) -> &mut Self {
+        self.spec.options.time_limit = Some(limit.as_secs_f64());
+        self
+    }
+
+    /// At most this many steps at once.
+    pub fn set_max_parallel(&mut self, steps: usize) -> &mut Self {
+        self.spec.options.max_parallel = Some(steps);
+        self
+    }
+
+    /// Where artifacts go: a folder, or an object-storage URI.
+    pub fn set_output_uri(&mut self, uri: impl Into<String>) -> &mut Self {
+        self.spec.options.output_uri = Some(uri.into());
+        self
+    }
+
+    /// The codec of artifacts: `bincode` (the default) or `json`.
+    pub fn set_codec(&mut self, codec: impl Into<String>) -> &mut Self {
+        self.spec.options.codec = Some(codec.into());
+        self
+    }
+
+    /// Adds tags to every run.
+    pub fn add_tags<S: Into<String>>(&mut self, tags: impl IntoIterator<Item = S>) -> &mut Self {
+        self.spec.options.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
+
+    /// Records a configuration object with every run (shown by `pipeline show`).
+    pub fn connect_configuration(&mut self, name: impl Into<String>, value: impl serde::Serialize) -> &mut Self {
+        let value = serde_json::to_value(value).unwrap_or_else(|e| serde_json::Value::String(e.to_string()));
+        self.spec.configuration.insert(name.into(), value);
+        self
+    }
+
+    /// Adds a parameter with its default, referenced by steps as `${pipeline.NAME}`.
+    pub fn add_parameter(
+        &mut self,
+        name: impl Into<String>,
+        default: impl serde::Serialize,
+        description: impl Into<String>,
+    ) -> &mut Self {
+        let description = description.into();
+        self.spec.parameters.push(ParameterSpec {
+            name: name.into(),
+            default: serde_json::to_value(default).unwrap_or(serde_json::Value::Null),
+            description: (!description.is_empty()).then_some(description),
+            param_type: None,
+        });
+        self
+    }
+
+    /// Gives parameter `name` a value for the runs started from now on (checked when they start).
+    pub fn set_parameter(&mut self, name: impl Into<String>, value: impl serde::Serialize) -> &mut Self {
+        self.values.insert(
+            name.into(),
+            serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
+        );
+        self
+    }
+
+    /// Adds a step called `name` that runs `component` (its registered name, or its
+    /// `descriptor()`) on `function_kwargs`: a JSON object with one entry per parameter, each a
+    /// literal or a reference (`"${STEP.OUTPUT}"`, `"${pipeline.PARAM}"`, or a list of
+    /// `"${STEP.OUTPUT}"` for a fan-in). Returns the step, to set its options.
+    pub fn add_function_step(
+        &mut self,
+        name: impl Into<String>,
+        component: impl ComponentName,
+        function_kwargs: serde_json::Value,
+    ) -> &mut StepSpec {
+        let mut step = StepSpec::new(name, component.component_name());
+        match function_kwargs {
+            serde_json::Value::Object(map) => step.function_kwargs = map.into_iter().collect(),
+            serde_json::Value::Null => {}
+            other => self.problems.push(format!(
+                "step `{}`: `function_kwargs` must be a JSON object of arguments by name, not `{other}`",
+                step.name
+            )),
+        }
+        self.spec.steps.push(step);
+        self.spec.steps.last_mut().expect("just pushed")
+    }
+
+    /// ClearML's `add_step`, whose base is a registered component here: the step runs
+    /// `base_component` with `parameter_override` as its arguments (keys may carry ClearML's
+    /// `Args/` section prefix).
+    pub fn add_step(
+        &mut self,
+        name: impl Into<String>,
+        base_component: impl ComponentName,
+        parameter_override: serde_json::Value,
+    ) -> &mut StepSpec {
+        let overrides = match parameter_override {
+            serde_json::Value::Object(map) => serde_json::Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| (k.strip_prefix("Args/").map(str::to_string).unwrap_or(k), v))
+                    .collect(),
+            ),
+            other => other,
+        };
+        self.add_function_step(name, base_component, overrides)
+    }
+
+    /// Runs the pipeline here, steps as subprocesses of this executable when
+    /// `run_pipeline_steps_locally`, else in the mode configured (`debug_pipeline()`,
+    /// `run_locally()`, or the cluster). Blocks until the run ends.
+    pub fn start_locally(
+        &self,
+        run_pipeline_steps_locally: bool,
+    ) -> Result<Finished<ControllerOutputs>, ControllerError> {
+        let config = Config::current();
+        let config = if run_pipeline_steps_locally {
+            config.with_mode(Mode::Local)
+        } else {
+            config
+        };
+        config.scope(|| self.run())
+    }
+
+    /// Runs the pipeline in the configured mode, as a `#[pipeline]` function would; blocks
+    /// until the run ends.
+    pub fn run(&self) -> Result<Finished<ControllerOutputs>, ControllerError> {
+        let plan = self.plan()?;
+        let values: BTreeMap<String, serde_json::Value> = self
+            .spec
+            .parameters
+            .iter()
+            .map(|p| {
+                let value = self.values.get(&p.name).unwrap_or(&p.default).clone();
+                (p.name.clone(), value)
+            })
+            .collect();
+        let descriptor = self.descriptor();
+        let params: Vec<(&'static str, String)> = descriptor
+            .params
+            .iter()
+            .map(|p| (p.name, values[p.name].to_string()))
+            .collect();
+        let spec_json = serde_json::to_value(&self.spec).expect("a spec is JSON");
+        let configuration = self.spec.configuration.clone();
+        let finished = super::pipeline::run_pipeline(descriptor, params, move || {
+            crate::step::connect_configuration("pipeline_spec", spec_json);
+            for (name, value) in configuration {
+                crate::step::connect_configuration(&name, value);
+            }
+            body(plan, &values)
+        })?;
+        Ok(finished)
+    }
+
+    /// The descriptor runs are recorded under. Leaked: a run's descriptor is `'static`, and a
+    /// process starts few controllers.
+    fn descriptor(&self) -> &'static PipelineDescriptor {
+        let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+        let o = &self.spec.options;
+        let params: Vec<ParamDescriptor> = self
+            .spec
+            .parameters
+            .iter()
+            .map(|p| ParamDescriptor::new(leak(&p.name), leak(p.param_type.as_deref().unwrap_or("json"))))
+            .collect();
+        let hash = blake3::hash(&serde_json::to_vec(&self.spec).expect("a spec is JSON"));
+        let options = PipelineOptions {
+            default_queue: o.default_queue.as_deref().map(leak),
+            abort_on_failure: o.abort_on_failure,
+            retry: o.retry_on_failure.map_or(RetryPolicy::Never, |n| match n {
+                0 => RetryPolicy::Never,
+                n => RetryPolicy::Count(n),
+            }),
+            output_uri: o.output_uri.as_deref().map(leak),
+            tags: Box::leak(o.tags.iter().map(|t| leak(t)).collect::<Vec<_>>().into_boxed_slice()),
+            time_limit: o.time_limit.map(Duration::from_secs_f64),
+            max_parallel: o.max_parallel,
+            codec: match o.codec.as_deref() {
+                Some("json") => Codec::Json,
+                _ => Codec::Bincode,
+            },
+            ..PipelineOptions::DEFAULT
+        };
+        Box::leak(Box::new(PipelineDescriptor {
+            name: leak(&self.spec.name),
+            project: leak(&self.spec.project),
+            version: self.spec.version.as_deref().map(leak),
+            function: "PipelineController",
+            module_path: module_path!(),
+            code_hash: leak(&hash.to_hex()[..16]),
+            is_async: false,
+            params: Box::leak(params.into_boxed_slice()),
+            options,
+            controller: |_| Err("a PipelineController run cannot be enqueued on a cluster yet".to_string()),
+        }))
+    }
+}
+
+/// The body of a controller run: each planned step is one component call, in plan order.
+fn body(plan: plan::Plan, values: &BTreeMap<String, serde_json::Value>) -> ControllerOutputs {
+    let count = plan.steps.len();
+    // Per step, per output: the handle, and how many later arguments still take it (the last
+    // takes it without a clone, so values move between steps as in a `#[pipeline]` body).
+    let mut outputs: Vec<Vec<Option<DynHandle>>> = Vec::with_capacity(count);
+    let mut uses: Vec<Vec<usize>> = plan.steps.iter().map(|s| vec![0; s.descriptor.outputs.len()]).collect();
+    for step in &plan.steps {
+        for arg in &step.args {
+            match arg {
+                ArgPlan::Output(s, o) => uses[*s][*o] += 1,
+                ArgPlan::Gather(list) => list.iter().for_each(|(s, o)| uses[*s][*o] += 1),
+                _ => {}
+            }
+        }
+    }
+    let leaves: Vec<Vec<bool>> = uses.iter().map(|u| u.iter().map(|&n| n == 0).collect()).collect();
+    let mut take = |outputs: &mut Vec<Vec<Option<DynHandle>>>, (s, o): (usize, usize)| -> DynHandle {
+        uses[s][o] -= 1;
+        let slot = &mut outputs[s][o];
+        if uses[s][o] == 0 {
+            slot.take().expect("taken only by its last use")
+        } else {
+            slot.clone().expect("kept until its last use")
+        }
+    };
+    for step in &plan.steps {
+        let args = step
+            .args
+            .iter()
+            .map(|arg| match arg {
+                ArgPlan::Json(v) => DynArg::Json(v.clone()),
+                ArgPlan::Param(name) => DynArg::Json(values[name].clone()),
+                ArgPlan::Output(s, o) => DynArg::Handle(take(&mut outputs, (*s, *o))),
+                ArgPlan::Gather(list) => DynArg::Gather(list.iter().map(|&so| take(&mut outputs, so)).collect()),
+            })
+            .collect();
+        let mut frame = DynCall::Call {
+            descriptor: Some(step.descriptor),
+            name: Some(step.name.clone()),
+            args,
+            out: None,
+        };
+        (step.descriptor.dynamic)(&mut frame);
+        let DynCall::Call { out: Some(out), .. } = frame else {
+            panic!("component `{}` did not answer its dynamic call", step.descriptor.name);
+        };
+        // The plan checked every argument: a mismatch here is a bug, and fails the run.
+        let handles = out.unwrap_or_else(|e| panic!("step `{}`: {e}", step.name));
+        outputs.push(handles.into_iter().map(Some).collect());
+    }
+    let mut values = ControllerOutputs::new();
+    for ((step, outs), leaves) in plan.steps.iter().zip(outputs).zip(leaves) {
+        for ((handle, leaf), output) in outs.into_iter().zip(leaves).zip(step.descriptor.outputs) {
+            if let (Some(handle), true) = (handle, leaf)
+                && let Ok(value) = handle.get_json()
+            {
+                values.insert(format!("{}.{}", step.name, output.name), value);
+            }
+        }
+    }
+    values
+}
+
+/// What names a component in [`PipelineController::add_function_step`]: its registered name,
+/// or its descriptor (`my_component::descriptor()`).
+pub trait ComponentName {
+    /// The registered name.
+    fn component_name(self) -> String;
+}
+
+impl ComponentName for &str {
+    fn component_name(self) -> String {
+        self.to_string()
+    }
+}
+
+impl ComponentName for String {
+    fn component_name(self) -> String {
+        self
+    }
+}
+
+impl ComponentName for &'static pipeline_core::ComponentDescriptor {
+    fn component_name(self) -> String {
+        self.name.to_string()
+    }
+}

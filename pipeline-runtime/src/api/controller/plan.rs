@@ -1,0 +1,472 @@
+//! Checking a [`PipelineSpec`] against the components of this binary, before anything runs:
+//! every mistake found (unknown step, component, argument or output; a missing argument; a
+//! type that does not fit; a literal that does not decode; a cycle) is reported at once, each
+//! naming its step and argument. What passes becomes a [`Plan`]: steps in an order that
+//! respects every edge, each argument resolved to a literal, a parameter or outputs.
+
+use super::spec::{ParameterSpec, PipelineSpec, StepSpec};
+use crate::value::dynamic::{DynCall, DynOutput, DynParam};
+use pipeline_core::{ComponentDescriptor, ComponentOptions, RetryPolicy, registry};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// Where an argument's value comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum ArgPlan {
+    /// A literal, as written.
+    Json(serde_json::Value),
+    /// Pipeline parameter `.0`.
+    Param(String),
+    /// Output `.1` of planned step `.0`.
+    Output(usize, usize),
+    /// Outputs gathered into a `Vec` (a fan-in).
+    Gather(Vec<(usize, usize)>),
+}
+
+/// A checked step.
+pub(crate) struct PlannedStep {
+    pub(crate) name: String,
+    /// Its component, with the step's options in place of the component's own.
+    pub(crate) descriptor: &'static ComponentDescriptor,
+    /// One per parameter, in order.
+    pub(crate) args: Vec<ArgPlan>,
+}
+
+/// A checked spec: its steps in an order where every step comes after those it depends on.
+pub(crate) struct Plan {
+    pub(crate) steps: Vec<PlannedStep>,
+}
+
+/// A step's component with its parameters' and outputs' types.
+type Signature = (&'static ComponentDescriptor, Vec<DynParam>, Vec<DynOutput>);
+
+/// A reference in an argument: `${pipeline.NAME}` or `${STEP.OUTPUT}`.
+enum Reference<'a> {
+    Param(&'a str),
+    Output(&'a str, &'a str),
+}
+
+/// The reference a string is, if it is one; `Err` for one that is malformed.
+fn reference(text: &str) -> Option<Result<Reference<'_>, String>> {
+    let inner = text.trim().strip_prefix("${")?.strip_suffix('}')?;
+    Some(match inner.split_once('.') {
+        Some(("pipeline", name)) if !name.is_empty() => Ok(Reference::Param(name)),
+        Some((step, output)) if !step.is_empty() && !output.is_empty() => Ok(Reference::Output(step, output)),
+        _ => Err(format!(
+            "`{text}` is not a reference: write `${{STEP.OUTPUT}}` or `${{pipeline.PARAMETER}}`"
+        )),
+    })
+}
+
+/// Names of steps and pipelines: letters, digits, `_`, `-`, `.` (they name folders).
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+}
+
+fn describe(descriptor: &ComponentDescriptor) -> (Vec<DynParam>, Vec<DynOutput>) {
+    let mut frame = DynCall::Describe(None);
+    (descriptor.dynamic)(&mut frame);
+    match frame {
+        DynCall::Describe(Some(d)) => d,
+        _ => (Vec::new(), Vec::new()),
+    }
+}
+
+/// The type names of `std::any::type_name` without module paths, for messages.
+fn short(type_name: &str) -> String {
+    let mut out = String::new();
+    let mut word = String::new();
+    for c in type_name.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            word.push(c);
+        } else {
+            out.push_str(word.rsplit("::").next().unwrap_or(&word));
+            word.clear();
+            out.push(c);
+        }
+    }
+    out.push_str(word.rsplit("::").next().unwrap_or(&word));
+    out
+}
+
+/// Checks `spec` with `values` as its parameters' values; every problem found, or the plan.
+pub(crate) fn plan(spec: &PipelineSpec, values: &BTreeMap<String, serde_json::Value>) -> Result<Plan, Vec<String>> {
+    let mut errors = Vec::new();
+    if !valid_name(&spec.name) {
+        errors.push(format!(
+            "the pipeline name `{}` must be non-empty and use only letters, digits, `_`, `-` and `.`",
+            spec.name
+        ));
+    }
+    if spec.steps.is_empty() {
+        errors.push("the pipeline has no steps".to_string());
+    }
+    if let Some(codec) = &spec.options.codec
+        && !["bincode", "json"].contains(&codec.as_str())
+    {
+        errors.push(format!("the codec `{codec}` is not one of `bincode`, `json`"));
+    }
+    check_seconds(&mut errors, "the pipeline's `time_limit`", spec.options.time_limit);
+    let mut params: HashMap<&str, &ParameterSpec> = HashMap::new();
+    for p in &spec.parameters {
+        if params.insert(p.name.as_str(), p).is_some() {
+            errors.push(format!("the parameter `{}` is defined twice", p.name));
+        }
+    }
+    for name in values.keys() {
+        if !params.contains_key(name.as_str()) {
+            errors.push(format!(
+                "a value is given for `{name}`, which is not a parameter of the pipeline"
+            ));
+        }
+    }
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (i, step) in spec.steps.iter().enumerate() {
+        if !valid_name(&step.name) {
+            errors.push(format!(
+                "step `{}`: a step name must be non-empty and use only letters, digits, `_`, `-` and `.`",
+                step.name
+            ));
+        } else if step.name == "pipeline" {
+            errors.push("a step cannot be called `pipeline`: `${pipeline.NAME}` names parameters".to_string());
+        }
+        if index.insert(step.name.as_str(), i).is_some() {
+            errors.push(format!("two steps are called `{}`", step.name));
+        }
+    }
+    // Per step: its component, and its parameters' and outputs' types.
+    let components: Vec<Option<Signature>> = spec
+        .steps
+        .iter()
+        .map(|step| match registry::find_component(&step.component) {
+            Ok(Some(d)) => {
+                let (params, outputs) = describe(d);
+                Some((d, params, outputs))
+            }
+            Ok(None) => {
+                errors.push(format!(
+                    "step `{}`: no component `{}` is registered in this binary",
+                    step.name, step.component
+                ));
+                None
+            }
+            Err(e) => {
+                let e = e.to_string();
+                if !errors.contains(&e) {
+                    errors.push(e);
+                }
+                None
+            }
+        })
+        .collect();
+    let value_of = |name: &str| values.get(name).or_else(|| params.get(name).map(|p| &p.default));
+
+    let mut args_of: Vec<Vec<ArgPlan>> = Vec::with_capacity(spec.steps.len());
+    // Per step: the steps it waits for.
+    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); spec.steps.len()];
+    for (i, step) in spec.steps.iter().enumerate() {
+        for parent in &step.parents {
+            match index.get(parent.as_str()) {
+                Some(&p) if p == i => errors.push(format!("step `{}` names itself as a parent", step.name)),
+                Some(&p) => edges[i].push(p),
+                None => errors.push(format!("step `{}`: its parent `{parent}` is not a step", step.name)),
+            }
+        }
+        check_seconds(
+            &mut errors,
+            &format!("step `{}`: `time_limit`", step.name),
+            step.time_limit,
+        );
+        let Some((descriptor, param_types, _)) = &components[i] else {
+            args_of.push(Vec::new());
+            continue;
+        };
+        for name in step.function_kwargs.keys() {
+            if !descriptor.params.iter().any(|p| p.name == name) {
+                let known: Vec<&str> = descriptor.params.iter().map(|p| p.name).collect();
+                errors.push(format!(
+                    "step `{}`: component `{}` has no parameter `{name}` (its parameters: {})",
+                    step.name,
+                    descriptor.name,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
+            }
+        }
+        let mut args = Vec::with_capacity(descriptor.params.len());
+        for (param, ty) in descriptor.params.iter().zip(param_types) {
+            let at = || format!("step `{}`, argument `{}`", step.name, param.name);
+            let Some(value) = step.function_kwargs.get(param.name) else {
+                errors.push(format!("{}: missing (a `{}`)", at(), short(ty.type_name)));
+                args.push(ArgPlan::Json(serde_json::Value::Null));
+                continue;
+            };
+            let output = |reference: &str, list: bool| -> Result<(usize, usize), String> {
+                let Some(Ok(Reference::Output(name, output))) = self::reference(reference) else {
+                    unreachable!("called on output references only")
+                };
+                let Some(&s) = index.get(name) else {
+                    return Err(format!("{}: `{reference}` names no step", at()));
+                };
+                if s == i {
+                    return Err(format!("{}: `{reference}` is the step's own output", at()));
+                }
+                // An unknown component is reported once, at its own step.
+                let Some((source, _, outputs)) = components[s].as_ref() else {
+                    return Ok((s, usize::MAX));
+                };
+                let Some(o) = source.outputs.iter().position(|p| p.name == output) else {
+                    let known: Vec<&str> = source.outputs.iter().map(|p| p.name).collect();
+                    return Err(format!(
+                        "{}: step `{name}` has no output `{output}` (its outputs: {})",
+                        at(),
+                        known.join(", ")
+                    ));
+                };
+                let found = if list {
+                    outputs[o].list_type_name
+                } else {
+                    outputs[o].type_name
+                };
+                if found != ty.type_name {
+                    return Err(format!(
+                        "{}: `{reference}` is a `{}`{}, the parameter a `{}`",
+                        at(),
+                        short(outputs[o].type_name),
+                        if list { " (gathered: a `Vec` of them)" } else { "" },
+                        short(ty.type_name)
+                    ));
+                }
+                Ok((s, o))
+            };
+            let is_output_ref = |v: &serde_json::Value| {
+                v.as_str()
+                    .and_then(reference)
+                    .is_some_and(|r| matches!(r, Ok(Reference::Output(..))))
+            };
+            let arg: Result<ArgPlan, Vec<String>> = match value {
+                serde_json::Value::String(text) => match reference(text) {
+                    Some(Err(e)) => Err(vec![format!("{}: {e}", at())]),
+                    Some(Ok(Reference::Param(name))) => match value_of(name) {
+                        Some(v) => (ty.check_json)(v)
+                            .map(|()| ArgPlan::Param(name.to_string()))
+                            .map_err(|e| vec![format!("{}: the parameter `{name}`: {e}", at())]),
+                        None => Err(vec![format!("{}: `{text}` names no parameter of the pipeline", at())]),
+                    },
+                    Some(Ok(Reference::Output(..))) => output(text, false)
+                        .map(|(s, o)| ArgPlan::Output(s, o))
+                        .map_err(|e| vec![e]),
+                    None => literal(&at(), ty, value),
+                },
+                serde_json::Value::Array(items) if !items.is_empty() && items.iter().all(is_output_ref) => {
+                    let (found, wrong): (Vec<_>, Vec<_>) = items
+                        .iter()
+                        .map(|item| output(item.as_str().expect("checked above"), true))
+                        .partition(Result::is_ok);
+                    if wrong.is_empty() {
+                        Ok(ArgPlan::Gather(found.into_iter().map(Result::unwrap).collect()))
+                    } else {
+                        Err(wrong.into_iter().map(Result::unwrap_err).collect())
+                    }
+                }
+                serde_json::Value::Array(items) if items.iter().any(is_output_ref) => Err(vec![format!(
+                    "{}: a list mixes references and literals; a fan-in lists only `${{STEP.OUTPUT}}` references",
+                    at()
+                )]),
+                _ => literal(&at(), ty, value),
+            };
+            let arg = match arg {
+                Ok(arg) => {
+                    match &arg {
+                        ArgPlan::Output(s, _) => edges[i].push(*s),
+                        ArgPlan::Gather(list) => edges[i].extend(list.iter().map(|(s, _)| *s)),
+                        _ => {}
+                    }
+                    Some(arg)
+                }
+                Err(e) => {
+                    errors.extend(e);
+                    None
+                }
+            };
+            args.push(arg.unwrap_or(ArgPlan::Json(serde_json::Value::Null)));
+        }
+        args_of.push(args);
+    }
+    let order = match topological(&spec.steps, &edges) {
+        Ok(order) => order,
+        Err(cycle) => {
+            errors.push(format!("the steps form a cycle: {}", cycle.join(" -> ")));
+            Vec::new()
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let descriptors: Vec<&'static ComponentDescriptor> = spec
+        .steps
+        .iter()
+        .zip(&components)
+        .map(|(step, c)| with_step_options(c.as_ref().expect("no errors").0, step, spec))
+        .collect();
+    let mut position = vec![0; spec.steps.len()];
+    for (at, &i) in order.iter().enumerate() {
+        position[i] = at;
+    }
+    let renumber = |(s, o): (usize, usize)| (position[s], o);
+    let mut args_of: Vec<Option<Vec<ArgPlan>>> = args_of.into_iter().map(Some).collect();
+    let steps = order
+        .iter()
+        .map(|&i| PlannedStep {
+            name: spec.steps[i].name.clone(),
+            descriptor: descriptors[i],
+            args: args_of[i]
+                .take()
+                .expect("each step once")
+                .into_iter()
+                .map(|a| match a {
+                    ArgPlan::Output(s, o) => {
+                        let (s, o) = renumber((s, o));
+                        ArgPlan::Output(s, o)
+                    }
+                    ArgPlan::Gather(list) => ArgPlan::Gather(list.into_iter().map(renumber).collect()),
+                    other => other,
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Plan { steps })
+}
+
+fn check_seconds(errors: &mut Vec<String>, what: &str, seconds: Option<f64>) {
+    if let Some(s) = seconds
+        && !(s.is_finite() && s > 0.0)
+    {
+        errors.push(format!("{what} must be a positive number of seconds, not {s}"));
+    }
+}
+
+fn literal(at: &str, ty: &DynParam, value: &serde_json::Value) -> Result<ArgPlan, Vec<String>> {
+    (ty.check_json)(value)
+        .map(|()| ArgPlan::Json(value.clone()))
+        .map_err(|e| vec![format!("{at}: {e}")])
+}
+
+/// The steps in an order where each comes after those it waits for, else a cycle's names.
+/// Among steps that are ready together, the spec's order is kept.
+fn topological(steps: &[StepSpec], edges: &[Vec<usize>]) -> Result<Vec<usize>, Vec<String>> {
+    let n = steps.len();
+    let mut waiting: Vec<usize> = edges.iter().map(|e| e.len()).collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, parents) in edges.iter().enumerate() {
+        for &p in parents {
+            children[p].push(i);
+        }
+    }
+    let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &c in &children[i] {
+            waiting[c] -= 1;
+            if waiting[c] == 0 {
+                ready.insert(c);
+            }
+        }
+    }
+    if order.len() == n {
+        return Ok(order);
+    }
+    // Walk back from a step left waiting until a step repeats: that is a cycle.
+    let mut seen = vec![usize::MAX; n];
+    let mut path = Vec::new();
+    let mut at = (0..n).find(|&i| waiting[i] > 0).expect("some step is left");
+    while seen[at] == usize::MAX {
+        seen[at] = path.len();
+        path.push(at);
+        at = *edges[at]
+            .iter()
+            .find(|&&p| waiting[p] > 0)
+            .expect("a waiting step waits for one");
+    }
+    let mut cycle: Vec<String> = path[seen[at]..].iter().rev().map(|&i| steps[i].name.clone()).collect();
+    cycle.push(cycle[0].clone());
+    Err(cycle)
+}
+
+/// The component of `step` with the step's options in place of its own. Leaked: a plan lives
+/// as long as runs of it may, and a step's options are a few words.
+fn with_step_options(
+    base: &'static ComponentDescriptor,
+    step: &StepSpec,
+    spec: &PipelineSpec,
+) -> &'static ComponentDescriptor {
+    let leak_str = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+    let leak_list = |v: &[String]| -> &'static [&'static str] {
+        Box::leak(v.iter().map(|s| leak_str(s)).collect::<Vec<_>>().into_boxed_slice())
+    };
+    let o = &base.options;
+    let options = ComponentOptions {
+        parents: if step.parents.is_empty() {
+            o.parents
+        } else {
+            leak_list(&step.parents)
+        },
+        execution_queue: step
+            .execution_queue
+            .as_deref()
+            .or(spec.options.default_queue.as_deref())
+            .map(leak_str)
+            .or(o.execution_queue),
+        time_limit: step.time_limit.map(Duration::from_secs_f64).or(o.time_limit),
+        retry: match step.retry_on_failure {
+            Some(0) => RetryPolicy::Never,
+            Some(n) => RetryPolicy::Count(n),
+            None => o.retry,
+        },
+        cache: step.cache_executed_step.unwrap_or(o.cache),
+        continue_behaviour: step.continue_behaviour.map_or(o.continue_behaviour, |c| c.behaviour()),
+        tags: if step.tags.is_empty() {
+            o.tags
+        } else {
+            leak_list(&step.tags)
+        },
+        ..*o
+    };
+    Box::leak(Box::new(ComponentDescriptor { options, ..*base }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_recognised_only_whole() {
+        assert!(matches!(reference("${pipeline.x}"), Some(Ok(Reference::Param("x")))));
+        assert!(matches!(reference("${a.b}"), Some(Ok(Reference::Output("a", "b")))));
+        assert!(matches!(reference("${a}"), Some(Err(_))));
+        assert!(reference("a ${a.b}").is_none());
+        assert!(reference("plain").is_none());
+    }
+
+    #[test]
+    fn type_names_are_shortened_for_messages() {
+        assert_eq!(short("alloc::vec::Vec<alloc::string::String>"), "Vec<String>");
+        assert_eq!(short("u64"), "u64");
+        assert_eq!(short("(f64, my::Row)"), "(f64, Row)");
+    }
+
+    #[test]
+    fn a_cycle_is_named_in_order() {
+        let steps: Vec<StepSpec> = ["a", "b", "c"].iter().map(|n| StepSpec::new(*n, "x")).collect();
+        // a waits for c, b for a, c for b.
+        let err = topological(&steps, &[vec![2], vec![0], vec![1]]).unwrap_err();
+        assert_eq!(err.len(), 4);
+        assert_eq!(err.first(), err.last());
+        let ok = topological(&steps, &[vec![], vec![2], vec![]]).unwrap();
+        assert_eq!(ok, vec![0, 2, 1]);
+    }
+}

@@ -1,0 +1,277 @@
+//! A pipeline assembled at run time, as data: parameters, steps, their arguments (literals or
+//! `${...}` references) and options. Serializable (TOML, JSON), so a pipeline can live in a
+//! file, be stored with its runs, edited and run again without code.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A whole pipeline as data: what [`PipelineController`](super::PipelineController) builds
+/// and runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// The pipeline's name (runs are recorded under it).
+    pub name: String,
+    /// Its project.
+    pub project: String,
+    /// Its version; the store picks one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Pipeline-wide options.
+    #[serde(default, skip_serializing_if = "PipelineSpecOptions::is_default")]
+    pub options: PipelineSpecOptions,
+    /// Configuration objects recorded with every run (`connect_configuration`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub configuration: BTreeMap<String, serde_json::Value>,
+    /// The pipeline's parameters, referenced by steps as `${pipeline.NAME}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<ParameterSpec>,
+    /// The steps, in any order (edges decide the order they run in).
+    #[serde(default)]
+    pub steps: Vec<StepSpec>,
+}
+
+/// Pipeline-wide options (those of `#[pipeline(...)]` that a spec can set).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpecOptions {
+    /// The queue of steps that name none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_queue: Option<String>,
+    /// A failed step stops the run (steps not started are aborted).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub abort_on_failure: bool,
+    /// Retries of every step that says nothing itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on_failure: Option<u32>,
+    /// The run's time limit in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit: Option<f64>,
+    /// Tags of every run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Where artifacts go (a folder, or an object-storage URI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_uri: Option<String>,
+    /// At most this many steps at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<usize>,
+    /// The codec of artifacts: `bincode` (the default) or `json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
+}
+
+impl PipelineSpecOptions {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A pipeline parameter (`add_parameter`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParameterSpec {
+    /// Its name, referenced as `${pipeline.NAME}`.
+    pub name: String,
+    /// Its value unless the run is given another.
+    pub default: serde_json::Value,
+    /// What it means, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Its type, for people (`param_type`); the steps it feeds check the value.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub param_type: Option<String>,
+}
+
+/// One step: a registered component, its arguments and its options (`add_function_step`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// The step's name (its node's name in the run).
+    pub name: String,
+    /// The registered name of its component.
+    pub component: String,
+    /// One entry per parameter of the component: a literal (decoded as the parameter's type)
+    /// or a reference, `"${STEP.OUTPUT}"` (an edge), `"${pipeline.PARAM}"`, or a list of
+    /// `"${STEP.OUTPUT}"` for a `Vec` parameter (a fan-in).
+    #[serde(default, alias = "kwargs", skip_serializing_if = "BTreeMap::is_empty")]
+    pub function_kwargs: BTreeMap<String, serde_json::Value>,
+    /// Steps that must end before this one starts, beyond those it takes outputs of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<String>,
+    /// The queue it runs on (remote mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_queue: Option<String>,
+    /// Its time limit in seconds, per attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit: Option<f64>,
+    /// How many times a failure is retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on_failure: Option<u32>,
+    /// Reuse the outputs of an earlier run with the same component and inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_executed_step: Option<bool>,
+    /// What its failure means for the rest of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_behaviour: Option<ContinueSpec>,
+    /// Tags of the step's record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// `continue_behaviour` as data; a field not given keeps ClearML's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContinueSpec {
+    /// The run is not failed because of this step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_on_fail: Option<bool>,
+    /// The run is not aborted because of this step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_on_abort: Option<bool>,
+    /// Children of a failed step are skipped (data children always are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_children_on_fail: Option<bool>,
+    /// Children of an aborted step are skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_children_on_abort: Option<bool>,
+}
+
+impl ContinueSpec {
+    /// The behaviour this describes.
+    pub fn behaviour(&self) -> pipeline_core::ContinueBehaviour {
+        let d = pipeline_core::ContinueBehaviour::DEFAULT;
+        pipeline_core::ContinueBehaviour {
+            continue_on_fail: self.continue_on_fail.unwrap_or(d.continue_on_fail),
+            continue_on_abort: self.continue_on_abort.unwrap_or(d.continue_on_abort),
+            skip_children_on_fail: self.skip_children_on_fail.unwrap_or(d.skip_children_on_fail),
+            skip_children_on_abort: self.skip_children_on_abort.unwrap_or(d.skip_children_on_abort),
+        }
+    }
+}
+
+impl StepSpec {
+    /// A step called `name` running `component`, with no arguments yet.
+    pub fn new(name: impl Into<String>, component: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            component: component.into(),
+            function_kwargs: BTreeMap::new(),
+            parents: Vec::new(),
+            execution_queue: None,
+            time_limit: None,
+            retry_on_failure: None,
+            cache_executed_step: None,
+            continue_behaviour: None,
+            tags: Vec::new(),
+        }
+    }
+
+    /// Sets argument `name` to a literal or a `${...}` reference.
+    pub fn arg(&mut self, name: impl Into<String>, value: impl Into<serde_json::Value>) -> &mut Self {
+        self.function_kwargs.insert(name.into(), value.into());
+        self
+    }
+
+    /// Adds steps that must end first.
+    pub fn parents<S: Into<String>>(&mut self, parents: impl IntoIterator<Item = S>) -> &mut Self {
+        self.parents.extend(parents.into_iter().map(Into::into));
+        self
+    }
+
+    /// The queue it runs on (remote mode).
+    pub fn execution_queue(&mut self, queue: impl Into<String>) -> &mut Self {
+        self.execution_queue = Some(queue.into());
+        self
+    }
+
+    /// Its time limit, per attempt.
+    pub fn time_limit(&mut self, limit: std::time::Duration) -> &mut Self {
+        self.time_limit = Some(limit.as_secs_f64());
+        self
+    }
+
+    /// How many times a failure is retried.
+    pub fn retry_on_failure(&mut self, retries: u32) -> &mut Self {
+        self.retry_on_failure = Some(retries);
+        self
+    }
+
+    /// Whether the step is served from the cache when it can be.
+    pub fn cache_executed_step(&mut self, cache: bool) -> &mut Self {
+        self.cache_executed_step = Some(cache);
+        self
+    }
+
+    /// What its failure means for the rest of the run.
+    pub fn continue_behaviour(&mut self, behaviour: pipeline_core::ContinueBehaviour) -> &mut Self {
+        self.continue_behaviour = Some(ContinueSpec {
+            continue_on_fail: Some(behaviour.continue_on_fail),
+            continue_on_abort: Some(behaviour.continue_on_abort),
+            skip_children_on_fail: Some(behaviour.skip_children_on_fail),
+            skip_children_on_abort: Some(behaviour.skip_children_on_abort),
+        });
+        self
+    }
+
+    /// Tags of the step's record.
+    pub fn tags<S: Into<String>>(&mut self, tags: impl IntoIterator<Item = S>) -> &mut Self {
+        self.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
+}
+
+/// The formats a spec is read from and written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecFormat {
+    /// TOML, as in `pipeline.toml`-style files.
+    Toml,
+    /// JSON.
+    Json,
+}
+
+impl SpecFormat {
+    /// The format a file's extension names: `.json` is JSON, anything else TOML.
+    pub fn of_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("json") => Self::Json,
+            _ => Self::Toml,
+        }
+    }
+}
+
+impl PipelineSpec {
+    /// An empty pipeline called `name` in `project`.
+    pub fn new(name: impl Into<String>, project: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            project: project.into(),
+            version: None,
+            options: PipelineSpecOptions::default(),
+            configuration: BTreeMap::new(),
+            parameters: Vec::new(),
+            steps: Vec::new(),
+        }
+    }
+
+    /// Reads a spec written in `format`.
+    pub fn parse(text: &str, format: SpecFormat) -> Result<Self, String> {
+        match format {
+            SpecFormat::Toml => toml::from_str(text).map_err(|e| e.to_string()),
+            SpecFormat::Json => serde_json::from_str(text).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Writes the spec in `format`.
+    pub fn render(&self, format: SpecFormat) -> Result<String, String> {
+        match format {
+            SpecFormat::Toml => toml::to_string_pretty(self).map_err(|e| e.to_string()),
+            SpecFormat::Json => serde_json::to_string_pretty(self).map_err(|e| e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! `PipelineController`: pipelines assembled at run time from registered components, in debug
+//! and local mode, against the equivalent `#[pipeline]` function; spec files; and every kind
+//! of mistake a spec can hold, reported before anything runs.
+
+use pipeline_runtime::controller::spec::{PipelineSpec, SpecFormat};
+use pipeline_runtime::prelude::*;
+use pipeline_runtime::store::RunStore;
+use pipeline_runtime::{Config, ControllerError, Mode, PipelineController};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+#[component]
+fn numbers(n: u32) -> Vec<u64> {
+    (1..=u64::from(n)).collect()
+}
+
+#[component]
+fn scale(values: Vec<u64>, factor: u64) -> Vec<u64> {
+    values.into_iter().map(|v| v * factor).collect()
+}
+
+#[component]
+fn total(values: Vec<u64>) -> u64 {
+    values.iter().sum()
+}
+
+#[component]
+fn sum_all(parts: Vec<u64>) -> u64 {
+    parts.iter().sum()
+}
+
+#[component(return_values = ["low", "high"])]
+fn split(values: Vec<u64>) -> (Vec<u64>, Vec<u64>) {
+    let mid = values.len() / 2;
+    (values[..mid].to_vec(), values[mid..].to_vec())
+}
+
+#[component]
+fn label(name: String, count: u64) -> String {
+    format!("{name}: {count}")
+}
+
+static FLAKY_CALLS: AtomicU32 = AtomicU32::new(0);
+
+/// Fails its first call in this process (debug mode runs it in-process).
+#[component]
+fn flaky(x: u64) -> anyhow::Result<u64> {
+    if FLAKY_CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
+        anyhow::bail!("first call fails");
+    }
+    Ok(x)
+}
+
+/// The decorator form of the spec below.
+#[pipeline(name = "controller_twin", project = "tests")]
+fn twin(n: u32, factor: u64) -> String {
+    let values = numbers(n);
+    let (low, high) = split(&values);
+    let a = scale(&low, factor);
+    let b = scale(&high, factor);
+    let ta = total(&a);
+    let tb = total(&b);
+    let sum = sum_all(vec![ta, tb]);
+    label("sum", &sum).get().unwrap()
+}
+
+/// The same DAG as `twin`, built at run time; node names as the decorator derives them.
+fn twin_controller() -> PipelineController {
+    let mut pipe = PipelineController::new("controller_twin_dyn", "tests");
+    pipe.add_parameter("n", 10, "how many numbers")
+        .add_parameter("factor", 3, "");
+    pipe.add_function_step("numbers", numbers::descriptor(), json!({ "n": "${pipeline.n}" }));
+    pipe.add_function_step("split", "split", json!({ "values": "${numbers.return_object}" }));
+    pipe.add_function_step(
+        "scale",
+        "scale",
+        json!({ "values": "${split.low}", "factor": "${pipeline.factor}" }),
+    );
+    pipe.add_function_step(
+        "scale_1",
+        "scale",
+        json!({ "values": "${split.high}", "factor": "${pipeline.factor}" }),
+    );
+    pipe.add_function_step("total", "total", json!({ "values": "${scale.return_object}" }));
+    pipe.add_function_step("total_1", "total", json!({ "values": "${scale_1.return_object}" }));
+    pipe.add_function_step(
+        "sum_all",
+        "sum_all",
+        json!({ "parts": ["${total.return_object}", "${total_1.return_object}"] }),
+    );
+    pipe.add_function_step(
+        "label",
+        "label",
+        json!({ "name": "sum", "count": "${sum_all.return_object}" }),
+    );
+    pipe
+}
+
+fn folder(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("controller").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn config(mode: Mode, name: &str) -> Config {
+    Config::current().with_mode(mode).with_state_dir(folder(name))
+}
+
+/// Node name -> (component, sorted parents, status).
+fn shape(run: &PipelineRun) -> Vec<(String, String, Vec<String>, NodeStatus)> {
+    // Sorted by name: names are unique.
+    let mut nodes: Vec<_> = run
+        .dag()
+        .nodes()
+        .map(|n| {
+            let mut parents = n.parents.clone();
+            parents.sort();
+            (n.name.clone(), n.component.clone(), parents, n.status)
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.0.cmp(&b.0));
+    nodes
+}
+
+fn same_as_decorator(mode: Mode, name: &str) {
+    config(mode, name).scope(|| {
+        let typed = twin::run(10, 3).unwrap();
+        let dynamic = twin_controller().run().unwrap();
+        assert!(typed.run.is_successful() && dynamic.run.is_successful());
+        assert_eq!(typed.output, "sum: 165");
+        assert_eq!(
+            dynamic.output,
+            [("label.return_object".to_string(), json!("sum: 165"))]
+                .into_iter()
+                .collect()
+        );
+        assert_eq!(shape(&typed.run), shape(&dynamic.run));
+        assert_eq!(dynamic.run.dag().node("sum_all").unwrap().parents.len(), 2);
+        // The spec is stored with the run, and the parameters as given.
+        let stored = RunStore::open(&folder_of(name).join("runs.db")).unwrap();
+        let record = stored.run(dynamic.run.id()).unwrap().unwrap();
+        let spec: PipelineSpec = serde_json::from_value(record.configuration["pipeline_spec"].clone()).unwrap();
+        assert_eq!(&spec, twin_controller().spec());
+        assert_eq!(
+            record.parameters,
+            vec![
+                ("n".to_string(), "10".to_string()),
+                ("factor".to_string(), "3".to_string())
+            ]
+        );
+    });
+}
+
+fn folder_of(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("controller").join(name)
+}
+
+#[test]
+fn a_controller_runs_the_same_dag_as_its_decorator_twin_in_debug_mode() {
+    same_as_decorator(Mode::Debug, "twin-debug");
+}
+
+#[test]
+fn a_controller_runs_the_same_dag_as_its_decorator_twin_in_local_mode() {
+    same_as_decorator(Mode::Local, "twin-local");
+}
+
+#[test]
+fn start_locally_runs_steps_as_subprocesses_with_parameters_set() {
+    config(Mode::Debug, "start-locally").scope(|| {
+        let mut pipe = twin_controller();
+        pipe.set_parameter("n", 4);
+        let finished = pipe.start_locally(true).unwrap();
+        assert_eq!(finished.output["label.return_object"], json!("sum: 30"));
+        assert_eq!(finished.run.record().mode, "local");
+    });
+}
+
+#[test]
+fn every_mistake_in_a_spec_is_reported_at_once_before_anything_runs() {
+    let mut pipe = PipelineController::new("bad_spec", "tests");
+    pipe.add_parameter("n", "ten", "");
+    pipe.add_function_step("numbers", "numbers", json!({ "n": "${pipeline.n}" }));
+    pipe.add_function_step("ghost", "no_such_component", json!({}));
+    pipe.add_function_step(
+        "a",
+        "scale",
+        json!({ "values": "${nowhere.return_object}", "factor": 2 }),
+    );
+    pipe.add_function_step("b", "scale", json!({ "values": "${numbers.nothing}", "factor": "x" }));
+    pipe.add_function_step("c", "total", json!({ "values": "${label.return_object}", "extra": 1 }));
+    pipe.add_function_step("label", "label", json!({ "name": "x" }));
+    pipe.add_function_step("d", "sum_all", json!({ "parts": ["${numbers.return_object}"] }));
+    pipe.add_function_step("e", "total", json!({ "values": "${pipeline.missing}" }))
+        .parents(["nobody"]);
+    pipe.add_function_step("f", "total", json!({ "values": "${f.return_object}" }));
+    pipe.add_function_step("g", "total", json!([1, 2]));
+    let err = pipe.check().unwrap_err();
+    let ControllerError::Invalid(errors) = &err else {
+        panic!("{err}")
+    };
+    let expected = [
+        "step `numbers`, argument `n`: the parameter `n`: `\"ten\"` is not a `u32`",
+        "step `ghost`: no component `no_such_component` is registered in this binary",
+        "step `a`, argument `values`: `${nowhere.return_object}` names no step",
+        "step `b`, argument `values`: step `numbers` has no output `nothing` (its outputs: return_object)",
+        "step `b`, argument `factor`: `\"x\"` is not a `u64`",
+        "step `c`: component `total` has no parameter `extra` (its parameters: values)",
+        "step `c`, argument `values`: `${label.return_object}` is a `String`, the parameter a `Vec<u64>`",
+        "step `label`, argument `count`: missing (a `u64`)",
+        "step `d`, argument `parts`: `${numbers.return_object}` is a `Vec<u64>` (gathered: a `Vec` of them), the parameter a `Vec<u64>`",
+        "step `e`: its parent `nobody` is not a step",
+        "step `e`, argument `values`: `${pipeline.missing}` names no parameter of the pipeline",
+        "step `f`, argument `values`: `${f.return_object}` is the step's own output",
+        "step `g`: `function_kwargs` must be a JSON object of arguments by name, not `[1,2]`",
+    ];
+    for e in expected {
+        assert!(errors.iter().any(|got| got.starts_with(e)), "missing `{e}` in:\n{err}");
+    }
+    // Nothing ran: the run is refused with the same errors.
+    assert!(matches!(pipe.run(), Err(ControllerError::Invalid(again)) if &again == errors));
+}
+
+#[test]
+fn a_cycle_and_duplicate_names_are_errors() {
+    let mut pipe = PipelineController::new("cyclic", "tests");
+    pipe.add_function_step("a", "total", json!({ "values": "${c.return_object}" }));
+    pipe.add_function_step("b", "scale", json!({ "values": "${a.return_object}", "factor": 1 }));
+    pipe.add_function_step("c", "scale", json!({ "values": "${b.return_object}", "factor": 1 }));
+    pipe.add_function_step("c", "numbers", json!({ "n": 1 }));
+    let err = pipe.check().unwrap_err().to_string();
+    assert!(err.contains("two steps are called `c`"), "{err}");
+    // `a` takes a `u64` from `c` whose first definition gives a `Vec<u64>`: also a type error;
+    // the cycle is named whichever `c` it goes through.
+    let mut pipe = PipelineController::new("cyclic", "tests");
+    pipe.add_function_step("a", "scale", json!({ "values": "${c.return_object}", "factor": 1 }));
+    pipe.add_function_step("b", "scale", json!({ "values": "${a.return_object}", "factor": 1 }));
+    pipe.add_function_step("c", "scale", json!({ "values": "${b.return_object}", "factor": 1 }));
+    let err = pipe.check().unwrap_err().to_string();
+    assert!(err.contains("the steps form a cycle: "), "{err}");
+    assert!(
+        err.contains("a -> b -> c -> a") || err.contains("b -> c -> a -> b") || err.contains("c -> a -> b -> c"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_spec_round_trips_through_toml_and_json_files() {
+    let dir = folder("files");
+    let mut pipe = twin_controller();
+    pipe.set_version("1.2")
+        .set_retry_on_failure(1)
+        .add_tags(["nightly"])
+        .connect_configuration("model", json!({ "depth": 3 }));
+    pipe.add_function_step("extra", "total", json!({ "values": [1, 2, 3] }))
+        .cache_executed_step(true)
+        .time_limit(std::time::Duration::from_secs(90))
+        .parents(["label"]);
+    for file in ["pipe.toml", "pipe.json"] {
+        let path = dir.join(file);
+        pipe.save(&path).unwrap();
+        let loaded = PipelineController::from_file(&path).unwrap();
+        assert_eq!(loaded.spec(), pipe.spec(), "{file}");
+    }
+    let toml = pipe.render(SpecFormat::Toml).unwrap();
+    assert!(toml.contains("[[steps]]"), "{toml}");
+    // A file with a mistake is refused with where it is.
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = \"x\"\nproject = \"y\"\n[[steps]]\nname = \"a\"\ncomponent = \"total\"\nfunction_kwarg = {}\n",
+    )
+    .unwrap();
+    let err = PipelineController::from_file(&bad).unwrap_err().to_string();
+    assert!(err.contains("bad.toml") && err.contains("function_kwarg"), "{err}");
+}
+
+#[test]
+fn per_step_options_apply_to_that_step_only() {
+    config(Mode::Debug, "options").scope(|| {
+        let mut pipe = PipelineController::new("controller_options", "tests");
+        pipe.add_function_step("first", "flaky", json!({ "x": 5 }))
+            .retry_on_failure(1);
+        pipe.add_function_step("cached", "total", json!({ "values": [4, 5] }))
+            .cache_executed_step(true);
+        let finished = pipe.run().unwrap();
+        assert!(finished.run.is_successful(), "{}", finished.run.dag().to_text());
+        let dag = finished.run.dag();
+        assert_eq!(dag.node("first").unwrap().attempts, 2);
+        assert_eq!(finished.output["first.return_object"], json!(5));
+        // Served from the cache the second time.
+        let again = pipe.run().unwrap();
+        assert_eq!(again.run.dag().node("cached").unwrap().status, NodeStatus::Cached);
+        assert_eq!(again.output["cached.return_object"], json!(9));
+    });
+}
