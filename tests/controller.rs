@@ -5,7 +5,7 @@
 use pipeline_runtime::controller::spec::{PipelineSpec, SpecFormat};
 use pipeline_runtime::prelude::*;
 use pipeline_runtime::store::RunStore;
-use pipeline_runtime::{Config, ControllerError, Mode, PipelineController};
+use pipeline_runtime::{Config, ContinueBehaviour, ControllerError, FailCondition, Mode, PipelineController};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -50,6 +50,11 @@ fn flaky(x: u64) -> anyhow::Result<u64> {
         anyhow::bail!("first call fails");
     }
     Ok(x)
+}
+
+#[component]
+fn always_fails(x: u64) -> anyhow::Result<u64> {
+    anyhow::bail!("no good: {x}")
 }
 
 /// The decorator form of the spec below.
@@ -294,5 +299,34 @@ fn per_step_options_apply_to_that_step_only() {
         let again = pipe.run().unwrap();
         assert_eq!(again.run.dag().node("cached").unwrap().status, NodeStatus::Cached);
         assert_eq!(again.output["cached.return_object"], json!(9));
+    });
+}
+
+#[test]
+fn is_successful_judges_steps_by_the_fail_condition_and_a_cached_step_succeeds() {
+    config(Mode::Debug, "is-successful").scope(|| {
+        let mut pipe = PipelineController::new("controller_success", "tests");
+        pipe.add_function_step("bad", "always_fails", json!({ "x": 1 }))
+            .continue_behaviour(ContinueBehaviour {
+                continue_on_fail: true,
+                ..ContinueBehaviour::DEFAULT
+            });
+        pipe.add_function_step("good", "total", json!({ "values": [1, 2] }))
+            .cache_executed_step(true);
+        let first = pipe.run().unwrap().run;
+        // The run completed (the failure was forgiven), but a step failed.
+        assert!(first.is_successful());
+        assert!(first.is_successful_with(false, FailCondition::All));
+        assert!(!first.is_successful_with(true, FailCondition::All));
+        assert!(!first.is_successful_with(true, FailCondition::Failed));
+        assert!(first.is_successful_with(true, FailCondition::Aborted));
+        // Served from the cache: still a success.
+        let mut only_good = PipelineController::new("controller_success", "tests");
+        only_good
+            .add_function_step("good", "total", json!({ "values": [1, 2] }))
+            .cache_executed_step(true);
+        let second = only_good.run().unwrap().run;
+        assert_eq!(second.dag().node("good").unwrap().status, NodeStatus::Cached);
+        assert!(second.is_successful_with(true, FailCondition::All));
     });
 }

@@ -21,4 +21,4 @@ pub use descriptor::{
 };
 pub use error::{ErrorKind, StepError};
 pub use options::{Callbacks, ComponentOptions, ContinueBehaviour, MultiInstance, PipelineOptions, RetryPolicy};
-pub use status::{NodeStatus, RunStatus};
+pub use status::{FailCondition, NodeStatus, RunStatus};

@@ -97,3 +97,62 @@ impl fmt::Display for RunStatus {
         f.write_str(self.as_str())
     }
 }
+
+/// Which endings count against success in `is_successful` (ClearML's `fail_condition`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FailCondition {
+    /// A failure and an abort both mean no success (the default).
+    #[default]
+    All,
+    /// Only a failure does: an aborted run or step still counts as a success.
+    Failed,
+    /// Only an abort does: a failed run or step still counts as a success.
+    Aborted,
+}
+
+impl FailCondition {
+    /// Whether a run that stands at `status` counts as a success. A run still running does not;
+    /// a crashed one counts as failed.
+    pub fn run_succeeded(self, status: RunStatus) -> bool {
+        match status {
+            RunStatus::Running => false,
+            RunStatus::Completed => true,
+            RunStatus::Failed | RunStatus::Crashed => self == Self::Aborted,
+            RunStatus::Aborted => self == Self::Failed,
+        }
+    }
+
+    /// Whether a step that stands at `status` counts as a success: completed, served from the
+    /// cache (a success, unlike ClearML #1501) or skipped on purpose count; one not final does
+    /// not.
+    pub fn node_succeeded(self, status: NodeStatus) -> bool {
+        match status {
+            NodeStatus::Pending | NodeStatus::Queued | NodeStatus::Running => false,
+            NodeStatus::Completed | NodeStatus::Cached | NodeStatus::Skipped => true,
+            NodeStatus::Failed => self == Self::Aborted,
+            NodeStatus::Aborted => self == Self::Failed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_fail_condition_forgives_only_the_other_ending() {
+        use FailCondition::*;
+        for c in [All, Failed, Aborted] {
+            assert!(c.run_succeeded(RunStatus::Completed));
+            assert!(!c.run_succeeded(RunStatus::Running));
+            assert!(c.node_succeeded(NodeStatus::Cached));
+            assert!(!c.node_succeeded(NodeStatus::Queued));
+        }
+        assert!(!All.run_succeeded(RunStatus::Failed) && !All.run_succeeded(RunStatus::Aborted));
+        assert!(!Failed.run_succeeded(RunStatus::Failed) && Failed.run_succeeded(RunStatus::Aborted));
+        assert!(Aborted.run_succeeded(RunStatus::Failed) && !Aborted.run_succeeded(RunStatus::Aborted));
+        assert!(!Failed.run_succeeded(RunStatus::Crashed));
+        assert!(!All.node_succeeded(NodeStatus::Failed) && Aborted.node_succeeded(NodeStatus::Failed));
+        assert!(!Failed.node_succeeded(NodeStatus::Failed) && Failed.node_succeeded(NodeStatus::Aborted));
+    }
+}

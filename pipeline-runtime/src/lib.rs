@@ -248,7 +248,7 @@ pub use engine::context::{RunView, current_run};
 pub use error::{ExecutorError, HandleError, PipelineError};
 pub use pipeline_core::{
     ArtifactCodec, Callbacks, Codec, ComponentDescriptor, ComponentOptions, ContinueBehaviour, DagNode, ErrorKind,
-    MultiInstance, NodeStatus, ParamDescriptor, PipelineDag, PipelineDescriptor, PipelineOptions, RetryPolicy,
+    FailCondition, MultiInstance, NodeStatus, ParamDescriptor, PipelineDag, PipelineDescriptor, PipelineOptions, RetryPolicy,
     RunStatus, StepError, StepIo, call_entry, registry,
 };
 pub use pipeline_macros::{component, pipeline};

@@ -3,7 +3,7 @@
 //! project/name/version/tags, and the operations on it (wait, stop, tags).
 
 use crate::store::{ArtifactRecord, MetricRecord, RunFilter, RunRecord, RunStore, StoreError, version_key};
-use pipeline_core::{NodeStatus, PipelineDag, RunStatus};
+use pipeline_core::{FailCondition, NodeStatus, PipelineDag, RunStatus};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -209,6 +209,16 @@ impl PipelineRun {
     /// True when the run completed: no step failed except those with `continue_on_fail`.
     pub fn is_successful(&self) -> bool {
         self.record.status == RunStatus::Completed
+    }
+
+    /// ClearML's `is_successful(fail_on_step_fail, fail_condition)`: whether the run ended
+    /// well, forgiving aborts (`FailCondition::Failed`) or failures (`FailCondition::Aborted`)
+    /// or neither (`All`); with `fail_on_step_fail`, each step is judged too, so a step that
+    /// failed with `continue_on_fail` counts against the run. A cached or skipped step counts as
+    /// a success; a run still running does not.
+    pub fn is_successful_with(&self, fail_on_step_fail: bool, fail_condition: FailCondition) -> bool {
+        fail_condition.run_succeeded(self.record.status)
+            && (!fail_on_step_fail || self.dag().nodes().all(|n| fail_condition.node_succeeded(n.status)))
     }
 
     /// Wall time from start to end (to now while running).
