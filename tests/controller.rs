@@ -5,7 +5,9 @@
 use pipeline_runtime::controller::spec::{PipelineSpec, SpecFormat};
 use pipeline_runtime::prelude::*;
 use pipeline_runtime::store::RunStore;
-use pipeline_runtime::{Config, ContinueBehaviour, ControllerError, FailCondition, Mode, PipelineController};
+use pipeline_runtime::{
+    CacheRefresh, Config, ContinueBehaviour, ControllerError, FailCondition, Mode, PipelineController,
+};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -42,6 +44,13 @@ fn label(name: String, count: u64) -> String {
 }
 
 static FLAKY_CALLS: AtomicU32 = AtomicU32::new(0);
+static STAMPS: AtomicU32 = AtomicU32::new(0);
+
+/// A new number at each execution: shows which run a cached value came from.
+#[component(cache = true)]
+fn stamp(x: u32) -> u32 {
+    x * 100 + STAMPS.fetch_add(1, Ordering::SeqCst)
+}
 
 /// Fails its first call in this process (debug mode runs it in-process).
 #[component]
@@ -328,5 +337,38 @@ fn is_successful_judges_steps_by_the_fail_condition_and_a_cached_step_succeeds()
         let second = only_good.run().unwrap().run;
         assert_eq!(second.dag().node("good").unwrap().status, NodeStatus::Cached);
         assert!(second.is_successful_with(true, FailCondition::All));
+    });
+}
+
+#[test]
+fn a_cache_refresh_runs_the_step_and_overwrites_its_entry() {
+    config(Mode::Debug, "refresh").scope(|| {
+        let mut pipe = PipelineController::new("controller_refresh", "tests");
+        pipe.add_function_step("stamp", "stamp", json!({ "x": 1 }));
+        pipe.add_function_step("total", "total", json!({ "values": [1, 2] }))
+            .cache_executed_step(true);
+        let value = |pipe: &PipelineController| {
+            let finished = pipe.run().unwrap();
+            let dag = finished.run.dag();
+            (
+                finished.output["stamp.return_object"].as_u64().unwrap(),
+                dag.node("stamp").unwrap().status,
+                dag.node("total").unwrap().status,
+            )
+        };
+        let (first, ..) = value(&pipe);
+        assert_eq!(value(&pipe), (first, NodeStatus::Cached, NodeStatus::Cached));
+        // Only `stamp` is refreshed; its new value replaces the cached one.
+        pipe.set_cache_refresh(CacheRefresh::Components(vec!["stamp".into()]));
+        let (second, stamp, total) = value(&pipe);
+        assert_ne!(second, first);
+        assert_eq!((stamp, total), (NodeStatus::Completed, NodeStatus::Cached));
+        pipe.set_cache_refresh(CacheRefresh::Off);
+        assert_eq!(value(&pipe), (second, NodeStatus::Cached, NodeStatus::Cached));
+        // The same through the configuration, for every step.
+        let all = Config::current().with_cache_refresh(CacheRefresh::All);
+        let (third, stamp, total) = all.scope(|| value(&pipe));
+        assert_ne!(third, second);
+        assert_eq!((stamp, total), (NodeStatus::Completed, NodeStatus::Completed));
     });
 }

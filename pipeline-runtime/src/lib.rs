@@ -240,16 +240,16 @@ pub use api::pipeline::Finished;
 pub use api::spin::{SpinError, Spun, spin_step};
 pub use component::Component;
 pub use config::{
-    CONFIG_FILE, Config, DEFAULT_LOG_CAP, LOG_CAP_ENV, Mode, RAY_ADDRESS_ENV, RAY_TOKEN_ENV, RECORD_ENV, RayConfig,
-    STATE_DIR_ENV, debug_pipeline, mode, ray_config, recording, run_locally, set_busy_timeout,
+    CONFIG_FILE, CacheRefresh, Config, DEFAULT_LOG_CAP, LOG_CAP_ENV, Mode, RAY_ADDRESS_ENV, RAY_TOKEN_ENV, RECORD_ENV,
+    RayConfig, STATE_DIR_ENV, debug_pipeline, mode, ray_config, recording, run_locally, set_busy_timeout,
     set_default_execution_queue, set_recording, set_state_dir, start_locally, state_dir, with_mode,
 };
 pub use engine::context::{RunView, current_run};
 pub use error::{ExecutorError, HandleError, PipelineError};
 pub use pipeline_core::{
     ArtifactCodec, Callbacks, Codec, ComponentDescriptor, ComponentOptions, ContinueBehaviour, DagNode, ErrorKind,
-    FailCondition, MultiInstance, NodeStatus, ParamDescriptor, PipelineDag, PipelineDescriptor, PipelineOptions, RetryPolicy,
-    RunStatus, StepError, StepIo, call_entry, registry,
+    FailCondition, MultiInstance, NodeStatus, ParamDescriptor, PipelineDag, PipelineDescriptor, PipelineOptions,
+    RetryPolicy, RunStatus, StepError, StepIo, call_entry, registry,
 };
 pub use pipeline_macros::{component, pipeline};
 #[cfg(feature = "ray")]

@@ -185,6 +185,22 @@ fn fragile(limit: f64) -> anyhow::Result<f64> {
     Ok(halve(checked).get()?)
 }
 
+#[component(cache = true)]
+fn cached_sum(values: Vec<f64>) -> f64 {
+    values.iter().sum()
+}
+
+/// Two cached steps of two components.
+#[pipeline(name = "cached_chain", project = "cli-tests")]
+fn cached_chain(n: u32) -> anyhow::Result<f64> {
+    Ok(cached_sum(scale_cached(numbers(n), 2.0)).get()?)
+}
+
+#[component(cache = true)]
+fn scale_cached(values: Vec<f64>, factor: f64) -> Vec<f64> {
+    values.iter().map(|v| v * factor).collect()
+}
+
 /// One chatty step.
 #[pipeline(name = "talk", project = "cli-tests")]
 fn talk(n: u32) -> anyhow::Result<u32> {
@@ -920,6 +936,29 @@ fn rerun_starts_the_pipeline_again_with_edited_parameters() {
         runs_before,
         "nothing was recorded"
     );
+}
+
+/// `pipeline rerun RUN --refresh [COMPONENT]...`: cached steps run again and overwrite their
+/// entries, all of them or those of the components named.
+#[test]
+fn rerun_with_refresh_runs_cached_steps_again() {
+    let dir = state("rerun-refresh");
+    let first = record(&dir, Mode::Debug, || cached_chain::run(3).unwrap());
+    assert_eq!(first.output.unwrap(), 12.0);
+    let id = first.run.id().to_string();
+    let store = RunStore::open(&dir.join("runs.db")).unwrap();
+    let statuses = |args: &[&str]| {
+        let out = cli(&dir, &[&["rerun", &id, "--mode", "debug"], args].concat()).ok();
+        let new_id = out.split_whitespace().nth(1).unwrap().to_string();
+        let nodes = store.nodes(&new_id).unwrap();
+        let status = |name: &str| nodes.iter().find(|n| n.node.name == name).unwrap().node.status;
+        (status("scale_cached"), status("cached_sum"))
+    };
+    use NodeStatus::{Cached, Completed};
+    assert_eq!(statuses(&[]), (Cached, Cached));
+    assert_eq!(statuses(&["--refresh"]), (Completed, Completed));
+    assert_eq!(statuses(&["--refresh", "cached_sum"]), (Cached, Completed));
+    assert_eq!(statuses(&["--refresh", "elsewhere"]), (Cached, Cached));
 }
 
 // ---------------------------------------------------------------- spin

@@ -16,6 +16,8 @@ pub enum Again<'a> {
     Rerun {
         /// Where its steps run, when not as before.
         mode: Option<&'a str>,
+        /// Steps that run and overwrite their cache entry instead of reading it.
+        refresh: &'a crate::config::CacheRefresh,
     },
     /// The same run, under its id: steps that finished with the same code and inputs are
     /// reused, the others run.
@@ -60,11 +62,12 @@ pub fn start_again(
         ));
     }
     let request = match how {
-        Again::Rerun { mode } => serde_json::json!({
+        Again::Rerun { mode, refresh } => serde_json::json!({
             "pipeline": entry,
             "params": params,
             "mode": mode.unwrap_or(&run.mode),
             "origin": run.id,
+            "refresh": refresh,
         }),
         Again::Resume => serde_json::json!({
             "pipeline": entry,

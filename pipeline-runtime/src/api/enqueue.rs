@@ -119,6 +119,8 @@ pub fn enqueue_pipeline(
         mode: None,
         origin: None,
         resume: None,
+        // The caller's refresh goes with the run it enqueues.
+        refresh: config.cache_refresh.clone(),
     };
     let job = format!("controller-{run}");
     let queue = descriptor.options.pipeline_execution_queue.unwrap_or("services");

@@ -106,6 +106,7 @@ pub(super) fn layer(cwd: &Path) -> Layer {
             token: env(RAY_TOKEN_ENV).or(ray.token),
             headers: ray.headers,
         }),
+        cache_refresh: None,
         run_id: None,
         origin: None,
         resume: None,

@@ -34,6 +34,31 @@ pub struct RayConfig {
     pub headers: std::collections::BTreeMap<String, String>,
 }
 
+/// Which `cache = true` steps skip the cache lookup, run, and overwrite what was cached (a
+/// refresh), in the runs started with the configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheRefresh {
+    /// The cache serves every step it can (the default).
+    #[default]
+    Off,
+    /// No step is served from the cache; every cached step's entry is written again.
+    All,
+    /// Only steps of these components (by registered name) are refreshed.
+    Components(Vec<String>),
+}
+
+impl CacheRefresh {
+    /// Whether steps of `component` are refreshed.
+    pub fn applies_to(&self, component: &str) -> bool {
+        match self {
+            Self::Off => false,
+            Self::All => true,
+            Self::Components(names) => names.iter().any(|n| n == component),
+        }
+    }
+}
+
 /// What a step attempt's log keeps by default: 256 MiB.
 pub const DEFAULT_LOG_CAP: u64 = 256 << 20;
 
@@ -68,6 +93,8 @@ pub struct Config {
     pub log_cap: u64,
     /// The Ray cluster of remote mode and `enqueue`.
     pub ray: RayConfig,
+    /// Steps that refresh their cache entry instead of reading it.
+    pub cache_refresh: CacheRefresh,
     /// The id the next run must take (a controller started on the cluster for a given run).
     pub(crate) run_id: Option<String>,
     /// The run the next run is started again from (`pipeline rerun`).
@@ -86,6 +113,7 @@ pub(crate) struct Layer {
     pub(crate) busy_timeout: Option<Duration>,
     pub(crate) log_cap: Option<u64>,
     pub(crate) ray: Option<RayConfig>,
+    pub(crate) cache_refresh: Option<CacheRefresh>,
     pub(crate) run_id: Option<String>,
     pub(crate) origin: Option<String>,
     pub(crate) resume: Option<String>,
@@ -109,6 +137,7 @@ impl Layer {
             busy_timeout,
             log_cap,
             ray,
+            cache_refresh,
             run_id,
             origin,
             resume
@@ -126,6 +155,7 @@ static PROCESS: Mutex<Layer> = Mutex::new(Layer {
     busy_timeout: None,
     log_cap: None,
     ray: None,
+    cache_refresh: None,
     run_id: None,
     origin: None,
     resume: None,
@@ -183,6 +213,7 @@ impl Config {
             busy_timeout: layer.busy_timeout.unwrap_or(Duration::from_secs(10)),
             log_cap: layer.log_cap.unwrap_or(DEFAULT_LOG_CAP),
             ray: layer.ray.unwrap_or_default(),
+            cache_refresh: layer.cache_refresh.unwrap_or_default(),
             run_id: layer.run_id,
             origin: layer.origin,
             resume: layer.resume,
@@ -231,6 +262,13 @@ impl Config {
         self
     }
 
+    /// With `refresh` for the runs started: those steps run and overwrite their cache entry
+    /// instead of reading it (runs started from their bodies refresh too).
+    pub fn with_cache_refresh(mut self, refresh: CacheRefresh) -> Self {
+        self.cache_refresh = refresh;
+        self
+    }
+
     /// With the next run started recorded as started again from run `origin`.
     pub(crate) fn with_origin(mut self, origin: String) -> Self {
         self.origin = Some(origin);
@@ -259,6 +297,7 @@ impl Config {
             busy_timeout: Some(self.busy_timeout),
             log_cap: Some(self.log_cap),
             ray: Some(self.ray.clone()),
+            cache_refresh: Some(self.cache_refresh.clone()),
             run_id: self.run_id.clone(),
             origin: self.origin.clone(),
             resume: self.resume.clone(),

@@ -309,6 +309,10 @@ impl Run {
             return false;
         };
         self.lock().sched.set_cache_key(index, key.clone());
+        // A refresh runs the step; its success overwrites the entry under the same key.
+        if self.config.cache_refresh.applies_to(descriptor.name) {
+            return false;
+        }
 
         let hit = {
             let mut store = crate::sync::lock(&self.cache_store);

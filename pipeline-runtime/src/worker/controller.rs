@@ -26,6 +26,9 @@ pub(crate) struct Request {
     /// The run it takes up again (`resume`).
     #[serde(default)]
     pub(crate) resume: Option<String>,
+    /// Steps that refresh their cache entry (`rerun --refresh`).
+    #[serde(default)]
+    pub(crate) refresh: crate::config::CacheRefresh,
 }
 
 /// Runs the controller request in `json`; gives the process's exit code.
@@ -59,6 +62,9 @@ pub(crate) fn run_controller(json: &str) -> i32 {
     }
     if let Some(run) = request.resume {
         config = config.with_resume(run);
+    }
+    if request.refresh != crate::config::CacheRefresh::Off {
+        config = config.with_cache_refresh(request.refresh);
     }
     match config.scope(|| (pipeline.controller)(&request.params.to_string())) {
         Ok(true) => 0,

@@ -13,7 +13,7 @@ pub mod spec;
 use self::plan::ArgPlan;
 use self::spec::{ParameterSpec, PipelineSpec, SpecFormat, StepSpec};
 use super::pipeline::Finished;
-use crate::config::{Config, Mode};
+use crate::config::{CacheRefresh, Config, Mode};
 use crate::error::PipelineError;
 use crate::value::dynamic::{DynArg, DynCall, DynHandle};
 use pipeline_core::{Codec, ParamDescriptor, PipelineDescriptor, PipelineOptions, RetryPolicy};
@@ -87,6 +87,8 @@ pub struct PipelineController {
     values: BTreeMap<String, serde_json::Value>,
     /// Mistakes made through the builder that the spec cannot hold, reported by the check.
     problems: Vec<String>,
+    /// Steps that refresh their cache entry in the runs started from now on.
+    refresh: Option<CacheRefresh>,
 }
 
 impl PipelineController {
@@ -101,6 +103,7 @@ impl PipelineController {
             spec,
             values: BTreeMap::new(),
             problems: Vec::new(),
+            refresh: None,
         }
     }
 
@@ -241,6 +244,14 @@ impl PipelineController {
         self
     }
 
+    /// Steps whose cache entries the runs started from now on refresh: they run instead of
+    /// reading the cache, and overwrite the entry (all, or those of some components).
+    /// `CacheRefresh::Off` leaves it to the configuration (`Config::with_cache_refresh`).
+    pub fn set_cache_refresh(&mut self, refresh: CacheRefresh) -> &mut Self {
+        self.refresh = (refresh != CacheRefresh::Off).then_some(refresh);
+        self
+    }
+
     /// Adds a step called `name` that runs `component` (its registered name, or its
     /// `descriptor()`) on `function_kwargs`: a JSON object with one entry per parameter, each a
     /// literal or a reference (`"${STEP.OUTPUT}"`, `"${pipeline.PARAM}"`, or a list of
@@ -303,6 +314,14 @@ impl PipelineController {
     /// Runs the pipeline in the configured mode, as a `#[pipeline]` function would; blocks
     /// until the run ends.
     pub fn run(&self) -> Result<Finished<ControllerOutputs>, ControllerError> {
+        if let Some(refresh) = &self.refresh {
+            let config = Config::current().with_cache_refresh(refresh.clone());
+            return config.scope(|| self.run_here());
+        }
+        self.run_here()
+    }
+
+    fn run_here(&self) -> Result<Finished<ControllerOutputs>, ControllerError> {
         let plan = self.plan()?;
         let values: BTreeMap<String, serde_json::Value> = self
             .spec

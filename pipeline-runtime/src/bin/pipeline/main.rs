@@ -100,6 +100,10 @@ enum Command {
         /// Where its steps run (default: as in the recorded run).
         #[arg(long, value_parser = ["debug", "local", "remote"])]
         mode: Option<String>,
+        /// Run `cache = true` steps instead of reading the cache, and overwrite their entries:
+        /// all of them, or those of the components named.
+        #[arg(long, num_args = 0.., value_name = "COMPONENT")]
+        refresh: Option<Vec<String>>,
     },
     /// Take a failed, aborted or crashed run up again under its id: steps that finished with
     /// the same code and inputs are reused, the others run.
@@ -181,7 +185,19 @@ fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Compare { a, b } => compare::compare(ctx, &a, &b),
         Command::Cache(CacheCommand::Clear { component }) => cache::clear(ctx, component.as_deref()),
         Command::Stop { run, reason } => stop::stop(ctx, &run, &reason),
-        Command::Rerun { run, sets, mode } => rerun::rerun(ctx, &run, &sets, mode.as_deref()),
+        Command::Rerun {
+            run,
+            sets,
+            mode,
+            refresh,
+        } => {
+            let refresh = match refresh {
+                None => pipeline_runtime::CacheRefresh::Off,
+                Some(names) if names.is_empty() => pipeline_runtime::CacheRefresh::All,
+                Some(names) => pipeline_runtime::CacheRefresh::Components(names),
+            };
+            rerun::rerun(ctx, &run, &sets, mode.as_deref(), &refresh)
+        }
         Command::Spin { run, step, out } => spin::spin(ctx, &run, &step, out),
         Command::Resume { run } => resume::resume(ctx, &run),
     }

@@ -1,4 +1,4 @@
-//! `pipeline rerun RUN [--set NAME=VALUE]... [--mode MODE]`: starts a new run of a recorded
+//! `pipeline rerun RUN [--set NAME=VALUE]... [--mode MODE] [--refresh [COMPONENT]...]`: starts a new run of a recorded
 //! run's pipeline with its recorded parameters, some edited (ClearML's "clone and enqueue").
 //! The recorded executable is started as the pipeline's controller; the new run records the
 //! one it came from.
@@ -11,7 +11,13 @@ use pipeline_runtime::store::{RunFilter, RunRecord};
 
 /// Parses and applies `--set` edits to the run's recorded parameters, then runs the
 /// pipeline again and reports the new run.
-pub fn rerun(ctx: &Ctx, id: &str, sets: &[String], mode: Option<&str>) -> Result<(), CliError> {
+pub fn rerun(
+    ctx: &Ctx,
+    id: &str,
+    sets: &[String],
+    mode: Option<&str>,
+    refresh: &pipeline_runtime::CacheRefresh,
+) -> Result<(), CliError> {
     let store = ctx.require_store()?;
     let run = find_run(&store, id)?;
     let params = edited_parameters(&run, sets)?;
@@ -23,8 +29,8 @@ pub fn rerun(ctx: &Ctx, id: &str, sets: &[String], mode: Option<&str>) -> Result
         mode.unwrap_or(&run.mode),
         run.id
     );
-    let status =
-        pipeline_runtime::start_again(&ctx.state, &run, params, Again::Rerun { mode }).map_err(CliError::failure)?;
+    let status = pipeline_runtime::start_again(&ctx.state, &run, params, Again::Rerun { mode, refresh })
+        .map_err(CliError::failure)?;
     // The new run, if one started: the newest whose origin is this run.
     let newest = ctx
         .require_store()?
