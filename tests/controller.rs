@@ -211,6 +211,8 @@ fn every_mistake_in_a_spec_is_reported_at_once_before_anything_runs() {
         .parents(["nobody"]);
     pipe.add_function_step("f", "total", json!({ "values": "${f.return_object}" }));
     pipe.add_function_step("g", "total", json!([1, 2]));
+    pipe.add_function_step("h", "total", json!({ "values": [] }))
+        .retry_backoff(std::time::Duration::ZERO, 0.5, -1.0);
     let err = pipe.check().unwrap_err();
     let ControllerError::Invalid(errors) = &err else {
         panic!("{err}")
@@ -229,6 +231,8 @@ fn every_mistake_in_a_spec_is_reported_at_once_before_anything_runs() {
         "step `e`, argument `values`: `${pipeline.missing}` names no parameter of the pipeline",
         "step `f`, argument `values`: `${f.return_object}` is the step's own output",
         "step `g`: `function_kwargs` must be a JSON object of arguments by name, not `[1,2]`",
+        "step `h`: `retry_backoff` multiplies each wait: 1 or more, not 0.5",
+        "step `h`: `retry_jitter` must be zero or more, not -1",
     ];
     for e in expected {
         assert!(errors.iter().any(|got| got.starts_with(e)), "missing `{e}` in:\n{err}");
@@ -296,13 +300,22 @@ fn per_step_options_apply_to_that_step_only() {
     config(Mode::Debug, "options").scope(|| {
         let mut pipe = PipelineController::new("controller_options", "tests");
         pipe.add_function_step("first", "flaky", json!({ "x": 5 }))
-            .retry_on_failure(1);
+            .retry_on_failure(1)
+            .retry_backoff(std::time::Duration::from_millis(50), 2.0, 0.0);
         pipe.add_function_step("cached", "total", json!({ "values": [4, 5] }))
             .cache_executed_step(true);
         let finished = pipe.run().unwrap();
         assert!(finished.run.is_successful(), "{}", finished.run.dag().to_text());
         let dag = finished.run.dag();
         assert_eq!(dag.node("first").unwrap().attempts, 2);
+        // The wait before the retry is in the node's history: queued again, then running.
+        let store = RunStore::open(&folder_of("options").join("runs.db")).unwrap();
+        let history = store.node_events(finished.run.id(), "first").unwrap();
+        let states: Vec<NodeStatus> = history.iter().map(|(s, _)| *s).collect();
+        use NodeStatus::*;
+        assert_eq!(states, [Pending, Queued, Running, Queued, Running, Completed]);
+        let waited = history[4].1.duration_since(history[3].1).unwrap();
+        assert!(waited >= std::time::Duration::from_millis(50), "{waited:?}");
         assert_eq!(finished.output["first.return_object"], json!(5));
         // Served from the cache the second time.
         let again = pipe.run().unwrap();

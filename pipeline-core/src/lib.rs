@@ -20,5 +20,7 @@ pub use descriptor::{
     ComponentDescriptor, DynamicEntry, EntryPoint, ParamDescriptor, PipelineDescriptor, StepIo, call_entry,
 };
 pub use error::{ErrorKind, StepError};
-pub use options::{Callbacks, ComponentOptions, ContinueBehaviour, MultiInstance, PipelineOptions, RetryPolicy};
+pub use options::{
+    Callbacks, ComponentOptions, ContinueBehaviour, MultiInstance, PipelineOptions, RetryBackoff, RetryPolicy,
+};
 pub use status::{FailCondition, NodeStatus, RunStatus};

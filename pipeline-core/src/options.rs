@@ -49,6 +49,47 @@ impl RetryPolicy {
     }
 }
 
+/// How long a failed step waits before each retry (Prefect's `retry_delay_seconds` and
+/// `retry_jitter_factor`): `delay` before the first retry, multiplied by `factor` before each
+/// later one, each wait then lengthened by a random share of at most `jitter` of itself, so
+/// that steps failing together do not retry together.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBackoff {
+    /// The wait before the first retry (zero: retry at once).
+    pub delay: Duration,
+    /// Each later wait is this many times the one before (1: a constant wait).
+    pub factor: f64,
+    /// Up to this share of a wait is added to it, at random (0: none).
+    pub jitter: f64,
+}
+
+impl RetryBackoff {
+    /// Retries start at once.
+    pub const NONE: Self = Self {
+        delay: Duration::ZERO,
+        factor: 1.0,
+        jitter: 0.0,
+    };
+
+    /// The wait before retry number `retry` (1 for the first), with `random` in `[0, 1)`
+    /// drawing the jitter. Capped at a day, so a large factor cannot overflow.
+    pub fn wait(&self, retry: u32, random: f64) -> Duration {
+        if self.delay.is_zero() {
+            return Duration::ZERO;
+        }
+        let exponent = retry.saturating_sub(1).min(1024) as i32;
+        let base = self.delay.as_secs_f64() * self.factor.max(1.0).powi(exponent);
+        let seconds = base * (1.0 + self.jitter.max(0.0) * random.clamp(0.0, 1.0));
+        Duration::from_secs_f64(seconds.min(86_400.0))
+    }
+}
+
+impl Default for RetryBackoff {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
 /// What a failed or aborted step means for the rest of the pipeline (`continue_behaviour`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContinueBehaviour {
@@ -116,6 +157,8 @@ pub struct ComponentOptions {
     pub execution_queue: Option<&'static str>,
     /// `retry_on_failure` (alias `retries`).
     pub retry: RetryPolicy,
+    /// The waits before retries (`retry_delay`, `retry_backoff`, `retry_jitter`).
+    pub retry_backoff: RetryBackoff,
     /// `continue_behaviour`, or the deprecated `continue_on_fail`.
     pub continue_behaviour: ContinueBehaviour,
     /// The step is stopped once it ran this long (`time_limit`).
@@ -150,6 +193,7 @@ impl ComponentOptions {
         parents: &[],
         execution_queue: None,
         retry: RetryPolicy::Never,
+        retry_backoff: RetryBackoff::NONE,
         continue_behaviour: ContinueBehaviour::DEFAULT,
         time_limit: None,
         tags: &[],
@@ -242,5 +286,25 @@ impl PipelineOptions {
 impl Default for PipelineOptions {
     fn default() -> Self {
         Self::DEFAULT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_waits_grow_by_the_factor_and_jitter_only_lengthens() {
+        let b = RetryBackoff {
+            delay: Duration::from_secs(2),
+            factor: 3.0,
+            jitter: 0.5,
+        };
+        assert_eq!(b.wait(1, 0.0), Duration::from_secs(2));
+        assert_eq!(b.wait(2, 0.0), Duration::from_secs(6));
+        assert_eq!(b.wait(3, 0.0), Duration::from_secs(18));
+        assert_eq!(b.wait(1, 1.0), Duration::from_secs(3));
+        assert_eq!(b.wait(1_000_000, 0.5), Duration::from_secs(86_400));
+        assert_eq!(RetryBackoff::NONE.wait(5, 0.9), Duration::ZERO);
     }
 }

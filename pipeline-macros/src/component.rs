@@ -19,6 +19,9 @@ const KNOWN: &[&str] = &[
     "continue_behaviour",
     "retry_on_failure",
     "retries",
+    "retry_delay",
+    "retry_backoff",
+    "retry_jitter",
     "time_limit",
     "tags",
     "monitor_metrics",
@@ -93,6 +96,9 @@ struct Options {
     continue_on_fail: Option<bool>,
     behaviour: Option<[bool; 4]>,
     retry: Option<TokenStream>,
+    retry_delay: Option<std::time::Duration>,
+    retry_backoff: Option<f64>,
+    retry_jitter: Option<f64>,
     time_limit: Option<std::time::Duration>,
     tags: Vec<LitStr>,
     monitor_metrics: Vec<[LitStr; 4]>,
@@ -170,6 +176,18 @@ fn parse_option(o: &mut Options, arg: &Arg) -> syn::Result<()> {
             }
             o.retry = Some(retry_tokens(arg)?);
         }
+        "retry_delay" => o.retry_delay = Some(arg.duration()?),
+        "retry_backoff" => {
+            let factor = arg.positive_f64()?;
+            if factor < 1.0 {
+                return Err(syn::Error::new(
+                    arg.key.span(),
+                    "`retry_backoff` multiplies each wait by this factor: 1 or more",
+                ));
+            }
+            o.retry_backoff = Some(factor);
+        }
+        "retry_jitter" => o.retry_jitter = Some(arg.positive_f64()?),
         "time_limit" => o.time_limit = Some(arg.duration()?),
         "tags" => o.tags = arg.str_list()?,
         "monitor_metrics" => o.monitor_metrics = parse_metrics(arg)?,
@@ -696,6 +714,15 @@ fn options_tokens(o: &Options, krate: &TokenStream) -> TokenStream {
     if let Some(limit) = o.time_limit {
         let limit = duration(limit);
         fields.push(quote!(time_limit: #limit));
+    }
+    if o.retry_delay.is_some() || o.retry_backoff.is_some() || o.retry_jitter.is_some() {
+        let d = o.retry_delay.unwrap_or_default();
+        let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+        let delay = quote!(::core::time::Duration::new(#secs, #nanos));
+        let (factor, jitter) = (o.retry_backoff.unwrap_or(1.0), o.retry_jitter.unwrap_or(0.0));
+        fields.push(quote! {
+            retry_backoff: #krate::RetryBackoff { delay: #delay, factor: #factor, jitter: #jitter }
+        });
     }
     if !o.monitor_metrics.is_empty() {
         let metrics = o.monitor_metrics.iter().map(|[a, b, c, d]| quote!((#a, #b, #c, #d)));

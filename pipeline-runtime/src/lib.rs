@@ -249,7 +249,7 @@ pub use error::{ExecutorError, HandleError, PipelineError};
 pub use pipeline_core::{
     ArtifactCodec, Callbacks, Codec, ComponentDescriptor, ComponentOptions, ContinueBehaviour, DagNode, ErrorKind,
     FailCondition, MultiInstance, NodeStatus, ParamDescriptor, PipelineDag, PipelineDescriptor, PipelineOptions,
-    RetryPolicy, RunStatus, StepError, StepIo, call_entry, registry,
+    RetryBackoff, RetryPolicy, RunStatus, StepError, StepIo, call_entry, registry,
 };
 pub use pipeline_macros::{component, pipeline};
 #[cfg(feature = "ray")]
@@ -281,7 +281,7 @@ pub mod __private {
     pub use pipeline_core::options::{Callbacks, MultiInstance};
     pub use pipeline_core::{
         ComponentDescriptor, ComponentOptions, ComponentValue, ContinueBehaviour, ErrorKind, ParamDescriptor,
-        PipelineDescriptor, PipelineOptions, RetryPolicy, StepError,
+        PipelineDescriptor, PipelineOptions, RetryBackoff, RetryPolicy, StepError,
     };
     pub use serde::Serialize;
     pub use std::time::Duration;

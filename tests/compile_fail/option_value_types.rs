@@ -25,4 +25,9 @@ fn e(x: u64) -> u64 {
     x
 }
 
+#[component(retries = 2, retry_backoff = 0.5, retry_jitter = "lots")]
+fn f(x: u64) -> u64 {
+    x
+}
+
 fn main() {}

@@ -47,6 +47,8 @@ struct RunState {
     applied: u64,
     /// Threads waiting for `applied` to reach a mark.
     watchers: usize,
+    /// Retries waiting out their backoff (on `Run::timers`).
+    delayed: usize,
     /// The drain's buffer, kept between drains.
     batch: Batch,
     idle_wakers: Vec<Waker>,
@@ -129,6 +131,9 @@ pub(crate) struct Run {
     idle: Condvar,
     /// Signalled as effects are applied, for threads waiting on a mark.
     progress: Condvar,
+    /// Signalled as effects are applied, for retries waiting out their backoff (a stop ends
+    /// their wait).
+    timers: Condvar,
     executor: Box<dyn Executor>,
     pub(crate) recorder: Option<Recorder>,
     /// The run's folder in the state folder (artifacts, logs).
@@ -206,6 +211,11 @@ impl Run {
         config: crate::config::Config,
     ) -> Arc<Self> {
         let recording = identity.recorder.is_some();
+        let seed = u64::from_le_bytes(
+            blake3::hash(identity.key.as_bytes()).as_bytes()[..8]
+                .try_into()
+                .expect("8 bytes"),
+        );
         let span = tracing::info_span!(target: "pipeline", "run", pipeline = descriptor.name, run = %identity.key);
         Arc::new(Self {
             id: NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed),
@@ -225,7 +235,7 @@ impl Run {
             span,
             key: identity.key.into(),
             state: Mutex::new(RunState {
-                sched: Scheduler::new(descriptor.options.abort_on_failure, recording),
+                sched: Scheduler::new(descriptor.options.abort_on_failure, recording).with_seed(seed),
                 descriptors: Vec::new(),
                 jobs: Vec::new(),
                 outputs: Vec::new(),
@@ -234,11 +244,13 @@ impl Run {
                 draining: false,
                 applied: 0,
                 watchers: 0,
+                delayed: 0,
                 batch: Vec::new(),
                 idle_wakers: Vec::new(),
             }),
             idle: Condvar::new(),
             progress: Condvar::new(),
+            timers: Condvar::new(),
             executor,
         })
     }
@@ -601,6 +613,7 @@ impl Run {
                 RetryPolicy::Never => self.descriptor.options.retry,
                 policy => policy,
             },
+            backoff: options.retry_backoff,
             continue_behaviour: options.continue_behaviour,
             callbacks: options.callbacks,
         }
@@ -839,6 +852,9 @@ impl Run {
             if st.watchers > 0 {
                 self.progress.notify_all();
             }
+            if st.delayed > 0 {
+                self.timers.notify_all();
+            }
         }
         st.batch = batch;
         st.draining = false;
@@ -900,12 +916,16 @@ impl Run {
                     self.lock().sched.retry_decided(index, retry, SystemTime::now());
                 }
             }
-            Effect::Start { .. } => {
+            Effect::Start { delay, .. } => {
                 let Parts::Start(node) = parts else {
                     unreachable!("taken for this effect")
                 };
-                self.executor
-                    .submit(Box::new(super::lease::NodeLease::new(self.clone(), node)));
+                if delay.is_zero() {
+                    self.executor
+                        .submit(Box::new(super::lease::NodeLease::new(self.clone(), node)));
+                } else {
+                    self.start_later(node, delay);
+                }
             }
             Effect::Cancel { index, reason } => {
                 let cancel = self.lock().cancels[index as usize].clone();
@@ -936,6 +956,48 @@ impl Run {
                     slot.fail(error.clone());
                 }
             }
+        }
+    }
+
+    /// Hands the node's next attempt to the executor once `delay` has passed, from a thread of
+    /// its own; a node that became final meanwhile (a stop aborts a waiting retry) is dropped.
+    fn start_later(self: &Arc<Self>, node: NodeKey, delay: std::time::Duration) {
+        let run = self.clone();
+        let now = NodeKey {
+            index: node.index,
+            name: node.name.clone(),
+            descriptor: node.descriptor,
+        };
+        let wait = move || {
+            let deadline = std::time::Instant::now() + delay;
+            let mut st = run.lock();
+            st.delayed += 1;
+            let due = loop {
+                if st.sched.status(node.index).is_terminal() {
+                    break false;
+                }
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    break true;
+                }
+                st = run
+                    .timers
+                    .wait_timeout(st, deadline - now)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            };
+            st.delayed -= 1;
+            drop(st);
+            if due {
+                run.executor
+                    .submit(Box::new(super::lease::NodeLease::new(run.clone(), node)));
+            }
+        };
+        // No thread for the wait: the retry starts now rather than never.
+        if let Err(e) = std::thread::Builder::new().name("pipeline-retry".into()).spawn(wait) {
+            crate::diag::warn(format_args!("a retry starts without its backoff: {e}"));
+            self.executor
+                .submit(Box::new(super::lease::NodeLease::new(self.clone(), now)));
         }
     }
 

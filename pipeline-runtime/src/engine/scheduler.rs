@@ -11,12 +11,13 @@ use crate::error::HandleError;
 use fnv::FnvHashMap;
 use pipeline_core::options::{PostExecuteCallback, PreExecuteCallback, RetryCallback, StatusChangeCallback};
 use pipeline_core::{
-    Callbacks, ContinueBehaviour, DagNode, ErrorKind, NodeStatus, PipelineDag, RetryPolicy, RunStatus, StepError,
+    Callbacks, ContinueBehaviour, DagNode, ErrorKind, NodeStatus, PipelineDag, RetryBackoff, RetryPolicy, RunStatus,
+    StepError,
 };
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// What the scheduler needs to know of a node's component.
 #[derive(Clone, Copy)]
@@ -27,6 +28,8 @@ pub(crate) struct StepRules {
     pub(crate) parents: &'static [&'static str],
     /// The retry policy, the pipeline's default already applied.
     pub(crate) retry: RetryPolicy,
+    /// The waits before retries.
+    pub(crate) backoff: RetryBackoff,
     /// `continue_behaviour`.
     pub(crate) continue_behaviour: ContinueBehaviour,
     /// The three callbacks.
@@ -90,6 +93,9 @@ pub(crate) enum Effect {
         /// [`Scheduler::attempt_started`]; kept here for tests and traces).
         #[allow(dead_code)]
         attempt: u32,
+        /// How long to wait before handing it over (a retry's backoff); the node is `Queued`
+        /// meanwhile, and a stop then aborts it without a start.
+        delay: Duration,
     },
     /// Stop the node's running attempt; it ends as aborted with `reason`.
     Cancel {
@@ -179,6 +185,8 @@ pub(crate) struct Scheduler {
     effects: VecDeque<Effect>,
     /// Effects taken by [`Scheduler::pop_effect`] so far.
     popped: u64,
+    /// Draws retry jitter: differs between runs, fixed within one (so tests can replay it).
+    seed: u64,
 }
 
 impl Scheduler {
@@ -196,7 +204,14 @@ impl Scheduler {
             recording,
             effects: VecDeque::new(),
             popped: 0,
+            seed: 0,
         }
+    }
+
+    /// With `seed` for retry jitter (a run gives its id's hash).
+    pub(crate) fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
     }
 
     /// The next effect to apply, oldest first.
@@ -605,12 +620,33 @@ impl Scheduler {
 
     fn queue(&mut self, index: u32) {
         self.set_status(index, NodeStatus::Queued);
-        self.effects.push_back(Effect::Start { index, attempt: 1 });
+        self.effects.push_back(Effect::Start {
+            index,
+            attempt: 1,
+            delay: Duration::ZERO,
+        });
     }
 
+    /// Another attempt. With a backoff the node waits `Queued` (its history then shows each
+    /// wait); without one it stays `Running` between attempts.
     fn retry(&mut self, index: u32) {
-        let attempt = self.node(index).attempts + 1;
-        self.effects.push_back(Effect::Start { index, attempt });
+        let node = self.node(index);
+        let attempt = node.attempts + 1;
+        let delay = node.rules.backoff.wait(node.attempts, self.draw(index, attempt));
+        if !delay.is_zero() {
+            self.set_status(index, NodeStatus::Queued);
+        }
+        self.effects.push_back(Effect::Start { index, attempt, delay });
+    }
+
+    /// A number in `[0, 1)` for attempt `attempt` of node `index` (splitmix64 of the seed,
+    /// the node and the attempt): spreads the retries of nodes that failed together.
+    fn draw(&self, index: u32, attempt: u32) -> f64 {
+        let mut z = self.seed ^ (u64::from(index) << 32 | u64::from(attempt)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
     }
 
     fn fail(&mut self, index: u32, error: StepError, now: SystemTime) {

@@ -6,7 +6,7 @@
 
 use super::spec::{ParameterSpec, PipelineSpec, StepSpec};
 use crate::value::dynamic::{DynCall, DynOutput, DynParam};
-use pipeline_core::{ComponentDescriptor, ComponentOptions, RetryPolicy, registry};
+use pipeline_core::{ComponentDescriptor, ComponentOptions, RetryBackoff, RetryPolicy, registry};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -177,6 +177,25 @@ pub(crate) fn plan(spec: &PipelineSpec, values: &BTreeMap<String, serde_json::Va
             &format!("step `{}`: `time_limit`", step.name),
             step.time_limit,
         );
+        let at = |what: &str| format!("step `{}`: `{what}`", step.name);
+        if let Some(d) = step.retry_delay
+            && !(d.is_finite() && d >= 0.0)
+        {
+            errors.push(format!("{} must be zero or more seconds, not {d}", at("retry_delay")));
+        }
+        if let Some(f) = step.retry_backoff
+            && !(f.is_finite() && f >= 1.0)
+        {
+            errors.push(format!(
+                "{} multiplies each wait: 1 or more, not {f}",
+                at("retry_backoff")
+            ));
+        }
+        if let Some(j) = step.retry_jitter
+            && !(j.is_finite() && j >= 0.0)
+        {
+            errors.push(format!("{} must be zero or more, not {j}", at("retry_jitter")));
+        }
         let Some((descriptor, param_types, _)) = &components[i] else {
             args_of.push(Vec::new());
             continue;
@@ -426,6 +445,11 @@ fn with_step_options(
             Some(0) => RetryPolicy::Never,
             Some(n) => RetryPolicy::Count(n),
             None => o.retry,
+        },
+        retry_backoff: RetryBackoff {
+            delay: step.retry_delay.map_or(o.retry_backoff.delay, Duration::from_secs_f64),
+            factor: step.retry_backoff.unwrap_or(o.retry_backoff.factor),
+            jitter: step.retry_jitter.unwrap_or(o.retry_backoff.jitter),
         },
         cache: step.cache_executed_step.unwrap_or(o.cache),
         continue_behaviour: step.continue_behaviour.map_or(o.continue_behaviour, |c| c.behaviour()),

@@ -113,6 +113,15 @@ pub struct StepSpec {
     /// How many times a failure is retried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_on_failure: Option<u32>,
+    /// Seconds to wait before the first retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_delay: Option<f64>,
+    /// Each later wait is this many times the one before (1 or more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_backoff: Option<f64>,
+    /// Up to this share of a wait is added to it at random.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_jitter: Option<f64>,
     /// Reuse the outputs of an earlier run with the same component and inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_executed_step: Option<bool>,
@@ -166,6 +175,9 @@ impl StepSpec {
             execution_queue: None,
             time_limit: None,
             retry_on_failure: None,
+            retry_delay: None,
+            retry_backoff: None,
+            retry_jitter: None,
             cache_executed_step: None,
             continue_behaviour: None,
             tags: Vec::new(),
@@ -199,6 +211,15 @@ impl StepSpec {
     /// How many times a failure is retried.
     pub fn retry_on_failure(&mut self, retries: u32) -> &mut Self {
         self.retry_on_failure = Some(retries);
+        self
+    }
+
+    /// Waits before retries: `delay` before the first, multiplied by `factor` before each later
+    /// one, each lengthened at random by up to `jitter` of itself.
+    pub fn retry_backoff(&mut self, delay: std::time::Duration, factor: f64, jitter: f64) -> &mut Self {
+        self.retry_delay = Some(delay.as_secs_f64());
+        self.retry_backoff = Some(factor);
+        self.retry_jitter = Some(jitter);
         self
     }
 

@@ -13,6 +13,7 @@ fn rules(component: &'static str) -> StepRules {
         component,
         parents: &[],
         retry: RetryPolicy::Never,
+        backoff: RetryBackoff::NONE,
         continue_behaviour: ContinueBehaviour::DEFAULT,
         callbacks: Callbacks::NONE,
     }
@@ -107,7 +108,12 @@ impl Harness {
                 }
                 Effect::PreExecute { node, .. } => format!("pre {}", node.name),
                 Effect::PostExecute { node, .. } => format!("post {} {}", node.name, node.status),
-                Effect::Start { index, attempt } => format!("start {} #{attempt}", self.s.name(index)),
+                Effect::Start { index, attempt, delay } if delay.is_zero() => {
+                    format!("start {} #{attempt}", self.s.name(index))
+                }
+                Effect::Start { index, attempt, delay } => {
+                    format!("start {} #{attempt} after {delay:?}", self.s.name(index))
+                }
                 Effect::Cancel { index, reason } => format!("cancel {}: {reason}", self.s.name(index)),
                 Effect::Publish { index } => format!("publish {}", self.s.name(index)),
                 Effect::FailOutputs { index, error } => format!("fail-outputs {}: {error}", self.s.name(index)),
@@ -388,6 +394,83 @@ fn a_resumed_node_shows_its_earlier_attempts_and_keeps_its_retries() {
         })
         .collect();
     assert_eq!(recorded.last(), Some(&5), "{recorded:?}");
+}
+
+#[test]
+fn a_retry_with_a_backoff_waits_queued_for_a_growing_delay() {
+    let mut h = Harness::new();
+    let backoff = RetryBackoff {
+        delay: Duration::from_secs(1),
+        factor: 2.0,
+        jitter: 0.0,
+    };
+    let a = h.add(
+        StepRules {
+            retry: RetryPolicy::Count(2),
+            backoff,
+            callbacks: NO_PRE,
+            ..rules("a")
+        },
+        &[],
+    );
+    h.effects();
+    h.fail(a, "once");
+    assert_eq!(
+        h.effects_of(&["status", "start"]),
+        [
+            "status a queued->running",
+            "status a running->queued",
+            "start a #2 after 1s"
+        ]
+    );
+    // The retry starts from `Queued`, as the first attempt did.
+    assert_eq!(h.start(a), Grant { number: 2, last: false });
+    assert_eq!(h.effects_of(&["status"]), ["status a queued->running"]);
+    h.end(a, Err(StepError::new(ErrorKind::Error, "twice")));
+    assert_eq!(h.effects_of(&["start"]), ["start a #3 after 2s"]);
+    // A stop while it waits aborts it: nothing is left to start.
+    let now = h.now();
+    h.s.stop("enough".into(), now);
+    assert_eq!(h.s.status(a), NodeStatus::Aborted);
+    assert!(h.s.attempt_started(a, now).is_none());
+}
+
+#[test]
+fn retry_jitter_differs_between_nodes_and_between_runs_but_not_on_replay() {
+    let waits = |seed: u64| {
+        let mut s = Scheduler::new(false, false).with_seed(seed);
+        let backoff = RetryBackoff {
+            delay: Duration::from_secs(10),
+            factor: 1.0,
+            jitter: 1.0,
+        };
+        let mut waits = Vec::new();
+        for _ in 0..3 {
+            let name = s.next_name("a");
+            let rules = StepRules {
+                retry: RetryPolicy::Count(1),
+                backoff,
+                ..rules("a")
+            };
+            let i = s.add_node(name, rules, &[], 0, t(0));
+            s.attempt_started(i, t(1));
+            s.attempt_ended(i, Err(StepError::new(ErrorKind::Error, "x")), t(2));
+        }
+        while let Some(e) = s.pop_effect() {
+            if let Effect::Start { delay, .. } = e
+                && !delay.is_zero()
+            {
+                assert!(delay >= Duration::from_secs(10) && delay <= Duration::from_secs(20));
+                waits.push(delay);
+            }
+        }
+        waits
+    };
+    let (one, again, other) = (waits(1), waits(1), waits(2));
+    assert_eq!(one.len(), 3);
+    assert_eq!(one, again);
+    assert_ne!(one, other);
+    assert!(one[0] != one[1] && one[1] != one[2]);
 }
 
 #[test]
