@@ -23,4 +23,4 @@ pub use error::{ErrorKind, StepError};
 pub use options::{
     Callbacks, ComponentOptions, ContinueBehaviour, MultiInstance, PipelineOptions, RetryBackoff, RetryPolicy,
 };
-pub use status::{FailCondition, NodeStatus, RunStatus};
+pub use status::{FailCondition, NodeStatus, RunStatus, StopMark};

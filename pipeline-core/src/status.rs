@@ -98,6 +98,38 @@ impl fmt::Display for RunStatus {
     }
 }
 
+/// How a stopped run is marked once its steps have ended (ClearML's `stop(mark_failed,
+/// mark_aborted)`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopMark {
+    /// `aborted` (the default here, and what a time limit or a signal gives).
+    #[default]
+    Aborted,
+    /// `failed`.
+    Failed,
+    /// `completed`, unless a step failed (then `failed`): ClearML's default for `stop()`.
+    Completed,
+}
+
+impl StopMark {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Aborted => "aborted",
+            Self::Failed => "failed",
+            Self::Completed => "completed",
+        }
+    }
+
+    /// The mark named `name` (as [`StopMark::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Aborted, Self::Failed, Self::Completed]
+            .into_iter()
+            .find(|m| m.as_str() == name)
+    }
+}
+
 /// Which endings count against success in `is_successful` (ClearML's `fail_condition`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum FailCondition {

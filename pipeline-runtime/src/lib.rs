@@ -249,7 +249,7 @@ pub use error::{ExecutorError, HandleError, PipelineError};
 pub use pipeline_core::{
     ArtifactCodec, Callbacks, Codec, ComponentDescriptor, ComponentOptions, ContinueBehaviour, DagNode, ErrorKind,
     FailCondition, MultiInstance, NodeStatus, ParamDescriptor, PipelineDag, PipelineDescriptor, PipelineOptions,
-    RetryBackoff, RetryPolicy, RunStatus, StepError, StepIo, call_entry, registry,
+    RetryBackoff, RetryPolicy, RunStatus, StepError, StepIo, StopMark, call_entry, registry,
 };
 pub use pipeline_macros::{component, pipeline};
 #[cfg(feature = "ray")]

@@ -770,6 +770,57 @@ fn stop_asks_a_running_run_to_stop() {
     assert!(line_starting(&shown, "slow_chatty ").contains(" aborted "), "{shown}");
 }
 
+/// `pipeline stop RUN --mark MARK` and `PipelineRun::stop_marked`: the run ends marked as
+/// asked (ClearML's `stop(mark_failed, mark_aborted)`; `completed` is its default).
+#[test]
+fn a_stop_marks_the_run_as_asked() {
+    let dir = state("stop-marked");
+    let stop_when_running = |stop: &dyn Fn(&str)| {
+        let pipeline = {
+            let dir = dir.clone();
+            std::thread::spawn(move || record(&dir, Mode::Local, || sleepy::run(60_000).unwrap().run))
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let running = loop {
+            assert!(Instant::now() < deadline, "the run never started");
+            std::thread::sleep(Duration::from_millis(50));
+            let listed = cli_json(&dir, &["runs", "--status", "running"]);
+            if let Some(run) = listed.as_array().and_then(|a| a.first()) {
+                break run["id"].as_str().unwrap().to_string();
+            }
+        };
+        stop(&running);
+        let stopped = pipeline.join().unwrap();
+        assert_eq!(stopped.id(), running);
+        let node = stopped.dag().node("slow_chatty").unwrap().status;
+        assert_eq!(node, NodeStatus::Aborted);
+        stopped.status()
+    };
+    let by_cli = stop_when_running(&|id| {
+        let out = cli(&dir, &["stop", id, "--mark", "completed"]).ok();
+        assert!(out.starts_with("stop requested"), "{out}");
+    });
+    assert_eq!(by_cli, RunStatus::Completed);
+    let by_api = stop_when_running(&|id| {
+        pipeline_runtime::Config::current().with_state_dir(&dir).scope(|| {
+            let mut run = pipeline_runtime::PipelineRun::get(id).unwrap().unwrap();
+            let asked = run
+                .stop_marked(
+                    "enough",
+                    pipeline_runtime::StopMark::Failed,
+                    Some(Duration::from_secs(60)),
+                )
+                .unwrap();
+            assert!(asked);
+            // It waited for the end.
+            assert_eq!(run.status(), RunStatus::Failed);
+        });
+    });
+    assert_eq!(by_api, RunStatus::Failed);
+    let bad = cli(&dir, &["stop", "x", "--mark", "finished"]).fails(2);
+    assert!(bad.contains("finished"), "{bad}");
+}
+
 // ---------------------------------------------------------------- errors
 
 #[test]

@@ -77,7 +77,10 @@ fn stop_all(signal: i32) {
     RECEIVED.store(signal, Ordering::SeqCst);
     let runs: Vec<Arc<Run>> = crate::sync::lock(&LIVE).iter().filter_map(Weak::upgrade).collect();
     for run in &runs {
-        run.abort_run(format!("the controller received {name}"));
+        run.abort_run(
+            format!("the controller received {name}"),
+            pipeline_core::StopMark::Aborted,
+        );
     }
     drop(runs);
     // The bodies see their steps aborted and return; their runs end and are recorded as usual.

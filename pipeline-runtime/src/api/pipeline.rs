@@ -229,10 +229,13 @@ impl Watchdog {
                     }
                     if let (Some(deadline), Some(limit)) = (deadline, limit) {
                         if now >= deadline {
-                            run.abort_run(format!(
-                                "the pipeline's time limit of {} was reached",
-                                pipeline_core::dag::format_duration(limit)
-                            ));
+                            run.abort_run(
+                                format!(
+                                    "the pipeline's time limit of {} was reached",
+                                    pipeline_core::dag::format_duration(limit)
+                                ),
+                                pipeline_core::StopMark::Aborted,
+                            );
                             return;
                         }
                     }
@@ -248,11 +251,15 @@ impl Watchdog {
                     // A record that cannot be written fails the run; steps still to come would
                     // run unrecorded.
                     if let Some(e) = run.recorder.as_ref().and_then(Recorder::failed) {
-                        run.abort_run(format!("the run cannot be recorded: {e}"));
+                        run.abort_run(
+                            format!("the run cannot be recorded: {e}"),
+                            pipeline_core::StopMark::Aborted,
+                        );
                         return;
                     }
-                    if let Some(reason) = store.as_ref().and_then(|s| s.stop_requested(&run.key).ok().flatten()) {
-                        run.abort_run(format!("stopped: {reason}"));
+                    if let Some((reason, mark)) = store.as_ref().and_then(|s| s.stop_requested(&run.key).ok().flatten())
+                    {
+                        run.abort_run(format!("stopped: {reason}"), mark);
                         return;
                     }
                 }

@@ -3,7 +3,7 @@
 //! project/name/version/tags, and the operations on it (wait, stop, tags).
 
 use crate::store::{ArtifactRecord, MetricRecord, RunFilter, RunRecord, RunStore, StoreError, version_key};
-use pipeline_core::{FailCondition, NodeStatus, PipelineDag, RunStatus};
+use pipeline_core::{FailCondition, NodeStatus, PipelineDag, RunStatus, StopMark};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -124,6 +124,18 @@ impl PipelineRun {
     /// Asks the run's controller (in whatever process) to stop it; false if it had ended.
     pub fn stop(&self, reason: &str) -> Result<bool, StoreError> {
         RunStore::open_default()?.request_stop(&self.record.id, reason)
+    }
+
+    /// ClearML's `stop(timeout, mark_failed, mark_aborted)`: asks the run's controller to stop
+    /// it and mark it `mark` once its steps have ended (`StopMark::Completed` is ClearML's
+    /// default: completed unless a step failed), then waits up to `timeout` for that, if
+    /// given. Returns whether the run was running when asked.
+    pub fn stop_marked(&mut self, reason: &str, mark: StopMark, timeout: Option<Duration>) -> Result<bool, StoreError> {
+        let requested = RunStore::open_default()?.request_stop_marked(&self.record.id, reason, mark)?;
+        if let Some(timeout) = timeout {
+            self.wait(timeout)?;
+        }
+        Ok(requested)
     }
 
     /// Adds tags to the run (old tags stay).

@@ -50,6 +50,12 @@ impl RunView {
         self.run.status(false)
     }
 
+    /// Stops the run from this process (no run store needed): steps not started are aborted,
+    /// running ones stopped, and the run is marked `mark` once they have ended.
+    pub fn stop(&self, reason: &str, mark: pipeline_core::StopMark) {
+        self.run.abort_run(format!("stopped: {reason}"), mark);
+    }
+
     /// Time since the run started.
     pub fn elapsed(&self) -> Duration {
         SystemTime::now().duration_since(self.run.started).unwrap_or_default()

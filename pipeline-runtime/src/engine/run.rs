@@ -746,8 +746,8 @@ impl Run {
 
     /// Stops the run: nodes not started are aborted, running ones are stopped by their
     /// executor. Used for the pipeline's time limit and user stops.
-    pub(crate) fn abort_run(self: &Arc<Self>, reason: String) {
-        self.event(|sched, now| sched.stop(reason, now));
+    pub(crate) fn abort_run(self: &Arc<Self>, reason: String, mark: pipeline_core::StopMark) {
+        self.event(|sched, now| sched.stop(reason, mark, now));
     }
 
     /// Blocks until no node is pending, queued or running and every effect (callbacks

@@ -12,7 +12,7 @@ use fnv::FnvHashMap;
 use pipeline_core::options::{PostExecuteCallback, PreExecuteCallback, RetryCallback, StatusChangeCallback};
 use pipeline_core::{
     Callbacks, ContinueBehaviour, DagNode, ErrorKind, NodeStatus, PipelineDag, RetryBackoff, RetryPolicy, RunStatus,
-    StepError,
+    StepError, StopMark,
 };
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -180,6 +180,8 @@ pub(crate) struct Scheduler {
     fatal: Option<Arc<str>>,
     /// Why the run is being stopped; nodes that have not started are aborted with it.
     aborting: Option<String>,
+    /// How a run stopped from outside its steps ends.
+    stop_mark: StopMark,
     abort_on_failure: bool,
     recording: bool,
     effects: VecDeque<Effect>,
@@ -200,6 +202,7 @@ impl Scheduler {
             active: 0,
             fatal: None,
             aborting: None,
+            stop_mark: StopMark::Aborted,
             abort_on_failure,
             recording,
             effects: VecDeque::new(),
@@ -476,10 +479,11 @@ impl Scheduler {
 
     /// Event: stop the run (a user stop, the pipeline's time limit). Nodes not started are
     /// aborted, running ones cancelled. Ignored when already stopping or idle.
-    pub(crate) fn stop(&mut self, reason: String, now: SystemTime) {
+    pub(crate) fn stop(&mut self, reason: String, mark: StopMark, now: SystemTime) {
         if self.aborting.is_some() || self.active == 0 {
             return;
         }
+        self.stop_mark = mark;
         self.abort(reason, now);
     }
 
@@ -491,7 +495,11 @@ impl Scheduler {
         } else if body_panicked || self.fatal.is_some() {
             RunStatus::Failed
         } else if self.aborting.is_some() {
-            RunStatus::Aborted
+            match self.stop_mark {
+                StopMark::Aborted => RunStatus::Aborted,
+                StopMark::Failed => RunStatus::Failed,
+                StopMark::Completed => RunStatus::Completed,
+            }
         } else {
             RunStatus::Completed
         }

@@ -12,7 +12,7 @@ pub use records::{
 };
 
 use fnv::FnvHashMap;
-use pipeline_core::{DagNode, NodeStatus, RunStatus};
+use pipeline_core::{DagNode, NodeStatus, RunStatus, StopMark};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -533,8 +533,14 @@ impl RunStore {
         n.map_err(|e| self.error(&e))
     }
 
-    /// Asks the controller of a running run to stop it.
+    /// Asks the controller of a running run to stop it; it is then marked aborted.
     pub fn request_stop(&self, run: &str, reason: &str) -> Result<bool, StoreError> {
+        self.request_stop_marked(run, reason, StopMark::Aborted)
+    }
+
+    /// Asks the controller of a running run to stop it and mark it `mark` once its steps
+    /// have ended.
+    pub fn request_stop_marked(&self, run: &str, reason: &str, mark: StopMark) -> Result<bool, StoreError> {
         // A crashed run is still stored as running, but nobody is left to stop it.
         if self.run(run)?.is_none_or(|r| r.status != RunStatus::Running) {
             return Ok(false);
@@ -542,18 +548,21 @@ impl RunStore {
         let n = self
             .conn
             .execute(
-                "UPDATE runs SET stop_requested = ?2 WHERE id = ?1 AND status = 'running'",
-                params![run, reason],
+                "UPDATE runs SET stop_requested = ?2, stop_mark = ?3 WHERE id = ?1 AND status = 'running'",
+                params![run, reason, mark.as_str()],
             )
             .map_err(|e| self.error(&e))?;
         Ok(n > 0)
     }
 
-    /// The reason a stop was requested for this run, if one was.
-    pub(crate) fn stop_requested(&self, run: &str) -> Result<Option<String>, StoreError> {
+    /// The reason a stop was requested for this run, if one was, and how to mark the run.
+    pub(crate) fn stop_requested(&self, run: &str) -> Result<Option<(String, StopMark)>, StoreError> {
         self.conn
-            .query_row("SELECT stop_requested FROM runs WHERE id = ?1", [run], |r| {
-                r.get::<_, Option<String>>(0)
+            .query_row("SELECT stop_requested, stop_mark FROM runs WHERE id = ?1", [run], |r| {
+                Ok(r.get::<_, Option<String>>(0)?.map(|reason| {
+                    let mark = r.get::<_, Option<String>>(1).ok().flatten();
+                    (reason, mark.as_deref().and_then(StopMark::parse).unwrap_or_default())
+                }))
             })
             .optional()
             .map(Option::flatten)

@@ -115,4 +115,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE nodes ADD COLUMN resume_key TEXT;
     "#,
+    // 6: how a run stopped on request is marked (`aborted`, `failed`, `completed`).
+    r#"
+    ALTER TABLE runs ADD COLUMN stop_mark TEXT;
+    "#,
 ];

@@ -129,6 +129,9 @@ enum Command {
         /// Why, recorded with the request.
         #[arg(long, default_value = "stopped from the command line")]
         reason: String,
+        /// How the run is marked once its steps have ended (`completed`: unless a step failed).
+        #[arg(long, value_parser = ["aborted", "failed", "completed"], default_value = "aborted")]
+        mark: String,
     },
 }
 
@@ -184,7 +187,10 @@ fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Get { run, step, output } => get::get(ctx, &run, &step, output.as_deref()),
         Command::Compare { a, b } => compare::compare(ctx, &a, &b),
         Command::Cache(CacheCommand::Clear { component }) => cache::clear(ctx, component.as_deref()),
-        Command::Stop { run, reason } => stop::stop(ctx, &run, &reason),
+        Command::Stop { run, reason, mark } => {
+            let mark = pipeline_runtime::StopMark::parse(&mark).expect("clap checked the value");
+            stop::stop(ctx, &run, &reason, mark)
+        }
         Command::Rerun {
             run,
             sets,

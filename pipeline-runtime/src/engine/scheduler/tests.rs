@@ -430,7 +430,7 @@ fn a_retry_with_a_backoff_waits_queued_for_a_growing_delay() {
     assert_eq!(h.effects_of(&["start"]), ["start a #3 after 2s"]);
     // A stop while it waits aborts it: nothing is left to start.
     let now = h.now();
-    h.s.stop("enough".into(), now);
+    h.s.stop("enough".into(), StopMark::Aborted, now);
     assert_eq!(h.s.status(a), NodeStatus::Aborted);
     assert!(h.s.attempt_started(a, now).is_none());
 }
@@ -620,6 +620,39 @@ fn abort_on_failure_aborts_waiting_nodes_and_cancels_running_ones() {
 }
 
 #[test]
+fn a_stop_marks_the_run_as_asked_and_a_failed_step_still_fails_it() {
+    let marked = |mark: StopMark, fail_first: bool| {
+        let mut h = Harness::with(false, false);
+        let a = h.add(
+            StepRules {
+                continue_behaviour: ContinueBehaviour {
+                    continue_on_fail: false,
+                    ..ContinueBehaviour::DEFAULT
+                },
+                ..rules("a")
+            },
+            &[],
+        );
+        let b = h.add(rules("b"), &[]);
+        if fail_first {
+            h.fail(a, "broken");
+        } else {
+            h.run_ok(a);
+        }
+        h.start(b);
+        let now = h.now();
+        h.s.stop("enough".into(), mark, now);
+        h.end(b, Err(StepError::new(ErrorKind::Aborted, "enough")));
+        h.s.run_status(false)
+    };
+    assert_eq!(marked(StopMark::Aborted, false), RunStatus::Aborted);
+    assert_eq!(marked(StopMark::Failed, false), RunStatus::Failed);
+    assert_eq!(marked(StopMark::Completed, false), RunStatus::Completed);
+    // ClearML's default: completed, unless a step failed.
+    assert_eq!(marked(StopMark::Completed, true), RunStatus::Failed);
+}
+
+#[test]
 fn a_stop_aborts_the_run() {
     let mut h = Harness::with(false, false);
     let a = h.add(rules("a"), &[]);
@@ -627,7 +660,7 @@ fn a_stop_aborts_the_run() {
     h.effects();
     h.start(a);
     let now = h.now();
-    h.s.stop("stopped by the user".into(), now);
+    h.s.stop("stopped by the user".into(), StopMark::Aborted, now);
     assert_eq!(
         h.effects(),
         [
@@ -644,13 +677,13 @@ fn a_stop_aborts_the_run() {
 #[test]
 fn a_stop_of_an_idle_or_stopping_run_changes_nothing() {
     let mut h = Harness::with(false, false);
-    h.s.stop("early".into(), t(1));
+    h.s.stop("early".into(), StopMark::Aborted, t(1));
     assert_eq!(h.s.run_status(false), RunStatus::Completed);
     let a = h.add(rules("a"), &[]);
     h.start(a);
     h.effects();
-    h.s.stop("first".into(), t(2));
-    h.s.stop("second".into(), t(3));
+    h.s.stop("first".into(), StopMark::Aborted, t(2));
+    h.s.stop("second".into(), StopMark::Aborted, t(3));
     assert_eq!(h.effects(), ["cancel a: first"]);
 }
 
@@ -659,7 +692,7 @@ fn a_node_added_while_stopping_is_aborted_at_once() {
     let mut h = Harness::with(false, false);
     let a = h.add(rules("a"), &[]);
     h.start(a);
-    h.s.stop("time limit".into(), t(5));
+    h.s.stop("time limit".into(), StopMark::Aborted, t(5));
     let b = h.add(rules("b"), &[]);
     assert_eq!(h.s.status(b), NodeStatus::Aborted);
     assert_eq!(h.error(b), "time limit");
@@ -677,7 +710,7 @@ fn a_stop_between_attempts_aborts_the_node_and_ignores_a_late_answer() {
     );
     h.fail(a, "first");
     h.effects();
-    h.s.stop("stop".into(), t(50));
+    h.s.stop("stop".into(), StopMark::Aborted, t(50));
     assert_eq!(h.s.status(a), NodeStatus::Aborted);
     h.s.retry_decided(a, true, t(51));
     assert!(!h.effects().iter().any(|e| e.starts_with("start")));

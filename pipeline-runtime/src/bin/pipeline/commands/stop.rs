@@ -1,11 +1,12 @@
-//! `pipeline stop RUN [--reason TEXT]`: asks a running run's controller to stop it.
+//! `pipeline stop RUN [--reason TEXT] [--mark aborted|failed|completed]`: asks a running run's
+//! controller to stop it, and how to mark it.
 
 use crate::context::{Ctx, find_run};
 use crate::error::CliError;
 use crate::output::{print, print_json};
 
 /// Records a stop request for a running run.
-pub fn stop(ctx: &Ctx, id: &str, reason: &str) -> Result<(), CliError> {
+pub fn stop(ctx: &Ctx, id: &str, reason: &str, mark: pipeline_runtime::StopMark) -> Result<(), CliError> {
     // Read first: only a live run needs the store written (an ended one, even on read-only
     // media, is answered without).
     let store = ctx.require_store()?;
@@ -15,7 +16,8 @@ pub fn stop(ctx: &Ctx, id: &str, reason: &str) -> Result<(), CliError> {
     } else {
         store
     };
-    let requested = run.status == pipeline_core::RunStatus::Running && store.request_stop(&run.id, reason)?;
+    let requested =
+        run.status == pipeline_core::RunStatus::Running && store.request_stop_marked(&run.id, reason, mark)?;
     if ctx.json {
         return print_json(&serde_json::json!({
             "run": run.id,
