@@ -6,7 +6,7 @@ use pipeline_runtime::controller::spec::{PipelineSpec, SpecFormat};
 use pipeline_runtime::prelude::*;
 use pipeline_runtime::store::RunStore;
 use pipeline_runtime::{
-    CacheRefresh, Config, ContinueBehaviour, ControllerError, FailCondition, Mode, PipelineController,
+    CacheRefresh, Config, ContinueBehaviour, ControllerError, FailCondition, Mode, PipelineController, StopMark,
 };
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -64,6 +64,23 @@ fn flaky(x: u64) -> anyhow::Result<u64> {
 #[component]
 fn always_fails(x: u64) -> anyhow::Result<u64> {
     anyhow::bail!("no good: {x}")
+}
+
+static GATE: (std::sync::Mutex<bool>, std::sync::Condvar) = (std::sync::Mutex::new(false), std::sync::Condvar::new());
+
+/// Waits until the test opens the gate (debug mode runs it in this process).
+#[component]
+fn gated(x: u64) -> u64 {
+    let (open, opened) = &GATE;
+    let _open = opened.wait_while(open.lock().unwrap(), |o| !*o).unwrap();
+    x
+}
+
+/// Runs for a minute unless stopped (local mode: a worker process).
+#[component]
+fn sleeps(x: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_secs(60));
+    x
 }
 
 /// The decorator form of the spec below.
@@ -384,4 +401,56 @@ fn a_cache_refresh_runs_the_step_and_overwrites_its_entry() {
         assert_ne!(third, second);
         assert_eq!((stamp, total), (NodeStatus::Completed, NodeStatus::Completed));
     });
+}
+
+#[test]
+fn a_spawned_controller_answers_while_it_runs_and_can_be_stopped() {
+    config(Mode::Debug, "spawned").scope(|| {
+        let mut pipe = PipelineController::new("controller_spawned", "tests");
+        pipe.add_function_step("wait", "gated", json!({ "x": 7 }));
+        pipe.add_function_step("after", "total", json!({ "values": ["${wait.return_object}"] }));
+        let run = pipe.spawn().unwrap();
+        // The step holds until the gate opens: the run is live.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while run.get_running_nodes() != ["wait"] {
+            assert!(std::time::Instant::now() < deadline, "the step never ran");
+            std::thread::yield_now();
+        }
+        assert!(run.is_running());
+        assert!(!run.wait(Some(std::time::Duration::from_millis(10))));
+        assert_eq!(
+            run.get_pipeline_dag().node("after").unwrap().status,
+            NodeStatus::Pending
+        );
+        assert!(run.get_processed_nodes().is_empty());
+        *GATE.0.lock().unwrap() = true;
+        GATE.1.notify_all();
+        assert!(run.wait(None));
+        assert!(!run.is_running());
+        let id = run.id().to_string();
+        let finished = run.join().unwrap();
+        assert_eq!(finished.run.id(), id);
+        assert_eq!(finished.output["after.return_object"], json!(7));
+    });
+    // A stop while a worker runs: the run ends at once, marked as asked.
+    config(Mode::Local, "spawned-stop").scope(|| {
+        let mut pipe = PipelineController::new("controller_stopped", "tests");
+        pipe.add_function_step("slow", "sleeps", json!({ "x": 1 }));
+        let run = pipe.spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while run.get_running_nodes().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the step never ran");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let started = std::time::Instant::now();
+        run.stop("enough", StopMark::Completed);
+        let finished = run.join().unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        assert_eq!(finished.run.status(), RunStatus::Completed);
+        assert_eq!(finished.run.dag().node("slow").unwrap().status, NodeStatus::Aborted);
+    });
+    // A spec with mistakes does not start.
+    let mut bad = PipelineController::new("controller_bad", "tests");
+    bad.add_function_step("x", "nothing_here", json!({}));
+    assert!(matches!(bad.spawn(), Err(ControllerError::Invalid(_))));
 }

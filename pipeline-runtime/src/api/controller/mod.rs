@@ -14,11 +14,15 @@ use self::plan::ArgPlan;
 use self::spec::{ParameterSpec, PipelineSpec, SpecFormat, StepSpec};
 use super::pipeline::Finished;
 use crate::config::{CacheRefresh, Config, Mode};
+use crate::engine::context::RunView;
 use crate::error::PipelineError;
 use crate::value::dynamic::{DynArg, DynCall, DynHandle};
+use pipeline_core::StopMark;
 use pipeline_core::{Codec, ParamDescriptor, PipelineDescriptor, PipelineOptions, RetryPolicy};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// Why a controller could not be built, checked or run.
@@ -314,14 +318,60 @@ impl PipelineController {
     /// Runs the pipeline in the configured mode, as a `#[pipeline]` function would; blocks
     /// until the run ends.
     pub fn run(&self) -> Result<Finished<ControllerOutputs>, ControllerError> {
-        if let Some(refresh) = &self.refresh {
-            let config = Config::current().with_cache_refresh(refresh.clone());
-            return config.scope(|| self.run_here());
-        }
-        self.run_here()
+        self.in_refresh_scope(|| self.run_reporting(None))
     }
 
-    fn run_here(&self) -> Result<Finished<ControllerOutputs>, ControllerError> {
+    /// Runs `f` with the controller's cache refresh, if it has one, over the configuration.
+    fn in_refresh_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.refresh {
+            Some(refresh) => Config::current().with_cache_refresh(refresh.clone()).scope(f),
+            None => f(),
+        }
+    }
+
+    /// Starts the run on a thread of its own (in the configured mode) and returns once it has
+    /// started: the handle answers ClearML's controller methods while it runs (`wait`,
+    /// `is_running`, `get_pipeline_dag`, `get_running_nodes`, `stop`...). A spec with mistakes,
+    /// or a run that cannot start, is an error here.
+    pub fn spawn(&self) -> Result<ControllerRun, ControllerError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let done = Arc::new((Mutex::new(None), Condvar::new()));
+        let controller = self.clone();
+        let config = Config::current();
+        let finished = done.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("pipeline-controller:{}", self.spec.name))
+            .spawn(move || {
+                let result = config.scope(|| controller.in_refresh_scope(|| controller.run_reporting(Some(tx))));
+                let (slot, ended) = &*finished;
+                *crate::sync::lock(slot) = Some(result);
+                ended.notify_all();
+            })
+            .map_err(|e| {
+                ControllerError::Pipeline(PipelineError::from(crate::error::ExecutorError::thread(
+                    "the controller",
+                )(e)))
+            })?;
+        match rx.recv() {
+            Ok(view) => Ok(ControllerRun {
+                view,
+                done,
+                thread: Some(thread),
+            }),
+            // The body never started: the run's error is the answer.
+            Err(_) => {
+                let _ = thread.join();
+                let result = crate::sync::lock(&done.0).take();
+                Err(match result {
+                    Some(Err(e)) => e,
+                    _ => ControllerError::Render("the run ended before it started".into()),
+                })
+            }
+        }
+    }
+
+    /// Runs the pipeline; its live view goes to `started` as the body begins.
+    fn run_reporting(&self, started: Option<Sender<RunView>>) -> Result<Finished<ControllerOutputs>, ControllerError> {
         let plan = self.plan()?;
         let values: BTreeMap<String, serde_json::Value> = self
             .spec
@@ -341,6 +391,9 @@ impl PipelineController {
         let spec_json = serde_json::to_value(&self.spec).expect("a spec is JSON");
         let configuration = self.spec.configuration.clone();
         let finished = super::pipeline::run_pipeline(descriptor, params, move || {
+            if let (Some(tx), Some(view)) = (started, crate::engine::context::current_run()) {
+                let _ = tx.send(view);
+            }
             crate::step::connect_configuration("pipeline_spec", spec_json);
             for (name, value) in configuration {
                 crate::step::connect_configuration(&name, value);
@@ -391,6 +444,84 @@ impl PipelineController {
             options,
             controller: |_| Err("a PipelineController run cannot be enqueued on a cluster yet".to_string()),
         }))
+    }
+}
+
+/// A controller run started by [`PipelineController::spawn`], live.
+pub struct ControllerRun {
+    view: RunView,
+    done: Arc<(Mutex<Option<ControllerResult>>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+type ControllerResult = Result<Finished<ControllerOutputs>, ControllerError>;
+
+impl ControllerRun {
+    /// The run's id in the run store.
+    pub fn id(&self) -> &str {
+        self.view.id()
+    }
+
+    /// The DAG as it stands, with each node's state.
+    pub fn get_pipeline_dag(&self) -> pipeline_core::PipelineDag {
+        self.view.dag()
+    }
+
+    /// Names of the nodes that have finished (in any final state).
+    pub fn get_processed_nodes(&self) -> Vec<String> {
+        self.view.processed_nodes()
+    }
+
+    /// Names of the nodes executing now.
+    pub fn get_running_nodes(&self) -> Vec<String> {
+        self.view.running_nodes()
+    }
+
+    /// Time since the run started.
+    pub fn elapsed(&self) -> Duration {
+        self.view.elapsed()
+    }
+
+    /// True until the run has ended and been recorded.
+    pub fn is_running(&self) -> bool {
+        crate::sync::lock(&self.done.0).is_none()
+    }
+
+    /// ClearML's `stop(mark_failed, mark_aborted)`: steps not started are aborted, running
+    /// ones stopped; once they have ended the run is marked `mark` (see [`StopMark`]).
+    pub fn stop(&self, reason: &str, mark: StopMark) {
+        self.view.stop(reason, mark);
+    }
+
+    /// Waits until the run has ended, at most `timeout` (forever for `None`); returns whether
+    /// it has.
+    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        let (slot, ended) = &*self.done;
+        let guard = crate::sync::lock(slot);
+        let ready = |r: &mut Option<ControllerResult>| r.is_none();
+        match timeout {
+            Some(t) => ended
+                .wait_timeout_while(guard, t, ready)
+                .unwrap_or_else(|p| p.into_inner())
+                .0
+                .is_some(),
+            None => ended
+                .wait_while(guard, ready)
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some(),
+        }
+    }
+
+    /// Waits for the end and gives what [`PipelineController::run`] would have.
+    pub fn join(mut self) -> Result<Finished<ControllerOutputs>, ControllerError> {
+        if let Some(thread) = self.thread.take()
+            && let Err(panic) = thread.join()
+        {
+            std::panic::resume_unwind(panic);
+        }
+        crate::sync::lock(&self.done.0)
+            .take()
+            .expect("the thread stores its result before it ends")
     }
 }
 
