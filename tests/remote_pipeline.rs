@@ -340,6 +340,44 @@ fn the_controller_itself_can_run_on_the_cluster() {
     assert!(names.iter().all(|(_, s)| *s == NodeStatus::Completed), "{names:?}");
 }
 
+/// `PipelineController::start(queue)`: the controller job builds the pipeline again from its
+/// spec, on the cluster, with the parameters given.
+#[test]
+fn a_controller_built_at_run_time_can_run_on_the_cluster() {
+    setup();
+    let mut pipe = pipeline_runtime::PipelineController::new("remote_dynamic", "remote-tests");
+    pipe.add_parameter("x", 2, "");
+    pipe.add_function_step("a", "square", serde_json::json!({ "x": "${pipeline.x}" }));
+    pipe.add_function_step("b", "square", serde_json::json!({ "x": 3 }));
+    pipe.add_function_step(
+        "sum",
+        "total",
+        serde_json::json!({ "values": ["${a.return_object}", "${b.return_object}"] }),
+    );
+    pipe.set_parameter("x", 4);
+    let remote = pipe.start(Some("default")).unwrap();
+    let run = remote
+        .wait(Duration::from_secs(180))
+        .unwrap()
+        .expect("the controller ended");
+    assert!(
+        run.is_successful(),
+        "{}\n{}",
+        run.dag().to_text(),
+        remote.logs().unwrap_or_default()
+    );
+    assert_eq!(run.record().mode, "remote");
+    assert_eq!(run.parameters(), [("x".to_string(), "4".to_string())]);
+    let mut names: Vec<_> = run.dag().nodes().map(|n| n.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["a", "b", "sum"]);
+    // The value: 16 + 9, read back from the sum's stored output.
+    let sum = run.artifacts().unwrap().into_iter().find(|a| a.node == "sum").unwrap();
+    let (_, payload) = pipeline_runtime::artifacts::read_payload_at(&sum.uri).unwrap();
+    let (value, _): (u64, usize) = bincode::serde::decode_from_slice(&payload, bincode::config::standard()).unwrap();
+    assert_eq!(value, 25);
+}
+
 // ------------------------------------------------------- a worker node without a shared folder
 
 /// What the isolated node's environment says, for the test to check.

@@ -226,6 +226,8 @@ mod engine;
 pub mod component;
 // Running pipelines, runs read back, enqueue.
 mod api;
+// The constructor that makes a process a worker or a controller before `main`.
+mod boot;
 // Entry points for the fuzz targets under `fuzz/` (not a public API).
 #[doc(hidden)]
 pub mod fuzzing;

@@ -770,6 +770,43 @@ fn stop_asks_a_running_run_to_stop() {
     assert!(line_starting(&shown, "slow_chatty ").contains(" aborted "), "{shown}");
 }
 
+/// `pipeline rerun` of a `PipelineController` run: the recorded executable builds the pipeline
+/// again from the spec the run recorded, with the parameters edited.
+#[test]
+fn rerun_builds_a_controller_run_again_from_its_recorded_spec() {
+    let dir = state("rerun-controller");
+    let mut pipe = pipeline_runtime::PipelineController::new("dynamic_chain", "cli-tests");
+    pipe.add_parameter("n", 3, "how many numbers").set_codec("json");
+    pipe.add_function_step("numbers", "numbers", json!({ "n": "${pipeline.n}" }));
+    pipe.add_function_step(
+        "doubled",
+        "scale",
+        json!({ "values": "${numbers.return_object}", "factor": 2.0 }),
+    );
+    pipe.add_function_step("sum", "total", json!({ "values": "${doubled.return_object}" }));
+    let first = record(&dir, Mode::Debug, || pipe.run().unwrap());
+    assert_eq!(first.output["sum.return_object"], json!(12.0));
+    let id = first.run.id().to_string();
+
+    let out = cli(&dir, &["rerun", &id, "--set", "n=4", "--mode", "local"]).ok();
+    let new_id = out.split_whitespace().nth(1).unwrap().to_string();
+    assert!(out.contains("completed"), "{out}");
+    let store = RunStore::open(&dir.join("runs.db")).unwrap();
+    let new = store.run(&new_id).unwrap().unwrap();
+    assert_eq!(new.origin.as_deref(), Some(id.as_str()));
+    assert_eq!(new.parameters, [("n".to_string(), "4".to_string())]);
+    assert_eq!(
+        new.configuration["pipeline_spec"],
+        store.run(&id).unwrap().unwrap().configuration["pipeline_spec"]
+    );
+    let mut nodes: Vec<String> = store.nodes(&new_id).unwrap().into_iter().map(|n| n.node.name).collect();
+    nodes.sort();
+    assert_eq!(nodes, ["doubled", "numbers", "sum"]);
+    // Local mode kept the outputs (JSON, the spec's codec): 2 * (1 + 2 + 3 + 4).
+    let value: Value = serde_json::from_str(&cli(&dir, &["get", &new_id, "sum"]).ok()).unwrap();
+    assert_eq!(value, json!(20.0));
+}
+
 /// `pipeline stop RUN --mark MARK` and `PipelineRun::stop_marked`: the run ends marked as
 /// asked (ClearML's `stop(mark_failed, mark_aborted)`; `completed` is its default).
 #[test]

@@ -61,7 +61,7 @@ pub fn start_again(
             executable.display()
         ));
     }
-    let request = match how {
+    let mut request = match how {
         Again::Rerun { mode, refresh } => serde_json::json!({
             "pipeline": entry,
             "params": params,
@@ -76,6 +76,14 @@ pub fn start_again(
             "resume": run.id,
         }),
     };
+    // A pipeline assembled at run time is built again from the spec its run recorded.
+    if entry == super::controller::ENTRY {
+        let spec = run
+            .configuration
+            .get(super::controller::SPEC_KEY)
+            .ok_or_else(|| format!("run {} was recorded without its pipeline spec", run.id))?;
+        request["spec"] = spec.clone();
+    }
     Command::new(executable)
         .env(CONTROLLER_ENV, request.to_string())
         .env(crate::config::STATE_DIR_ENV, state)

@@ -97,11 +97,6 @@ pub fn enqueue_pipeline(
     descriptor: &'static PipelineDescriptor,
     params: Vec<(&'static str, String)>,
 ) -> Result<RemoteRun, PipelineError> {
-    registry::validate()?;
-    let runtime = crate::exec::process::runtime("pipeline-enqueue")
-        .map_err(crate::error::ExecutorError::thread("the async runtime of enqueue"))?;
-    let config = crate::config::Config::current();
-    let ray = super::pipeline::connect_ray(&runtime, &config.ray)?;
     let params: serde_json::Map<String, serde_json::Value> = params
         .into_iter()
         .map(|(name, json)| {
@@ -111,6 +106,21 @@ pub fn enqueue_pipeline(
             )
         })
         .collect();
+    enqueue_with(descriptor, params, None)
+}
+
+/// [`enqueue_pipeline`] with the parameters as JSON, and the spec of a pipeline assembled at
+/// run time (`PipelineController`), which the controller job builds again.
+pub(crate) fn enqueue_with(
+    descriptor: &'static PipelineDescriptor,
+    params: serde_json::Map<String, serde_json::Value>,
+    spec: Option<serde_json::Value>,
+) -> Result<RemoteRun, PipelineError> {
+    registry::validate()?;
+    let runtime = crate::exec::process::runtime("pipeline-enqueue")
+        .map_err(crate::error::ExecutorError::thread("the async runtime of enqueue"))?;
+    let config = crate::config::Config::current();
+    let ray = super::pipeline::connect_ray(&runtime, &config.ray)?;
     let run = crate::engine::run_key(descriptor.name);
     let request = Request {
         pipeline: descriptor.qualified_function(),
@@ -121,6 +131,7 @@ pub fn enqueue_pipeline(
         resume: None,
         // The caller's refresh goes with the run it enqueues.
         refresh: config.cache_refresh.clone(),
+        spec,
     };
     let job = format!("controller-{run}");
     let queue = descriptor.options.pipeline_execution_queue.unwrap_or("services");

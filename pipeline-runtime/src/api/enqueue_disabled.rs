@@ -51,3 +51,15 @@ pub fn enqueue_pipeline(
         feature: "ray",
     })
 }
+
+/// `enqueue` of a spec'd pipeline: an error in this build too.
+pub(crate) fn enqueue_with(
+    _descriptor: &'static PipelineDescriptor,
+    _params: serde_json::Map<String, serde_json::Value>,
+    _spec: Option<serde_json::Value>,
+) -> Result<RemoteRun, PipelineError> {
+    Err(PipelineError::Disabled {
+        what: "enqueueing a pipeline on the cluster",
+        feature: "ray",
+    })
+}

@@ -26,13 +26,21 @@ pub(crate) struct Request {
     /// The run it takes up again (`resume`).
     #[serde(default)]
     pub(crate) resume: Option<String>,
+    /// For a pipeline assembled at run time (`PipelineController`): its spec.
+    #[serde(default)]
+    pub(crate) spec: Option<serde_json::Value>,
     /// Steps that refresh their cache entry (`rerun --refresh`).
     #[serde(default)]
     pub(crate) refresh: crate::config::CacheRefresh,
 }
 
-/// Runs the controller request in `json`; gives the process's exit code.
-pub(crate) fn run_controller(json: &str) -> i32 {
+/// Runs a pipeline assembled at run time from its spec and parameters (by name); `Ok(true)`
+/// when the run was successful. Given by the layer that can (`PipelineController`'s).
+pub(crate) type SpecRunner = fn(serde_json::Value, serde_json::Map<String, serde_json::Value>) -> Result<bool, String>;
+
+/// Runs the controller request in `json`, a spec'd one through `run_spec`; gives the process's
+/// exit code.
+pub(crate) fn run_controller(json: &str, run_spec: SpecRunner) -> i32 {
     let request: Request = match serde_json::from_str(json) {
         Ok(r) => r,
         Err(e) => {
@@ -40,10 +48,11 @@ pub(crate) fn run_controller(json: &str) -> i32 {
             return super::manifest::EXIT_SETUP;
         }
     };
-    let Some(pipeline) = registry::pipelines().find(|p| p.qualified_function() == request.pipeline) else {
+    let pipeline = registry::pipelines().find(|p| p.qualified_function() == request.pipeline);
+    if pipeline.is_none() && request.spec.is_none() {
         eprintln!("pipeline controller: no pipeline `{}` in this binary", request.pipeline);
         return super::manifest::EXIT_SETUP;
-    };
+    }
     let mut config = crate::config::Config::current();
     if let Some(run) = request.run {
         config = config.with_run_id(run);
@@ -66,7 +75,15 @@ pub(crate) fn run_controller(json: &str) -> i32 {
     if request.refresh != crate::config::CacheRefresh::Off {
         config = config.with_cache_refresh(request.refresh);
     }
-    match config.scope(|| (pipeline.controller)(&request.params.to_string())) {
+    let outcome = config.scope(|| match (pipeline, request.spec) {
+        (Some(pipeline), _) => (pipeline.controller)(&request.params.to_string()),
+        (None, Some(spec)) => match request.params {
+            serde_json::Value::Object(params) => run_spec(spec, params),
+            other => Err(format!("the parameters are not a JSON object: {other}")),
+        },
+        (None, None) => unreachable!("checked above"),
+    });
+    match outcome {
         Ok(true) => 0,
         Ok(false) => super::manifest::EXIT_STEP_FAILED,
         Err(e) => {

@@ -2,10 +2,10 @@
 //! binary runs exactly one component and exits, before the program's `main` would start.
 //!
 //! The controller writes a manifest (component, code hash, artifact paths) and starts the
-//! binary with [`MANIFEST_ENV`] naming it. A constructor that runs after every `inventory`
-//! registration sees the variable, runs the component through its entry point and exits, so
-//! none of the user's `main` runs, in a binary, an example or a `cargo test` harness alike.
-//! The same hook starts a pipeline's controller on the cluster ([`controller`]).
+//! binary with [`MANIFEST_ENV`] naming it. A constructor (in `boot`, the top layer) that runs
+//! after every `inventory` registration sees the variable, runs the component through its
+//! entry point here and exits, so none of the user's `main` runs, in a binary, an example or a
+//! `cargo test` harness alike. The same hook starts a pipeline's controller ([`controller`]).
 
 pub(crate) mod controller;
 pub(crate) mod manifest;
@@ -20,44 +20,10 @@ use std::io::{Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
-// Without a constructor section, a worker process would run the user's `main` instead of one
-// step: refuse to build rather than misbehave at run time.
-#[cfg(not(any(elf, mach_o)))]
-compile_error!(
-    "pipeline-runtime supports ELF (Linux, BSDs, illumos) and Mach-O (macOS, iOS) targets only: \
-     its worker processes start through a constructor section, which this target lacks"
-);
-
-/// Runs before `main` as an ELF/Mach-O constructor, like `inventory`'s registrations. It must
-/// run after them: constructors without a priority run in link order, and rustc links a crate
-/// before its dependencies, so every crate that defines components (and so depends on this
-/// one) registers them before this hook runs.
-#[used]
-#[cfg_attr(elf, unsafe(link_section = ".init_array"))]
-#[cfg_attr(mach_o, unsafe(link_section = "__DATA,__mod_init_func,mod_init_funcs"))]
-static WORKER_HOOK: extern "C" fn() = worker_hook;
-
-// A worker reports with `eprintln!`, not `tracing`: its stderr is the attempt's log, which the
-// executor keeps and quotes in errors, and no subscriber can exist before `main`.
-extern "C" fn worker_hook() {
-    // Only a non-empty value selects a mode. The variables are removed at once, so that a
-    // program the step starts (the `pipeline` CLI, another pipeline) does not become a worker.
-    let take = |name: &str| {
-        let value = std::env::var_os(name).filter(|v| !v.is_empty());
-        if value.is_some() {
-            // SAFETY: constructors run before `main`, on the only thread there is yet.
-            unsafe { std::env::remove_var(name) };
-        }
-        value
-    };
-    let (controller, json, path) = (take(CONTROLLER_ENV), take(MANIFEST_JSON_ENV), take(MANIFEST_ENV));
-    if let Some(request) = controller {
-        let request = request.to_string_lossy().into_owned();
-        let code = catch_unwind(|| controller::run_controller(&request)).unwrap_or(EXIT_SETUP);
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().flush();
-        std::process::exit(code);
-    }
+/// What the hook does for the manifest in `json` (from a Ray job) or the file `path` (from
+/// the local executor or `pipeline spin`): runs the step and exits the process. Returns when
+/// neither is given (not a worker).
+pub(crate) fn serve_manifest(json: Option<std::ffi::OsString>, path: Option<std::ffi::OsString>) {
     // A worker given its manifest in the environment was started by a Ray job; one given a
     // file, by the local executor (or `pipeline spin`).
     let from_a_job = json.is_some();

@@ -51,6 +51,31 @@ fn list(errors: &[String]) -> String {
     errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n")
 }
 
+/// The pipeline function recorded for controller runs (`module::PipelineController`):
+/// `pipeline rerun` and `resume` know such a run by it, and build it again from its spec.
+pub(crate) const ENTRY: &str = concat!(module_path!(), "::PipelineController");
+
+/// The configuration object each controller run records its spec under.
+pub(crate) const SPEC_KEY: &str = "pipeline_spec";
+
+/// Runs a recorded spec with `params` (by name) in the current configuration (a controller
+/// request: `pipeline rerun`, `resume`, `start(queue)`); `Ok(true)` when the run succeeded.
+pub(crate) fn run_spec(
+    spec: serde_json::Value,
+    params: serde_json::Map<String, serde_json::Value>,
+) -> Result<bool, String> {
+    let spec: PipelineSpec =
+        serde_json::from_value(spec).map_err(|e| format!("the pipeline spec is not valid: {e}"))?;
+    let mut controller = PipelineController::from_spec(spec);
+    for (name, value) in params {
+        controller.set_parameter(name, value);
+    }
+    controller
+        .run()
+        .map(|f| f.run.is_successful())
+        .map_err(|e| e.to_string())
+}
+
 /// The values a controller run gives back: each output of each step no other step takes
 /// (the DAG's leaves), as JSON, by `STEP.OUTPUT`. Outputs of steps that did not complete are
 /// absent: the run's record says why.
@@ -394,13 +419,36 @@ impl PipelineController {
             if let (Some(tx), Some(view)) = (started, crate::engine::context::current_run()) {
                 let _ = tx.send(view);
             }
-            crate::step::connect_configuration("pipeline_spec", spec_json);
+            crate::step::connect_configuration(SPEC_KEY, spec_json);
             for (name, value) in configuration {
                 crate::step::connect_configuration(&name, value);
             }
             body(plan, &values)
         })?;
         Ok(finished)
+    }
+
+    /// ClearML's `start(queue)`: enqueues the controller as a job on the cluster, on `queue`
+    /// (`services` when `None`), and returns at once; the job builds the pipeline again from
+    /// its spec (the binary must be the same). Mistakes in the spec are errors here.
+    pub fn start(&self, queue: Option<&str>) -> Result<super::enqueue::RemoteRun, ControllerError> {
+        self.check()?;
+        let mut descriptor = *self.descriptor();
+        descriptor.options.pipeline_execution_queue =
+            Some(Box::leak(queue.unwrap_or("services").to_string().into_boxed_str()));
+        let params = self
+            .spec
+            .parameters
+            .iter()
+            .map(|p| (p.name.clone(), self.values.get(&p.name).unwrap_or(&p.default).clone()))
+            .collect();
+        let spec = serde_json::to_value(&self.spec).expect("a spec is JSON");
+        let refresh = self.refresh.clone();
+        let enqueue = || super::enqueue::enqueue_with(Box::leak(Box::new(descriptor)), params, Some(spec));
+        Ok(match refresh {
+            Some(r) => Config::current().with_cache_refresh(r).scope(enqueue),
+            None => enqueue(),
+        }?)
     }
 
     /// The descriptor runs are recorded under. Leaked: a run's descriptor is `'static`, and a
