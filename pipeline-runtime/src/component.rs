@@ -92,6 +92,16 @@ pub fn dynamic<C: Component>(frame: &mut dyn std::any::Any) {
     }
 }
 
+/// Calls component `C` with `descriptor` in place of its own (the same component with other
+/// options: a per-call option), its node called `name` if given.
+pub(crate) fn call_with_descriptor<C: Component>(
+    descriptor: &'static ComponentDescriptor,
+    inputs: <C::Params as Params>::Inputs,
+    name: Option<&str>,
+) -> <C::Outputs as Outputs>::Handles {
+    call_with::<C::Params, C::Outputs>(descriptor, C::RUN, inputs, name)
+}
+
 fn call_with<P: Params, O: Outputs>(
     descriptor: &'static ComponentDescriptor,
     run: fn(P) -> Result<O, StepError>,

@@ -234,6 +234,7 @@ pub mod fuzzing;
 
 pub use api::PipelineRun;
 pub use api::again::{Again, recorded_parameters, resume_run, start_again};
+pub use api::call_options::{IntoInputs, WithOptions, with_options};
 pub use api::controller::{self, ControllerError, ControllerOutputs, PipelineController};
 pub use api::enqueue::RemoteRun;
 pub use api::entry;

@@ -3,6 +3,7 @@
 //! a controller enqueued on the cluster ([`enqueue`]). The top layer.
 
 pub(crate) mod again;
+pub(crate) mod call_options;
 pub mod controller;
 #[cfg(feature = "ray")]
 pub(crate) mod enqueue;

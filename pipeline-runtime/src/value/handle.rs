@@ -19,6 +19,11 @@ pub struct NodeRef {
     pub(crate) index: u32,
 }
 
+impl NodeRef {
+    /// No node: a value made outside any run.
+    pub(crate) const NONE: Self = Self { run: 0, index: 0 };
+}
+
 /// A typed handle to one output of a step, returned at once by a component call.
 ///
 /// Pass it (or a reference to it) to another component to make a DAG edge: that step starts

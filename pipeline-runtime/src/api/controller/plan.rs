@@ -58,10 +58,7 @@ fn reference(text: &str) -> Option<Result<Reference<'_>, String>> {
     })
 }
 
-/// Names of steps and pipelines: letters, digits, `_`, `-`, `.` (they name folders).
-fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-}
+use pipeline_core::registry::is_valid_name as valid_name;
 
 fn describe(descriptor: &ComponentDescriptor) -> (Vec<DynParam>, Vec<DynOutput>) {
     let mut frame = DynCall::Describe(None);
