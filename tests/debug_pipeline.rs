@@ -676,8 +676,10 @@ fn nested_and_parallel_runs_keep_their_own_dags() {
     debug();
     let f = outer::run().unwrap();
     assert_eq!(f.output.unwrap(), 4.0 + 144.0);
+    // The nested run is one node of the outer DAG; its own steps stay in its own run.
     let names: Vec<_> = f.run.dag().nodes().map(|n| n.name.clone()).collect();
-    assert_eq!(names, ["square", "square_1"]);
+    assert_eq!(names, ["square", "chain", "square_1"]);
+    assert_eq!(f.run.dag().node("chain").unwrap().status, NodeStatus::Completed);
 
     let threads: Vec<_> = (1..=4u32)
         .map(|n| std::thread::spawn(move || fan::run(n * 10).unwrap()))

@@ -807,6 +807,37 @@ fn rerun_builds_a_controller_run_again_from_its_recorded_spec() {
     assert_eq!(value, json!(20.0));
 }
 
+/// Runs `chain` from its body: a nested pipeline.
+#[pipeline(name = "holder", project = "cli-tests")]
+fn holder(n: u32) -> anyhow::Result<f64> {
+    chain::run(n, 1.0)?.output
+}
+
+/// `pipeline show` links a nested run and the run whose body started it, both ways, and
+/// `pipeline runs --parent RUN` lists the nested runs.
+#[test]
+fn show_links_nested_runs_both_ways() {
+    let dir = state("nested");
+    let outer = record(&dir, Mode::Debug, || holder::run(2).unwrap());
+    assert_eq!(outer.output.unwrap(), 3.0);
+    let id = outer.run.id().to_string();
+    let listed = cli_json(&dir, &["runs", "--parent", &id]);
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let inner = listed[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(listed[0]["parent"], json!({"run": id, "node": "chain"}));
+    let shown = cli(&dir, &["show", &id]).ok();
+    assert!(
+        shown.contains(&format!("nested runs:\n  chain: {inner} (completed)")),
+        "{shown}"
+    );
+    let shown = cli(&dir, &["show", &inner]).ok();
+    assert!(
+        line_starting(&shown, "nested in").contains(&format!("{id} (step chain)")),
+        "{shown}"
+    );
+}
+
 /// `pipeline stop RUN --mark MARK` and `PipelineRun::stop_marked`: the run ends marked as
 /// asked (ClearML's `stop(mark_failed, mark_aborted)`; `completed` is its default).
 #[test]

@@ -4,6 +4,7 @@
 use super::PipelineRun;
 use crate::config::{Config, Mode};
 use crate::engine::context::CURRENT;
+use crate::engine::run::External;
 use crate::engine::{Run, RunIdentity, run_key};
 use crate::error::{ExecutorError, PipelineError};
 use crate::exec::Executor;
@@ -15,7 +16,10 @@ use crate::exec::process::{WorkerExecutor, runtime};
 use crate::store::RunRecord;
 use crate::store::recorder::Recorder;
 use crate::store::{Event, NewRun, RunStore};
-use pipeline_core::{PipelineDescriptor, registry};
+use pipeline_core::{
+    ComponentDescriptor, ComponentOptions, ErrorKind, PipelineDescriptor, RunStatus, StepError, registry,
+};
+use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::Path;
@@ -35,6 +39,7 @@ pub struct Finished<R> {
 fn start(
     descriptor: &'static PipelineDescriptor,
     params: Vec<(&'static str, String)>,
+    parent: Option<(String, String)>,
 ) -> Result<Arc<Run>, PipelineError> {
     registry::validate()?;
     // `args_map` files parameters under sections: `section/name`.
@@ -77,6 +82,7 @@ fn start(
         store_path: None,
         origin,
         previous: None,
+        parent,
     };
     if let (Some(run), false) = (&resume, config.recording) {
         return Err(PipelineError::Resume {
@@ -110,6 +116,10 @@ fn start(
                 started,
                 entry: &descriptor.qualified_function(),
                 origin: identity.origin.as_deref(),
+                parent: identity
+                    .parent
+                    .as_ref()
+                    .map(|(run, node)| (run.as_str(), node.as_str())),
             })?
         };
         identity.version = version;
@@ -319,6 +329,7 @@ fn record(run: &Run, body_panicked: bool) -> (PipelineRun, Option<crate::store::
         executable: std::env::current_exe().ok(),
         entry: Some(d.qualified_function()),
         origin: run.origin.clone(),
+        parent: run.parent.clone(),
     };
     (PipelineRun::new(record, run.final_dag()), unrecorded)
 }
@@ -332,7 +343,18 @@ pub fn run_pipeline<R>(
     params: Vec<(&'static str, String)>,
     body: impl FnOnce() -> R,
 ) -> Result<Finished<R>, PipelineError> {
-    let run = start(descriptor, params)?;
+    // Started from another run's body: one node of that run, linked to this one.
+    let nested = crate::engine::context::current()
+        .and_then(|outer| outer.add_external(nested_node(descriptor), descriptor.name));
+    let run = match start(descriptor, params, nested.as_ref().map(External::place)) {
+        Ok(run) => run,
+        Err(e) => {
+            if let Some(node) = nested {
+                node.end(Err(StepError::new(ErrorKind::Setup, e.to_string())));
+            }
+            return Err(e);
+        }
+    };
     super::interrupt::started(&run);
     let watchdog = Watchdog::start(&run);
     let context = run.step_context(None);
@@ -342,7 +364,7 @@ pub fn run_pipeline<R>(
             .scope(|| crate::step::with_context(context, || CURRENT.sync_scope(run.clone(), body)))
     }));
     run.wait_idle();
-    conclude(&run, watchdog, outcome)
+    conclude(&run, watchdog, outcome, nested)
 }
 
 /// [`run`](crate::entry::run) for an async body.
@@ -351,7 +373,17 @@ pub async fn run_pipeline_async<R>(
     params: Vec<(&'static str, String)>,
     body: impl Future<Output = R>,
 ) -> Result<Finished<R>, PipelineError> {
-    let run = start(descriptor, params)?;
+    let nested = crate::engine::context::current()
+        .and_then(|outer| outer.add_external(nested_node(descriptor), descriptor.name));
+    let run = match start(descriptor, params, nested.as_ref().map(External::place)) {
+        Ok(run) => run,
+        Err(e) => {
+            if let Some(node) = nested {
+                node.end(Err(StepError::new(ErrorKind::Setup, e.to_string())));
+            }
+            return Err(e);
+        }
+    };
     super::interrupt::started(&run);
     let watchdog = Watchdog::start(&run);
     let mut body = pin!(CURRENT.scope(run.clone(), body));
@@ -369,20 +401,87 @@ pub async fn run_pipeline_async<R>(
     })
     .await;
     poll_fn(|cx| run.poll_idle(cx)).await;
-    conclude(&run, watchdog, outcome)
+    conclude(&run, watchdog, outcome, nested)
 }
 
 /// Ends an idle run: stops its watchdog, records it, and hands back the body's value or
 /// re-raises its panic.
-fn conclude<R>(run: &Run, watchdog: Watchdog, outcome: std::thread::Result<R>) -> Result<Finished<R>, PipelineError> {
+fn conclude<R>(
+    run: &Run,
+    watchdog: Watchdog,
+    outcome: std::thread::Result<R>,
+    nested: Option<External>,
+) -> Result<Finished<R>, PipelineError> {
     drop(watchdog);
     let (record, unrecorded) = record(run, outcome.is_err());
+    // The node this run is in its parent ends as the run did (a panic drops it: a crash).
+    if let Some(node) = nested
+        && outcome.is_ok()
+    {
+        node.end(nested_outcome(&record, unrecorded.as_ref()));
+    }
     super::interrupt::ended(run);
     tracing::info!(target: "pipeline", parent: &run.span, status = %record.status(), "run ended");
     match (outcome, unrecorded) {
         (Err(payload), _) => resume_unwind(payload),
         (Ok(_), Some(e)) => Err(PipelineError::Unrecorded(e)),
         (Ok(output), None) => Ok(Finished { output, run: record }),
+    }
+}
+
+/// The component a nested run of `pipeline` is a node of, in its parent's DAG: the pipeline's
+/// name, code hash and parameters; one per pipeline, kept for the process.
+fn nested_node(pipeline: &'static PipelineDescriptor) -> &'static ComponentDescriptor {
+    static NODES: std::sync::OnceLock<std::sync::Mutex<HashMap<usize, &'static ComponentDescriptor>>> =
+        std::sync::OnceLock::new();
+    let mut known = crate::sync::lock(NODES.get_or_init(Default::default));
+    known.entry(pipeline as *const _ as usize).or_insert_with(|| {
+        Box::leak(Box::new(ComponentDescriptor {
+            name: pipeline.name,
+            function: pipeline.function,
+            module_path: pipeline.module_path,
+            file: "",
+            line: 0,
+            code_hash: pipeline.code_hash,
+            is_async: pipeline.is_async,
+            params: pipeline.params,
+            outputs: &[],
+            options: ComponentOptions {
+                task_type: Some("pipeline"),
+                ..ComponentOptions::DEFAULT
+            },
+            entry: |_| {
+                Err(StepError::new(
+                    ErrorKind::Setup,
+                    "a nested pipeline runs in its parent's controller, not in a worker",
+                ))
+            },
+            dynamic: |_| {},
+        }))
+    })
+}
+
+/// How a nested run's node ends: completed with its run, else an error naming the run.
+fn nested_outcome(run: &PipelineRun, unrecorded: Option<&crate::store::StoreError>) -> Result<(), StepError> {
+    if let Some(e) = unrecorded {
+        return Err(StepError::new(
+            ErrorKind::Setup,
+            format!("run {} could not be recorded: {e}", run.id()),
+        ));
+    }
+    let failed = || {
+        let nodes = run.failed_nodes().join(", ");
+        let which = if nodes.is_empty() {
+            String::new()
+        } else {
+            format!(" (failed: {nodes})")
+        };
+        format!("pipeline `{}` run {} {}{which}", run.name(), run.id(), run.status())
+    };
+    match run.status() {
+        RunStatus::Completed => Ok(()),
+        RunStatus::Aborted => Err(StepError::new(ErrorKind::Aborted, failed())),
+        _ => Err(StepError::new(ErrorKind::Error, failed())),
     }
 }
 

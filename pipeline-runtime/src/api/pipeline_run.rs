@@ -208,6 +208,30 @@ impl PipelineRun {
         &self.record.configuration
     }
 
+    /// The run whose body started this one, and this run's node there: `(run, node)`.
+    pub fn parent(&self) -> Option<(&str, &str)> {
+        self.record
+            .parent
+            .as_ref()
+            .map(|(run, node)| (run.as_str(), node.as_str()))
+    }
+
+    /// The runs this run's body started (nested pipelines), oldest first.
+    pub fn nested_runs(&self) -> Result<Vec<PipelineRun>, StoreError> {
+        let store = RunStore::open_default()?;
+        let mut runs = Vec::new();
+        for record in store.runs(&crate::store::RunFilter {
+            parent: Some(self.record.id.clone()),
+            ..Default::default()
+        })? {
+            if let Some(run) = Self::load(&store, &record.id)? {
+                runs.push(run);
+            }
+        }
+        runs.reverse();
+        Ok(runs)
+    }
+
     /// How the run stands or ended.
     pub fn status(&self) -> RunStatus {
         self.record.status

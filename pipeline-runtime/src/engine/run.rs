@@ -41,6 +41,8 @@ struct RunState {
     exported: Vec<Option<Vec<ArgArtifacts>>>,
     /// Per node: how to stop its running attempt.
     cancels: Vec<Option<Arc<Cancel>>>,
+    /// Per node: its attempt is run by the caller, not the executor (a nested pipeline).
+    external: Vec<bool>,
     /// A thread is applying effects.
     draining: bool,
     /// Effects applied so far (effects are applied in the order they were produced).
@@ -106,6 +108,39 @@ impl Attempt {
     }
 }
 
+/// A node of a run whose attempt runs outside its executor (a nested pipeline's run), held
+/// by the code that runs it.
+pub(crate) struct External {
+    run: Arc<Run>,
+    node: NodeKey,
+    attempt: Option<Attempt>,
+}
+
+impl External {
+    /// The run the node is in, and the node's name.
+    pub(crate) fn place(&self) -> (String, String) {
+        (self.run.key.to_string(), self.node.name.to_string())
+    }
+
+    /// Ends the node's attempt with `outcome`.
+    pub(crate) fn end(mut self, outcome: Result<(), StepError>) {
+        if let Some(attempt) = self.attempt.take() {
+            self.run.end_attempt(&self.node, attempt, outcome);
+        }
+    }
+}
+
+impl Drop for External {
+    /// Not ended (the nested run panicked): the node ends as a crash, so its run does not wait
+    /// for it forever.
+    fn drop(&mut self) {
+        if let Some(attempt) = self.attempt.take() {
+            let error = StepError::new(ErrorKind::Crash, "the nested pipeline ended without a result");
+            self.run.end_attempt(&self.node, attempt, Err(error));
+        }
+    }
+}
+
 /// One run of a pipeline.
 pub(crate) struct Run {
     /// Identity within this process (handles compare it).
@@ -123,6 +158,8 @@ pub(crate) struct Run {
     pub(crate) version: String,
     /// The run this one was started again from (`pipeline rerun`).
     pub(crate) origin: Option<String>,
+    /// The run whose body started this one, and its node there (a nested pipeline).
+    pub(crate) parent: Option<(String, String)>,
     /// For a resumed run: its nodes as they were.
     previous: Option<Previous>,
     /// 1 for the first run of this pipeline in the store.
@@ -156,6 +193,8 @@ pub(crate) struct RunIdentity {
     pub(crate) store_path: Option<std::path::PathBuf>,
     /// The run this one was started again from.
     pub(crate) origin: Option<String>,
+    /// The run whose body started this one, and its node there.
+    pub(crate) parent: Option<(String, String)>,
     /// For a resumed run: its nodes as they were.
     pub(crate) previous: Option<Previous>,
 }
@@ -224,6 +263,7 @@ impl Run {
             started: identity.started,
             version: identity.version,
             origin: identity.origin,
+            parent: identity.parent,
             previous: identity.previous,
             mode: config.mode,
             config,
@@ -241,6 +281,7 @@ impl Run {
                 outputs: Vec::new(),
                 exported: Vec::new(),
                 cancels: Vec::new(),
+                external: Vec::new(),
                 draining: false,
                 applied: 0,
                 watchers: 0,
@@ -628,6 +669,19 @@ impl Run {
         name: Option<&str>,
         build: impl FnOnce(NodeRef, &Arc<str>) -> (H, Job, Vec<Arc<dyn ErasedSlot>>),
     ) -> H {
+        self.add_node_run_by(descriptor, deps, name, false, build)
+    }
+
+    /// [`Run::add_node`]; with `external`, the caller runs its attempt ([`External`]) and the
+    /// executor never sees it.
+    fn add_node_run_by<H>(
+        self: &Arc<Self>,
+        descriptor: &'static ComponentDescriptor,
+        deps: &[NodeRef],
+        name: Option<&str>,
+        external: bool,
+        build: impl FnOnce(NodeRef, &Arc<str>) -> (H, Job, Vec<Arc<dyn ErasedSlot>>),
+    ) -> H {
         let rules = self.rules(descriptor);
         let mut st = self.lock();
         let index = st.sched.len() as u32;
@@ -638,6 +692,7 @@ impl Run {
         st.outputs.push(outputs);
         st.exported.push(None);
         st.cancels.push(None);
+        st.external.push(external);
         let inputs: Vec<u32> = deps.iter().filter(|d| d.run == self.id).map(|d| d.index).collect();
         let before = self.attempts_before(&name);
         st.sched.add_node(name, rules, &inputs, before, SystemTime::now());
@@ -684,6 +739,39 @@ impl Run {
             return None;
         }
         Some(attempt)
+    }
+
+    /// Adds a node whose one attempt the caller runs here and now (a pipeline started from this
+    /// run's body): it is queued and started at once, and ends with [`External::end`] (or as a
+    /// crash when dropped). `None` when the run is stopping and the node was aborted at once.
+    pub(crate) fn add_external(
+        self: &Arc<Self>,
+        descriptor: &'static ComponentDescriptor,
+        name: &str,
+    ) -> Option<External> {
+        let key = self.add_node_run_by(descriptor, &[], Some(name), true, |node, name| {
+            // Nothing to run, export or hash: the caller does the work, and a node without a
+            // key is never served from the cache or reused on resume.
+            let job: Job = Box::new(|how| match how {
+                Invoke::Run { .. } => Ok(()),
+                _ => Err(StepError::new(
+                    ErrorKind::Setup,
+                    "a nested pipeline has no inputs to write",
+                )),
+            });
+            ((node.index, name.clone()), job, Vec::new())
+        });
+        let node = NodeKey {
+            index: key.0,
+            name: key.1,
+            descriptor,
+        };
+        let attempt = self.begin_attempt(&node, false)?;
+        Some(External {
+            run: self.clone(),
+            node,
+            attempt: Some(attempt),
+        })
     }
 
     /// Waits until `mark` effects have been applied.
@@ -829,6 +917,7 @@ impl Run {
                         job: st.jobs[*index as usize].take(),
                         name: st.sched.name(*index).clone(),
                     },
+                    Effect::Start { index, .. } if st.external[*index as usize] => Parts::None,
                     Effect::Start { index, .. } => Parts::Start(NodeKey {
                         index: *index,
                         name: st.sched.name(*index).clone(),
@@ -917,9 +1006,8 @@ impl Run {
                 }
             }
             Effect::Start { delay, .. } => {
-                let Parts::Start(node) = parts else {
-                    unreachable!("taken for this effect")
-                };
+                // A node whose caller runs it (a nested pipeline) is not the executor's.
+                let Parts::Start(node) = parts else { return };
                 if delay.is_zero() {
                     self.executor
                         .submit(Box::new(super::lease::NodeLease::new(self.clone(), node)));

@@ -65,6 +65,8 @@ pub(crate) struct NewRun<'a> {
     pub entry: &'a str,
     /// The run this one was started again from (`pipeline rerun`).
     pub origin: Option<&'a str>,
+    /// The run whose body started this one, and its node there (a nested pipeline).
+    pub parent: Option<(&'a str, &'a str)>,
 }
 
 /// A run taken up again, as it was.
@@ -330,8 +332,8 @@ impl RunStore {
         let tags = serde_json::to_string(run.tags).expect("strings serialize");
         tx.execute(
             "INSERT INTO runs (id, project, name, version, run_number, status, mode, code_hash, parameters, tags, started, pid, host, heartbeat,
-                               executable, entry, origin)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?10, ?13, ?14, ?15)",
+                               executable, entry, origin, parent, parent_node)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?10, ?13, ?14, ?15, ?16, ?17)",
             params![
                 run.id,
                 run.project,
@@ -348,6 +350,8 @@ impl RunStore {
                 std::env::current_exe().ok().map(|p| p.display().to_string()),
                 run.entry,
                 run.origin,
+                run.parent.map(|(run, _)| run),
+                run.parent.map(|(_, node)| node),
             ],
         )
         .map_err(fail)?;
@@ -911,6 +915,7 @@ mod race {
                             started: SystemTime::now(),
                             entry: "p::n",
                             origin: None,
+                            parent: None,
                         })?;
                         store.apply(&[Event::RunEnd {
                             run: id,

@@ -45,6 +45,9 @@ pub struct RunRecord {
     pub entry: Option<String>,
     /// The run this one was started again from (`pipeline rerun`).
     pub origin: Option<String>,
+    /// The run whose body started this one, and its node there: `(run, node)` (a nested
+    /// pipeline).
+    pub parent: Option<(String, String)>,
 }
 
 /// Where a run's controller lives, and when it last showed it was alive.
@@ -216,6 +219,8 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     /// At most this many (newest first).
     pub limit: Option<usize>,
+    /// Only runs started from this run's body (nested pipelines).
+    pub parent: Option<String>,
 }
 
 fn run_status(s: &str) -> RunStatus {
@@ -252,12 +257,14 @@ fn run_columns(version: usize) -> String {
     };
     format!(
         "id, project, name, version, run_number, status, mode, code_hash, parameters, tags, configuration, \
-         started, ended, {}, pid, {}, {}, {}, {}",
+         started, ended, {}, pid, {}, {}, {}, {}, {}, {}",
         since(3, "host"),
         since(3, "heartbeat"),
         since(4, "executable"),
         since(4, "entry"),
         since(4, "origin"),
+        since(7, "parent"),
+        since(7, "parent_node"),
     )
 }
 
@@ -298,13 +305,26 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
         executable: r.get::<_, Option<String>>(16)?.map(PathBuf::from),
         entry: r.get(17)?,
         origin: r.get(18)?,
+        parent: match (r.get::<_, Option<String>>(19)?, r.get::<_, Option<String>>(20)?) {
+            (Some(run), Some(node)) => Some((run, node)),
+            _ => None,
+        },
     })
 }
 
 pub(super) fn runs(conn: &Connection, version: usize, f: &RunFilter) -> rusqlite::Result<Vec<RunRecord>> {
     let mut sql = format!("SELECT {} FROM runs WHERE 1 = 1", run_columns(version));
     let mut args: Vec<String> = Vec::new();
-    for (column, value) in [("project", &f.project), ("name", &f.name), ("version", &f.version)] {
+    let parent = f.parent.as_ref().filter(|_| version >= 7);
+    if f.parent.is_some() && parent.is_none() {
+        return Ok(Vec::new()); // no run of an older store has a parent
+    }
+    for (column, value) in [
+        ("project", &f.project),
+        ("name", &f.name),
+        ("version", &f.version),
+        ("parent", &parent.cloned()),
+    ] {
         if let Some(v) = value {
             args.push(v.clone());
             sql.push_str(&format!(" AND {column} = ?{}", args.len()));

@@ -119,4 +119,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE runs ADD COLUMN stop_mark TEXT;
     "#,
+    // 7: a run started from another run's body (a nested pipeline) names that run and the
+    // node it is there.
+    r#"
+    ALTER TABLE runs ADD COLUMN parent TEXT;
+    ALTER TABLE runs ADD COLUMN parent_node TEXT;
+    CREATE INDEX runs_by_parent ON runs (parent);
+    "#,
 ];

@@ -29,6 +29,7 @@ pub fn run(r: &RunRecord) -> Value {
         "ended": r.ended.map(rfc3339),
         "duration_s": r.elapsed().as_secs_f64(),
         "origin": r.origin,
+        "parent": r.parent.as_ref().map(|(run, node)| json!({"run": run, "node": node})),
         "controller": r.controller.as_ref().map(|c| json!({"host": c.host, "pid": c.pid, "heartbeat": rfc3339(c.heartbeat)})),
     })
 }

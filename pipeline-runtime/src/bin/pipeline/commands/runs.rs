@@ -29,6 +29,9 @@ pub struct RunsArgs {
     /// At most this many runs (the newest).
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
+    /// Only runs started from this run's body (its nested pipelines).
+    #[arg(long, value_name = "RUN")]
+    parent: Option<String>,
 }
 
 /// A run state as typed on the command line.
@@ -60,7 +63,11 @@ impl From<StatusArg> for RunStatus {
 
 /// Lists the runs.
 pub fn runs(ctx: &Ctx, args: RunsArgs) -> Result<(), CliError> {
-    let filtered = args.project.is_some() || args.name.is_some() || !args.tags.is_empty() || args.status.is_some();
+    let filtered = args.project.is_some()
+        || args.name.is_some()
+        || !args.tags.is_empty()
+        || args.status.is_some()
+        || args.parent.is_some();
     let filter = RunFilter {
         project: args.project,
         name: args.name,
@@ -68,6 +75,7 @@ pub fn runs(ctx: &Ctx, args: RunsArgs) -> Result<(), CliError> {
         tags: args.tags,
         status: args.status.map(RunStatus::from),
         limit: args.limit,
+        parent: args.parent,
     };
     let Some(store) = ctx.store()? else {
         return if ctx.json {

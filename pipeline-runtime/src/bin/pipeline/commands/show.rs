@@ -17,6 +17,10 @@ pub fn show(ctx: &Ctx, id: &str) -> Result<(), CliError> {
     let nodes = store.nodes(&run.id)?;
     let metrics = last_values(&store.metrics(&run.id)?);
     let texts = store.texts(&run.id)?;
+    let nested = store.runs(&pipeline_runtime::store::RunFilter {
+        parent: Some(run.id.clone()),
+        ..Default::default()
+    })?;
     if ctx.json {
         let mut value = json::run(&run);
         value["steps"] = nodes.iter().map(json::step).collect();
@@ -28,6 +32,10 @@ pub fn show(ctx: &Ctx, id: &str) -> Result<(), CliError> {
             .iter()
             .map(|(node, text)| serde_json::json!({"node": node, "text": text}))
             .collect();
+        value["nested"] = nested
+            .iter()
+            .map(|r| serde_json::json!({"run": r.id, "node": r.parent.as_ref().map(|p| &p.1), "status": r.status.as_str()}))
+            .collect();
         return print_json(&value);
     }
     let mut out = header(&run);
@@ -36,6 +44,14 @@ pub fn show(ctx: &Ctx, id: &str) -> Result<(), CliError> {
         out.push_str("no steps were called\n");
     } else {
         out.push_str(&steps(&nodes));
+    }
+    if !nested.is_empty() {
+        out.push_str("\nnested runs:\n");
+        // Oldest first, as the steps are listed.
+        for r in nested.iter().rev() {
+            let node = r.parent.as_ref().map_or("?", |p| p.1.as_str());
+            out.push_str(&format!("  {node}: {} ({})\n", r.id, r.status));
+        }
     }
     if !metrics.is_empty() {
         let mut table = Table::new(&["METRIC", "LAST"]).right(&[1]);
@@ -79,6 +95,9 @@ fn header(run: &RunRecord) -> String {
     add("code hash", run.code_hash.clone());
     if let Some(origin) = &run.origin {
         add("rerun of", origin.clone());
+    }
+    if let Some((parent, node)) = &run.parent {
+        add("nested in", format!("{parent} (step {node})"));
     }
     if let Some(controller) = run
         .controller
