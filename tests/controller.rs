@@ -423,6 +423,10 @@ fn a_spawned_controller_answers_while_it_runs_and_can_be_stopped() {
             NodeStatus::Pending
         );
         assert!(run.get_processed_nodes().is_empty());
+        // Reports of the run itself, as ClearML's controller makes them.
+        assert!(run.upload_artifact("notes", &vec![1u8, 2], None).unwrap());
+        assert!(run.report_scalar("progress", "steps", 0, 0.5));
+        assert!(run.report_text("halfway"));
         *GATE.0.lock().unwrap() = true;
         GATE.1.notify_all();
         assert!(run.wait(None));
@@ -431,6 +435,16 @@ fn a_spawned_controller_answers_while_it_runs_and_can_be_stopped() {
         let finished = run.join().unwrap();
         assert_eq!(finished.run.id(), id);
         assert_eq!(finished.output["after.return_object"], json!(7));
+        let artifacts = finished.run.artifacts().unwrap();
+        assert!(
+            artifacts.iter().any(|a| a.name == "notes" && a.node.is_empty()),
+            "{artifacts:?}"
+        );
+        let metrics = finished.run.metrics().unwrap();
+        assert!(
+            metrics.iter().any(|m| m.title == "progress" && m.value == 0.5),
+            "{metrics:?}"
+        );
     });
     // A stop while a worker runs: the run ends at once, marked as asked.
     config(Mode::Local, "spawned-stop").scope(|| {

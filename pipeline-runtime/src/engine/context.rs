@@ -50,6 +50,13 @@ impl RunView {
         self.run.status(false)
     }
 
+    /// Runs `f` with the run's own report context (not a step's): what `pipeline_runtime::step`
+    /// reports there goes to the run, as from its body (ClearML's controller `get_logger`,
+    /// `upload_artifact`, `upload_model`).
+    pub fn reporting<R>(&self, f: impl FnOnce() -> R) -> R {
+        crate::step::with_context(self.run.step_context(None), f)
+    }
+
     /// Stops the run from this process (no run store needed): steps not started are aborted,
     /// running ones stopped, and the run is marked `mark` once they have ended.
     pub fn stop(&self, reason: &str, mark: pipeline_core::StopMark) {

@@ -530,6 +530,34 @@ impl ControllerRun {
         self.view.elapsed()
     }
 
+    /// ClearML's controller `upload_artifact`: stores `value` as an artifact of the run itself
+    /// (not of a step); false when the run is not recorded.
+    pub fn upload_artifact<T: pipeline_core::ComponentValue>(
+        &self,
+        name: &str,
+        value: &T,
+        metadata: Option<serde_json::Value>,
+    ) -> Result<bool, pipeline_core::StepError> {
+        self.view
+            .reporting(|| crate::step::upload_artifact(name, value, metadata))
+    }
+
+    /// ClearML's controller `upload_model`: records a model file of the run.
+    pub fn upload_model(&self, name: &str, path: &Path) -> Result<bool, pipeline_core::StepError> {
+        self.view.reporting(|| crate::step::upload_model(name, path))
+    }
+
+    /// ClearML's controller `get_logger().report_scalar`: a scalar of the run.
+    pub fn report_scalar(&self, title: &str, series: &str, iteration: i64, value: f64) -> bool {
+        self.view
+            .reporting(|| crate::step::report_scalar(title, series, iteration, value))
+    }
+
+    /// ClearML's controller `get_logger().report_text`: a text of the run.
+    pub fn report_text(&self, text: &str) -> bool {
+        self.view.reporting(|| crate::step::report_text(text))
+    }
+
     /// True until the run has ended and been recorded.
     pub fn is_running(&self) -> bool {
         crate::sync::lock(&self.done.0).is_none()
