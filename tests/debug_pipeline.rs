@@ -612,19 +612,19 @@ fn every_component_is_registered_with_a_callable_entry_point() {
 
     let values = pipeline_core_codec::encode(&vec![1.0f64, 2.0]);
     let factor = pipeline_core_codec::encode(&10.0f64);
-    let out = call_entry(c.entry, Codec::Bincode, &[&values, &factor]).unwrap();
+    let out = call_entry(c.entry.io, Codec::Bincode, &[&values, &factor]).unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(pipeline_core_codec::decode::<Vec<f64>>(&out[0]), vec![10.0, 20.0]);
 
-    let err = call_entry(c.entry, Codec::Bincode, &[&values]).unwrap_err();
+    let err = call_entry(c.entry.io, Codec::Bincode, &[&values]).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Codec);
     assert!(err.message.contains("takes 2 inputs, got 1"), "{err}");
-    let err = call_entry(c.entry, Codec::Bincode, &[&values, &[0xff, 0xff]]).unwrap_err();
+    let err = call_entry(c.entry.io, Codec::Bincode, &[&values, &[0xff, 0xff]]).unwrap_err();
     assert!(err.message.starts_with("input `factor`"), "{err}");
 
     let failing = registry::find_component("read_config").unwrap().unwrap();
     let err = call_entry(
-        failing.entry,
+        failing.entry.io,
         Codec::Bincode,
         &[&pipeline_core_codec::encode(&"a".to_string())],
     )

@@ -55,6 +55,15 @@ pub type EntryPoint = fn(&mut dyn StepIo) -> Result<(), StepError>;
 /// frame, which the runtime's implementation downcasts.
 pub type DynamicEntry = fn(&mut dyn std::any::Any);
 
+/// How a component is called by name: on encoded values, and with run-time arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct Entries {
+    /// Bytes in, bytes out: what a worker process runs.
+    pub io: EntryPoint,
+    /// Run-time arguments in, handles out: what a pipeline assembled at run time calls.
+    pub dynamic: DynamicEntry,
+}
+
 /// Runs a component's entry point on encoded values: one payload per parameter in, one
 /// payload per output out (bytes in, bytes out).
 pub fn call_entry(entry: EntryPoint, codec: Codec, inputs: &[&[u8]]) -> Result<Vec<Vec<u8>>, StepError> {
@@ -163,10 +172,8 @@ pub struct ComponentDescriptor {
     pub outputs: &'static [ParamDescriptor],
     /// The options from the attribute.
     pub options: ComponentOptions,
-    /// The type-erased entry point.
-    pub entry: EntryPoint,
-    /// The call with run-time arguments (see [`DynamicEntry`]).
-    pub dynamic: DynamicEntry,
+    /// The type-erased entry points.
+    pub entry: Entries,
 }
 
 impl ComponentDescriptor {

@@ -17,7 +17,7 @@ pub mod status;
 pub use codec::{ArtifactCodec, Codec, ComponentValue};
 pub use dag::{DagNode, PipelineDag};
 pub use descriptor::{
-    ComponentDescriptor, DynamicEntry, EntryPoint, ParamDescriptor, PipelineDescriptor, StepIo, call_entry,
+    ComponentDescriptor, DynamicEntry, Entries, EntryPoint, ParamDescriptor, PipelineDescriptor, StepIo, call_entry,
 };
 pub use error::{ErrorKind, StepError};
 pub use options::{

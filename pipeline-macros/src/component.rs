@@ -617,8 +617,7 @@ fn generate(m: &Model) -> TokenStream {
                     params: &[#(#params_desc),*],
                     outputs: &[#(#outputs_desc),*],
                     options: #options,
-                    entry: __rt::component::entry::<#ident>,
-                    dynamic: __rt::component::dynamic::<#ident>,
+                    entry: __rt::component::entries::<#ident>(),
                 };
                 const RUN: __rt::component::Body<Self> = |(#(#names,)*)| #run;
             }

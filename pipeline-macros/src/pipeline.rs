@@ -393,18 +393,41 @@ fn generate(m: &Model) -> TokenStream {
         let read = located_at(quote!(#e::param_from_json::<#ty>(&mut __params, #n)), ty.span());
         quote!(let #id: #ty = #read?;)
     });
-    let (run_body, asyncness, dot_await) = if is_async {
-        (
+    // `return_value = "name"`: the body's value is also recorded as the run's output (so the
+    // return type must be `Serialize`, reported at it).
+    let record_return = o.return_value.as_ref().map(|name| {
+        let record = located_at(quote!(#e::record_return::<#ret>), ret.span());
+        quote!(#record(#name, &__value);)
+    });
+    let (run_body, asyncness, dot_await) = match (is_async, record_return) {
+        (true, None) => (
             quote!(#e::run_async::<#ret>(&__PIPELINE_DESCRIPTOR, __params, async move #block).await),
             quote!(async),
             quote!(.await),
-        )
-    } else {
-        (
+        ),
+        (true, Some(record)) => (
+            quote!(#e::run_async::<#ret>(&__PIPELINE_DESCRIPTOR, __params, async move {
+                let __value: #ret = async move #block.await;
+                #record
+                __value
+            }).await),
+            quote!(async),
+            quote!(.await),
+        ),
+        (false, None) => (
             quote!(#e::run::<#ret>(&__PIPELINE_DESCRIPTOR, __params, move || -> #ret #block)),
             quote!(),
             quote!(),
-        )
+        ),
+        (false, Some(record)) => (
+            quote!(#e::run::<#ret>(&__PIPELINE_DESCRIPTOR, __params, move || -> #ret {
+                let __value: #ret = (move || -> #ret #block)();
+                #record
+                __value
+            })),
+            quote!(),
+            quote!(),
+        ),
     };
     // `resume`: the parameters the run was recorded with, read back the same way.
     let from_record = params.iter().zip(&name_strs).map(|(prm, n)| {

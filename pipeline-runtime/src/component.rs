@@ -53,6 +53,14 @@ pub fn entry<C: Component>(io: &mut dyn StepIo) -> Result<(), StepError> {
     entry_with::<C::Params, C::Outputs>(C::DESCRIPTOR, C::RUN, io)
 }
 
+/// Both entry points of component `C` (what [`ComponentDescriptor::entry`] holds).
+pub const fn entries<C: Component>() -> pipeline_core::Entries {
+    pipeline_core::Entries {
+        io: entry::<C>,
+        dynamic: dynamic::<C>,
+    }
+}
+
 /// The dynamic entry of component `C` (what [`ComponentDescriptor::dynamic`] holds): answers a
 /// [`DynCall`] frame. A frame of another type is left as it is.
 pub fn dynamic<C: Component>(frame: &mut dyn std::any::Any) {

@@ -214,6 +214,40 @@ fn upload(cx: &StepContext, kind: ArtifactKind, name: &str, mut record: Artifact
     write(cx, reports)
 }
 
+/// Records `value` as the run's output named `name` (`#[pipeline(return_value = "...")]`),
+/// with `codec`: an output artifact of the run itself, which `pipeline get RUN` shows.
+pub(crate) fn record_return<T: Serialize>(
+    name: &str,
+    value: &T,
+    codec: pipeline_core::Codec,
+) -> Result<bool, StepError> {
+    let Some(cx) = context() else { return Ok(false) };
+    let file = format!("{name}.art");
+    let artifact = crate::transport::artifacts::write_value(&cx.run_dir.join("output").join(&file), codec, value)?;
+    let header = crate::transport::artifacts::read_header(&artifact.path)?;
+    let uri = match &cx.remote {
+        Some(prefix) => {
+            let uri = object_storage::join(prefix, &["output", &file]);
+            object_storage::upload(&artifact.path, &uri)?;
+            let _ = std::fs::remove_file(&artifact.path);
+            uri
+        }
+        None => artifact.path.display().to_string(),
+    };
+    let record = ArtifactRecord {
+        node: String::new(),
+        name: name.to_string(),
+        kind: ArtifactKind::Output,
+        uri,
+        codec: Some(codec.name().to_string()),
+        type_name: Some(header.type_name),
+        size: Some(header.length),
+        checksum: Some(format!("{:08x}", header.checksum)),
+        metadata: None,
+    };
+    Ok(write(&cx, vec![Report::Artifact(record)]))
+}
+
 /// Stores `value` as an artifact named `name` of the current step (or run), with the artifact
 /// header: in the run's folder, or with an object-storage `output_uri`, there (written to a
 /// local file first, then sent). `metadata` is kept with the record.

@@ -220,6 +220,18 @@ fn json_summary(n: u32) -> anyhow::Result<Summary> {
     Ok(summary.get()?)
 }
 
+/// The body's value recorded as the run's output (`return_value`), in JSON.
+#[pipeline(
+    name = "returns",
+    project = "cli-tests",
+    artifact_codec = "json",
+    return_value = "report"
+)]
+fn returns(n: u32) -> Summary {
+    let (summary, _count) = summarize(numbers(n), "returned".to_string());
+    summary.get().unwrap()
+}
+
 /// Outputs written with bincode (the default).
 #[pipeline(name = "bincode_summary", project = "cli-tests")]
 fn bincode_summary(n: u32) -> anyhow::Result<Summary> {
@@ -836,6 +848,22 @@ fn show_links_nested_runs_both_ways() {
         line_starting(&shown, "nested in").contains(&format!("{id} (step chain)")),
         "{shown}"
     );
+}
+
+/// `pipeline get RUN`: the run's `return_value`, recorded in every mode.
+#[test]
+fn get_without_a_step_shows_the_runs_return_value() {
+    let dir = state("return-value");
+    let (debug, plain) = record(&dir, Mode::Debug, || {
+        (returns::run(2).unwrap().run, talk::run(1).unwrap().run)
+    });
+    let value: Value = serde_json::from_str(&cli(&dir, &["get", debug.id()]).ok()).unwrap();
+    assert_eq!(value, json!({"count": 2, "mean": 1.5, "label": "returned"}));
+    let wrapped = cli_json(&dir, &["get", debug.id()]);
+    assert_eq!(wrapped["output"], "report");
+    assert_eq!(wrapped["step"], Value::Null);
+    let err = cli(&dir, &["get", plain.id()]).fails(2);
+    assert!(err.contains("recorded no return value"), "{err}");
 }
 
 /// `pipeline stop RUN --mark MARK` and `PipelineRun::stop_marked`: the run ends marked as

@@ -231,8 +231,10 @@ mod tests {
             params: &[],
             outputs: &[],
             options: ComponentOptions::DEFAULT,
-            entry: |_| Ok(()),
-            dynamic: |_| {},
+            entry: pipeline_core::Entries {
+                io: |_| Ok(()),
+                dynamic: |_| {},
+            },
         };
         let with = |secs| ComponentOptions {
             time_limit: Some(Duration::from_secs(secs)),

@@ -51,4 +51,18 @@ pub use super::enqueue::enqueue_pipeline as enqueue;
 pub use super::multi::spawn_pipeline as spawn;
 pub use super::pipeline::{expect_started, run_pipeline as run, run_pipeline_async as run_async};
 pub use crate::engine::call::param_repr;
+
+/// Records the body's value as the run's output named `name`, with the pipeline's codec
+/// (`#[pipeline(return_value = "...")]`); called from the body. A value that cannot be
+/// written is a warning: the run and its value go on.
+pub fn record_return<T: serde::Serialize>(name: &str, value: &T) {
+    let Some(run) = crate::engine::context::current() else {
+        return;
+    };
+    if let Err(e) = crate::step::record_return(name, value, run.descriptor.options.codec) {
+        crate::diag::warn(format_args!(
+            "the pipeline's return value `{name}` was not recorded: {e}"
+        ));
+    }
+}
 pub use crate::worker::controller::{param_from_json, params_from_json};

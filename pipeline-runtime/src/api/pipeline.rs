@@ -450,13 +450,15 @@ fn nested_node(pipeline: &'static PipelineDescriptor) -> &'static ComponentDescr
                 task_type: Some("pipeline"),
                 ..ComponentOptions::DEFAULT
             },
-            entry: |_| {
-                Err(StepError::new(
-                    ErrorKind::Setup,
-                    "a nested pipeline runs in its parent's controller, not in a worker",
-                ))
+            entry: pipeline_core::Entries {
+                io: |_| {
+                    Err(StepError::new(
+                        ErrorKind::Setup,
+                        "a nested pipeline runs in its parent's controller, not in a worker",
+                    ))
+                },
+                dynamic: |_| {},
             },
-            dynamic: |_| {},
         }))
     })
 }

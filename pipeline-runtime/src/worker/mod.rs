@@ -199,7 +199,7 @@ fn prepare(m: &Manifest) -> Result<(pipeline_core::EntryPoint, Codec), StepError
         )));
     }
     let codec = artifacts::codec_named(&m.codec, &m.pipeline)?;
-    Ok((component.entry, codec))
+    Ok((component.entry.io, codec))
 }
 
 struct FileIo<'a> {

@@ -644,7 +644,7 @@ fn body(plan: plan::Plan, values: &BTreeMap<String, serde_json::Value>) -> Contr
             args,
             out: None,
         };
-        (step.descriptor.dynamic)(&mut frame);
+        (step.descriptor.entry.dynamic)(&mut frame);
         let DynCall::Call { out: Some(out), .. } = frame else {
             panic!("component `{}` did not answer its dynamic call", step.descriptor.name);
         };

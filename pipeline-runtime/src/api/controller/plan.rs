@@ -62,7 +62,7 @@ use pipeline_core::registry::is_valid_name as valid_name;
 
 fn describe(descriptor: &ComponentDescriptor) -> (Vec<DynParam>, Vec<DynOutput>) {
     let mut frame = DynCall::Describe(None);
-    (descriptor.dynamic)(&mut frame);
+    (descriptor.entry.dynamic)(&mut frame);
     match frame {
         DynCall::Describe(Some(d)) => d,
         _ => (Vec::new(), Vec::new()),

@@ -73,8 +73,8 @@ enum Command {
     Get {
         /// Run id, or an unambiguous prefix of one.
         run: String,
-        /// Step (node) name.
-        step: String,
+        /// Step (node) name; without it, the run's `return_value`.
+        step: Option<String>,
         /// Output name (`return_object`, or a `return_values` name); optional when the step
         /// has one output.
         output: Option<String>,
@@ -184,7 +184,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Dag { run, format } => dag::dag(ctx, &run, format),
         Command::Logs { run, step, follow } => logs::logs(ctx, &run, &step, follow),
         Command::Artifacts { run } => artifacts::artifacts(ctx, &run),
-        Command::Get { run, step, output } => get::get(ctx, &run, &step, output.as_deref()),
+        Command::Get { run, step, output } => get::get(ctx, &run, step.as_deref(), output.as_deref()),
         Command::Compare { a, b } => compare::compare(ctx, &a, &b),
         Command::Cache(CacheCommand::Clear { component }) => cache::clear(ctx, component.as_deref()),
         Command::Stop { run, reason, mark } => {

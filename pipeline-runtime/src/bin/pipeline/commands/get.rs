@@ -1,5 +1,6 @@
-//! `pipeline get RUN STEP [OUTPUT]`: the value of a step's output, read from its artifact after
-//! checking it; shown when its codec is self-describing (JSON).
+//! `pipeline get RUN [STEP [OUTPUT]]`: the value of a step's output (or, without a step, of
+//! the run's `return_value`), read from its artifact after checking it; shown when its codec is
+//! self-describing (JSON).
 
 use crate::context::{Ctx, find_run, find_step};
 use crate::error::CliError;
@@ -13,17 +14,31 @@ use std::path::Path;
 const SELF_DESCRIBING: &str = "json";
 
 /// Prints an output's value.
-pub fn get(ctx: &Ctx, id: &str, step: &str, output: Option<&str>) -> Result<(), CliError> {
+pub fn get(ctx: &Ctx, id: &str, step: Option<&str>, output: Option<&str>) -> Result<(), CliError> {
     let store = ctx.require_store()?;
     let run = find_run(&store, id)?;
-    let nodes = store.nodes(&run.id)?;
-    let node = find_step(&nodes, &run, step)?;
+    // The run's own output (`return_value`) is recorded under no step.
+    let node = step.unwrap_or("");
     let artifacts: Vec<ArtifactRecord> = store
         .artifacts(&run.id)?
         .into_iter()
-        .filter(|a| a.node == step && a.kind == ArtifactKind::Output)
+        .filter(|a| a.node == node && a.kind == ArtifactKind::Output)
         .collect();
-    let artifact = choose(&run, step, node.node.status.as_str(), &artifacts, output)?;
+    let artifact = match step {
+        Some(step) => {
+            let nodes = store.nodes(&run.id)?;
+            let found = find_step(&nodes, &run, step)?;
+            choose(&run, step, found.node.status.as_str(), &artifacts, output)?
+        }
+        None => artifacts.first().ok_or_else(|| {
+            CliError::not_found(format!(
+                "run {} recorded no return value (a pipeline records one with `return_value = \"NAME\"`); \
+                 name a step: `pipeline get RUN STEP`",
+                run.id
+            ))
+        })?,
+    };
+    let step = if node.is_empty() { "(the run)" } else { node };
     let path = Path::new(&artifact.uri);
     let (header, payload) = read_payload_at(&artifact.uri).map_err(|e| {
         CliError::failure(format!(
@@ -59,7 +74,7 @@ pub fn get(ctx: &Ctx, id: &str, step: &str, output: Option<&str>) -> Result<(), 
     if ctx.json {
         return print_json(&serde_json::json!({
             "run": run.id,
-            "step": step,
+            "step": (!node.is_empty()).then_some(node),
             "output": artifact.name,
             "type": header.type_name,
             "codec": header.codec,
