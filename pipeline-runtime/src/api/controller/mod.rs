@@ -360,17 +360,16 @@ impl PipelineController {
     /// or a run that cannot start, is an error here.
     pub fn spawn(&self) -> Result<ControllerRun, ControllerError> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let done = Arc::new((Mutex::new(None), Condvar::new()));
+        let done: Arc<(Mutex<Ending>, Condvar)> = Arc::default();
         let controller = self.clone();
         let config = Config::current();
         let finished = done.clone();
         let thread = std::thread::Builder::new()
             .name(format!("pipeline-controller:{}", self.spec.name))
             .spawn(move || {
-                let result = config.scope(|| controller.in_refresh_scope(|| controller.run_reporting(Some(tx))));
-                let (slot, ended) = &*finished;
-                *crate::sync::lock(slot) = Some(result);
-                ended.notify_all();
+                // Marks the end as it drops, also when the run panics.
+                let mut end = End(finished, None);
+                end.1 = Some(config.scope(|| controller.in_refresh_scope(|| controller.run_reporting(Some(tx)))));
             })
             .map_err(|e| {
                 ControllerError::Pipeline(PipelineError::from(crate::error::ExecutorError::thread(
@@ -385,12 +384,14 @@ impl PipelineController {
             }),
             // The body never started: the run's error is the answer.
             Err(_) => {
-                let _ = thread.join();
-                let result = crate::sync::lock(&done.0).take();
-                Err(match result {
-                    Some(Err(e)) => e,
-                    _ => ControllerError::Render("the run ended before it started".into()),
-                })
+                if let Err(panic) = thread.join() {
+                    std::panic::resume_unwind(panic);
+                }
+                let result = crate::sync::lock(&done.0).result.take();
+                match result {
+                    Some(Err(e)) => Err(e),
+                    _ => unreachable!("a run that never started its body ends with an error"),
+                }
             }
         }
     }
@@ -498,11 +499,34 @@ impl PipelineController {
 /// A controller run started by [`PipelineController::spawn`], live.
 pub struct ControllerRun {
     view: RunView,
-    done: Arc<(Mutex<Option<ControllerResult>>, Condvar)>,
+    done: Arc<(Mutex<Ending>, Condvar)>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 type ControllerResult = Result<Finished<ControllerOutputs>, ControllerError>;
+
+/// How a spawned run ended: set once by its thread.
+#[derive(Default)]
+struct Ending {
+    ended: bool,
+    /// `None` after a panic (the thread's join gives it), or once taken.
+    result: Option<ControllerResult>,
+}
+
+/// Held by a spawned run's thread: records the end when dropped, whether the run returned or
+/// panicked, and wakes the waiters.
+struct End(Arc<(Mutex<Ending>, Condvar)>, Option<ControllerResult>);
+
+impl Drop for End {
+    fn drop(&mut self) {
+        let (slot, ended) = &*self.0;
+        let mut ending = crate::sync::lock(slot);
+        ending.ended = true;
+        ending.result = self.1.take();
+        drop(ending);
+        ended.notify_all();
+    }
+}
 
 impl ControllerRun {
     /// The run's id in the run store.
@@ -560,7 +584,7 @@ impl ControllerRun {
 
     /// True until the run has ended and been recorded.
     pub fn is_running(&self) -> bool {
-        crate::sync::lock(&self.done.0).is_none()
+        !crate::sync::lock(&self.done.0).ended
     }
 
     /// ClearML's `stop(mark_failed, mark_aborted)`: steps not started are aborted, running
@@ -574,17 +598,21 @@ impl ControllerRun {
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
         let (slot, ended) = &*self.done;
         let guard = crate::sync::lock(slot);
-        let ready = |r: &mut Option<ControllerResult>| r.is_none();
+        let running = |e: &mut Ending| !e.ended;
         match timeout {
-            Some(t) => ended
-                .wait_timeout_while(guard, t, ready)
-                .unwrap_or_else(|p| p.into_inner())
-                .0
-                .is_some(),
-            None => ended
-                .wait_while(guard, ready)
-                .unwrap_or_else(|p| p.into_inner())
-                .is_some(),
+            Some(t) => {
+                ended
+                    .wait_timeout_while(guard, t, running)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
+                    .ended
+            }
+            None => {
+                ended
+                    .wait_while(guard, running)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .ended
+            }
         }
     }
 
@@ -596,8 +624,9 @@ impl ControllerRun {
             std::panic::resume_unwind(panic);
         }
         crate::sync::lock(&self.done.0)
+            .result
             .take()
-            .expect("the thread stores its result before it ends")
+            .expect("a thread that did not panic leaves its result")
     }
 }
 
