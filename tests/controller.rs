@@ -44,6 +44,22 @@ fn label(name: String, count: u64) -> String {
 }
 
 static FLAKY_CALLS: AtomicU32 = AtomicU32::new(0);
+static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn skip_it(node: &DagNode) -> bool {
+    SEEN.lock().unwrap().push(format!("pre {}", node.name));
+    node.name != "skipped"
+}
+
+fn after(node: &DagNode) {
+    SEEN.lock().unwrap().push(format!("post {} {}", node.name, node.status));
+}
+
+fn changed(node: &DagNode, previous: NodeStatus) {
+    SEEN.lock()
+        .unwrap()
+        .push(format!("status {} {previous}->{}", node.name, node.status));
+}
 static STAMPS: AtomicU32 = AtomicU32::new(0);
 
 /// A new number at each execution: shows which run a cached value came from.
@@ -467,4 +483,41 @@ fn a_spawned_controller_answers_while_it_runs_and_can_be_stopped() {
     let mut bad = PipelineController::new("controller_bad", "tests");
     bad.add_function_step("x", "nothing_here", json!({}));
     assert!(matches!(bad.spawn(), Err(ControllerError::Invalid(_))));
+}
+
+#[test]
+fn step_callbacks_run_for_their_step_and_are_not_saved_with_the_spec() {
+    config(Mode::Debug, "callbacks").scope(|| {
+        let mut pipe = PipelineController::new("controller_hooks", "tests");
+        pipe.add_function_step("watched", "total", json!({ "values": [1] }))
+            .pre_execute_callback(skip_it)
+            .post_execute_callback(after)
+            .status_change_callback(changed);
+        pipe.add_function_step("skipped", "total", json!({ "values": [2] }))
+            .pre_execute_callback(skip_it);
+        pipe.add_function_step("plain", "total", json!({ "values": [3] }));
+        let finished = pipe.run().unwrap();
+        assert_eq!(finished.run.dag().node("skipped").unwrap().status, NodeStatus::Skipped);
+        // In order per node (nodes interleave).
+        let seen = SEEN.lock().unwrap().clone();
+        let of = |node: &str| -> Vec<&String> { seen.iter().filter(|s| s.split(' ').nth(1) == Some(node)).collect() };
+        assert_eq!(
+            of("watched"),
+            [
+                "pre watched",
+                "status watched pending->queued",
+                "status watched queued->running",
+                "status watched running->completed",
+                "post watched completed",
+            ],
+            "{seen:?}"
+        );
+        assert_eq!(of("skipped"), ["pre skipped"], "{seen:?}");
+        assert!(of("plain").is_empty(), "{seen:?}");
+        // A spec written out has no callbacks; read back, it equals the one in memory.
+        let text = pipe.render(SpecFormat::Json).unwrap();
+        assert!(!text.contains("_callback") && !text.contains("\"callbacks\""), "{text}");
+        let back = PipelineSpec::parse(&text, SpecFormat::Json).unwrap();
+        assert_eq!(&back, pipe.spec());
+    });
 }

@@ -455,6 +455,11 @@ fn with_step_options(
         } else {
             leak_list(&step.tags)
         },
+        callbacks: pipeline_core::Callbacks {
+            pre_execute: step.callbacks.0.pre_execute.or(o.callbacks.pre_execute),
+            post_execute: step.callbacks.0.post_execute.or(o.callbacks.post_execute),
+            status_change: step.callbacks.0.status_change.or(o.callbacks.status_change),
+        },
         ..*o
     };
     Box::leak(Box::new(ComponentDescriptor { options, ..*base }))

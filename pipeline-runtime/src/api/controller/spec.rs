@@ -131,6 +131,21 @@ pub struct StepSpec {
     /// Tags of the step's record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// The step's callbacks: code, not data, so they are not written with the spec (a spec
+    /// read from a file has none).
+    #[serde(skip)]
+    pub callbacks: StepCallbacks,
+}
+
+/// A step's callbacks (see [`StepSpec::callbacks`]). Equal whatever they hold: they are not
+/// part of what a spec says.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepCallbacks(pub pipeline_core::Callbacks);
+
+impl PartialEq for StepCallbacks {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// `continue_behaviour` as data; a field not given keeps ClearML's default.
@@ -181,6 +196,7 @@ impl StepSpec {
             cache_executed_step: None,
             continue_behaviour: None,
             tags: Vec::new(),
+            callbacks: StepCallbacks::default(),
         }
     }
 
@@ -237,6 +253,26 @@ impl StepSpec {
             skip_children_on_fail: Some(behaviour.skip_children_on_fail),
             skip_children_on_abort: Some(behaviour.skip_children_on_abort),
         });
+        self
+    }
+
+    /// ClearML's `pre_execute_callback`: called before the step starts; `false` skips it (and
+    /// the steps that depend on it).
+    pub fn pre_execute_callback(&mut self, callback: pipeline_core::options::PreExecuteCallback) -> &mut Self {
+        self.callbacks.0.pre_execute = Some(callback);
+        self
+    }
+
+    /// ClearML's `post_execute_callback`: called once the step has ended, if it ran.
+    pub fn post_execute_callback(&mut self, callback: pipeline_core::options::PostExecuteCallback) -> &mut Self {
+        self.callbacks.0.post_execute = Some(callback);
+        self
+    }
+
+    /// ClearML's `status_change_callback`: called at each change of the step's status, with
+    /// the previous one.
+    pub fn status_change_callback(&mut self, callback: pipeline_core::options::StatusChangeCallback) -> &mut Self {
+        self.callbacks.0.status_change = Some(callback);
         self
     }
 
