@@ -108,7 +108,7 @@ fn line_starting<'a>(text: &'a str, start: &str) -> &'a str {
 // ---------------------------------------------------------------- components and pipelines
 
 /// `1..=n` as floats.
-#[component]
+#[component(task_type = "data_processing")]
 fn numbers(n: u32) -> Vec<f64> {
     (1..=n).map(f64::from).collect()
 }
@@ -864,6 +864,29 @@ fn get_without_a_step_shows_the_runs_return_value() {
     assert_eq!(wrapped["step"], Value::Null);
     let err = cli(&dir, &["get", plain.id()]).fails(2);
     assert!(err.contains("recorded no return value"), "{err}");
+}
+
+/// A step's `task_type` is recorded, shown and filterable.
+#[test]
+fn show_filters_steps_by_task_type() {
+    let dir = state("task-type");
+    let run = record(&dir, Mode::Debug, || chain::run(2, 1.0).unwrap().run);
+    let shown = cli(&dir, &["show", run.id(), "--task-type", "data_processing"]).ok();
+    assert!(
+        line_starting(&shown, "numbers ").contains(" data_processing "),
+        "{shown}"
+    );
+    assert!(!shown.contains("\ntotal "), "{shown}");
+    let none = cli(&dir, &["show", run.id(), "--task-type", "training"]).ok();
+    assert!(none.contains("no steps of task type `training`"), "{none}");
+    let all = cli_json(&dir, &["show", run.id()]);
+    let types: Vec<&Value> = all["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["task_type"])
+        .collect();
+    assert_eq!(types, [&json!("data_processing"), &Value::Null, &Value::Null]);
 }
 
 /// `pipeline stop RUN --mark MARK` and `PipelineRun::stop_marked`: the run ends marked as

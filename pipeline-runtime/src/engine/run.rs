@@ -972,6 +972,7 @@ impl Run {
                         node: *node,
                         at: SystemTime::now(),
                         code_hash: descriptor.code_hash,
+                        task_type: descriptor.options.task_type,
                         cache_key,
                         resume_key,
                         log_path,

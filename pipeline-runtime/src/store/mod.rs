@@ -87,6 +87,8 @@ pub(crate) enum Event {
         seq: u32,
         node: DagNode,
         code_hash: &'static str,
+        /// The component's `task_type`.
+        task_type: Option<&'static str>,
         cache_key: Option<String>,
         resume_key: Option<String>,
         log_path: Option<PathBuf>,
@@ -582,6 +584,7 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, history: Option<&str
             seq,
             node,
             code_hash,
+            task_type,
             cache_key,
             resume_key,
             log_path,
@@ -593,8 +596,8 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, history: Option<&str
                 .as_ref()
                 .map(|e| serde_json::to_string(e).expect("errors serialize"));
             tx.prepare_cached(
-                "INSERT INTO nodes (run_id, seq, name, component, code_hash, parents, status, attempts, started, ended, error, cache_key, cache_hit, log_path, history, resume_key)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                "INSERT INTO nodes (run_id, seq, name, component, code_hash, parents, status, attempts, started, ended, error, cache_key, cache_hit, log_path, history, resume_key, task_type)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
                  ON CONFLICT (run_id, name) DO UPDATE SET status = ?7, attempts = ?8, started = ?9, ended = ?10,
                    error = ?11, cache_key = coalesce(?12, cache_key), cache_hit = ?13, log_path = coalesce(?14, log_path),
                    history = history || ?15, resume_key = coalesce(?16, resume_key), code_hash = ?5",
@@ -616,6 +619,7 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, history: Option<&str
                 log_path.as_ref().map(|p| p.display().to_string()),
                 history.unwrap_or_default(),
                 resume_key,
+                task_type,
             ])?;
         }
         Event::Artifact { run, record } => {
@@ -861,6 +865,7 @@ mod tests {
             run: "r1".into(),
             seq: 1,
             node: node(status),
+            task_type: None,
             code_hash: "h",
             cache_key: None,
             resume_key: None,

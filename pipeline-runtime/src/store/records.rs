@@ -131,6 +131,8 @@ pub struct NodeRecord {
     pub resume_key: Option<String>,
     /// The last attempt's log file (local mode).
     pub log_path: Option<PathBuf>,
+    /// The component's `task_type` (training, data_processing...), when it names one.
+    pub task_type: Option<String>,
 }
 
 /// What an artifact record is.
@@ -382,9 +384,11 @@ pub(super) fn run(conn: &Connection, version: usize, id: &str) -> rusqlite::Resu
 pub(super) fn nodes(conn: &Connection, version: usize, run: &str) -> rusqlite::Result<Vec<NodeRecord>> {
     // Resume keys are recorded from schema version 5.
     let resume_key = if version >= 5 { "resume_key" } else { "NULL" };
+    // Task types from schema version 8.
+    let task_type = if version >= 8 { "task_type" } else { "NULL" };
     let mut stmt = conn.prepare(&format!(
         "SELECT seq, name, component, code_hash, parents, status, attempts, started, ended, error, cache_key, log_path,
-                {resume_key}
+                {resume_key}, {task_type}
          FROM nodes WHERE run_id = ?1 ORDER BY seq"
     ))?;
     stmt.query_map([run], |r| {
@@ -406,6 +410,7 @@ pub(super) fn nodes(conn: &Connection, version: usize, run: &str) -> rusqlite::R
             cache_key: r.get(10)?,
             log_path: r.get::<_, Option<String>>(11)?.map(PathBuf::from),
             resume_key: r.get(12)?,
+            task_type: r.get(13)?,
         })
     })?
     .collect()

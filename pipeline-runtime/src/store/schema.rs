@@ -126,4 +126,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN parent_node TEXT;
     CREATE INDEX runs_by_parent ON runs (parent);
     "#,
+    // 8: each step's `task_type` (training, data_processing...), to show and filter by.
+    r#"
+    ALTER TABLE nodes ADD COLUMN task_type TEXT;
+    "#,
 ];

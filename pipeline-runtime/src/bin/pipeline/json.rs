@@ -49,6 +49,7 @@ pub fn step(n: &NodeRecord) -> Value {
         "duration_s": d.duration().map(|x| x.as_secs_f64()),
         "error": d.error.as_ref().map(error),
         "code_hash": n.code_hash,
+        "task_type": n.task_type,
         "cache_key": n.cache_key,
         "log_path": n.log_path,
     })

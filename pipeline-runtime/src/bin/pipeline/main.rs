@@ -45,6 +45,9 @@ enum Command {
     Show {
         /// Run id, or an unambiguous prefix of one.
         run: String,
+        /// Only the steps of this `task_type` (training, data_processing...).
+        #[arg(long, value_name = "TYPE")]
+        task_type: Option<String>,
     },
     /// Render a run's DAG.
     Dag {
@@ -180,7 +183,7 @@ fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
     use commands::*;
     match command {
         Command::Runs(args) => runs::runs(ctx, args),
-        Command::Show { run } => show::show(ctx, &run),
+        Command::Show { run, task_type } => show::show(ctx, &run, task_type.as_deref()),
         Command::Dag { run, format } => dag::dag(ctx, &run, format),
         Command::Logs { run, step, follow } => logs::logs(ctx, &run, &step, follow),
         Command::Artifacts { run } => artifacts::artifacts(ctx, &run),

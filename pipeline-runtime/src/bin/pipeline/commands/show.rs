@@ -1,4 +1,5 @@
-//! `pipeline show RUN`: a run's identity, parameters, timings and a table of its steps.
+//! `pipeline show RUN [--task-type TYPE]`: a run's identity, parameters, timings and a table of
+//! its steps (those of one task type).
 
 use crate::context::{Ctx, find_run};
 use crate::error::CliError;
@@ -11,10 +12,13 @@ use pipeline_runtime::NodeStatus;
 use pipeline_runtime::store::{NodeRecord, RunRecord};
 
 /// Shows one run.
-pub fn show(ctx: &Ctx, id: &str) -> Result<(), CliError> {
+pub fn show(ctx: &Ctx, id: &str, task_type: Option<&str>) -> Result<(), CliError> {
     let store = ctx.require_store()?;
     let run = find_run(&store, id)?;
-    let nodes = store.nodes(&run.id)?;
+    let mut nodes = store.nodes(&run.id)?;
+    if let Some(wanted) = task_type {
+        nodes.retain(|n| n.task_type.as_deref() == Some(wanted));
+    }
     let metrics = last_values(&store.metrics(&run.id)?);
     let texts = store.texts(&run.id)?;
     let nested = store.runs(&pipeline_runtime::store::RunFilter {
@@ -40,7 +44,9 @@ pub fn show(ctx: &Ctx, id: &str) -> Result<(), CliError> {
     }
     let mut out = header(&run);
     out.push('\n');
-    if nodes.is_empty() {
+    if nodes.is_empty() && task_type.is_some() {
+        out.push_str(&format!("no steps of task type `{}`\n", task_type.unwrap_or_default()));
+    } else if nodes.is_empty() {
         out.push_str("no steps were called\n");
     } else {
         out.push_str(&steps(&nodes));
@@ -134,12 +140,15 @@ fn listing(title: &str, entries: impl Iterator<Item = (String, String)>) -> Stri
 
 /// The steps table.
 fn steps(nodes: &[NodeRecord]) -> String {
-    let mut table =
-        Table::new(&["STEP", "STATUS", "DURATION", "ATTEMPTS", "CACHED", "PARENTS", "ERROR"]).right(&[2, 3]);
+    let mut table = Table::new(&[
+        "STEP", "TYPE", "STATUS", "DURATION", "ATTEMPTS", "CACHED", "PARENTS", "ERROR",
+    ])
+    .right(&[3, 4]);
     for n in nodes {
         let d = &n.node;
         table.row(vec![
             d.name.clone(),
+            n.task_type.clone().unwrap_or_else(|| "-".into()),
             d.status.to_string(),
             duration(d.duration()),
             d.attempts.to_string(),
