@@ -866,6 +866,41 @@ fn get_without_a_step_shows_the_runs_return_value() {
     assert!(err.contains("recorded no return value"), "{err}");
 }
 
+#[component(tags = ["heavy"])]
+fn weighed(x: f64) -> f64 {
+    x
+}
+
+/// Each step tagged with the run (`add_pipeline_tags`).
+#[pipeline(name = "tagged", project = "cli-tests", tags = ["nightly"], add_pipeline_tags = true)]
+fn tagged(x: f64) -> anyhow::Result<f64> {
+    Ok(weighed(halve(x)).get()?)
+}
+
+/// Step tags: the component's, and with `add_pipeline_tags` the run's and `pipeline:<id>`.
+#[test]
+fn steps_carry_their_tags_and_the_runs_with_add_pipeline_tags() {
+    let dir = state("step-tags");
+    let (tagged, plain) = record(&dir, Mode::Debug, || {
+        (tagged::run(4.0).unwrap().run, chain::run(1, 1.0).unwrap().run)
+    });
+    let shown = cli_json(&dir, &["show", tagged.id()]);
+    let tags = |name: &str, shown: &Value| {
+        shown["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()["tags"]
+            .clone()
+    };
+    let own = format!("pipeline:{}", tagged.id());
+    assert_eq!(tags("weighed", &shown), json!(["heavy", "nightly", own]));
+    assert_eq!(tags("halve", &shown), json!(["nightly", own]));
+    let shown = cli_json(&dir, &["show", plain.id()]);
+    assert_eq!(tags("total", &shown), json!([]));
+}
+
 /// A step's `task_type` is recorded, shown and filterable.
 #[test]
 fn show_filters_steps_by_task_type() {

@@ -966,6 +966,8 @@ impl Run {
                 log_path,
             } => {
                 if let (Some(recorder), Parts::Record(descriptor)) = (&self.recorder, parts) {
+                    // Tags do not change: they go with the node's first record only.
+                    let tags = (changed && node.status == NodeStatus::Pending).then(|| self.step_tags(descriptor));
                     recorder.send(Event::Node {
                         run: self.key.to_string(),
                         seq: index,
@@ -973,6 +975,7 @@ impl Run {
                         at: SystemTime::now(),
                         code_hash: descriptor.code_hash,
                         task_type: descriptor.options.task_type,
+                        tags,
                         cache_key,
                         resume_key,
                         log_path,
@@ -1046,6 +1049,18 @@ impl Run {
                 }
             }
         }
+    }
+
+    /// A step's tags: its component's, and with the pipeline's `add_pipeline_tags` the run's
+    /// and `pipeline:<run id>` (ClearML tags each step's task with its pipeline).
+    fn step_tags(&self, descriptor: &ComponentDescriptor) -> Vec<String> {
+        let mut tags: Vec<String> = descriptor.options.tags.iter().map(|t| t.to_string()).collect();
+        let pipeline = &self.descriptor.options;
+        if pipeline.add_pipeline_tags {
+            tags.extend(pipeline.tags.iter().map(|t| t.to_string()));
+            tags.push(format!("pipeline:{}", self.key));
+        }
+        tags
     }
 
     /// Hands the node's next attempt to the executor once `delay` has passed, from a thread of

@@ -89,6 +89,8 @@ pub(crate) enum Event {
         code_hash: &'static str,
         /// The component's `task_type`.
         task_type: Option<&'static str>,
+        /// The step's tags, on its first record (`None` after: they do not change).
+        tags: Option<Vec<String>>,
         cache_key: Option<String>,
         resume_key: Option<String>,
         log_path: Option<PathBuf>,
@@ -442,11 +444,18 @@ impl RunStore {
     }
 
     fn try_apply(&mut self, events: &[Event]) -> rusqlite::Result<()> {
-        // Per node (by run and name): the index of its last event, and the changes before it.
-        let mut latest: FnvHashMap<(&str, &str), (usize, String)> = FnvHashMap::default();
+        // Per node (by run and name): the index of its last event, the changes before it, and
+        // its tags if an event of the batch carries them (its first does).
+        type Latest<'a> = (usize, String, Option<&'a Vec<String>>);
+        let mut latest: FnvHashMap<(&str, &str), Latest<'_>> = FnvHashMap::default();
         for (i, event) in events.iter().enumerate() {
             if let Event::Node {
-                run, node, changed, at, ..
+                run,
+                node,
+                changed,
+                at,
+                tags,
+                ..
             } = event
             {
                 let entry = latest.entry((run.as_str(), node.name.as_str())).or_default();
@@ -454,20 +463,21 @@ impl RunStore {
                 if *changed {
                     append_change(&mut entry.1, node.status, *at);
                 }
+                entry.2 = tags.as_ref().or(entry.2);
             }
         }
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for (i, event) in events.iter().enumerate() {
-            let history = match event {
+            let (history, tags) = match event {
                 Event::Node { run, node, .. } => match latest.get(&(run.as_str(), node.name.as_str())) {
-                    Some((last, history)) if *last == i => Some(history.as_str()),
+                    Some((last, history, tags)) if *last == i => (Some(history.as_str()), *tags),
                     _ => continue, // a later event of the batch carries this node's state
                 },
-                _ => None,
+                _ => (None, None),
             };
-            apply_one(&tx, event, history)?;
+            apply_one(&tx, event, history, tags)?;
         }
         tx.commit()
     }
@@ -576,8 +586,14 @@ impl RunStore {
     }
 }
 
-/// Writes one event; a node's carries the state changes to append to its history.
-fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, history: Option<&str>) -> rusqlite::Result<()> {
+/// Writes one event; a node's carries the state changes to append to its history, and its tags
+/// when an event of its batch had them.
+fn apply_one(
+    tx: &rusqlite::Transaction<'_>,
+    event: &Event,
+    history: Option<&str>,
+    tags: Option<&Vec<String>>,
+) -> rusqlite::Result<()> {
     match event {
         Event::Node {
             run,
@@ -596,11 +612,12 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, history: Option<&str
                 .as_ref()
                 .map(|e| serde_json::to_string(e).expect("errors serialize"));
             tx.prepare_cached(
-                "INSERT INTO nodes (run_id, seq, name, component, code_hash, parents, status, attempts, started, ended, error, cache_key, cache_hit, log_path, history, resume_key, task_type)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                "INSERT INTO nodes (run_id, seq, name, component, code_hash, parents, status, attempts, started, ended, error, cache_key, cache_hit, log_path, history, resume_key, task_type, tags)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
                  ON CONFLICT (run_id, name) DO UPDATE SET status = ?7, attempts = ?8, started = ?9, ended = ?10,
                    error = ?11, cache_key = coalesce(?12, cache_key), cache_hit = ?13, log_path = coalesce(?14, log_path),
-                   history = history || ?15, resume_key = coalesce(?16, resume_key), code_hash = ?5",
+                   history = history || ?15, resume_key = coalesce(?16, resume_key), code_hash = ?5,
+                   tags = coalesce(?18, tags)",
             )?
             .execute(params![
                 run,
@@ -620,6 +637,7 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event, history: Option<&str
                 history.unwrap_or_default(),
                 resume_key,
                 task_type,
+                tags.map(|t| serde_json::to_string(t).expect("strings serialize")),
             ])?;
         }
         Event::Artifact { run, record } => {
@@ -865,6 +883,7 @@ mod tests {
             run: "r1".into(),
             seq: 1,
             node: node(status),
+            tags: None,
             task_type: None,
             code_hash: "h",
             cache_key: None,

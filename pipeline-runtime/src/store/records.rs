@@ -133,6 +133,9 @@ pub struct NodeRecord {
     pub log_path: Option<PathBuf>,
     /// The component's `task_type` (training, data_processing...), when it names one.
     pub task_type: Option<String>,
+    /// The step's tags: its component's `tags`, and with the pipeline's `add_pipeline_tags`
+    /// the run's tags and `pipeline:<run id>`.
+    pub tags: Vec<String>,
 }
 
 /// What an artifact record is.
@@ -386,9 +389,10 @@ pub(super) fn nodes(conn: &Connection, version: usize, run: &str) -> rusqlite::R
     let resume_key = if version >= 5 { "resume_key" } else { "NULL" };
     // Task types from schema version 8.
     let task_type = if version >= 8 { "task_type" } else { "NULL" };
+    let tags = if version >= 9 { "tags" } else { "NULL" };
     let mut stmt = conn.prepare(&format!(
         "SELECT seq, name, component, code_hash, parents, status, attempts, started, ended, error, cache_key, log_path,
-                {resume_key}, {task_type}
+                {resume_key}, {task_type}, {tags}
          FROM nodes WHERE run_id = ?1 ORDER BY seq"
     ))?;
     stmt.query_map([run], |r| {
@@ -411,6 +415,10 @@ pub(super) fn nodes(conn: &Connection, version: usize, run: &str) -> rusqlite::R
             log_path: r.get::<_, Option<String>>(11)?.map(PathBuf::from),
             resume_key: r.get(12)?,
             task_type: r.get(13)?,
+            tags: r
+                .get::<_, Option<String>>(14)?
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default(),
         })
     })?
     .collect()

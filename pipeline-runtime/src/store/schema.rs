@@ -130,4 +130,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE nodes ADD COLUMN task_type TEXT;
     "#,
+    // 9: each step's tags (its component's, and with `add_pipeline_tags` the run's).
+    r#"
+    ALTER TABLE nodes ADD COLUMN tags TEXT;
+    "#,
 ];

@@ -50,6 +50,7 @@ pub fn step(n: &NodeRecord) -> Value {
         "error": d.error.as_ref().map(error),
         "code_hash": n.code_hash,
         "task_type": n.task_type,
+        "tags": n.tags,
         "cache_key": n.cache_key,
         "log_path": n.log_path,
     })
