@@ -222,28 +222,11 @@ pub(crate) fn record_return<T: Serialize>(
     codec: pipeline_core::Codec,
 ) -> Result<bool, StepError> {
     let Some(cx) = context() else { return Ok(false) };
-    let file = format!("{name}.art");
-    let artifact = crate::transport::artifacts::write_value(&cx.run_dir.join("output").join(&file), codec, value)?;
-    let header = crate::transport::artifacts::read_header(&artifact.path)?;
-    let uri = match &cx.remote {
-        Some(prefix) => {
-            let uri = object_storage::join(prefix, &["output", &file]);
-            object_storage::upload(&artifact.path, &uri)?;
-            let _ = std::fs::remove_file(&artifact.path);
-            uri
-        }
-        None => artifact.path.display().to_string(),
-    };
+    let record = store_value(&cx, &cx.run_dir.join("output"), "output", name, value, codec)?;
     let record = ArtifactRecord {
         node: String::new(),
-        name: name.to_string(),
         kind: ArtifactKind::Output,
-        uri,
-        codec: Some(codec.name().to_string()),
-        type_name: Some(header.type_name),
-        size: Some(header.length),
-        checksum: Some(format!("{:08x}", header.checksum)),
-        metadata: None,
+        ..record
     };
     Ok(write(&cx, vec![Report::Artifact(record)]))
 }
@@ -262,13 +245,32 @@ pub fn upload_artifact<T: ComponentValue>(
     } else {
         cx.run_dir.join(&cx.node).join("artifacts")
     };
-    let codec = pipeline_core::Codec::Bincode;
+    let record = store_value(&cx, &dir, "artifacts", name, value, pipeline_core::Codec::Bincode)?;
+    Ok(upload(
+        &cx,
+        ArtifactKind::Artifact,
+        name,
+        ArtifactRecord { metadata, ..record },
+    ))
+}
+
+/// Writes `value` as `<dir>/<name>.art` with `codec`, or with an object-storage `output_uri`
+/// sends it to `<prefix>/<kind_dir>/<name>.art`; gives its record (an artifact of the
+/// context's node, without metadata).
+fn store_value<T: Serialize>(
+    cx: &StepContext,
+    dir: &Path,
+    kind_dir: &str,
+    name: &str,
+    value: &T,
+    codec: pipeline_core::Codec,
+) -> Result<ArtifactRecord, StepError> {
     let file = format!("{name}.art");
     let artifact = write_value(&dir.join(&file), codec, value)?;
     let header = crate::transport::artifacts::read_header(&artifact.path)?;
     let uri = match &cx.remote {
         Some(prefix) => {
-            let uri = object_storage::join(prefix, &["artifacts", &file]);
+            let uri = object_storage::join(prefix, &[kind_dir, &file]);
             object_storage::upload(&artifact.path, &uri)?;
             // The record names the object: a local copy would only be a stale duplicate.
             let _ = std::fs::remove_file(&artifact.path);
@@ -276,7 +278,7 @@ pub fn upload_artifact<T: ComponentValue>(
         }
         None => artifact.path.display().to_string(),
     };
-    let record = ArtifactRecord {
+    Ok(ArtifactRecord {
         node: cx.node.clone(),
         name: name.to_string(),
         kind: ArtifactKind::Artifact,
@@ -285,9 +287,8 @@ pub fn upload_artifact<T: ComponentValue>(
         type_name: Some(header.type_name),
         size: Some(header.length),
         checksum: Some(format!("{:08x}", header.checksum)),
-        metadata,
-    };
-    Ok(upload(&cx, ArtifactKind::Artifact, name, record))
+        metadata: None,
+    })
 }
 
 /// Records a model file (weights, an exported graph...) named `name`: its location, size and

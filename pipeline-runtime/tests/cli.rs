@@ -748,22 +748,28 @@ fn sleepy(millis: u64) -> anyhow::Result<u64> {
     Ok(slow_chatty(millis).get()?)
 }
 
-#[test]
-fn stop_asks_a_running_run_to_stop() {
-    let dir = state("stop");
+/// Starts `sleepy` (a minute-long local step) on a thread, recorded in `dir`; returns the
+/// thread and the run's id once the store lists it as running.
+fn start_sleepy(dir: &Path) -> (std::thread::JoinHandle<pipeline_runtime::PipelineRun>, String) {
     let pipeline = {
-        let dir = dir.clone();
+        let dir = dir.to_path_buf();
         std::thread::spawn(move || record(&dir, Mode::Local, || sleepy::run(60_000).unwrap().run))
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    let running = loop {
+    loop {
         assert!(Instant::now() < deadline, "the run never started");
         std::thread::sleep(Duration::from_millis(50));
-        let listed = cli_json(&dir, &["runs", "--status", "running"]);
+        let listed = cli_json(dir, &["runs", "--status", "running"]);
         if let Some(run) = listed.as_array().and_then(|a| a.first()) {
-            break run["id"].as_str().unwrap().to_string();
+            return (pipeline, run["id"].as_str().unwrap().to_string());
         }
-    };
+    }
+}
+
+#[test]
+fn stop_asks_a_running_run_to_stop() {
+    let dir = state("stop");
+    let (pipeline, running) = start_sleepy(&dir);
     let out = cli(&dir, &["stop", "sleepy", "--reason", "enough"]).ok();
     assert_eq!(out, format!("stop requested for run {running} (enough)\n"));
     let stopped = pipeline.join().unwrap();
@@ -930,19 +936,7 @@ fn show_filters_steps_by_task_type() {
 fn a_stop_marks_the_run_as_asked() {
     let dir = state("stop-marked");
     let stop_when_running = |stop: &dyn Fn(&str)| {
-        let pipeline = {
-            let dir = dir.clone();
-            std::thread::spawn(move || record(&dir, Mode::Local, || sleepy::run(60_000).unwrap().run))
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let running = loop {
-            assert!(Instant::now() < deadline, "the run never started");
-            std::thread::sleep(Duration::from_millis(50));
-            let listed = cli_json(&dir, &["runs", "--status", "running"]);
-            if let Some(run) = listed.as_array().and_then(|a| a.first()) {
-                break run["id"].as_str().unwrap().to_string();
-            }
-        };
+        let (pipeline, running) = start_sleepy(&dir);
         stop(&running);
         let stopped = pipeline.join().unwrap();
         assert_eq!(stopped.id(), running);

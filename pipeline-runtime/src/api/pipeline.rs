@@ -334,6 +334,25 @@ fn record(run: &Run, body_panicked: bool) -> (PipelineRun, Option<crate::store::
     (PipelineRun::new(record, run.final_dag()), unrecorded)
 }
 
+/// Starts a run here; started from another run's body, it is also one node of that run
+/// (linked to this one), which ends with an error if this run cannot start.
+fn start_here(
+    descriptor: &'static PipelineDescriptor,
+    params: Vec<(&'static str, String)>,
+) -> Result<(Arc<Run>, Option<External>), PipelineError> {
+    let nested = crate::engine::context::current()
+        .and_then(|outer| outer.add_external(nested_node(descriptor), descriptor.name));
+    match start(descriptor, params, nested.as_ref().map(External::place)) {
+        Ok(run) => Ok((run, nested)),
+        Err(e) => {
+            if let Some(node) = nested {
+                node.end(Err(StepError::new(ErrorKind::Setup, e.to_string())));
+            }
+            Err(e)
+        }
+    }
+}
+
 /// Runs a sync pipeline body as a run of `descriptor`'s pipeline, its parameters recorded as
 /// `params` (name, JSON form): the mode, state folder and the rest come from the current
 /// [`Config`](crate::Config). Gives the body's value with the run's record, or why the run
@@ -343,18 +362,7 @@ pub fn run_pipeline<R>(
     params: Vec<(&'static str, String)>,
     body: impl FnOnce() -> R,
 ) -> Result<Finished<R>, PipelineError> {
-    // Started from another run's body: one node of that run, linked to this one.
-    let nested = crate::engine::context::current()
-        .and_then(|outer| outer.add_external(nested_node(descriptor), descriptor.name));
-    let run = match start(descriptor, params, nested.as_ref().map(External::place)) {
-        Ok(run) => run,
-        Err(e) => {
-            if let Some(node) = nested {
-                node.end(Err(StepError::new(ErrorKind::Setup, e.to_string())));
-            }
-            return Err(e);
-        }
-    };
+    let (run, nested) = start_here(descriptor, params)?;
     super::interrupt::started(&run);
     let watchdog = Watchdog::start(&run);
     let context = run.step_context(None);
@@ -373,17 +381,7 @@ pub async fn run_pipeline_async<R>(
     params: Vec<(&'static str, String)>,
     body: impl Future<Output = R>,
 ) -> Result<Finished<R>, PipelineError> {
-    let nested = crate::engine::context::current()
-        .and_then(|outer| outer.add_external(nested_node(descriptor), descriptor.name));
-    let run = match start(descriptor, params, nested.as_ref().map(External::place)) {
-        Ok(run) => run,
-        Err(e) => {
-            if let Some(node) = nested {
-                node.end(Err(StepError::new(ErrorKind::Setup, e.to_string())));
-            }
-            return Err(e);
-        }
-    };
+    let (run, nested) = start_here(descriptor, params)?;
     super::interrupt::started(&run);
     let watchdog = Watchdog::start(&run);
     let mut body = pin!(CURRENT.scope(run.clone(), body));
