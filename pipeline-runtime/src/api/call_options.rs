@@ -174,8 +174,9 @@ pub(crate) fn descriptor_with(
     base: &'static ComponentDescriptor,
     options: ComponentOptions,
 ) -> &'static ComponentDescriptor {
+    // Every option a call or a controller step may set (callbacks by address).
     let key = format!(
-        "{:p}|{:?}|{:?}|{:?}|{:?}|{}|{:?}|{:?}|{:?}",
+        "{:p}|{:?}|{:?}|{:?}|{:?}|{}|{:?}|{:?}|{:?}|{:?}",
         base,
         options.time_limit,
         options.execution_queue,
@@ -185,6 +186,7 @@ pub(crate) fn descriptor_with(
         options.continue_behaviour,
         options.tags,
         options.parents,
+        options.callbacks,
     );
     static DESCRIPTORS: OnceLock<Mutex<HashMap<String, &'static ComponentDescriptor>>> = OnceLock::new();
     let mut known = crate::sync::lock(DESCRIPTORS.get_or_init(Default::default));
@@ -194,7 +196,7 @@ pub(crate) fn descriptor_with(
 }
 
 /// One `'static` copy of each string given, for options that hold `&'static str`.
-fn intern(s: &str) -> &'static str {
+pub(crate) fn intern(s: &str) -> &'static str {
     static STRINGS: OnceLock<Mutex<HashMap<String, &'static str>>> = OnceLock::new();
     let mut known = crate::sync::lock(STRINGS.get_or_init(Default::default));
     if let Some(s) = known.get(s) {
@@ -206,7 +208,7 @@ fn intern(s: &str) -> &'static str {
 }
 
 /// One `'static` copy of each list of interned strings.
-fn intern_list(list: Vec<&'static str>) -> &'static [&'static str] {
+pub(crate) fn intern_list(list: Vec<&'static str>) -> &'static [&'static str] {
     static LISTS: OnceLock<Mutex<HashMap<Vec<&'static str>, &'static [&'static str]>>> = OnceLock::new();
     let mut known = crate::sync::lock(LISTS.get_or_init(Default::default));
     known

@@ -13,6 +13,7 @@ pub mod spec;
 use self::plan::ArgPlan;
 use self::spec::{ParameterSpec, PipelineSpec, SpecFormat, StepSpec};
 use super::pipeline::Finished;
+use crate::api::call_options::{intern, intern_list};
 use crate::config::{CacheRefresh, Config, Mode};
 use crate::engine::context::RunView;
 use crate::error::PipelineError;
@@ -20,9 +21,10 @@ use crate::value::dynamic::{DynArg, DynCall, DynHandle};
 use pipeline_core::StopMark;
 use pipeline_core::{Codec, ParamDescriptor, PipelineDescriptor, PipelineOptions, RetryPolicy};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Why a controller could not be built, checked or run.
@@ -399,16 +401,8 @@ impl PipelineController {
     /// Runs the pipeline; its live view goes to `started` as the body begins.
     fn run_reporting(&self, started: Option<Sender<RunView>>) -> Result<Finished<ControllerOutputs>, ControllerError> {
         let plan = self.plan()?;
-        let values: BTreeMap<String, serde_json::Value> = self
-            .spec
-            .parameters
-            .iter()
-            .map(|p| {
-                let value = self.values.get(&p.name).unwrap_or(&p.default).clone();
-                (p.name.clone(), value)
-            })
-            .collect();
-        let descriptor = self.descriptor();
+        let values: BTreeMap<String, serde_json::Value> = self.parameter_values().collect();
+        let descriptor = self.descriptor(None);
         let params: Vec<(&'static str, String)> = descriptor
             .params
             .iter()
@@ -434,45 +428,54 @@ impl PipelineController {
     /// its spec (the binary must be the same). Mistakes in the spec are errors here.
     pub fn start(&self, queue: Option<&str>) -> Result<super::enqueue::RemoteRun, ControllerError> {
         self.check()?;
-        let mut descriptor = *self.descriptor();
-        descriptor.options.pipeline_execution_queue =
-            Some(Box::leak(queue.unwrap_or("services").to_string().into_boxed_str()));
-        let params = self
-            .spec
-            .parameters
-            .iter()
-            .map(|p| (p.name.clone(), self.values.get(&p.name).unwrap_or(&p.default).clone()))
-            .collect();
+        let descriptor = self.descriptor(Some(queue.unwrap_or("services")));
+        let params = self.parameter_values().collect();
         let spec = serde_json::to_value(&self.spec).expect("a spec is JSON");
         let refresh = self.refresh.clone();
-        let enqueue = || super::enqueue::enqueue_with(Box::leak(Box::new(descriptor)), params, Some(spec));
+        let enqueue = || super::enqueue::enqueue_with(descriptor, params, Some(spec));
         Ok(match refresh {
             Some(r) => Config::current().with_cache_refresh(r).scope(enqueue),
             None => enqueue(),
         }?)
     }
 
-    /// The descriptor runs are recorded under. Leaked: a run's descriptor is `'static`, and a
-    /// process starts few controllers.
-    fn descriptor(&self) -> &'static PipelineDescriptor {
-        let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+    /// Each parameter with the value the next run gets: the one set, else its default.
+    fn parameter_values(&self) -> impl Iterator<Item = (String, serde_json::Value)> + '_ {
+        self.spec
+            .parameters
+            .iter()
+            .map(|p| (p.name.clone(), self.values.get(&p.name).unwrap_or(&p.default).clone()))
+    }
+
+    /// The descriptor runs are recorded under (`execution_queue`: the queue its controller is
+    /// enqueued on). A run's descriptor is `'static`: one per spec and queue is kept for the
+    /// process, so running a spec again adds none.
+    fn descriptor(&self, execution_queue: Option<&str>) -> &'static PipelineDescriptor {
+        static KNOWN: OnceLock<Mutex<HashMap<String, &'static PipelineDescriptor>>> = OnceLock::new();
+        let spec = serde_json::to_string(&self.spec).expect("a spec is JSON");
+        let key = format!("{execution_queue:?}|{spec}");
+        let mut known = crate::sync::lock(KNOWN.get_or_init(Default::default));
+        if let Some(descriptor) = known.get(&key) {
+            return descriptor;
+        }
         let o = &self.spec.options;
         let params: Vec<ParamDescriptor> = self
             .spec
             .parameters
             .iter()
-            .map(|p| ParamDescriptor::new(leak(&p.name), leak(p.param_type.as_deref().unwrap_or("json"))))
+            .map(|p| ParamDescriptor::new(intern(&p.name), intern(p.param_type.as_deref().unwrap_or("json"))))
             .collect();
-        let hash = blake3::hash(&serde_json::to_vec(&self.spec).expect("a spec is JSON"));
+        let hash = blake3::hash(spec.as_bytes());
         let options = PipelineOptions {
-            default_queue: o.default_queue.as_deref().map(leak),
+            default_queue: o.default_queue.as_deref().map(intern),
             abort_on_failure: o.abort_on_failure,
             retry: o.retry_on_failure.map_or(RetryPolicy::Never, |n| match n {
                 0 => RetryPolicy::Never,
                 n => RetryPolicy::Count(n),
             }),
-            output_uri: o.output_uri.as_deref().map(leak),
-            tags: Box::leak(o.tags.iter().map(|t| leak(t)).collect::<Vec<_>>().into_boxed_slice()),
+            output_uri: o.output_uri.as_deref().map(intern),
+            tags: intern_list(o.tags.iter().map(|t| intern(t)).collect()),
+            pipeline_execution_queue: execution_queue.map(intern),
             time_limit: o.time_limit.map(Duration::from_secs_f64),
             max_parallel: o.max_parallel,
             codec: match o.codec.as_deref() {
@@ -481,18 +484,20 @@ impl PipelineController {
             },
             ..PipelineOptions::DEFAULT
         };
-        Box::leak(Box::new(PipelineDescriptor {
-            name: leak(&self.spec.name),
-            project: leak(&self.spec.project),
-            version: self.spec.version.as_deref().map(leak),
+        let descriptor: &'static PipelineDescriptor = Box::leak(Box::new(PipelineDescriptor {
+            name: intern(&self.spec.name),
+            project: intern(&self.spec.project),
+            version: self.spec.version.as_deref().map(intern),
             function: "PipelineController",
             module_path: module_path!(),
-            code_hash: leak(&hash.to_hex()[..16]),
+            code_hash: intern(&hash.to_hex()[..16]),
             is_async: false,
             params: Box::leak(params.into_boxed_slice()),
             options,
             controller: |_| Err("a PipelineController run cannot be enqueued on a cluster yet".to_string()),
-        }))
+        }));
+        known.insert(key, descriptor);
+        descriptor
     }
 }
 
@@ -716,5 +721,28 @@ impl ComponentName for String {
 impl ComponentName for &'static pipeline_core::ComponentDescriptor {
     fn component_name(self) -> String {
         self.name.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_of_one_spec_share_one_descriptor_per_queue() {
+        let mut pipe = PipelineController::new("shared_descriptor", "tests");
+        pipe.add_parameter("x", 1, "").add_tags(["a"]);
+        let first = pipe.descriptor(None);
+        assert!(std::ptr::eq(first, pipe.descriptor(None)));
+        let queued = pipe.descriptor(Some("services"));
+        assert!(!std::ptr::eq(first, queued));
+        assert_eq!(queued.options.pipeline_execution_queue, Some("services"));
+        assert_eq!(
+            (first.name, first.params[0].name, first.options.tags),
+            ("shared_descriptor", "x", &["a"][..])
+        );
+        // Another spec is another descriptor.
+        pipe.set_version("2");
+        assert!(!std::ptr::eq(first, pipe.descriptor(None)));
     }
 }

@@ -5,6 +5,7 @@
 //! respects every edge, each argument resolved to a literal, a parameter or outputs.
 
 use super::spec::{ParameterSpec, PipelineSpec, StepSpec};
+use crate::api::call_options::{descriptor_with, intern, intern_list};
 use crate::value::dynamic::{DynCall, DynOutput, DynParam};
 use pipeline_core::{ComponentDescriptor, ComponentOptions, RetryBackoff, RetryPolicy, registry};
 use std::collections::{BTreeMap, HashMap};
@@ -413,29 +414,26 @@ fn topological(steps: &[StepSpec], edges: &[Vec<usize>]) -> Result<Vec<usize>, V
     Err(cycle)
 }
 
-/// The component of `step` with the step's options in place of its own. Leaked: a plan lives
-/// as long as runs of it may, and a step's options are a few words.
+/// The component of `step` with the step's options in place of its own: the interned
+/// descriptor per-call options use, so planning the same spec again (each run does) adds none.
 fn with_step_options(
     base: &'static ComponentDescriptor,
     step: &StepSpec,
     spec: &PipelineSpec,
 ) -> &'static ComponentDescriptor {
-    let leak_str = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
-    let leak_list = |v: &[String]| -> &'static [&'static str] {
-        Box::leak(v.iter().map(|s| leak_str(s)).collect::<Vec<_>>().into_boxed_slice())
-    };
+    let strings = |v: &[String]| intern_list(v.iter().map(|s| intern(s)).collect());
     let o = &base.options;
     let options = ComponentOptions {
         parents: if step.parents.is_empty() {
             o.parents
         } else {
-            leak_list(&step.parents)
+            strings(&step.parents)
         },
         execution_queue: step
             .execution_queue
             .as_deref()
             .or(spec.options.default_queue.as_deref())
-            .map(leak_str)
+            .map(intern)
             .or(o.execution_queue),
         time_limit: step.time_limit.map(Duration::from_secs_f64).or(o.time_limit),
         retry: match step.retry_on_failure {
@@ -453,7 +451,7 @@ fn with_step_options(
         tags: if step.tags.is_empty() {
             o.tags
         } else {
-            leak_list(&step.tags)
+            strings(&step.tags)
         },
         callbacks: pipeline_core::Callbacks {
             pre_execute: step.callbacks.0.pre_execute.or(o.callbacks.pre_execute),
@@ -462,7 +460,7 @@ fn with_step_options(
         },
         ..*o
     };
-    Box::leak(Box::new(ComponentDescriptor { options, ..*base }))
+    descriptor_with(base, options)
 }
 
 #[cfg(test)]
