@@ -82,6 +82,7 @@ enum Parts {
 type Batch = Vec<(Effect, Parts)>;
 
 /// A node as an attempt knows it: its place in the run, its name and its component.
+#[derive(Clone)]
 pub(crate) struct NodeKey {
     pub(crate) index: u32,
     pub(crate) name: Arc<str>,
@@ -1067,11 +1068,7 @@ impl Run {
     /// its own; a node that became final meanwhile (a stop aborts a waiting retry) is dropped.
     fn start_later(self: &Arc<Self>, node: NodeKey, delay: std::time::Duration) {
         let run = self.clone();
-        let now = NodeKey {
-            index: node.index,
-            name: node.name.clone(),
-            descriptor: node.descriptor,
-        };
+        let now = node.clone();
         let wait = move || {
             let deadline = std::time::Instant::now() + delay;
             let mut st = run.lock();

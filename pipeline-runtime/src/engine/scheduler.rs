@@ -191,6 +191,21 @@ pub(crate) struct Scheduler {
     seed: u64,
 }
 
+/// `base`, then `base_1`, `base_2`... from `count` on: the first not in `names`.
+fn unused_name(names: &FnvHashMap<Arc<str>, u32>, base: &str, count: &mut u32) -> Arc<str> {
+    loop {
+        let name: Arc<str> = if *count == 0 {
+            base.into()
+        } else {
+            format!("{base}_{count}").into()
+        };
+        *count += 1;
+        if !names.contains_key(&name) {
+            return name;
+        }
+    }
+}
+
 impl Scheduler {
     /// A run with no nodes. `abort_on_failure` is the pipeline's option; `recording` says
     /// whether [`Effect::Record`] effects are wanted.
@@ -248,21 +263,12 @@ impl Scheduler {
     /// The name the next node called `component` (its component's name, or the name its
     /// caller chose) will get: that name, or with a suffix if taken.
     pub(crate) fn next_name(&mut self, component: &str) -> Arc<str> {
-        if !self.repeats.contains_key(component) {
-            self.repeats.insert(component.into(), 0);
+        // One lookup for a name seen before (every call of a component but its first).
+        if let Some(count) = self.repeats.get_mut(component) {
+            return unused_name(&self.names, component, count);
         }
-        let count = self.repeats.get_mut(component).expect("inserted above");
-        loop {
-            let name: Arc<str> = if *count == 0 {
-                component.into()
-            } else {
-                format!("{component}_{count}").into()
-            };
-            *count += 1;
-            if !self.names.contains_key(&name) {
-                return name;
-            }
-        }
+        let count = self.repeats.entry(component.into()).or_insert(0);
+        unused_name(&self.names, component, count)
     }
 
     /// Event: a component was called. `name` comes from [`Scheduler::next_name`]; `inputs`
