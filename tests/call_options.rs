@@ -50,7 +50,7 @@ fn retries() -> (Result<u32, HandleError>, Result<u32, HandleError>) {
 
 #[pipeline(name = "per_call_bad_name", project = "tests")]
 fn bad_name() -> Result<u64, HandleError> {
-    with_options::<nap>().name("no spaces please").call((1,)).get()
+    with_options::<nap>().name("a tab\there").call((1,)).get()
 }
 
 fn folder(name: &str) -> PathBuf {
@@ -94,5 +94,8 @@ fn a_name_that_cannot_name_a_step_is_a_clear_error() {
         .with_state_dir(folder("bad-name"))
         .scope(|| bad_name::run().unwrap());
     let err = finished.output.unwrap_err().to_string();
-    assert!(err.contains("`no spaces please` cannot name a step"), "{err}");
+    assert!(
+        err.contains("`a tab\there` cannot name a step: a name cannot hold control characters"),
+        "{err}"
+    );
 }

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod dag;
 pub mod descriptor;
 pub mod error;
+pub mod names;
 pub mod options;
 pub mod registry;
 pub mod status;

@@ -23,12 +23,6 @@ pub struct DuplicateComponent {
     pub second: String,
 }
 
-/// Whether `name` may name a step or a pipeline: letters, digits, `_`, `-`, `.` (names become
-/// folder names and job ids).
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-}
-
 /// Every registered component, in no particular order.
 pub fn components() -> impl Iterator<Item = &'static ComponentDescriptor> {
     inventory::iter::<ComponentRegistration>().map(|r| r.0)

@@ -297,8 +297,31 @@ pub fn code_hash(item: &impl ToTokens) -> String {
     format!("{:016x}", h.finish())
 }
 
-/// Names of steps and pipelines: letters, digits, `_`, `-`, `.`.
+/// Names of steps and pipelines: the rule of `pipeline_core::names::problem` (repeated here so
+/// that the macros do not build the model crate): non-empty, at most 200 characters, printable,
+/// no surrounding whitespace. Spaces and any other printable character are fine.
 pub fn check_name(name: &LitStr, what: &str) -> syn::Result<()> {
+    let v = name.value();
+    let problem = if v.is_empty() {
+        Some("cannot be empty")
+    } else if v.chars().count() > 200 {
+        Some("has at most 200 characters")
+    } else if v.chars().any(char::is_control) {
+        Some("cannot hold control characters (newlines, tabs)")
+    } else if v.trim() != v {
+        Some("cannot start or end with whitespace")
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(syn::Error::new(name.span(), format!("a {what} name {p}"))),
+        None => Ok(()),
+    }
+}
+
+/// Names of outputs: letters, digits, `_`, `-`, `.`; they name files and are written in
+/// references (`${step.output}`).
+pub fn check_output_name(name: &LitStr) -> syn::Result<()> {
     let v = name.value();
     if v.is_empty()
         || !v
@@ -307,7 +330,7 @@ pub fn check_name(name: &LitStr, what: &str) -> syn::Result<()> {
     {
         return Err(syn::Error::new(
             name.span(),
-            format!("a {what} name must be non-empty and use only letters, digits, `_`, `-` and `.`"),
+            "a return value name must be non-empty and use only letters, digits, `_`, `-` and `.`",
         ));
     }
     Ok(())

@@ -136,7 +136,7 @@ fn parse_option(o: &mut Options, arg: &Arg) -> syn::Result<()> {
             }
             let mut errors = Errors::default();
             for (i, n) in names.iter().enumerate() {
-                errors.ok(args::check_name(n, "return value"));
+                errors.ok(args::check_output_name(n));
                 if names[..i].iter().any(|m| m.value() == n.value()) {
                     errors.push(syn::Error::new(n.span(), "this return value name is given twice"));
                 }
@@ -524,11 +524,20 @@ fn generate(m: &Model) -> TokenStream {
         .unwrap_or_else(|| LitStr::new(&ident.to_string(), ident.span()));
     // Clashes (a compile error) when two components of one module share a name; spanned at
     // the name, so that the clash is reported at both names, not at the attributes.
-    let name_guard = format_ident!(
-        "__pipeline_component_name_{}",
-        name_lit.value().replace(['-', '.'], "_"),
-        span = name_lit.span()
-    );
+    // Any character an identifier cannot hold is written as its code point, so that two
+    // different names never clash ("a b" and "a_b").
+    let guard_name: String = name_lit
+        .value()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c.to_string()
+            } else {
+                format!("_{:x}_", u32::from(c))
+            }
+        })
+        .collect();
+    let name_guard = format_ident!("__pipeline_component_name_{guard_name}", span = name_lit.span());
     let name_guard = quote_spanned! {name_lit.span()=>
         #[allow(non_upper_case_globals)]
         const #name_guard: () = ();

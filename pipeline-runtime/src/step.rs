@@ -10,6 +10,7 @@
 use crate::store::{ArtifactKind, ArtifactRecord, Event, MetricRecord, RunStore};
 use crate::transport::artifacts::write_value;
 use crate::transport::object_storage;
+use pipeline_core::names::slug;
 use pipeline_core::{ComponentDescriptor, ComponentValue, StepError};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -243,7 +244,7 @@ pub fn upload_artifact<T: ComponentValue>(
     let dir = if cx.node.is_empty() {
         cx.run_dir.join("artifacts")
     } else {
-        cx.run_dir.join(&cx.node).join("artifacts")
+        cx.run_dir.join(&*slug(&cx.node)).join("artifacts")
     };
     let record = store_value(&cx, &dir, "artifacts", name, value, pipeline_core::Codec::Bincode)?;
     Ok(upload(
@@ -265,7 +266,7 @@ fn store_value<T: Serialize>(
     value: &T,
     codec: pipeline_core::Codec,
 ) -> Result<ArtifactRecord, StepError> {
-    let file = format!("{name}.art");
+    let file = format!("{}.art", slug(name));
     let artifact = write_value(&dir.join(&file), codec, value)?;
     let header = crate::transport::artifacts::read_header(&artifact.path)?;
     let uri = match &cx.remote {
@@ -309,7 +310,7 @@ pub fn upload_model(name: &str, path: &Path) -> Result<bool, StepError> {
     let uri = match &cx.remote {
         Some(prefix) => {
             let file_name = path.file_name().map_or_else(|| name.into(), |n| n.to_string_lossy());
-            let uri = object_storage::join(prefix, &["models", name, &file_name]);
+            let uri = object_storage::join(prefix, &["models", &slug(name), &file_name]);
             object_storage::upload(&path, &uri)?;
             uri
         }

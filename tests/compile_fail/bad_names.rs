@@ -1,6 +1,6 @@
 use pipeline_runtime::prelude::*;
 
-#[component(name = "load data")]
+#[component(name = " load data")]
 fn load(n: u64) -> u64 {
     n
 }

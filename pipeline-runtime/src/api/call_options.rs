@@ -118,14 +118,14 @@ impl<C: Component> WithOptions<C> {
     pub fn call<I: IntoInputs<C::Params>>(self, args: I) -> <C::Outputs as Outputs>::Handles {
         let descriptor = descriptor_with(C::DESCRIPTOR, self.options);
         if let Some(name) = &self.name
-            && !pipeline_core::registry::is_valid_name(name)
+            && let Some(problem) = pipeline_core::names::problem(name)
         {
             return C::Outputs::failed(
                 crate::error::HandleError::Failed {
                     step: name.clone(),
                     error: pipeline_core::StepError::new(
                         pipeline_core::ErrorKind::Setup,
-                        format!("`{name}` cannot name a step: use only letters, digits, `_`, `-` and `.`"),
+                        format!("`{name}` cannot name a step: {problem}"),
                     ),
                 },
                 crate::value::handle::NodeRef::NONE,

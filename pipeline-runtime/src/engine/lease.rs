@@ -8,6 +8,7 @@ use crate::transport::artifacts::ArgArtifacts;
 use crate::transport::object_storage;
 use crate::value::Invoke;
 use crate::value::handle::ExportSink;
+use pipeline_core::names::slug;
 use pipeline_core::{ErrorKind, StepError};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -70,7 +71,9 @@ impl Lease for NodeLease {
         let reattach = !in_process
             && attempt.number() == 1
             && self.run.was_running(&self.node)
-            && self.run.attachable(&format!("{}-{step}-{before}", self.run.key));
+            && self
+                .run
+                .attachable(&format!("{}-{}-{before}", self.run.key, slug(&step)));
         let number = if reattach { before } else { attempt.number() + before };
         let (work, node_dir, log_path, attempt_id, remote_prefix) = if in_process {
             let job = std::mem::replace(&mut attempt.job, Box::new(|_| Ok(())));
@@ -82,13 +85,13 @@ impl Lease for NodeLease {
                 None,
             )
         } else {
-            let node_dir = self.run.run_dir.join(&*step);
+            let node_dir = self.run.run_dir.join(&*slug(&step));
             let remote_prefix = self.run.remote_prefix(Some(descriptor), &step);
             let log_path = node_dir.join(format!("attempt-{number}.log"));
             match self.inputs(&mut attempt, &node_dir, remote_prefix.as_deref()) {
                 Ok(inputs) => {
                     self.run.set_log_path(self.node.index, log_path.clone());
-                    let attempt_id = format!("{}-{step}-{number}", self.run.key);
+                    let attempt_id = format!("{}-{}-{number}", self.run.key, slug(&step));
                     (Work::Artifacts(inputs), node_dir, log_path, attempt_id, remote_prefix)
                 }
                 Err(e) => {

@@ -13,8 +13,10 @@ pub(crate) use run::{Run, RunIdentity};
 
 use std::time::SystemTime;
 
-/// A run id unique across processes: pipeline, time, process, counter.
+/// A run id unique across processes: the pipeline's name as a slug (an id names a folder and is
+/// typed in commands), time, process, counter.
 pub(crate) fn run_key(pipeline: &str) -> String {
+    let pipeline = pipeline_core::names::slug(pipeline);
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)

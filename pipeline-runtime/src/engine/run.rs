@@ -20,6 +20,7 @@ use crate::transport::object_storage;
 use crate::value::handle::NodeRef;
 use crate::value::slot::ErasedSlot;
 use crate::value::{Invoke, Job};
+use pipeline_core::names::slug;
 use pipeline_core::{
     ComponentDescriptor, ErrorKind, NodeStatus, PipelineDag, PipelineDescriptor, RetryPolicy, RunStatus, StepError,
 };
@@ -322,7 +323,7 @@ impl Run {
         let parts: &[&str] = if step.is_empty() {
             &[&self.key]
         } else {
-            &[&self.key, step]
+            &[&self.key, &slug(step)]
         };
         object_storage::is_remote(base).then(|| object_storage::join(base, parts))
     }
@@ -515,7 +516,7 @@ impl Run {
     /// finished, or those its worker reported in a result file the dead controller never
     /// recorded. `None` when there is nothing whole to reuse.
     fn outputs_before(&self, node: &NodeKey, before: &PreviousNode) -> Option<Vec<ArtifactRef>> {
-        let node_dir = self.run_dir.join(&*node.name);
+        let node_dir = self.run_dir.join(&*slug(&node.name));
         let from_file = |path: std::path::PathBuf| -> Option<ArtifactRef> {
             let header = crate::transport::artifacts::verify(&path).ok()?;
             let codec = crate::transport::artifacts::codec_named(&header.codec, self.descriptor.name).ok()?;
@@ -602,7 +603,7 @@ impl Run {
         let codec = self.descriptor.options.codec;
         let mut records = Vec::new();
         for (slot, output) in slots.iter().zip(descriptor.outputs) {
-            let path = crate::transport::artifacts::output_path(&self.run_dir.join(&**name), output.name);
+            let path = crate::transport::artifacts::output_path(&self.run_dir.join(&*slug(name)), output.name);
             match slot.persist(&path, codec) {
                 Ok(artifact) => {
                     let record = output_record(name, output, &artifact);

@@ -7,7 +7,7 @@
 use super::spec::{ParameterSpec, PipelineSpec, StepSpec};
 use crate::api::call_options::{descriptor_with, intern, intern_list};
 use crate::value::dynamic::{DynCall, DynOutput, DynParam};
-use pipeline_core::{ComponentDescriptor, ComponentOptions, RetryBackoff, RetryPolicy, registry};
+use pipeline_core::{ComponentDescriptor, ComponentOptions, RetryBackoff, RetryPolicy, names, registry};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -41,10 +41,24 @@ pub(crate) struct Plan {
 /// A step's component with its parameters' and outputs' types.
 type Signature = (&'static ComponentDescriptor, Vec<DynParam>, Vec<DynOutput>);
 
-/// A reference in an argument: `${pipeline.NAME}` or `${STEP.OUTPUT}`.
+/// A reference in an argument: `${pipeline.NAME}` or `${STEP.OUTPUT}`. A step's name may hold
+/// dots, so an output reference is kept whole (`STEP.OUTPUT`) and split where a step is named.
 enum Reference<'a> {
     Param(&'a str),
-    Output(&'a str, &'a str),
+    Output(&'a str),
+}
+
+/// `STEP.OUTPUT` split as (step, output) at the dot whose left side is the longest step name
+/// `is_step` knows; at the first dot if none is.
+fn split_output<'a>(inner: &'a str, is_step: impl Fn(&str) -> bool) -> (&'a str, &'a str) {
+    let dots = inner.match_indices('.').map(|(i, _)| i);
+    let at = dots
+        .clone()
+        .rev()
+        .find(|&i| is_step(&inner[..i]))
+        .or_else(|| dots.clone().next());
+    let at = at.expect("an output reference holds a dot");
+    (&inner[..at], &inner[at + 1..])
 }
 
 /// The reference a string is, if it is one; `Err` for one that is malformed.
@@ -52,14 +66,12 @@ fn reference(text: &str) -> Option<Result<Reference<'_>, String>> {
     let inner = text.trim().strip_prefix("${")?.strip_suffix('}')?;
     Some(match inner.split_once('.') {
         Some(("pipeline", name)) if !name.is_empty() => Ok(Reference::Param(name)),
-        Some((step, output)) if !step.is_empty() && !output.is_empty() => Ok(Reference::Output(step, output)),
+        Some((step, output)) if !step.is_empty() && !output.is_empty() => Ok(Reference::Output(inner)),
         _ => Err(format!(
             "`{text}` is not a reference: write `${{STEP.OUTPUT}}` or `${{pipeline.PARAMETER}}`"
         )),
     })
 }
-
-use pipeline_core::registry::is_valid_name as valid_name;
 
 fn describe(descriptor: &ComponentDescriptor) -> (Vec<DynParam>, Vec<DynOutput>) {
     let mut frame = DynCall::Describe(None);
@@ -90,11 +102,11 @@ fn short(type_name: &str) -> String {
 /// Checks `spec` with `values` as its parameters' values; every problem found, or the plan.
 pub(crate) fn plan(spec: &PipelineSpec, values: &BTreeMap<String, serde_json::Value>) -> Result<Plan, Vec<String>> {
     let mut errors = Vec::new();
-    if !valid_name(&spec.name) {
-        errors.push(format!(
-            "the pipeline name `{}` must be non-empty and use only letters, digits, `_`, `-` and `.`",
-            spec.name
-        ));
+    if let Some(problem) = names::problem(&spec.name) {
+        errors.push(format!("the pipeline name `{}`: {problem}", spec.name));
+    }
+    if let Some(problem) = names::problem(&spec.project) {
+        errors.push(format!("the project name `{}`: {problem}", spec.project));
     }
     if spec.steps.is_empty() {
         errors.push("the pipeline has no steps".to_string());
@@ -120,11 +132,8 @@ pub(crate) fn plan(spec: &PipelineSpec, values: &BTreeMap<String, serde_json::Va
     }
     let mut index: HashMap<&str, usize> = HashMap::new();
     for (i, step) in spec.steps.iter().enumerate() {
-        if !valid_name(&step.name) {
-            errors.push(format!(
-                "step `{}`: a step name must be non-empty and use only letters, digits, `_`, `-` and `.`",
-                step.name
-            ));
+        if let Some(problem) = names::problem(&step.name) {
+            errors.push(format!("step `{}`: {problem}", step.name));
         } else if step.name == "pipeline" {
             errors.push("a step cannot be called `pipeline`: `${pipeline.NAME}` names parameters".to_string());
         }
@@ -222,9 +231,10 @@ pub(crate) fn plan(spec: &PipelineSpec, values: &BTreeMap<String, serde_json::Va
                 continue;
             };
             let output = |reference: &str, list: bool| -> Result<(usize, usize), String> {
-                let Some(Ok(Reference::Output(name, output))) = self::reference(reference) else {
+                let Some(Ok(Reference::Output(inner))) = self::reference(reference) else {
                     unreachable!("called on output references only")
                 };
+                let (name, output) = split_output(inner, |s| index.contains_key(s));
                 let Some(&s) = index.get(name) else {
                     return Err(format!("{}: `{reference}` names no step", at()));
                 };
@@ -470,10 +480,20 @@ mod tests {
     #[test]
     fn references_are_recognised_only_whole() {
         assert!(matches!(reference("${pipeline.x}"), Some(Ok(Reference::Param("x")))));
-        assert!(matches!(reference("${a.b}"), Some(Ok(Reference::Output("a", "b")))));
+        assert!(matches!(reference("${a.b}"), Some(Ok(Reference::Output("a.b")))));
         assert!(matches!(reference("${a}"), Some(Err(_))));
         assert!(reference("a ${a.b}").is_none());
         assert!(reference("plain").is_none());
+    }
+
+    #[test]
+    fn an_output_reference_splits_where_a_step_is_named() {
+        let steps = ["prep", "prep.v2", "load data"];
+        let known = |s: &str| steps.contains(&s);
+        assert_eq!(split_output("prep.rows", known), ("prep", "rows"));
+        assert_eq!(split_output("prep.v2.rows", known), ("prep.v2", "rows"));
+        assert_eq!(split_output("load data.rows", known), ("load data", "rows"));
+        assert_eq!(split_output("nothing.here.x", known), ("nothing", "here.x"));
     }
 
     #[test]

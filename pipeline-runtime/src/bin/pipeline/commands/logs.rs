@@ -37,7 +37,7 @@ fn log_path(ctx: &Ctx, run: &RunRecord, node: &NodeRecord) -> Result<PathBuf, Cl
         ctx.state
             .join("runs")
             .join(&run.id)
-            .join(step)
+            .join(&*pipeline_core::names::slug(step))
             .join(format!("attempt-{}.log", node.node.attempts))
     });
     if !node.node.status.is_terminal() {
