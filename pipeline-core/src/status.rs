@@ -77,6 +77,9 @@ pub enum RunStatus {
     /// recorded as running whose controller is gone (its process is dead, on the same host;
     /// its heartbeat is stale, elsewhere).
     Crashed,
+    /// Recorded with its spec and parameters but never started
+    /// (`PipelineController::create_draft`); `pipeline rerun` runs it as a new run.
+    Draft,
 }
 
 impl RunStatus {
@@ -88,6 +91,7 @@ impl RunStatus {
             Self::Failed => "failed",
             Self::Aborted => "aborted",
             Self::Crashed => "crashed",
+            Self::Draft => "draft",
         }
     }
 }
@@ -147,7 +151,7 @@ impl FailCondition {
     /// a crashed one counts as failed.
     pub fn run_succeeded(self, status: RunStatus) -> bool {
         match status {
-            RunStatus::Running => false,
+            RunStatus::Running | RunStatus::Draft => false,
             RunStatus::Completed => true,
             RunStatus::Failed | RunStatus::Crashed => self == Self::Aborted,
             RunStatus::Aborted => self == Self::Failed,
@@ -177,6 +181,7 @@ mod tests {
         for c in [All, Failed, Aborted] {
             assert!(c.run_succeeded(RunStatus::Completed));
             assert!(!c.run_succeeded(RunStatus::Running));
+            assert!(!c.run_succeeded(RunStatus::Draft));
             assert!(c.node_succeeded(NodeStatus::Cached));
             assert!(!c.node_succeeded(NodeStatus::Queued));
         }

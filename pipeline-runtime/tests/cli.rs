@@ -825,6 +825,65 @@ fn rerun_builds_a_controller_run_again_from_its_recorded_spec() {
     assert_eq!(value, json!(20.0));
 }
 
+/// `create_draft()`: the spec is checked and recorded as a run that nothing runs; `pipeline runs
+/// --status draft` lists it, `resume` refuses it, and `pipeline rerun` runs it as a new run,
+/// leaving the draft as it was.
+#[test]
+fn a_draft_is_recorded_and_run_later_by_rerun() {
+    let dir = state("draft");
+    let mut pipe = pipeline_runtime::PipelineController::new("drafted chain", "cli-tests");
+    pipe.add_parameter("n", 3, "how many numbers").set_codec("json");
+    pipe.add_function_step("numbers", "numbers", json!({ "n": "${pipeline.n}" }));
+    pipe.add_function_step("sum", "total", json!({ "values": "${numbers.return_object}" }));
+    pipe.set_parameter("n", 5);
+    // The draft keeps the mode configured when it was made.
+    let id = record(&dir, Mode::Local, || pipe.create_draft().unwrap());
+    let store = RunStore::open(&dir.join("runs.db")).unwrap();
+    let draft = store.run(&id).unwrap().unwrap();
+    assert_eq!(draft.status, RunStatus::Draft);
+    assert_eq!(draft.name, "drafted chain");
+    assert_eq!(draft.parameters, [("n".to_string(), "5".to_string())]);
+    assert!(
+        draft.configuration.contains_key("pipeline_spec"),
+        "{:?}",
+        draft.configuration
+    );
+    assert!(draft.ended.is_none());
+    assert!(store.nodes(&id).unwrap().is_empty());
+    // Nothing ran, and nothing reads it as a crashed run.
+    let listed = cli(&dir, &["runs", "--status", "draft"]).ok();
+    assert!(listed.contains(&id) && listed.contains("draft"), "{listed}");
+    assert!(!cli(&dir, &["runs", "--status", "crashed"]).ok().contains(&id));
+    let refused = cli(&dir, &["resume", &id]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("it is a draft"), "{refused:?}");
+
+    let out = cli(&dir, &["rerun", &id, "--set", "n=4"]).ok();
+    assert!(out.contains("completed"), "{out}");
+    let new_id = out.split_whitespace().nth(1).unwrap().to_string();
+    let new = store.run(&new_id).unwrap().unwrap();
+    assert_eq!(new.origin.as_deref(), Some(id.as_str()));
+    assert_eq!(new.mode, "local");
+    let value: Value = serde_json::from_str(&cli(&dir, &["get", &new_id, "sum"]).ok()).unwrap();
+    assert_eq!(value, json!(10.0));
+    assert_eq!(store.run(&id).unwrap().unwrap().status, RunStatus::Draft);
+
+    // A spec with a mistake is not recorded.
+    let mut bad = pipeline_runtime::PipelineController::new("drafted chain", "cli-tests");
+    bad.add_function_step("sum", "total", json!({ "values": "${nowhere.return_object}" }));
+    let err = record(&dir, Mode::Debug, || bad.create_draft())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("names no step"), "{err}");
+    let drafts = store
+        .runs(&pipeline_runtime::store::RunFilter {
+            status: Some(RunStatus::Draft),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(drafts.len(), 1);
+}
+
 /// Runs `chain` from its body: a nested pipeline.
 #[pipeline(name = "holder", project = "cli-tests")]
 fn holder(n: u32) -> anyhow::Result<f64> {

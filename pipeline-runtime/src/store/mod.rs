@@ -306,8 +306,28 @@ impl RunStore {
         error_at(&self.path, self.busy, e)
     }
 
-    /// Inserts a run, choosing its version and run number; returns them.
+    /// Inserts a run, running under this process, choosing its version and run number;
+    /// returns them.
     pub(crate) fn begin_run(&mut self, run: &NewRun<'_>) -> Result<(String, u32), StoreError> {
+        self.insert_run(run, RunStatus::Running, &serde_json::Map::new())
+    }
+
+    /// Inserts a draft: a run recorded with its `configuration` (a controller's spec) that no
+    /// process runs; `pipeline rerun` starts it as a new run. Returns its version and number.
+    pub(crate) fn record_draft(
+        &mut self,
+        run: &NewRun<'_>,
+        configuration: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(String, u32), StoreError> {
+        self.insert_run(run, RunStatus::Draft, configuration)
+    }
+
+    fn insert_run(
+        &mut self,
+        run: &NewRun<'_>,
+        status: RunStatus,
+        configuration: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(String, u32), StoreError> {
         let (path, busy) = (self.path.clone(), self.busy);
         let fail = |e: rusqlite::Error| error_at(&path, busy, &e);
         let tx = self
@@ -334,10 +354,11 @@ impl RunStore {
         };
         let parameters = serde_json::to_string(run.parameters).expect("strings serialize");
         let tags = serde_json::to_string(run.tags).expect("strings serialize");
+        let configuration = serde_json::to_string(configuration).expect("JSON serializes");
         tx.execute(
             "INSERT INTO runs (id, project, name, version, run_number, status, mode, code_hash, parameters, tags, started, pid, host, heartbeat,
-                               executable, entry, origin, parent, parent_node)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?10, ?13, ?14, ?15, ?16, ?17)",
+                               executable, entry, origin, parent, parent_node, configuration)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?18, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?10, ?13, ?14, ?15, ?16, ?17, ?19)",
             params![
                 run.id,
                 run.project,
@@ -356,6 +377,8 @@ impl RunStore {
                 run.origin,
                 run.parent.map(|(run, _)| run),
                 run.parent.map(|(_, node)| node),
+                status.as_str(),
+                configuration,
             ],
         )
         .map_err(fail)?;
@@ -383,6 +406,9 @@ impl RunStore {
             }
             RunStatus::Completed => {
                 return Err("it completed: there is nothing to resume (`pipeline rerun` starts it again)".into());
+            }
+            RunStatus::Draft => {
+                return Err("it is a draft, never started: `pipeline rerun` runs it".into());
             }
             RunStatus::Failed | RunStatus::Aborted | RunStatus::Crashed => {}
         }

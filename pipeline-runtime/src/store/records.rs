@@ -233,6 +233,7 @@ fn run_status(s: &str) -> RunStatus {
         "completed" => RunStatus::Completed,
         "failed" => RunStatus::Failed,
         "aborted" => RunStatus::Aborted,
+        "draft" => RunStatus::Draft,
         _ => RunStatus::Running,
     }
 }

@@ -47,6 +47,9 @@ pub enum ControllerError {
     /// The run could not start or be recorded.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// A draft could not be recorded.
+    #[error("cannot record the draft: {0}")]
+    Draft(String),
 }
 
 fn list(errors: &[String]) -> String {
@@ -437,6 +440,56 @@ impl PipelineController {
             Some(r) => Config::current().with_cache_refresh(r).scope(enqueue),
             None => enqueue(),
         }?)
+    }
+
+    /// ClearML's `create_draft()`: checks the spec and records it as a run in the `draft`
+    /// state, with its parameters and spec, that nothing runs; returns its id. `pipeline rerun
+    /// DRAFT [--set NAME=VALUE]...` runs it later as a new run (in the mode configured now,
+    /// unless `--mode` says otherwise) from this binary, which must still be there; the draft
+    /// stays, as a template. `pipeline runs --status draft` lists drafts.
+    pub fn create_draft(&self) -> Result<String, ControllerError> {
+        self.check()?;
+        let config = Config::current();
+        if !config.recording {
+            return Err(ControllerError::Draft(
+                "recording is off, and a draft is only a record".into(),
+            ));
+        }
+        let descriptor = self.descriptor(None);
+        let parameters: Vec<(String, String)> = self
+            .parameter_values()
+            .map(|(name, value)| (name, value.to_string()))
+            .collect();
+        let mut configuration: serde_json::Map<String, serde_json::Value> =
+            self.spec.configuration.clone().into_iter().collect();
+        configuration.insert(
+            SPEC_KEY.to_string(),
+            serde_json::to_value(&self.spec).expect("a spec is JSON"),
+        );
+        let key = crate::engine::run_key(descriptor.name);
+        let path = config.state_dir.join("runs.db");
+        let mut store = crate::store::RunStore::open_with(&path, config.busy_timeout)
+            .map_err(|e| ControllerError::Draft(e.to_string()))?;
+        store
+            .record_draft(
+                &crate::store::NewRun {
+                    id: &key,
+                    project: descriptor.project,
+                    name: descriptor.name,
+                    version: descriptor.version,
+                    mode: config.mode.name(),
+                    code_hash: descriptor.code_hash,
+                    parameters: &parameters,
+                    tags: descriptor.options.tags,
+                    started: std::time::SystemTime::now(),
+                    entry: &descriptor.qualified_function(),
+                    origin: None,
+                    parent: None,
+                },
+                &configuration,
+            )
+            .map_err(|e| ControllerError::Draft(e.to_string()))?;
+        Ok(key)
     }
 
     /// Each parameter with the value the next run gets: the one set, else its default.

@@ -47,6 +47,8 @@ pub enum StatusArg {
     Aborted,
     /// Its controller died without recording an end.
     Crashed,
+    /// Recorded, never started (`create_draft`).
+    Draft,
 }
 
 impl From<StatusArg> for RunStatus {
@@ -57,6 +59,7 @@ impl From<StatusArg> for RunStatus {
             StatusArg::Failed => RunStatus::Failed,
             StatusArg::Aborted => RunStatus::Aborted,
             StatusArg::Crashed => RunStatus::Crashed,
+            StatusArg::Draft => RunStatus::Draft,
         }
     }
 }
