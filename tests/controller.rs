@@ -521,3 +521,96 @@ fn step_callbacks_run_for_their_step_and_are_not_saved_with_the_spec() {
         assert_eq!(&back, pipe.spec());
     });
 }
+
+// ---------------------------------------------------------------- steps based on recorded steps
+
+/// A step based on a step of a recorded local run: that step's component, called with the
+/// inputs it read then, except for the overridden ones; the spec holds the values, so it
+/// stands alone.
+#[test]
+fn a_step_based_on_a_recorded_step_takes_its_arguments_as_defaults() {
+    config(Mode::Local, "based-local").scope(|| {
+        let recorded = twin::run(4, 3).unwrap();
+        assert_eq!(recorded.output, "sum: 30");
+        let id = recorded.run.id().to_string();
+        let mut pipe = PipelineController::new("rescale", "tests");
+        // By a prefix of the run's id, with ClearML's `Args/` prefix on the override.
+        pipe.add_step_from_run("rescaled", &id[..id.len() - 2], "scale", json!({ "Args/factor": 10 }));
+        pipe.add_function_step("sum", "total", json!({ "values": "${rescaled.return_object}" }));
+        let step = &pipe.spec().steps[0];
+        assert_eq!(step.component, "scale");
+        assert_eq!(
+            step.function_kwargs["values"],
+            json!([1, 2]),
+            "the recorded `low` half of 1..=4"
+        );
+        assert_eq!(step.base.as_ref().unwrap().run, id, "the whole id is kept");
+        let finished = pipe.run().unwrap();
+        assert_eq!(finished.output["sum.return_object"], json!(30));
+        // A fan-in's recorded elements read back as one list.
+        let mut pipe = PipelineController::new("regather", "tests");
+        pipe.add_step_from_run("again", &id, "sum_all", json!({}));
+        assert_eq!(pipe.spec().steps[0].function_kwargs["parts"], json!([9, 21]));
+        assert_eq!(pipe.run().unwrap().output["again.return_object"], json!(30));
+    });
+}
+
+/// A step of a debug-mode controller run kept no inputs: its spec's literals and parameters
+/// are the defaults; an argument that came from another step must be overridden.
+#[test]
+fn a_step_based_on_a_debug_controller_step_uses_its_spec() {
+    config(Mode::Debug, "based-debug").scope(|| {
+        let first = twin_controller().run().unwrap();
+        let id = first.run.id().to_string();
+        let mut pipe = PipelineController::new("relabel", "tests");
+        pipe.add_step_from_run("relabel", &id, "label", json!({}));
+        pipe.add_step_from_run("recount", &id, "numbers", json!({}));
+        assert_eq!(
+            pipe.spec().steps[1].function_kwargs["n"],
+            json!(10),
+            "`${{pipeline.n}}` as recorded"
+        );
+        let err = pipe.check().unwrap_err().to_string();
+        assert!(
+            err.contains("step `relabel`, based on step `label` of run")
+                && err.contains("argument `count`")
+                && err.contains("it came from another step's output"),
+            "{err}"
+        );
+        assert!(!err.contains("argument `name`"), "a literal is recorded: {err}");
+        assert!(!err.contains("no component"), "reported once: {err}");
+        let mut pipe = PipelineController::new("relabel", "tests");
+        pipe.add_step_from_run("relabel", &id, "label", json!({ "count": 7 }));
+        assert_eq!(pipe.run().unwrap().output["relabel.return_object"], json!("sum: 7"));
+
+        // A base that is not there: one clear error each, at once.
+        let mut pipe = PipelineController::new("nothing", "tests");
+        pipe.add_step_from_run("a", "no-such-run", "label", json!({}));
+        pipe.add_step_from_run("b", &id, "no_such_step", json!({}));
+        let err = pipe.check().unwrap_err().to_string();
+        assert!(err.contains("the pipeline spec has 2 errors"), "{err}");
+        assert!(err.contains("there is no run `no-such-run`"), "{err}");
+        assert!(err.contains("has no step `no_such_step` (its steps: "), "{err}");
+    });
+}
+
+/// A spec file may name a base instead of a component.
+#[test]
+fn a_spec_file_may_base_a_step_on_a_recorded_step() {
+    let dir = folder_of("based-file");
+    config(Mode::Debug, "based-file").scope(|| {
+        let first = twin_controller().run().unwrap();
+        let file = dir.join("pipeline.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "name = \"from file\"\nproject = \"tests\"\n\n[[steps]]\nname = \"recount\"\nbase = {{ run = \"{}\", step = \"numbers\" }}\nfunction_kwargs = {{ n = 3 }}\n",
+                first.run.id()
+            ),
+        )
+        .unwrap();
+        let pipe = PipelineController::from_file(&file).unwrap();
+        assert_eq!(pipe.spec().steps[0].component, "numbers");
+        assert_eq!(pipe.run().unwrap().output["recount.return_object"], json!([1, 2, 3]));
+    });
+}

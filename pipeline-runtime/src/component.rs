@@ -237,6 +237,7 @@ macro_rules! tuple_params {
                 vec![$(DynParam {
                     type_name: std::any::type_name::<$t>(),
                     check_json: dynamic::check_json::<$t>,
+                    read_json: dynamic::read_json::<$t>,
                 }),*]
             }
         }

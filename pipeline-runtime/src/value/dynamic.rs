@@ -117,6 +117,9 @@ pub struct DynParam {
     pub type_name: &'static str,
     /// Whether a JSON literal decodes as the type (the error says why not).
     pub check_json: fn(&serde_json::Value) -> Result<(), String>,
+    /// Reads input `index` of a [`StepIo`](pipeline_core::descriptor::StepIo) (a recorded
+    /// step's inputs) as the type, and gives it as JSON.
+    pub read_json: fn(&mut dyn pipeline_core::descriptor::StepIo, usize) -> Result<serde_json::Value, String>,
 }
 
 /// What the runtime knows of an output's type without a value.
@@ -151,6 +154,16 @@ pub(crate) fn check_json<T: ComponentValue>(value: &serde_json::Value) -> Result
     T::deserialize(value)
         .map(drop)
         .map_err(|e| format!("`{value}` is not a `{}`: {e}", std::any::type_name::<T>()))
+}
+
+/// The parameter type of a [`DynParam::read_json`].
+pub(crate) fn read_json<T: ComponentValue>(
+    io: &mut dyn pipeline_core::descriptor::StepIo,
+    index: usize,
+) -> Result<serde_json::Value, String> {
+    let value: T = pipeline_core::descriptor::read_input(io, index, "").map_err(|e| e.message)?;
+    serde_json::to_value(&value)
+        .map_err(|e| format!("a `{}` is not representable as JSON: {e}", std::any::type_name::<T>()))
 }
 
 /// One argument as the parameter's typed input.

@@ -75,6 +75,7 @@ fn run(manifest: Result<Manifest, String>) -> i32 {
                 codec,
                 manifest: &manifest,
                 written: Vec::new(),
+                read_only: false,
             };
             let mut context = manifest.context.clone();
             if let Some(cx) = &mut context {
@@ -202,7 +203,20 @@ fn prepare(m: &Manifest) -> Result<(pipeline_core::EntryPoint, Codec), StepError
     Ok((component.entry.io, codec))
 }
 
+/// The inputs a manifest names, readable as a component's entry reads them (outputs cannot be
+/// written through it): what a step of a recorded run was called with.
+pub(crate) fn manifest_inputs(m: &Manifest) -> Result<impl StepIo + '_, StepError> {
+    Ok(FileIo {
+        codec: artifacts::codec_named(&m.codec, &m.pipeline)?,
+        manifest: m,
+        written: Vec::new(),
+        read_only: true,
+    })
+}
+
 struct FileIo<'a> {
+    /// Made by [`manifest_inputs`]: writes are refused.
+    read_only: bool,
     codec: Codec,
     manifest: &'a Manifest,
     /// Per output index, what was written.
@@ -240,6 +254,9 @@ impl StepIo for FileIo<'_> {
         type_name: &'static str,
         encode: &mut dyn FnMut(&mut dyn Write) -> Result<(), StepError>,
     ) -> Result<(), StepError> {
+        if self.read_only {
+            return Err(setup_error("a recorded step's inputs are read, not written".into()));
+        }
         let path = self
             .manifest
             .outputs

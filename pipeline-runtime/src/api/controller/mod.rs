@@ -7,6 +7,7 @@
 //! `#[pipeline]` body makes. So a controller and the equivalent function give the same nodes,
 //! edges, values, cache keys and records.
 
+mod base;
 mod plan;
 pub mod spec;
 
@@ -132,12 +133,50 @@ impl PipelineController {
     }
 
     /// The pipeline `spec` describes (checked when it runs, or by [`check`](Self::check)).
+    /// Steps with a `base` and no component are filled from their recorded step now, from the
+    /// configured state folder's store.
     pub fn from_spec(spec: PipelineSpec) -> Self {
-        Self {
+        let mut controller = Self {
             spec,
             values: BTreeMap::new(),
             problems: Vec::new(),
             refresh: None,
+        };
+        for i in 0..controller.spec.steps.len() {
+            controller.fill_from_base(i);
+        }
+        controller
+    }
+
+    /// Fills step `index` from its base, if it has one and no component yet: the base's
+    /// component, and its recorded arguments where `function_kwargs` gives none. What cannot
+    /// be filled is a problem of the spec.
+    fn fill_from_base(&mut self, index: usize) {
+        let step = &mut self.spec.steps[index];
+        let Some(base) = step.base.as_mut().filter(|_| step.component.is_empty()) else {
+            return;
+        };
+        let at = format!(
+            "step `{}`, based on step `{}` of run `{}`",
+            step.name, base.step, base.run
+        );
+        match base::recorded_step(&Config::current().state_dir, &base.run, &base.step) {
+            Ok(based) => {
+                base.run = based.run;
+                step.component = based.component;
+                for (param, value) in based.arguments {
+                    if step.function_kwargs.contains_key(&param) {
+                        continue;
+                    }
+                    match value {
+                        Ok(value) => {
+                            step.function_kwargs.insert(param, value);
+                        }
+                        Err(e) => self.problems.push(format!("{at}, argument `{param}`: {e}")),
+                    }
+                }
+            }
+            Err(e) => self.problems.push(format!("{at}: {e}")),
         }
     }
 
@@ -327,6 +366,30 @@ impl PipelineController {
             other => other,
         };
         self.add_function_step(name, base_component, overrides)
+    }
+
+    /// ClearML's `add_step` with a base task: a step called `name` that runs the component of
+    /// step `base_step` of the recorded run `base_run` (in the configured state folder; an
+    /// unambiguous prefix of its id works), called as that step was, except for the arguments
+    /// `parameter_override` gives (keys may carry `Args/`). The recorded arguments are copied
+    /// into the spec now, so the spec stands alone. They come from the inputs the step's last
+    /// attempt read (local and remote runs keep them), or else from a controller run's spec;
+    /// an argument found in neither is an error unless overridden.
+    pub fn add_step_from_run(
+        &mut self,
+        name: impl Into<String>,
+        base_run: &str,
+        base_step: &str,
+        parameter_override: serde_json::Value,
+    ) -> &mut StepSpec {
+        let step = self.add_step(name, "", parameter_override);
+        step.base = Some(spec::BaseStep {
+            run: base_run.to_string(),
+            step: base_step.to_string(),
+        });
+        let index = self.spec.steps.len() - 1;
+        self.fill_from_base(index);
+        &mut self.spec.steps[index]
     }
 
     /// Runs the pipeline here, steps as subprocesses of this executable when

@@ -50,7 +50,7 @@ enum Reference<'a> {
 
 /// `STEP.OUTPUT` split as (step, output) at the dot whose left side is the longest step name
 /// `is_step` knows; at the first dot if none is.
-fn split_output<'a>(inner: &'a str, is_step: impl Fn(&str) -> bool) -> (&'a str, &'a str) {
+fn split_output(inner: &str, is_step: impl Fn(&str) -> bool) -> (&str, &str) {
     let dots = inner.match_indices('.').map(|(i, _)| i);
     let at = dots
         .clone()
@@ -73,7 +73,7 @@ fn reference(text: &str) -> Option<Result<Reference<'_>, String>> {
     })
 }
 
-fn describe(descriptor: &ComponentDescriptor) -> (Vec<DynParam>, Vec<DynOutput>) {
+pub(super) fn describe(descriptor: &ComponentDescriptor) -> (Vec<DynParam>, Vec<DynOutput>) {
     let mut frame = DynCall::Describe(None);
     (descriptor.entry.dynamic)(&mut frame);
     match frame {
@@ -150,6 +150,8 @@ pub(crate) fn plan(spec: &PipelineSpec, values: &BTreeMap<String, serde_json::Va
                 let (params, outputs) = describe(d);
                 Some((d, params, outputs))
             }
+            // Its base could not be read: that was reported when the controller was built.
+            Ok(None) if step.component.is_empty() && step.base.is_some() => None,
             Ok(None) => {
                 errors.push(format!(
                     "step `{}`: no component `{}` is registered in this binary",
@@ -330,7 +332,9 @@ pub(crate) fn plan(spec: &PipelineSpec, values: &BTreeMap<String, serde_json::Va
             Vec::new()
         }
     };
-    if !errors.is_empty() {
+    // A step whose base could not be read has no component and no error here: the controller
+    // reported it when it was built.
+    if !errors.is_empty() || components.iter().any(Option::is_none) {
         return Err(errors);
     }
     let descriptors: Vec<&'static ComponentDescriptor> = spec

@@ -94,8 +94,14 @@ pub struct ParameterSpec {
 pub struct StepSpec {
     /// The step's name (its node's name in the run).
     pub name: String,
-    /// The registered name of its component.
+    /// The registered name of its component (with a `base`, filled from it when empty).
+    #[serde(default)]
     pub component: String,
+    /// The step of a recorded run this one is based on (ClearML's base task). When the
+    /// controller is built, an empty `component` becomes the base's, and each argument
+    /// `function_kwargs` does not give becomes the one the base was called with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseStep>,
     /// One entry per parameter of the component: a literal (decoded as the parameter's type)
     /// or a reference, `"${STEP.OUTPUT}"` (an edge), `"${pipeline.PARAM}"`, or a list of
     /// `"${STEP.OUTPUT}"` for a `Vec` parameter (a fan-in).
@@ -135,6 +141,16 @@ pub struct StepSpec {
     /// read from a file has none).
     #[serde(skip)]
     pub callbacks: StepCallbacks,
+}
+
+/// A step of a recorded run, as the base of a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseStep {
+    /// The run's id (an unambiguous prefix, before the controller is built).
+    pub run: String,
+    /// The step's name in that run.
+    pub step: String,
 }
 
 /// A step's callbacks (see [`StepSpec::callbacks`]). Equal whatever they hold: they are not
@@ -185,6 +201,7 @@ impl StepSpec {
         Self {
             name: name.into(),
             component: component.into(),
+            base: None,
             function_kwargs: BTreeMap::new(),
             parents: Vec::new(),
             execution_queue: None,
