@@ -216,20 +216,21 @@ fn upload(cx: &StepContext, kind: ArtifactKind, name: &str, mut record: Artifact
 }
 
 /// Records `value` as the run's output named `name` (`#[pipeline(return_value = "...")]`),
-/// with `codec`: an output artifact of the run itself, which `pipeline get RUN` shows.
+/// with `codec`: an output artifact of the run itself, which `pipeline get RUN` shows. Gives
+/// the record, if the run is recorded.
 pub(crate) fn record_return<T: Serialize>(
     name: &str,
     value: &T,
     codec: pipeline_core::Codec,
-) -> Result<bool, StepError> {
-    let Some(cx) = context() else { return Ok(false) };
+) -> Result<Option<ArtifactRecord>, StepError> {
+    let Some(cx) = context() else { return Ok(None) };
     let record = store_value(&cx, &cx.run_dir.join("output"), "output", name, value, codec)?;
     let record = ArtifactRecord {
         node: String::new(),
         kind: ArtifactKind::Output,
         ..record
     };
-    Ok(write(&cx, vec![Report::Artifact(record)]))
+    Ok(write(&cx, vec![Report::Artifact(record.clone())]).then_some(record))
 }
 
 /// Stores `value` as an artifact named `name` of the current step (or run), with the artifact

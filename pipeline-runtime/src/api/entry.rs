@@ -59,10 +59,12 @@ pub fn record_return<T: serde::Serialize>(name: &str, value: &T) {
     let Some(run) = crate::engine::context::current() else {
         return;
     };
-    if let Err(e) = crate::step::record_return(name, value, run.descriptor.options.codec) {
-        crate::diag::warn(format_args!(
+    match crate::step::record_return(name, value, run.descriptor.options.codec) {
+        Ok(Some(record)) => run.note_returned(record),
+        Ok(None) => {}
+        Err(e) => crate::diag::warn(format_args!(
             "the pipeline's return value `{name}` was not recorded: {e}"
-        ));
+        )),
     }
 }
 pub use crate::worker::controller::{param_from_json, params_from_json};

@@ -343,7 +343,12 @@ fn start_here(
     let nested = crate::engine::context::current()
         .and_then(|outer| outer.add_external(nested_node(descriptor), descriptor.name));
     match start(descriptor, params, nested.as_ref().map(External::place)) {
-        Ok(run) => Ok((run, nested)),
+        Ok(run) => {
+            if let Some(node) = &nested {
+                node.stops(&run);
+            }
+            Ok((run, nested))
+        }
         Err(e) => {
             if let Some(node) = nested {
                 node.end(Err(StepError::new(ErrorKind::Setup, e.to_string())));
@@ -416,7 +421,7 @@ fn conclude<R>(
     if let Some(node) = nested
         && outcome.is_ok()
     {
-        node.end(nested_outcome(&record, unrecorded.as_ref()));
+        node.end_with(run.returned(), nested_outcome(&record, unrecorded.as_ref()));
     }
     super::interrupt::ended(run);
     tracing::info!(target: "pipeline", parent: &run.span, status = %record.status(), "run ended");

@@ -124,6 +124,40 @@ impl External {
         (self.run.key.to_string(), self.node.name.to_string())
     }
 
+    /// A stop of the node (its run stopped: a user stop, the time limit, `abort_on_failure`)
+    /// stops `inner`, the nested run it stands for; `inner` then ends, and so does the node.
+    pub(crate) fn stops(&self, inner: &Arc<Run>) {
+        if let Some(cancel) = self.attempt.as_ref().and_then(|a| a.cancel.clone()) {
+            let inner = Arc::downgrade(inner);
+            cancel.on_request(move |reason| {
+                if let Some(run) = inner.upgrade() {
+                    run.abort_run(
+                        format!("its parent run stopped it: {reason}"),
+                        pipeline_core::StopMark::Aborted,
+                    );
+                }
+            });
+        }
+    }
+
+    /// Records `outputs` (the nested run's `return_value`) as the node's outputs, then ends its
+    /// attempt with `outcome`: a reader that sees the node ended sees its outputs.
+    pub(crate) fn end_with(self, outputs: Vec<crate::store::ArtifactRecord>, outcome: Result<(), StepError>) {
+        if let Some(recorder) = &self.run.recorder {
+            for record in outputs {
+                recorder.send(Event::Artifact {
+                    run: self.run.key.to_string(),
+                    record: crate::store::ArtifactRecord {
+                        node: self.node.name.to_string(),
+                        kind: crate::store::ArtifactKind::Output,
+                        ..record
+                    },
+                });
+            }
+        }
+        self.end(outcome);
+    }
+
     /// Ends the node's attempt with `outcome`.
     pub(crate) fn end(mut self, outcome: Result<(), StepError>) {
         if let Some(attempt) = self.attempt.take() {
@@ -182,6 +216,9 @@ pub(crate) struct Run {
     /// The run store, for cache look-ups (`None` when the run is not recorded).
     store_path: Option<std::path::PathBuf>,
     cache_store: Mutex<Option<crate::store::RunStore>>,
+    /// The body's value as recorded (`return_value`): a nested run's node in its parent gets
+    /// it as its output.
+    returned: Mutex<Vec<crate::store::ArtifactRecord>>,
 }
 
 /// What a run is called and numbered, and whether it is recorded.
@@ -274,6 +311,7 @@ impl Run {
             run_dir: identity.run_dir,
             store_path: identity.store_path,
             cache_store: Mutex::new(None),
+            returned: Mutex::new(Vec::new()),
             span,
             key: identity.key.into(),
             state: Mutex::new(RunState {
@@ -296,6 +334,16 @@ impl Run {
             timers: Condvar::new(),
             executor,
         })
+    }
+
+    /// Notes the body's value as recorded (`return_value`).
+    pub(crate) fn note_returned(&self, record: crate::store::ArtifactRecord) {
+        crate::sync::lock(&self.returned).push(record);
+    }
+
+    /// The body's values as recorded (`return_value`).
+    pub(crate) fn returned(&self) -> Vec<crate::store::ArtifactRecord> {
+        crate::sync::lock(&self.returned).clone()
     }
 
     /// Records a step output stored at `path` (size and checksum from its header).
@@ -768,7 +816,8 @@ impl Run {
             name: key.1,
             descriptor,
         };
-        let attempt = self.begin_attempt(&node, false)?;
+        // Cancellable: a stop of this run reaches the nested run (`External::stops`).
+        let attempt = self.begin_attempt(&node, true)?;
         Some(External {
             run: self.clone(),
             node,

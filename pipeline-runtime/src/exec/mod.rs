@@ -109,18 +109,85 @@ pub(crate) trait Executor: Send + Sync {
 pub(crate) struct Cancel {
     notify: Notify,
     reason: Mutex<Option<String>>,
+    /// Called once with the reason, for attempts that are not awaited (a nested run).
+    hook: Mutex<Option<StopHook>>,
 }
+
+/// What a stop request calls, with its reason.
+type StopHook = Box<dyn FnOnce(&str) + Send>;
 
 impl Cancel {
     /// Asks the attempt to stop, for `reason`; an attempt not yet waiting sees it when it does.
     pub(crate) fn request(&self, reason: &str) {
         *lock(&self.reason) = Some(reason.to_string());
         self.notify.notify_one();
+        // The reason is set first: `on_request` either stored its hook before (taken here) or
+        // sees the reason and calls it itself; so the hook runs once.
+        if let Some(hook) = lock(&self.hook).take() {
+            hook(reason);
+        }
+    }
+
+    /// Calls `hook` with the reason when a stop is requested (now, if one was already).
+    pub(crate) fn on_request(&self, hook: impl FnOnce(&str) + Send + 'static) {
+        let mut slot = lock(&self.hook);
+        let requested = lock(&self.reason).clone();
+        match requested {
+            Some(reason) => {
+                drop(slot);
+                hook(&reason);
+            }
+            None => *slot = Some(Box::new(hook)),
+        }
     }
 
     /// Resolves once a stop is requested; gives the reason.
     pub(crate) async fn requested(&self) -> String {
         self.notify.notified().await;
         lock(&self.reason).clone().unwrap_or_else(|| "stopped".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cancel;
+    use std::sync::{Arc, Mutex};
+
+    fn recorder() -> (Arc<Mutex<Vec<String>>>, impl FnOnce(&str) + Send + 'static) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        (seen, move |reason: &str| sink.lock().unwrap().push(reason.to_string()))
+    }
+
+    #[test]
+    fn a_stop_hook_runs_once_whichever_comes_first() {
+        let (seen, hook) = recorder();
+        let cancel = Cancel::default();
+        cancel.on_request(hook);
+        assert!(seen.lock().unwrap().is_empty());
+        cancel.request("first");
+        cancel.request("second");
+        assert_eq!(*seen.lock().unwrap(), ["first"]);
+
+        let (seen, hook) = recorder();
+        let cancel = Cancel::default();
+        cancel.request("early");
+        cancel.on_request(hook);
+        assert_eq!(*seen.lock().unwrap(), ["early"]);
+    }
+
+    #[test]
+    fn a_stop_racing_its_hook_calls_it_once() {
+        for _ in 0..200 {
+            let (seen, hook) = recorder();
+            let cancel = Arc::new(Cancel::default());
+            let stopper = {
+                let cancel = cancel.clone();
+                std::thread::spawn(move || cancel.request("race"))
+            };
+            cancel.on_request(hook);
+            stopper.join().unwrap();
+            assert_eq!(*seen.lock().unwrap(), ["race"]);
+        }
     }
 }
