@@ -6,7 +6,7 @@ use pipeline_runtime::controller::spec::{PipelineSpec, SpecFormat};
 use pipeline_runtime::prelude::*;
 use pipeline_runtime::store::RunStore;
 use pipeline_runtime::{
-    CacheRefresh, Config, ContinueBehaviour, ControllerError, FailCondition, Mode, PipelineController, StopMark,
+    CacheRefresh, Config, ContinueBehaviour, ControllerError, FailCondition, Mode, PipelineController, StopMark, step,
 };
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -613,4 +613,61 @@ fn a_spec_file_may_base_a_step_on_a_recorded_step() {
         assert_eq!(pipe.spec().steps[0].component, "numbers");
         assert_eq!(pipe.run().unwrap().output["recount.return_object"], json!([1, 2, 3]));
     });
+}
+
+// ---------------------------------------------------------------- monitored reports
+
+/// Reports a scalar and uploads an artifact; monitors nothing itself.
+#[component]
+fn reporter(x: u64) -> anyhow::Result<u64> {
+    step::report_scalar("loss", "train", 0, 0.5);
+    step::report_scalar("loss", "other", 0, 0.7);
+    step::upload_artifact("summary", &vec![x], None)?;
+    step::upload_artifact("scratch", &x, None)?;
+    Ok(x)
+}
+
+/// ClearML's per-step `monitor_*`: a controller step copies the named reports onto the run,
+/// under the names given, from code and from a spec file.
+#[test]
+fn a_controller_step_monitors_metrics_and_artifacts() {
+    let state = folder("monitor");
+    for from_file in [false, true] {
+        let mut pipe = PipelineController::new("monitored", "tests");
+        pipe.add_function_step("report", "reporter", json!({ "x": 3 }))
+            .monitor_metric(("loss", "train"), ("report loss", "train"))
+            .monitor_artifact("summary", "best summary");
+        let pipe = if from_file {
+            let file = state.join("monitored.toml");
+            pipe.save(&file).unwrap();
+            let text = std::fs::read_to_string(&file).unwrap();
+            assert!(text.contains("monitor_artifacts"), "{text}");
+            PipelineController::from_file(&file).unwrap()
+        } else {
+            pipe
+        };
+        let finished = Config::current()
+            .with_mode(Mode::Local)
+            .with_state_dir(&state)
+            .scope(|| pipe.run())
+            .unwrap();
+        let store = RunStore::open(&state.join("runs.db")).unwrap();
+        let id = finished.run.id();
+        let on_run: Vec<(String, String)> = store
+            .metrics(id)
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.node.is_empty())
+            .map(|m| (m.title, m.series))
+            .collect();
+        assert_eq!(on_run, [("report loss".to_string(), "train".to_string())]);
+        let artifacts: Vec<String> = store
+            .artifacts(id)
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.node.is_empty())
+            .map(|a| a.name)
+            .collect();
+        assert_eq!(artifacts, ["best summary"], "from file: {from_file}");
+    }
 }

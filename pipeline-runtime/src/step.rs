@@ -11,7 +11,7 @@ use crate::store::{ArtifactKind, ArtifactRecord, Event, MetricRecord, RunStore};
 use crate::transport::artifacts::write_value;
 use crate::transport::object_storage;
 use pipeline_core::names::slug;
-use pipeline_core::{ComponentDescriptor, ComponentValue, StepError};
+use pipeline_core::{ComponentValue, StepError};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -24,9 +24,11 @@ pub(crate) struct StepContext {
     pub run: String,
     /// The node's name; empty for the pipeline body itself.
     pub node: String,
-    /// The component (for its `monitor_*` options); `None` for the body.
-    #[serde(skip)]
-    pub component: Option<&'static ComponentDescriptor>,
+    /// The step's `monitor_*` options (none for the body). They travel with the context, so a
+    /// worker applies those of its call (a controller step's, `with_options`), not only its
+    /// component's.
+    #[serde(default, skip_serializing_if = "Monitoring::is_empty")]
+    pub monitor: Monitoring,
     /// The run store, in the controller's process; `None` in a worker (its reports travel back
     /// with its result).
     #[serde(default)]
@@ -42,6 +44,40 @@ pub(crate) struct StepContext {
     /// How long a connection to the run store waits for other writers.
     #[serde(default = "default_busy_timeout", with = "millis")]
     pub busy_timeout: std::time::Duration,
+}
+
+/// Reports of a step that are also reported on its run, under other names (`monitor_*`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Monitoring {
+    /// (title, series) of the step's scalars, then the run's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<(String, String, String, String)>,
+    /// The step's artifact names (a `*` at the end matches a prefix), then the run's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<(String, String)>,
+    /// The step's model names, then the run's, as `artifacts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<(String, String)>,
+}
+
+impl Monitoring {
+    /// The `monitor_*` options of a step.
+    pub(crate) fn of(options: &pipeline_core::ComponentOptions) -> Self {
+        let pairs = |list: &[(&str, &str)]| list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        Self {
+            metrics: options
+                .monitor_metrics
+                .iter()
+                .map(|(t, s, rt, rs)| (t.to_string(), s.to_string(), rt.to_string(), rs.to_string()))
+                .collect(),
+            artifacts: pairs(options.monitor_artifacts),
+            models: pairs(options.monitor_models),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.metrics.is_empty() && self.artifacts.is_empty() && self.models.is_empty()
+    }
 }
 
 fn default_busy_timeout() -> std::time::Duration {
@@ -174,11 +210,9 @@ pub fn report_scalar(title: &str, series: &str, iteration: i64, value: f64) -> b
         })
     };
     let mut events = vec![record(&cx.node, title, series)];
-    if let Some(component) = cx.component {
-        for (t, s, target_title, target_series) in component.options.monitor_metrics {
-            if *t == title && *s == series {
-                events.push(record("", target_title, target_series));
-            }
+    for (t, s, target_title, target_series) in &cx.monitor.metrics {
+        if t == title && s == series {
+            events.push(record("", target_title, target_series));
         }
     }
     write(&cx, events)
@@ -195,14 +229,14 @@ pub fn report_text(text: &str) -> bool {
 }
 
 fn upload(cx: &StepContext, kind: ArtifactKind, name: &str, mut record: ArtifactRecord) -> bool {
-    let monitored = match (kind, cx.component) {
-        (ArtifactKind::Artifact, Some(c)) => c.options.monitor_artifacts,
-        (ArtifactKind::Model, Some(c)) => c.options.monitor_models,
+    let monitored: &[(String, String)] = match kind {
+        ArtifactKind::Artifact => &cx.monitor.artifacts,
+        ArtifactKind::Model => &cx.monitor.models,
         _ => &[],
     };
     let mut reports = vec![Report::Artifact(record.clone())];
     for (source, target) in monitored {
-        let matches = *source == name || (source.ends_with('*') && name.starts_with(source.trim_end_matches('*')));
+        let matches = source == name || (source.ends_with('*') && name.starts_with(source.trim_end_matches('*')));
         if matches {
             record.node = String::new();
             record.name = target.trim_end_matches('*').to_string();

@@ -176,7 +176,7 @@ pub(crate) fn descriptor_with(
 ) -> &'static ComponentDescriptor {
     // Every option a call or a controller step may set (callbacks by address).
     let key = format!(
-        "{:p}|{:?}|{:?}|{:?}|{:?}|{}|{:?}|{:?}|{:?}|{:?}",
+        "{:p}|{:?}|{:?}|{:?}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
         base,
         options.time_limit,
         options.execution_queue,
@@ -187,6 +187,10 @@ pub(crate) fn descriptor_with(
         options.tags,
         options.parents,
         options.callbacks,
+        options.monitor_metrics,
+        options.monitor_artifacts,
+        options.monitor_models,
+        options.output_uri,
     );
     static DESCRIPTORS: OnceLock<Mutex<HashMap<String, &'static ComponentDescriptor>>> = OnceLock::new();
     let mut known = crate::sync::lock(DESCRIPTORS.get_or_init(Default::default));
@@ -210,6 +214,29 @@ pub(crate) fn intern(s: &str) -> &'static str {
 /// One `'static` copy of each list of interned strings.
 pub(crate) fn intern_list(list: Vec<&'static str>) -> &'static [&'static str] {
     static LISTS: OnceLock<Mutex<HashMap<Vec<&'static str>, &'static [&'static str]>>> = OnceLock::new();
+    let mut known = crate::sync::lock(LISTS.get_or_init(Default::default));
+    known
+        .entry(list.clone())
+        .or_insert_with(|| Box::leak(list.into_boxed_slice()))
+}
+
+/// A pair of interned strings (a monitored name and its name on the run).
+type Pair = (&'static str, &'static str);
+/// Four interned strings (a monitored scalar's title and series, and theirs on the run).
+type Quad = (&'static str, &'static str, &'static str, &'static str);
+
+/// One `'static` copy of each list of interned pairs.
+pub(crate) fn intern_pairs(list: Vec<Pair>) -> &'static [Pair] {
+    static LISTS: OnceLock<Mutex<HashMap<Vec<Pair>, &'static [Pair]>>> = OnceLock::new();
+    let mut known = crate::sync::lock(LISTS.get_or_init(Default::default));
+    known
+        .entry(list.clone())
+        .or_insert_with(|| Box::leak(list.into_boxed_slice()))
+}
+
+/// One `'static` copy of each list of interned quadruples.
+pub(crate) fn intern_quads(list: Vec<Quad>) -> &'static [Quad] {
+    static LISTS: OnceLock<Mutex<HashMap<Vec<Quad>, &'static [Quad]>>> = OnceLock::new();
     let mut known = crate::sync::lock(LISTS.get_or_init(Default::default));
     known
         .entry(list.clone())
@@ -251,5 +278,33 @@ mod tests {
         assert_eq!(c.options.time_limit, Some(Duration::from_secs(6)));
         assert_eq!((c.name, c.code_hash), ("base", "0"));
         assert!(std::ptr::eq(intern("gpu"), intern("gpu")));
+        // Every option a step may set tells descriptors apart.
+        let monitored = descriptor_with(
+            &BASE,
+            ComponentOptions {
+                monitor_artifacts: intern_pairs(vec![("model", "best")]),
+                ..with(5)
+            },
+        );
+        let elsewhere = descriptor_with(
+            &BASE,
+            ComponentOptions {
+                output_uri: Some(intern("s3://bucket/x")),
+                ..with(5)
+            },
+        );
+        let metrics = descriptor_with(
+            &BASE,
+            ComponentOptions {
+                monitor_metrics: intern_quads(vec![("loss", "train", "loss", "train")]),
+                ..with(5)
+            },
+        );
+        for (i, x) in [a, monitored, elsewhere, metrics].iter().enumerate() {
+            for y in [a, monitored, elsewhere, metrics].iter().skip(i + 1) {
+                assert!(!std::ptr::eq(*x, *y));
+            }
+        }
+        assert_eq!(monitored.options.monitor_artifacts, &[("model", "best")]);
     }
 }

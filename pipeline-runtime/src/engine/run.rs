@@ -387,7 +387,7 @@ impl Run {
             run: self.key.to_string(),
             remote: self.remote_prefix(component, &node),
             node,
-            component,
+            monitor: component.map_or_else(Default::default, |c| crate::step::Monitoring::of(&c.options)),
             store: Some(store),
             busy_timeout: self.config.busy_timeout,
             run_dir: self.run_dir.clone(),

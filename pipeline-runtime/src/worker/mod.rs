@@ -77,10 +77,7 @@ fn run(manifest: Result<Manifest, String>) -> i32 {
                 written: Vec::new(),
                 read_only: false,
             };
-            let mut context = manifest.context.clone();
-            if let Some(cx) = &mut context {
-                cx.component = registry::find_component(&manifest.component).ok().flatten();
-            }
+            let context = manifest.context.clone();
             // Reports go back with the result: a worker never opens the run store.
             crate::step::keep_reports();
             let outcome = crate::step::with_context(context, || {

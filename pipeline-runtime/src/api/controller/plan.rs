@@ -4,7 +4,7 @@
 //! naming its step and argument. What passes becomes a [`Plan`]: steps in an order that
 //! respects every edge, each argument resolved to a literal, a parameter or outputs.
 
-use super::spec::{ParameterSpec, PipelineSpec, StepSpec};
+use super::spec::{Monitored, MonitoredMetric, ParameterSpec, PipelineSpec, StepSpec};
 use crate::api::call_options::{descriptor_with, intern, intern_list};
 use crate::value::dynamic::{DynCall, DynOutput, DynParam};
 use pipeline_core::{ComponentDescriptor, ComponentOptions, RetryBackoff, RetryPolicy, names, registry};
@@ -467,6 +467,22 @@ fn with_step_options(
         } else {
             strings(&step.tags)
         },
+        monitor_metrics: if step.monitor_metrics.is_empty() {
+            o.monitor_metrics
+        } else {
+            let metrics: Vec<_> = step
+                .monitor_metrics
+                .iter()
+                .map(|m| match m {
+                    MonitoredMetric::Same(t, s) => (intern(t), intern(s), intern(t), intern(s)),
+                    MonitoredMetric::Renamed(t, s, rt, rs) => (intern(t), intern(s), intern(rt), intern(rs)),
+                })
+                .collect();
+            crate::api::call_options::intern_quads(metrics)
+        },
+        monitor_artifacts: monitored(&step.monitor_artifacts, o.monitor_artifacts),
+        monitor_models: monitored(&step.monitor_models, o.monitor_models),
+        output_uri: step.output_uri.as_deref().map(intern).or(o.output_uri),
         callbacks: pipeline_core::Callbacks {
             pre_execute: step.callbacks.0.pre_execute.or(o.callbacks.pre_execute),
             post_execute: step.callbacks.0.post_execute.or(o.callbacks.post_execute),
@@ -475,6 +491,24 @@ fn with_step_options(
         ..*o
     };
     descriptor_with(base, options)
+}
+
+/// A step's monitored names as a component option; `base`'s when it gives none.
+fn monitored(
+    given: &[Monitored],
+    base: &'static [(&'static str, &'static str)],
+) -> &'static [(&'static str, &'static str)] {
+    if given.is_empty() {
+        return base;
+    }
+    let pairs: Vec<_> = given
+        .iter()
+        .map(|m| match m {
+            Monitored::Same(n) => (intern(n), intern(n)),
+            Monitored::Renamed(n, r) => (intern(n), intern(r)),
+        })
+        .collect();
+    crate::api::call_options::intern_pairs(pairs)
 }
 
 #[cfg(test)]

@@ -137,10 +137,44 @@ pub struct StepSpec {
     /// Tags of the step's record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Scalars the step reports that are also reported on the run: `["title", "series"]`, or
+    /// `["title", "series", "run title", "run series"]` under another name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub monitor_metrics: Vec<MonitoredMetric>,
+    /// Artifacts the step uploads that are also the run's: `"name"` or `["name", "run name"]`
+    /// (a `*` at the end of a name matches a prefix).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub monitor_artifacts: Vec<Monitored>,
+    /// Models the step uploads that are also the run's, as `monitor_artifacts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub monitor_models: Vec<Monitored>,
+    /// Where the step's artifacts go (an object store URI), instead of the pipeline's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_uri: Option<String>,
     /// The step's callbacks: code, not data, so they are not written with the spec (a spec
     /// read from a file has none).
     #[serde(skip)]
     pub callbacks: StepCallbacks,
+}
+
+/// A monitored artifact or model: under its own name, or renamed on the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Monitored {
+    /// The same name on the run.
+    Same(String),
+    /// The step's name, and the run's.
+    Renamed(String, String),
+}
+
+/// A monitored scalar: under its own title and series, or renamed on the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MonitoredMetric {
+    /// The same title and series on the run.
+    Same(String, String),
+    /// The step's title and series, then the run's.
+    Renamed(String, String, String, String),
 }
 
 /// A step of a recorded run, as the base of a step.
@@ -213,6 +247,10 @@ impl StepSpec {
             cache_executed_step: None,
             continue_behaviour: None,
             tags: Vec::new(),
+            monitor_metrics: Vec::new(),
+            monitor_artifacts: Vec::new(),
+            monitor_models: Vec::new(),
+            output_uri: None,
             callbacks: StepCallbacks::default(),
         }
     }
@@ -290,6 +328,43 @@ impl StepSpec {
     /// the previous one.
     pub fn status_change_callback(&mut self, callback: pipeline_core::options::StatusChangeCallback) -> &mut Self {
         self.callbacks.0.status_change = Some(callback);
+        self
+    }
+
+    /// ClearML's `monitor_metrics`: the step's scalar `title`/`series` is also reported on
+    /// the run, as `run_title`/`run_series`.
+    pub fn monitor_metric(
+        &mut self,
+        (title, series): (&str, &str),
+        (run_title, run_series): (&str, &str),
+    ) -> &mut Self {
+        self.monitor_metrics.push(MonitoredMetric::Renamed(
+            title.into(),
+            series.into(),
+            run_title.into(),
+            run_series.into(),
+        ));
+        self
+    }
+
+    /// ClearML's `monitor_artifacts`: the step's artifact `name` is also the run's `run_name`
+    /// (a `*` at the end of `name` matches a prefix).
+    pub fn monitor_artifact(&mut self, name: &str, run_name: &str) -> &mut Self {
+        self.monitor_artifacts
+            .push(Monitored::Renamed(name.into(), run_name.into()));
+        self
+    }
+
+    /// ClearML's `monitor_models`, as [`monitor_artifact`](Self::monitor_artifact).
+    pub fn monitor_model(&mut self, name: &str, run_name: &str) -> &mut Self {
+        self.monitor_models
+            .push(Monitored::Renamed(name.into(), run_name.into()));
+        self
+    }
+
+    /// Where the step's artifacts go (an object store URI), instead of the pipeline's.
+    pub fn output_uri(&mut self, uri: impl Into<String>) -> &mut Self {
+        self.output_uri = Some(uri.into());
         self
     }
 
