@@ -671,3 +671,60 @@ fn a_controller_step_monitors_metrics_and_artifacts() {
         assert_eq!(artifacts, ["best summary"], "from file: {from_file}");
     }
 }
+
+// ---------------------------------------------------------------- step ids
+
+/// Finds the step a `${STEP.id}` names, and reads its recorded output.
+#[component]
+fn read_step(id: String) -> anyhow::Result<u64> {
+    let (run, step) = id
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("`{id}` is not RUN/STEP"))?;
+    let run = PipelineRun::get(run)?.ok_or_else(|| anyhow::anyhow!("no run {run}"))?;
+    let node = run
+        .dag()
+        .node(step)
+        .ok_or_else(|| anyhow::anyhow!("no step {step}"))?
+        .clone();
+    anyhow::ensure!(node.status == NodeStatus::Completed, "{step} is {}", node.status);
+    Ok(u64::from(node.attempts))
+}
+
+/// ClearML's `${STEP.id}`: a step's id as a `String` argument; the step becomes a parent, so it
+/// has ended when the taker runs.
+#[test]
+fn a_step_takes_another_steps_id() {
+    for mode in [Mode::Debug, Mode::Local] {
+        a_step_takes_another_steps_id_in(mode);
+    }
+}
+
+fn a_step_takes_another_steps_id_in(mode: Mode) {
+    config(mode, &format!("step-id-{mode:?}")).scope(|| {
+        let mut pipe = PipelineController::new("ids", "tests");
+        // Declared first: the id's step is still run before it.
+        pipe.add_function_step("reader", "read_step", json!({ "id": "${source.id}" }));
+        pipe.add_function_step("source", "numbers", json!({ "n": 2 }));
+        let finished = pipe.run().unwrap();
+        assert!(
+            finished.run.is_successful(),
+            "{mode:?}: {}",
+            finished.run.dag().to_text()
+        );
+        assert_eq!(finished.output["reader.return_object"], json!(1));
+        assert_eq!(
+            finished.run.dag().node("reader").unwrap().parents,
+            ["source"],
+            "the id's step is a parent"
+        );
+        // Not a String parameter: a clear error.
+        let mut pipe = PipelineController::new("ids", "tests");
+        pipe.add_function_step("source", "numbers", json!({ "n": 2 }));
+        pipe.add_function_step("sum", "total", json!({ "values": "${source.id}" }));
+        let err = pipe.check().unwrap_err().to_string();
+        assert!(
+            err.contains("`${source.id}` is a step's id (a `String`), the parameter a `Vec<u64>`"),
+            "{err}"
+        );
+    });
+}

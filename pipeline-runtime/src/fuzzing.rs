@@ -123,6 +123,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         context: None,
         output_uris: vec![Some("s3://bucket/x".into())],
         result_uri: None,
+        state_dir: None,
         spin: false,
         scratch: None,
     };

@@ -155,7 +155,8 @@ fn executor(
     }
     Ok(match mode {
         Mode::Debug => Box::new(
-            DebugExecutor::start(descriptor.name).map_err(ExecutorError::thread("the debug executor's thread"))?,
+            DebugExecutor::start(descriptor.name, config.clone())
+                .map_err(ExecutorError::thread("the debug executor's thread"))?,
         ),
         Mode::Local => {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -65,6 +65,13 @@ impl Lease for NodeLease {
         let in_process = kind == WorkKind::InProcess;
         let mut attempt = self.run.begin_attempt(&self.node, !in_process)?;
         let (step, descriptor) = (self.node.name.clone(), self.node.descriptor);
+        // A step given `parents` depends on what they did rather than on their values (their
+        // records, `${STEP.id}`): it starts once their ends are in the store.
+        if !descriptor.options.parents.is_empty()
+            && let Some(recorder) = &self.run.recorder
+        {
+            recorder.sync(recorder.flush_bound());
+        }
         // A resumed run numbers its attempts after those of before (their logs stay), except
         // that it waits for the attempt its dead controller left running, if that still runs.
         let before = self.run.attempts_before(&self.node.name);
@@ -119,6 +126,8 @@ impl Lease for NodeLease {
             node_dir,
             log_path,
             remote_prefix,
+            state_dir: std::path::absolute(&self.run.config.state_dir)
+                .unwrap_or_else(|_| self.run.config.state_dir.clone()),
         };
         self.attempt = Some(attempt);
         Some((spec, work))

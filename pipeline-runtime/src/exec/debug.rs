@@ -17,14 +17,18 @@ pub(crate) struct DebugExecutor {
 }
 
 impl DebugExecutor {
-    pub(crate) fn start(pipeline: &str) -> std::io::Result<Self> {
+    /// Its thread runs steps under the run's `config`, as a worker process would: step code
+    /// that reads the configuration (`PipelineRun::get`, a nested pipeline) sees the run's.
+    pub(crate) fn start(pipeline: &str, config: crate::config::Config) -> std::io::Result<Self> {
         let (tx, rx) = channel::<Box<dyn Lease>>();
         let worker = std::thread::Builder::new()
             .name(format!("pipeline-debug:{pipeline}"))
             .spawn(move || {
-                for lease in rx {
-                    run_in_process(lease);
-                }
+                config.scope(|| {
+                    for lease in rx {
+                        run_in_process(lease);
+                    }
+                })
             })?;
         Ok(Self {
             queue: Mutex::new(Some(tx)),

@@ -61,6 +61,8 @@ pub(crate) struct AttemptSpec {
     pub(crate) codec: Codec,
     /// Where the node's artifacts go in object storage, when they go there.
     pub(crate) remote_prefix: Option<String>,
+    /// The run's state folder, absolute.
+    pub(crate) state_dir: PathBuf,
     /// Where the step's reports go, when the run is recorded.
     pub(crate) context: Option<StepContext>,
     /// The component's time limit.

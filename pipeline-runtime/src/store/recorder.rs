@@ -95,6 +95,18 @@ impl Recorder {
         self.retry * 2 + Duration::from_secs(5)
     }
 
+    /// Waits (at most `bound`) until every event sent so far is written (or failed: the run
+    /// then fails at its end).
+    pub(crate) fn sync(&self, bound: Duration) {
+        let tx = lock(&self.tx).clone();
+        if let Some(tx) = tx {
+            let (done_tx, done_rx) = sync_channel(1);
+            if tx.send(Msg::Flush(done_tx)).is_ok() {
+                let _ = done_rx.recv_timeout(bound);
+            }
+        }
+    }
+
     /// Waits (at most `bound`) until every event sent so far is written, then stops the writer.
     /// Returns the first write error, if any; not done within `bound` is an error too (rows
     /// may be missing, so the run must not count as recorded).

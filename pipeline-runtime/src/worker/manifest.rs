@@ -42,6 +42,10 @@ pub(crate) struct Manifest {
     /// Object-storage URI the result is uploaded to.
     #[serde(default)]
     pub result_uri: Option<String>,
+    /// The controller's state folder (absolute): the worker's own when it exists there, so that
+    /// step code reading the run store (`PipelineRun::get`) reads the controller's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
     /// Run again alone (`pipeline spin`): the component's code may have changed since.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub spin: bool,

@@ -64,6 +64,10 @@ fn run(manifest: Result<Manifest, String>) -> i32 {
         eprintln!("pipeline worker: {message}");
         return EXIT_SETUP;
     }
+    // On a node that does not share the controller's folders, the worker keeps its own.
+    if let Some(dir) = manifest.state_dir.as_ref().filter(|d| d.is_dir()) {
+        crate::config::set_state_dir(Some(dir.clone()));
+    }
     let mut written = Vec::new();
     let localized = manifest.localize();
     // Whatever happens next, the staged files go with this process.

@@ -754,6 +754,8 @@ impl ControllerRun {
 /// The body of a controller run: each planned step is one component call, in plan order.
 fn body(plan: plan::Plan, values: &BTreeMap<String, serde_json::Value>) -> ControllerOutputs {
     let count = plan.steps.len();
+    // `${STEP.id}` is `RUN/STEP`: a run id is a slug, so the first `/` splits it.
+    let run = crate::engine::context::current().map_or_else(String::new, |r| r.key.to_string());
     // Per step, per output: the handle, and how many later arguments still take it (the last
     // takes it without a clone, so values move between steps as in a `#[pipeline]` body).
     let mut outputs: Vec<Vec<Option<DynHandle>>> = Vec::with_capacity(count);
@@ -786,6 +788,7 @@ fn body(plan: plan::Plan, values: &BTreeMap<String, serde_json::Value>) -> Contr
                 ArgPlan::Param(name) => DynArg::Json(values[name].clone()),
                 ArgPlan::Output(s, o) => DynArg::Handle(take(&mut outputs, (*s, *o))),
                 ArgPlan::Gather(list) => DynArg::Gather(list.iter().map(|&so| take(&mut outputs, so)).collect()),
+                ArgPlan::StepId(s) => DynArg::Json(serde_json::Value::String(format!("{run}/{}", plan.steps[*s].name))),
             })
             .collect();
         let mut frame = DynCall::Call {

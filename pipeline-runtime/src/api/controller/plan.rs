@@ -22,6 +22,9 @@ pub(crate) enum ArgPlan {
     Output(usize, usize),
     /// Outputs gathered into a `Vec` (a fan-in).
     Gather(Vec<(usize, usize)>),
+    /// `${STEP.id}`: the id of planned step `.0` (`RUN/STEP`), a `String`; the step is a
+    /// parent.
+    StepId(usize),
 }
 
 /// A checked step.
@@ -173,6 +176,8 @@ pub(crate) fn plan(spec: &PipelineSpec, values: &BTreeMap<String, serde_json::Va
     let mut args_of: Vec<Vec<ArgPlan>> = Vec::with_capacity(spec.steps.len());
     // Per step: the steps it waits for.
     let mut edges: Vec<Vec<usize>> = vec![Vec::new(); spec.steps.len()];
+    // Per step: the steps whose id it takes (`${STEP.id}`), which become its parents.
+    let mut id_parents: Vec<Vec<String>> = vec![Vec::new(); spec.steps.len()];
     for (i, step) in spec.steps.iter().enumerate() {
         for parent in &step.parents {
             match index.get(parent.as_str()) {
@@ -271,6 +276,15 @@ pub(crate) fn plan(spec: &PipelineSpec, values: &BTreeMap<String, serde_json::Va
                 }
                 Ok((s, o))
             };
+            // `${STEP.id}` of another step that has no output called `id`.
+            let step_id = |inner: &str| -> Option<usize> {
+                let (name, output) = split_output(inner, |s| index.contains_key(s));
+                let &s = index.get(name)?;
+                let has_output = components[s]
+                    .as_ref()
+                    .is_some_and(|(source, _, _)| source.outputs.iter().any(|p| p.name == "id"));
+                (output == "id" && s != i && !has_output).then_some(s)
+            };
             let is_output_ref = |v: &serde_json::Value| {
                 v.as_str()
                     .and_then(reference)
@@ -285,9 +299,20 @@ pub(crate) fn plan(spec: &PipelineSpec, values: &BTreeMap<String, serde_json::Va
                             .map_err(|e| vec![format!("{}: the parameter `{name}`: {e}", at())]),
                         None => Err(vec![format!("{}: `{text}` names no parameter of the pipeline", at())]),
                     },
-                    Some(Ok(Reference::Output(..))) => output(text, false)
-                        .map(|(s, o)| ArgPlan::Output(s, o))
-                        .map_err(|e| vec![e]),
+                    Some(Ok(Reference::Output(inner))) => match step_id(inner) {
+                        Some(s) => (ty.check_json)(&serde_json::json!("run/step"))
+                            .map(|()| ArgPlan::StepId(s))
+                            .map_err(|_| {
+                                vec![format!(
+                                    "{}: `{text}` is a step's id (a `String`), the parameter a `{}`",
+                                    at(),
+                                    short(ty.type_name)
+                                )]
+                            }),
+                        None => output(text, false)
+                            .map(|(s, o)| ArgPlan::Output(s, o))
+                            .map_err(|e| vec![e]),
+                    },
                     None => literal(&at(), ty, value),
                 },
                 serde_json::Value::Array(items) if !items.is_empty() && items.iter().all(is_output_ref) => {
@@ -312,6 +337,10 @@ pub(crate) fn plan(spec: &PipelineSpec, values: &BTreeMap<String, serde_json::Va
                     match &arg {
                         ArgPlan::Output(s, _) => edges[i].push(*s),
                         ArgPlan::Gather(list) => edges[i].extend(list.iter().map(|(s, _)| *s)),
+                        ArgPlan::StepId(s) => {
+                            edges[i].push(*s);
+                            id_parents[i].push(spec.steps[*s].name.clone());
+                        }
                         _ => {}
                     }
                     Some(arg)
@@ -341,7 +370,8 @@ pub(crate) fn plan(spec: &PipelineSpec, values: &BTreeMap<String, serde_json::Va
         .steps
         .iter()
         .zip(&components)
-        .map(|(step, c)| with_step_options(c.as_ref().expect("no errors").0, step, spec))
+        .zip(&id_parents)
+        .map(|((step, c), ids)| with_step_options(c.as_ref().expect("no errors").0, step, ids, spec))
         .collect();
     let mut position = vec![0; spec.steps.len()];
     for (at, &i) in order.iter().enumerate() {
@@ -364,6 +394,7 @@ pub(crate) fn plan(spec: &PipelineSpec, values: &BTreeMap<String, serde_json::Va
                         ArgPlan::Output(s, o)
                     }
                     ArgPlan::Gather(list) => ArgPlan::Gather(list.into_iter().map(renumber).collect()),
+                    ArgPlan::StepId(s) => ArgPlan::StepId(position[s]),
                     other => other,
                 })
                 .collect(),
@@ -433,15 +464,18 @@ fn topological(steps: &[StepSpec], edges: &[Vec<usize>]) -> Result<Vec<usize>, V
 fn with_step_options(
     base: &'static ComponentDescriptor,
     step: &StepSpec,
+    id_parents: &[String],
     spec: &PipelineSpec,
 ) -> &'static ComponentDescriptor {
     let strings = |v: &[String]| intern_list(v.iter().map(|s| intern(s)).collect());
     let o = &base.options;
     let options = ComponentOptions {
-        parents: if step.parents.is_empty() {
+        parents: if step.parents.is_empty() && id_parents.is_empty() {
             o.parents
         } else {
-            strings(&step.parents)
+            let mut parents = step.parents.clone();
+            parents.extend(id_parents.iter().filter(|p| !step.parents.contains(p)).cloned());
+            strings(&parents)
         },
         execution_queue: step
             .execution_queue

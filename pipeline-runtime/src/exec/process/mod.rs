@@ -198,6 +198,7 @@ async fn attempt_in_worker<B: Backend>(
             .map(|cx| crate::step::StepContext { store: None, ..cx }),
         output_uris: output_uris.clone(),
         result_uri: remote.map(|p| object_storage::join(p, &[&format!("result-{number}.json")])),
+        state_dir: Some(spec.state_dir.clone()),
         spin: false,
         scratch: None,
     };
