@@ -15,6 +15,7 @@ mod interrupt;
 pub(crate) mod multi;
 pub(crate) mod pipeline;
 mod pipeline_run;
+pub(crate) mod progress;
 pub(crate) mod spin;
 
 pub use pipeline_run::PipelineRun;

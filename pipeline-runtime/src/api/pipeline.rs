@@ -371,6 +371,7 @@ pub fn run_pipeline<R>(
     let (run, nested) = start_here(descriptor, params)?;
     super::interrupt::started(&run);
     let watchdog = Watchdog::start(&run);
+    let progress = super::progress::show(&run);
     let context = run.step_context(None);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let _span = run.span.enter();
@@ -378,7 +379,7 @@ pub fn run_pipeline<R>(
             .scope(|| crate::step::with_context(context, || CURRENT.sync_scope(run.clone(), body)))
     }));
     run.wait_idle();
-    conclude(&run, watchdog, outcome, nested)
+    conclude(&run, watchdog, progress, outcome, nested)
 }
 
 /// [`run`](crate::entry::run) for an async body.
@@ -390,6 +391,7 @@ pub async fn run_pipeline_async<R>(
     let (run, nested) = start_here(descriptor, params)?;
     super::interrupt::started(&run);
     let watchdog = Watchdog::start(&run);
+    let progress = super::progress::show(&run);
     let mut body = pin!(CURRENT.scope(run.clone(), body));
     let context = run.step_context(None);
     // The body may move between threads at each await: its report context goes with each poll.
@@ -405,7 +407,7 @@ pub async fn run_pipeline_async<R>(
     })
     .await;
     poll_fn(|cx| run.poll_idle(cx)).await;
-    conclude(&run, watchdog, outcome, nested)
+    conclude(&run, watchdog, progress, outcome, nested)
 }
 
 /// Ends an idle run: stops its watchdog, records it, and hands back the body's value or
@@ -413,11 +415,17 @@ pub async fn run_pipeline_async<R>(
 fn conclude<R>(
     run: &Run,
     watchdog: Watchdog,
+    progress: Option<super::progress::Display>,
     outcome: std::thread::Result<R>,
     nested: Option<External>,
 ) -> Result<Finished<R>, PipelineError> {
     drop(watchdog);
+    // Taken while the run's nodes are still there (recording it takes them).
+    let tally = progress.as_ref().map(|_| run.tally(0, 0));
     let (record, unrecorded) = record(run, outcome.is_err());
+    if let (Some(progress), Some(tally)) = (progress, tally) {
+        progress.finish(record.status(), tally);
+    }
     // The node this run is in its parent ends as the run did (a panic drops it: a crash).
     if let Some(node) = nested
         && outcome.is_ok()

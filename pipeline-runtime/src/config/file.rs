@@ -16,6 +16,8 @@ pub const RAY_ADDRESS_ENV: &str = "PIPELINE_RAY_ADDRESS";
 pub const RAY_TOKEN_ENV: &str = "PIPELINE_RAY_TOKEN";
 /// The environment variable with the cap of step logs (`512MiB`, `1GB`, bytes).
 pub const LOG_CAP_ENV: &str = "PIPELINE_LOG_CAP";
+/// The environment variable that says how runs show progress (`auto`, `bar`, `plain`, `off`).
+pub const PROGRESS_ENV: &str = "PIPELINE_PROGRESS";
 
 /// What `pipeline.toml` may say; every key is optional.
 #[derive(Deserialize, Default)]
@@ -29,6 +31,8 @@ pub(super) struct File {
     busy_timeout: Option<std::time::Duration>,
     /// `log_cap = "512MiB"`.
     log_cap: Option<String>,
+    /// `progress = "off"`.
+    progress: Option<super::Progress>,
     ray: Option<RayConfig>,
 }
 
@@ -92,8 +96,17 @@ pub(super) fn layer(cwd: &Path) -> Layer {
                 .map_err(|e| crate::diag::warn(format_args!("ignoring the log cap of {source}: {e}")))
                 .ok()
         });
+    let progress = match env(PROGRESS_ENV).map(|v| v.parse()) {
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            crate::diag::warn(format_args!("ignoring {PROGRESS_ENV}: {e}"));
+            file.progress
+        }
+        None => file.progress,
+    };
     Layer {
         mode: file.mode,
+        progress,
         state_dir: env(STATE_DIR_ENV)
             .map(PathBuf::from)
             .or_else(|| file.state_dir.map(|d| cwd.join(d))),

@@ -10,7 +10,7 @@
 mod file;
 mod mode;
 
-pub use file::{CONFIG_FILE, LOG_CAP_ENV, RAY_ADDRESS_ENV, RAY_TOKEN_ENV, RECORD_ENV, STATE_DIR_ENV};
+pub use file::{CONFIG_FILE, LOG_CAP_ENV, PROGRESS_ENV, RAY_ADDRESS_ENV, RAY_TOKEN_ENV, RECORD_ENV, STATE_DIR_ENV};
 pub use mode::{Mode, debug_pipeline, mode, run_locally, set_default_execution_queue, start_locally, with_mode};
 
 use crate::sync::lock;
@@ -32,6 +32,37 @@ pub struct RayConfig {
     /// Extra headers, for clusters behind a proxy.
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// How a run shows its progress on stderr while it runs (`PIPELINE_PROGRESS`, or `progress`
+/// in `pipeline.toml`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Progress {
+    /// A live bar when stderr is a terminal, plain lines when it is not.
+    #[default]
+    Auto,
+    /// A live bar (drawn only on a terminal).
+    Bar,
+    /// Plain lines: a failed step when it fails; once the run has lasted 2 s, a summary every
+    /// 10 s and one at the end.
+    Plain,
+    /// Nothing.
+    Off,
+}
+
+impl std::str::FromStr for Progress {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "bar" => Ok(Self::Bar),
+            "plain" => Ok(Self::Plain),
+            "off" | "0" | "false" => Ok(Self::Off),
+            other => Err(format!("`{other}` is not one of auto, bar, plain, off")),
+        }
+    }
 }
 
 /// Which `cache = true` steps skip the cache lookup, run, and overwrite what was cached (a
@@ -95,6 +126,8 @@ pub struct Config {
     pub ray: RayConfig,
     /// Steps that refresh their cache entry instead of reading it.
     pub cache_refresh: CacheRefresh,
+    /// How runs show their progress on stderr.
+    pub progress: Progress,
     /// The id the next run must take (a controller started on the cluster for a given run).
     pub(crate) run_id: Option<String>,
     /// The run the next run is started again from (`pipeline rerun`).
@@ -114,6 +147,7 @@ pub(crate) struct Layer {
     pub(crate) log_cap: Option<u64>,
     pub(crate) ray: Option<RayConfig>,
     pub(crate) cache_refresh: Option<CacheRefresh>,
+    pub(crate) progress: Option<Progress>,
     pub(crate) run_id: Option<String>,
     pub(crate) origin: Option<String>,
     pub(crate) resume: Option<String>,
@@ -138,6 +172,7 @@ impl Layer {
             log_cap,
             ray,
             cache_refresh,
+            progress,
             run_id,
             origin,
             resume
@@ -156,6 +191,7 @@ static PROCESS: Mutex<Layer> = Mutex::new(Layer {
     log_cap: None,
     ray: None,
     cache_refresh: None,
+    progress: None,
     run_id: None,
     origin: None,
     resume: None,
@@ -214,6 +250,7 @@ impl Config {
             log_cap: layer.log_cap.unwrap_or(DEFAULT_LOG_CAP),
             ray: layer.ray.unwrap_or_default(),
             cache_refresh: layer.cache_refresh.unwrap_or_default(),
+            progress: layer.progress.unwrap_or_default(),
             run_id: layer.run_id,
             origin: layer.origin,
             resume: layer.resume,
@@ -262,6 +299,12 @@ impl Config {
         self
     }
 
+    /// With runs showing their progress as `progress` says.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
     /// With `refresh` for the runs started: those steps run and overwrite their cache entry
     /// instead of reading it (runs started from their bodies refresh too).
     pub fn with_cache_refresh(mut self, refresh: CacheRefresh) -> Self {
@@ -298,6 +341,7 @@ impl Config {
             log_cap: Some(self.log_cap),
             ray: Some(self.ray.clone()),
             cache_refresh: Some(self.cache_refresh.clone()),
+            progress: Some(self.progress),
             run_id: self.run_id.clone(),
             origin: self.origin.clone(),
             resume: self.resume.clone(),

@@ -336,6 +336,12 @@ impl Run {
         })
     }
 
+    /// The tally of the run's nodes (a progress display's view): up to `running` running
+    /// nodes, and the failures after the first `failed_since`.
+    pub(crate) fn tally(&self, running: usize, failed_since: usize) -> super::scheduler::Tally {
+        self.lock().sched.tally(running, failed_since)
+    }
+
     /// Notes the body's value as recorded (`return_value`).
     pub(crate) fn note_returned(&self, record: crate::store::ArtifactRecord) {
         crate::sync::lock(&self.returned).push(record);

@@ -189,6 +189,48 @@ pub(crate) struct Scheduler {
     popped: u64,
     /// Draws retry jitter: differs between runs, fixed within one (so tests can replay it).
     seed: u64,
+    /// Nodes per status (by `NodeStatus as usize`), kept as statuses change: a progress
+    /// display reads them without walking the nodes.
+    counts: [usize; STATUSES],
+    /// The running nodes, by index (the earliest added first).
+    running: std::collections::BTreeSet<u32>,
+    /// The nodes that failed, in the order they did.
+    failures: Vec<u32>,
+}
+
+/// How many node statuses there are.
+const STATUSES: usize = NodeStatus::Skipped as usize + 1;
+
+/// How many nodes stand at each status, the running ones and the latest failures: what a
+/// progress display shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Tally {
+    /// Nodes per status, by `NodeStatus as usize`.
+    pub(crate) counts: [usize; STATUSES],
+    /// Running nodes (up to the number asked, the earliest added first) and when they started.
+    pub(crate) running: Vec<(Arc<str>, Option<SystemTime>)>,
+    /// Failed nodes after the first ones already seen, in order, with their error.
+    pub(crate) failed: Vec<(Arc<str>, String)>,
+}
+
+impl Tally {
+    /// Nodes at `status`.
+    pub(crate) fn count(&self, status: NodeStatus) -> usize {
+        self.counts[status as usize]
+    }
+
+    /// Every node.
+    pub(crate) fn total(&self) -> usize {
+        self.counts.iter().sum()
+    }
+
+    /// Nodes in a final state.
+    pub(crate) fn done(&self) -> usize {
+        self.total()
+            - self.count(NodeStatus::Pending)
+            - self.count(NodeStatus::Queued)
+            - self.count(NodeStatus::Running)
+    }
 }
 
 /// `base`, then `base_1`, `base_2`... from `count` on: the first not in `names`.
@@ -223,6 +265,35 @@ impl Scheduler {
             effects: VecDeque::new(),
             popped: 0,
             seed: 0,
+            counts: [0; STATUSES],
+            running: std::collections::BTreeSet::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    /// The tally of the nodes: up to `running` running ones, and the failures after the
+    /// first `failed_since`.
+    pub(crate) fn tally(&self, running: usize, failed_since: usize) -> Tally {
+        Tally {
+            counts: self.counts,
+            running: self
+                .running
+                .iter()
+                .take(running)
+                .map(|&i| (self.node(i).name.clone(), self.node(i).started))
+                .collect(),
+            failed: self
+                .failures
+                .iter()
+                .skip(failed_since)
+                .map(|&i| {
+                    let node = self.node(i);
+                    (
+                        node.name.clone(),
+                        node.error.as_ref().map_or_else(String::new, |e| e.message.clone()),
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -314,6 +385,7 @@ impl Scheduler {
         });
         self.names.insert(name, index);
         self.active += 1;
+        self.counts[NodeStatus::Pending as usize] += 1;
         self.record(index, true);
 
         if !unknown.is_empty() {
@@ -590,6 +662,18 @@ impl Scheduler {
         let previous = std::mem::replace(&mut node.status, status);
         if previous == status {
             return;
+        }
+        self.counts[previous as usize] -= 1;
+        self.counts[status as usize] += 1;
+        if previous == NodeStatus::Running {
+            self.running.remove(&index);
+        }
+        match status {
+            NodeStatus::Running => {
+                self.running.insert(index);
+            }
+            NodeStatus::Failed => self.failures.push(index),
+            _ => {}
         }
         self.record(index, true);
         if let Some(callback) = self.node(index).rules.callbacks.status_change {

@@ -990,3 +990,37 @@ fn produced_counts_effects_whether_taken_or_waiting() {
     h.run_ok(a);
     assert_eq!(h.s.produced(), 2, "publish a");
 }
+
+/// The tally a progress display reads follows every status change: counts per status, the
+/// running nodes (earliest added first) and the failures after those already seen.
+#[test]
+fn the_tally_follows_every_status_change() {
+    let mut h = Harness::new();
+    let a = h.add(rules("a"), &[]);
+    let b = h.add(rules("b"), &[]);
+    let c = h.add(rules("c"), &[a]);
+    let tally = h.s.tally(5, 0);
+    assert_eq!(tally.total(), 3);
+    assert_eq!((tally.count(NodeStatus::Queued), tally.count(NodeStatus::Pending)), (2, 1));
+    h.start(b);
+    h.start(a);
+    let tally = h.s.tally(5, 0);
+    let running: Vec<&str> = tally.running.iter().map(|(n, _)| &**n).collect();
+    assert_eq!(running, ["a", "b"], "earliest added first");
+    assert!(tally.running.iter().all(|(_, started)| started.is_some()));
+    assert_eq!(h.s.tally(1, 0).running.len(), 1, "as many as asked");
+    h.end(a, Err(StepError::new(ErrorKind::Error, "boom")));
+    h.end(b, Ok(()));
+    let tally = h.s.tally(5, 0);
+    assert_eq!(tally.count(NodeStatus::Running), 0);
+    assert!(tally.running.is_empty());
+    assert_eq!(
+        (tally.count(NodeStatus::Failed), tally.count(NodeStatus::Completed), tally.count(NodeStatus::Skipped)),
+        (1, 1, 1),
+        "c is skipped because a failed"
+    );
+    assert_eq!(tally.done(), 3);
+    assert_eq!(tally.failed, [(Arc::from("a"), "boom".to_string())]);
+    assert!(h.s.tally(5, 1).failed.is_empty(), "failures already seen are not repeated");
+    let _ = c;
+}
