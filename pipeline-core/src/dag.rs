@@ -1,5 +1,5 @@
 //! A snapshot of a run's DAG: nodes with their states and timings, edges from parents, and
-//! renderings as text, Graphviz DOT and Mermaid.
+//! renderings as text, Graphviz DOT and Mermaid (SVG is in [`crate::layout`]).
 
 use crate::error::StepError;
 use crate::status::NodeStatus;
