@@ -5,9 +5,9 @@
 //! of the graph (plus one sort per layer), so runs with 100k steps still lay out quickly.
 
 use crate::dag::{DagNode, PipelineDag};
+use crate::format::human_duration;
 use crate::status::NodeStatus;
 use std::fmt::Write as _;
-use std::time::Duration;
 
 /// Height of every box.
 const NODE_H: f64 = 46.0;
@@ -259,24 +259,6 @@ fn meta_rest(node: &DagNode) -> String {
         let _ = write!(rest, " ×{}", node.attempts);
     }
     rest
-}
-
-/// `850ms`, `3.2s`, `2m05s`, `1h07m`: short enough for a box.
-fn human_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let tenths = (ms + 50) / 100;
-    if tenths < 600 {
-        return format!("{}.{}s", tenths / 10, tenths % 10);
-    }
-    let s = (ms + 500) / 1000;
-    if s < 3600 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
-    }
 }
 
 /// Text and attribute values for XML. Characters XML 1.0 cannot hold at all (most control

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod dag;
 pub mod descriptor;
 pub mod error;
+pub mod format;
 pub mod layout;
 pub mod names;
 pub mod options;

@@ -233,7 +233,7 @@ mod boot;
 pub mod fuzzing;
 
 pub use api::PipelineRun;
-pub use api::again::{Again, recorded_parameters, resume_run, start_again};
+pub use api::again::{Again, apply_edits, new_run_id, recorded_parameters, resume_run, spawn_again, start_again};
 pub use api::call_options::{IntoInputs, WithOptions, with_options};
 pub use api::controller::{self, ControllerError, ControllerOutputs, PipelineController};
 pub use api::enqueue::RemoteRun;

@@ -14,6 +14,8 @@ pub enum Again<'a> {
     /// A new run, which records the one it came from; steps run in `mode` (`debug`, `local`,
     /// `remote`), or as before.
     Rerun {
+        /// The new run's id (see [`new_run_id`]); the controller makes one when `None`.
+        id: Option<&'a str>,
         /// Where its steps run, when not as before.
         mode: Option<&'a str>,
         /// Steps that run and overwrite their cache entry instead of reading it.
@@ -38,6 +40,64 @@ pub fn recorded_parameters(run: &RunRecord) -> Result<Map<String, Value>, String
         .collect()
 }
 
+/// Applies `edits` (`NAME`, `VALUE`) to `params`, a run's recorded parameters: `VALUE` is JSON
+/// if it parses as JSON, else a string, and must be of the same JSON kind as the recorded
+/// value (the program checks the type when it starts); `NAME` may carry an `args_map`
+/// section (`section/name`). Errors name the parameter and what it takes.
+pub fn apply_edits(run: &RunRecord, params: &mut Map<String, Value>, edits: &[(&str, &str)]) -> Result<(), String> {
+    for &(name, value) in edits {
+        let key = name.rsplit('/').next().unwrap_or(name);
+        let Some(old) = params.get(key) else {
+            let known: Vec<&str> = run.parameters.iter().map(|(name, _)| name.as_str()).collect();
+            return Err(format!(
+                "run {} has no parameter `{name}`; its parameters: {}",
+                run.id,
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        };
+        let new = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+        if !same_kind(old, &new) {
+            return Err(format!(
+                "parameter `{name}` was {} ({old}); `{value}` is {}",
+                kind(old),
+                kind(&new)
+            ));
+        }
+        params.insert(key.to_string(), new);
+    }
+    Ok(())
+}
+
+/// Whether `new` can take `old`'s place: the same JSON kind (the program checks the type).
+fn same_kind(old: &Value, new: &Value) -> bool {
+    use Value::*;
+    matches!(
+        (old, new),
+        (Null, _)
+            | (_, Null)
+            | (Bool(_), Bool(_))
+            | (Number(_), Number(_))
+            | (String(_), String(_))
+            | (Array(_), Array(_))
+            | (Object(_), Object(_))
+    )
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// Starts `run`'s recorded executable (recorded in the state folder `state`) as its pipeline's
 /// controller with `params`, and waits for it; its output goes to this process's. The exit
 /// status is the controller's: [`crate::EXIT_SETUP`] when the run could not start (a parameter
@@ -48,6 +108,39 @@ pub fn start_again(
     params: Map<String, Value>,
     how: Again<'_>,
 ) -> Result<ExitStatus, String> {
+    let mut executable = command(state, run, params, how)?;
+    let program = executable.get_program().to_os_string();
+    executable
+        .status()
+        .map_err(|e| format!("cannot start `{}`: {e}", Path::new(&program).display()))
+}
+
+/// [`start_again`] without waiting: the controller's process, its stdout and stderr piped to
+/// the caller (who must read or drop them) and its stdin closed.
+pub fn spawn_again(
+    state: &Path,
+    run: &RunRecord,
+    params: Map<String, Value>,
+    how: Again<'_>,
+) -> Result<std::process::Child, String> {
+    let mut executable = command(state, run, params, how)?;
+    let program = executable.get_program().to_os_string();
+    executable
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start `{}`: {e}", Path::new(&program).display()))
+}
+
+/// An id for a new run of `run`'s pipeline (for [`Again::Rerun`]'s `id`): a caller that
+/// chooses it knows where to find the run before it starts.
+pub fn new_run_id(run: &RunRecord) -> String {
+    crate::engine::run_key(&run.name)
+}
+
+/// The command that starts `run`'s executable as its pipeline's controller.
+fn command(state: &Path, run: &RunRecord, params: Map<String, Value>, how: Again<'_>) -> Result<Command, String> {
     let (Some(executable), Some(entry)) = (&run.executable, &run.entry) else {
         return Err(format!(
             "run {} was recorded without its executable (by an older version): it cannot be started again",
@@ -62,12 +155,13 @@ pub fn start_again(
         ));
     }
     let mut request = match how {
-        Again::Rerun { mode, refresh } => serde_json::json!({
+        Again::Rerun { id, mode, refresh } => serde_json::json!({
             "pipeline": entry,
             "params": params,
             "mode": mode.unwrap_or(&run.mode),
             "origin": run.id,
             "refresh": refresh,
+            "run": id,
         }),
         Again::Resume => serde_json::json!({
             "pipeline": entry,
@@ -84,12 +178,12 @@ pub fn start_again(
             .ok_or_else(|| format!("run {} was recorded without its pipeline spec", run.id))?;
         request["spec"] = spec.clone();
     }
-    Command::new(executable)
+    let mut command = Command::new(executable);
+    command
         .env(CONTROLLER_ENV, request.to_string())
         .env(crate::config::STATE_DIR_ENV, state)
-        .env_remove(crate::worker::MANIFEST_ENV)
-        .status()
-        .map_err(|e| format!("cannot start `{}`: {e}", executable.display()))
+        .env_remove(crate::worker::MANIFEST_ENV);
+    Ok(command)
 }
 
 /// The parameters run `run` of `descriptor`'s pipeline was recorded with, from the current

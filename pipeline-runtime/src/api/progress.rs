@@ -9,6 +9,7 @@
 use crate::config::Progress;
 use crate::engine::Run;
 use crate::engine::scheduler::Tally;
+use pipeline_core::format::human_duration;
 use pipeline_core::{NodeStatus, RunStatus};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -189,7 +190,7 @@ fn running(tally: &Tally, now: SystemTime) -> String {
         .running
         .iter()
         .map(|(step, since)| match since.and_then(|s| now.duration_since(s).ok()) {
-            Some(d) => format!("{step} {}", elapsed(d)),
+            Some(d) => format!("{step} {}", human_duration(d)),
             None => step.to_string(),
         })
         .collect();
@@ -216,25 +217,11 @@ fn end_line(status: RunStatus, tally: &Tally, took: Duration) -> String {
     .collect();
     format!(
         "{status} in {}: {} step{} ({})",
-        elapsed(took),
+        human_duration(took),
         tally.total(),
         if tally.total() == 1 { "" } else { "s" },
         parts.join(", ")
     )
-}
-
-/// `850ms`, `3.2s`, `2m05s`, `1h02m`.
-fn elapsed(d: Duration) -> String {
-    let secs = d.as_secs();
-    if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
-    } else if secs < 60 {
-        format!("{:.1}s", d.as_secs_f64())
-    } else if secs < 3600 {
-        format!("{}m{:02}s", secs / 60, secs % 60)
-    } else {
-        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
-    }
 }
 
 #[cfg(test)]
@@ -295,13 +282,5 @@ mod tests {
             end_line(RunStatus::Completed, &one, Duration::from_millis(5)),
             "completed in 5ms: 1 step (1 completed)"
         );
-    }
-
-    #[test]
-    fn durations_read_as_people_write_them() {
-        assert_eq!(elapsed(Duration::from_millis(850)), "850ms");
-        assert_eq!(elapsed(Duration::from_millis(3_250)), "3.2s");
-        assert_eq!(elapsed(Duration::from_secs(125)), "2m05s");
-        assert_eq!(elapsed(Duration::from_secs(3_720)), "1h02m");
     }
 }

@@ -528,6 +528,11 @@ impl RunStore {
         records::nodes(&self.conn, self.version, run).map_err(|e| self.error(&e))
     }
 
+    /// How many steps of run `run` stand at each status (one query, however many steps).
+    pub fn status_counts(&self, run: &str) -> Result<Vec<(NodeStatus, usize)>, StoreError> {
+        records::status_counts(&self.conn, run).map_err(|e| self.error(&e))
+    }
+
     /// The state changes of a node, oldest first: `(status, when)`.
     pub fn node_events(&self, run: &str, node: &str) -> Result<Vec<(NodeStatus, SystemTime)>, StoreError> {
         records::node_events(&self.conn, self.version, run, node).map_err(|e| self.error(&e))

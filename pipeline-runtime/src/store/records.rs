@@ -238,6 +238,18 @@ fn run_status(s: &str) -> RunStatus {
     }
 }
 
+/// Steps of `run` per status, in the order of `NodeStatus`.
+pub(crate) fn status_counts(conn: &Connection, run: &str) -> rusqlite::Result<Vec<(NodeStatus, usize)>> {
+    let mut stmt = conn.prepare_cached("SELECT status, count(*) FROM nodes WHERE run_id = ?1 GROUP BY status")?;
+    let mut counts: Vec<(NodeStatus, usize)> = stmt
+        .query_map(params![run], |r| {
+            Ok((node_status(&r.get::<_, String>(0)?), r.get::<_, i64>(1)? as usize))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    counts.sort_by_key(|(s, _)| *s as usize);
+    Ok(counts)
+}
+
 pub(crate) fn node_status(s: &str) -> NodeStatus {
     match s {
         "queued" => NodeStatus::Queued,

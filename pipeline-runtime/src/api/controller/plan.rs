@@ -7,6 +7,7 @@
 use super::spec::{Monitored, MonitoredMetric, ParameterSpec, PipelineSpec, StepSpec};
 use crate::api::call_options::{descriptor_with, intern, intern_list};
 use crate::value::dynamic::{DynCall, DynOutput, DynParam};
+use pipeline_core::format::short_type;
 use pipeline_core::{ComponentDescriptor, ComponentOptions, RetryBackoff, RetryPolicy, names, registry};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -83,23 +84,6 @@ pub(super) fn describe(descriptor: &ComponentDescriptor) -> (Vec<DynParam>, Vec<
         DynCall::Describe(Some(d)) => d,
         _ => (Vec::new(), Vec::new()),
     }
-}
-
-/// The type names of `std::any::type_name` without module paths, for messages.
-fn short(type_name: &str) -> String {
-    let mut out = String::new();
-    let mut word = String::new();
-    for c in type_name.chars() {
-        if c.is_alphanumeric() || c == '_' || c == ':' {
-            word.push(c);
-        } else {
-            out.push_str(word.rsplit("::").next().unwrap_or(&word));
-            word.clear();
-            out.push(c);
-        }
-    }
-    out.push_str(word.rsplit("::").next().unwrap_or(&word));
-    out
 }
 
 /// Checks `spec` with `values` as its parameters' values; every problem found, or the plan.
@@ -233,7 +217,7 @@ pub(crate) fn plan(spec: &PipelineSpec, values: &BTreeMap<String, serde_json::Va
         for (param, ty) in descriptor.params.iter().zip(param_types) {
             let at = || format!("step `{}`, argument `{}`", step.name, param.name);
             let Some(value) = step.function_kwargs.get(param.name) else {
-                errors.push(format!("{}: missing (a `{}`)", at(), short(ty.type_name)));
+                errors.push(format!("{}: missing (a `{}`)", at(), short_type(ty.type_name)));
                 args.push(ArgPlan::Json(serde_json::Value::Null));
                 continue;
             };
@@ -269,9 +253,9 @@ pub(crate) fn plan(spec: &PipelineSpec, values: &BTreeMap<String, serde_json::Va
                     return Err(format!(
                         "{}: `{reference}` is a `{}`{}, the parameter a `{}`",
                         at(),
-                        short(outputs[o].type_name),
+                        short_type(outputs[o].type_name),
                         if list { " (gathered: a `Vec` of them)" } else { "" },
-                        short(ty.type_name)
+                        short_type(ty.type_name)
                     ));
                 }
                 Ok((s, o))
@@ -306,7 +290,7 @@ pub(crate) fn plan(spec: &PipelineSpec, values: &BTreeMap<String, serde_json::Va
                                 vec![format!(
                                     "{}: `{text}` is a step's id (a `String`), the parameter a `{}`",
                                     at(),
-                                    short(ty.type_name)
+                                    short_type(ty.type_name)
                                 )]
                             }),
                         None => output(text, false)
@@ -566,13 +550,6 @@ mod tests {
         assert_eq!(split_output("prep.v2.rows", known), ("prep.v2", "rows"));
         assert_eq!(split_output("load data.rows", known), ("load data", "rows"));
         assert_eq!(split_output("nothing.here.x", known), ("nothing", "here.x"));
-    }
-
-    #[test]
-    fn type_names_are_shortened_for_messages() {
-        assert_eq!(short("alloc::vec::Vec<alloc::string::String>"), "Vec<String>");
-        assert_eq!(short("u64"), "u64");
-        assert_eq!(short("(f64, my::Row)"), "(f64, Row)");
     }
 
     #[test]

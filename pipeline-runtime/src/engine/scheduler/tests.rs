@@ -1001,7 +1001,10 @@ fn the_tally_follows_every_status_change() {
     let c = h.add(rules("c"), &[a]);
     let tally = h.s.tally(5, 0);
     assert_eq!(tally.total(), 3);
-    assert_eq!((tally.count(NodeStatus::Queued), tally.count(NodeStatus::Pending)), (2, 1));
+    assert_eq!(
+        (tally.count(NodeStatus::Queued), tally.count(NodeStatus::Pending)),
+        (2, 1)
+    );
     h.start(b);
     h.start(a);
     let tally = h.s.tally(5, 0);
@@ -1015,12 +1018,19 @@ fn the_tally_follows_every_status_change() {
     assert_eq!(tally.count(NodeStatus::Running), 0);
     assert!(tally.running.is_empty());
     assert_eq!(
-        (tally.count(NodeStatus::Failed), tally.count(NodeStatus::Completed), tally.count(NodeStatus::Skipped)),
+        (
+            tally.count(NodeStatus::Failed),
+            tally.count(NodeStatus::Completed),
+            tally.count(NodeStatus::Skipped)
+        ),
         (1, 1, 1),
         "c is skipped because a failed"
     );
     assert_eq!(tally.done(), 3);
     assert_eq!(tally.failed, [(Arc::from("a"), "boom".to_string())]);
-    assert!(h.s.tally(5, 1).failed.is_empty(), "failures already seen are not repeated");
+    assert!(
+        h.s.tally(5, 1).failed.is_empty(),
+        "failures already seen are not repeated"
+    );
     let _ = c;
 }

@@ -29,8 +29,17 @@ pub fn rerun(
         mode.unwrap_or(&run.mode),
         run.id
     );
-    let status = pipeline_runtime::start_again(&ctx.state, &run, params, Again::Rerun { mode, refresh })
-        .map_err(CliError::failure)?;
+    let status = pipeline_runtime::start_again(
+        &ctx.state,
+        &run,
+        params,
+        Again::Rerun {
+            id: None,
+            mode,
+            refresh,
+        },
+    )
+    .map_err(CliError::failure)?;
     // The new run, if one started: the newest whose origin is this run.
     let newest = ctx
         .require_store()?
@@ -69,60 +78,15 @@ pub fn rerun(
 fn edited_parameters(run: &RunRecord, sets: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
     let mut params = pipeline_runtime::recorded_parameters(run)
         .map_err(|e| CliError::failure(format!("run {}: {e}: it cannot be started again", run.id)))?;
+    let mut edits = Vec::with_capacity(sets.len());
     for set in sets {
-        let Some((name, value)) = set.split_once('=') else {
+        let Some(edit) = set.split_once('=') else {
             return Err(CliError::usage(format!("--set takes NAME=VALUE, not `{set}`")));
         };
-        let key = name.rsplit('/').next().unwrap_or(name);
-        let Some(old) = params.get(key) else {
-            let known: Vec<&str> = run.parameters.iter().map(|(name, _)| name.as_str()).collect();
-            return Err(CliError::usage(format!(
-                "run {} has no parameter `{name}`; its parameters: {}",
-                run.id,
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            )));
-        };
-        let new = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
-        if !same_kind(old, &new) {
-            return Err(CliError::usage(format!(
-                "parameter `{name}` was {} ({old}); `{value}` is {}",
-                kind(old),
-                kind(&new)
-            )));
-        }
-        params.insert(key.to_string(), new);
+        edits.push(edit);
     }
+    pipeline_runtime::apply_edits(run, &mut params, &edits).map_err(CliError::usage)?;
     Ok(params)
-}
-
-/// Whether `new` can take `old`'s place: the same JSON kind (the program checks the type).
-fn same_kind(old: &serde_json::Value, new: &serde_json::Value) -> bool {
-    use serde_json::Value::*;
-    matches!(
-        (old, new),
-        (Null, _)
-            | (_, Null)
-            | (Bool(_), Bool(_))
-            | (Number(_), Number(_))
-            | (String(_), String(_))
-            | (Array(_), Array(_))
-            | (Object(_), Object(_))
-    )
-}
-
-fn kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "a list",
-        serde_json::Value::Object(_) => "an object",
-    }
 }
 
 fn describe(status: std::process::ExitStatus) -> String {
