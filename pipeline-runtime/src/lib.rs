@@ -228,6 +228,8 @@ pub mod component;
 mod api;
 // The constructor that makes a process a worker or a controller before `main`.
 mod boot;
+#[cfg(feature = "ui")]
+pub mod ui;
 // Entry points for the fuzz targets under `fuzz/` (not a public API).
 #[doc(hidden)]
 pub mod fuzzing;

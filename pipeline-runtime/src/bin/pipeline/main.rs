@@ -125,6 +125,17 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Serve a web page over the run store: runs, live DAGs, logs, metrics, comparisons, and
+    /// actions (stop, resume, re-run, spin) for whoever has the token.
+    #[cfg(feature = "ui")]
+    Ui {
+        /// Where to listen; on a loopback address, pages may be read without the token.
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+        bind: std::net::SocketAddr,
+        /// The token actions need (default: a new random one, printed).
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+    },
     /// Ask a running run to stop.
     Stop {
         /// Run id, or an unambiguous prefix of one.
@@ -209,6 +220,20 @@ fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         }
         Command::Spin { run, step, out } => spin::spin(ctx, &run, &step, out),
         Command::Resume { run } => resume::resume(ctx, &run),
+        #[cfg(feature = "ui")]
+        Command::Ui { bind, token } => {
+            let options = pipeline_runtime::ui::UiOptions {
+                state: ctx.state.clone(),
+                bind,
+                token,
+            };
+            let state = ctx.state.display().to_string();
+            pipeline_runtime::ui::serve(options, |addr, token| {
+                eprintln!("pipeline ui: serving the runs of {state} at http://{addr}/");
+                eprintln!("pipeline ui: to act (stop, resume, re-run, spin), open http://{addr}/login?token={token}");
+            })
+            .map_err(|e| CliError::failure(format!("cannot serve on {bind}: {e}")))
+        }
     }
 }
 
