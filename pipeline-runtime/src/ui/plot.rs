@@ -98,8 +98,8 @@ mod tests {
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(svg.contains("loss &lt;train&gt;"), "the title is escaped");
         assert!(
-            svg.contains(">train<") && svg.contains(">eval<"),
-            "a legend entry per series"
+            svg.contains("\ntrain\n</text>") && svg.contains("\neval\n</text>"),
+            "a legend entry per series: {svg}"
         );
         assert!(svg.matches("<polyline").count() >= 2, "a line per series");
     }
