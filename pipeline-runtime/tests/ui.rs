@@ -538,3 +538,60 @@ fn a_step_is_spun_from_its_page() {
         "{done}"
     );
 }
+
+/// Fails while the file `marker` is missing.
+#[component]
+fn needs(marker: String) -> anyhow::Result<u64> {
+    anyhow::ensure!(std::path::Path::new(&marker).exists(), "`{marker}` is missing");
+    Ok(1)
+}
+
+#[pipeline(name = "ui resumable", project = "ui-tests")]
+fn resumable(marker: String) -> Result<u64, HandleError> {
+    let first = numbers(2);
+    let _ = first;
+    needs(marker).get()
+}
+
+/// A failed run is resumed from its page: the step that finished is reused, the failed one
+/// runs again and the run completes under the same id.
+#[test]
+fn a_failed_run_is_resumed_from_its_page() {
+    let state = folder("resume");
+    let marker = state.join("ready");
+    let failed = config(&state, Mode::Local).scope(|| resumable::run(marker.display().to_string()).unwrap());
+    assert_eq!(failed.run.status(), RunStatus::Failed);
+    let id = failed.run.id().to_string();
+    let ui = pipeline_runtime::ui::router(state.clone(), TOKEN.into(), true);
+    let page = get_authed(&ui, &format!("/runs/{id}"));
+    assert!(page.body.contains("/resume\""), "a resume button: {}", page.body);
+    std::fs::write(&marker, b"").unwrap();
+    let resumed = post_form(
+        &ui,
+        &format!("/runs/{id}/resume"),
+        &format!("csrf={}", csrf(&page.body)),
+    );
+    assert_eq!(resumed.status, StatusCode::SEE_OTHER, "{}", resumed.body);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "the run was never resumed");
+        let run = RunStore::open_read_only(&state.join("runs.db"))
+            .unwrap()
+            .run(&id)
+            .unwrap()
+            .unwrap();
+        if run.status == RunStatus::Completed {
+            break;
+        }
+        let page = get(&ui, &format!("/runs/{id}"));
+        assert!(!page.body.contains("controller ended"), "{}", page.body);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Resuming again is refused: it completed.
+    let again = post_form(
+        &ui,
+        &format!("/runs/{id}/resume"),
+        &format!("csrf={}", csrf(&page.body)),
+    );
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+}

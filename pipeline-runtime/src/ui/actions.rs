@@ -152,6 +152,14 @@ fn watch(app: &Arc<App>, id: &str, child: std::process::Child) {
     });
 }
 
+/// Why the last start of recorded run `id` from the page (a resume) failed, if it did.
+pub(super) fn launch_failure(app: &App, id: &str) -> Option<String> {
+    match crate::sync::lock(&app.launches).get(id)? {
+        Launch::Failed(message) => Some(message.clone()),
+        Launch::Starting => None,
+    }
+}
+
 /// The page of a run started here that is not recorded yet, if it is one.
 pub(super) fn launch_view(app: &App, id: &str) -> Option<Markup> {
     let launches = crate::sync::lock(&app.launches);

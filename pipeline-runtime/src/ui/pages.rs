@@ -276,7 +276,10 @@ pub(super) async fn run(
     let who = auth::read(&app, &headers)?;
     match run_or_launch(&app, &id).await? {
         Loaded::Run(data) if data.record.id != id => Ok(Redirect::to(&run_url(&data.record.id)).into_response()),
-        Loaded::Run(data) => Ok(layout(&data.record.name, run_fragment(&data, who, &app.csrf)).into_response()),
+        Loaded::Run(data) => {
+            let note = super::actions::launch_failure(&app, &data.record.id);
+            Ok(layout(&data.record.name, run_fragment(&data, who, &app.csrf, note.as_deref())).into_response())
+        }
         Loaded::Launch(markup) => Ok(layout(&id, markup).into_response()),
     }
 }
@@ -288,7 +291,10 @@ pub(super) async fn run_live(
 ) -> Result<Markup, UiError> {
     let who = auth::read(&app, &headers)?;
     Ok(match run_or_launch(&app, &id).await? {
-        Loaded::Run(data) => run_fragment(&data, who, &app.csrf),
+        Loaded::Run(data) => {
+            let note = super::actions::launch_failure(&app, &data.record.id);
+            run_fragment(&data, who, &app.csrf, note.as_deref())
+        }
         Loaded::Launch(markup) => markup,
     })
 }
@@ -315,7 +321,8 @@ fn live_url(data: &RunData) -> Option<String> {
     (data.record.status == RunStatus::Running).then(|| format!("{}/live", run_url(&data.record.id)))
 }
 
-fn run_fragment(data: &RunData, who: Who, csrf: &str) -> Markup {
+/// `note`: why the last start of this run from the page failed, if it did.
+fn run_fragment(data: &RunData, who: Who, csrf: &str, note: Option<&str>) -> Markup {
     let r = &data.record;
     let dag = PipelineDag::from_nodes(data.nodes.iter().map(|n| n.node.clone()).collect());
     let mut counts: BTreeMap<usize, (NodeStatus, usize)> = BTreeMap::new();
@@ -341,6 +348,7 @@ fn run_fragment(data: &RunData, who: Who, csrf: &str) -> Markup {
                 }
                 @if !r.tags.is_empty() { p.meta { @for t in &r.tags { span.tag { (t) } " " } } }
                 (run_actions(r, who, csrf))
+                @if let Some(note) = note { div.error { pre { (note) } } }
             }
             div.columns {
                 section {
