@@ -126,8 +126,13 @@ impl Lease for NodeLease {
             node_dir,
             log_path,
             remote_prefix,
-            state_dir: std::path::absolute(&self.run.config.state_dir)
-                .unwrap_or_else(|_| self.run.config.state_dir.clone()),
+            // Only a worker process needs it (and `absolute` may ask the OS for the working
+            // folder: not on the in-process path).
+            state_dir: if in_process {
+                PathBuf::new()
+            } else {
+                std::path::absolute(&self.run.config.state_dir).unwrap_or_else(|_| self.run.config.state_dir.clone())
+            },
         };
         self.attempt = Some(attempt);
         Some((spec, work))
