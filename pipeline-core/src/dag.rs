@@ -175,16 +175,7 @@ impl PipelineDag {
         for e in self.graph.raw_edges() {
             let _ = writeln!(out, "  n{} --> n{}", e.source().index(), e.target().index());
         }
-        for status in [
-            NodeStatus::Pending,
-            NodeStatus::Queued,
-            NodeStatus::Running,
-            NodeStatus::Completed,
-            NodeStatus::Cached,
-            NodeStatus::Failed,
-            NodeStatus::Aborted,
-            NodeStatus::Skipped,
-        ] {
+        for status in NodeStatus::ALL {
             let _ = writeln!(out, "  classDef {status} fill:{}", status_colour(status));
         }
         out

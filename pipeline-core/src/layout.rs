@@ -611,16 +611,7 @@ mod tests {
 
     #[test]
     fn svg_has_each_node_once_with_its_status() {
-        let statuses = [
-            NodeStatus::Pending,
-            NodeStatus::Queued,
-            NodeStatus::Running,
-            NodeStatus::Completed,
-            NodeStatus::Cached,
-            NodeStatus::Failed,
-            NodeStatus::Aborted,
-            NodeStatus::Skipped,
-        ];
+        let statuses = NodeStatus::ALL;
         let d = PipelineDag::from_nodes(
             statuses
                 .iter()

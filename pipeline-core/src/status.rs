@@ -27,6 +27,18 @@ pub enum NodeStatus {
 }
 
 impl NodeStatus {
+    /// Every status, in the order of the enum (`status as usize` indexes it).
+    pub const ALL: [NodeStatus; 8] = [
+        Self::Pending,
+        Self::Queued,
+        Self::Running,
+        Self::Completed,
+        Self::Cached,
+        Self::Failed,
+        Self::Aborted,
+        Self::Skipped,
+    ];
+
     /// True once the node will not change state any more.
     pub fn is_terminal(self) -> bool {
         !matches!(self, Self::Pending | Self::Queued | Self::Running)

@@ -115,20 +115,31 @@ pub fn start_again(
         .map_err(|e| format!("cannot start `{}`: {e}", Path::new(&program).display()))
 }
 
-/// [`start_again`] without waiting: the controller's process, its stdout and stderr piped to
-/// the caller (who must read or drop them) and its stdin closed.
+/// [`start_again`] without waiting: the controller's process, its stdout and stderr appended
+/// to the file `output` (created with its folder), its stdin closed. The controller does not
+/// depend on the caller: it goes on if the caller dies.
 pub fn spawn_again(
     state: &Path,
     run: &RunRecord,
     params: Map<String, Value>,
     how: Again<'_>,
+    output: &Path,
 ) -> Result<std::process::Child, String> {
     let mut executable = command(state, run, params, how)?;
     let program = executable.get_program().to_os_string();
+    let cannot = |e: std::io::Error| format!("cannot write the controller's output to `{}`: {e}", output.display());
+    if let Some(dir) = output.parent() {
+        std::fs::create_dir_all(dir).map_err(cannot)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(output)
+        .map_err(cannot)?;
     executable
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(file.try_clone().map_err(cannot)?)
+        .stderr(file)
         .spawn()
         .map_err(|e| format!("cannot start `{}`: {e}", Path::new(&program).display()))
 }

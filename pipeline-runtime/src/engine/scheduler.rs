@@ -199,7 +199,7 @@ pub(crate) struct Scheduler {
 }
 
 /// How many node statuses there are.
-const STATUSES: usize = NodeStatus::Skipped as usize + 1;
+const STATUSES: usize = NodeStatus::ALL.len();
 
 /// How many nodes stand at each status, the running ones and the latest failures: what a
 /// progress display shows.

@@ -116,27 +116,38 @@ pub(super) async fn resume(
             )));
         }
         let params = recorded_parameters(&run).map_err(UiError::BadRequest)?;
-        let child = spawn_again(&app2.state, &run, params, Again::Resume).map_err(UiError::BadRequest)?;
-        watch(&app2, &run.id, child);
+        let output = launch_log(&app2, &run.id);
+        let child = spawn_again(&app2.state, &run, params, Again::Resume, &output).map_err(UiError::BadRequest)?;
+        watch(&app2, &run.id, child, output);
         Ok(run.id)
     })
     .await?;
     Ok(Redirect::to(&run_url(&id)).into_response())
 }
 
-/// Keeps what the controller `child` of run `id` says, and notes its failure if it ends
-/// without having recorded the run.
-fn watch(app: &Arc<App>, id: &str, child: std::process::Child) {
+/// Where the controller of run `id`, started from the page, writes its output: a file, so that
+/// it does not depend on the page's process (which may stop first).
+fn launch_log(app: &App, id: &str) -> std::path::PathBuf {
+    app.state
+        .join("launches")
+        .join(format!("{}.log", pipeline_core::names::slug(id)))
+}
+
+/// Waits for the controller `child` of run `id`, and notes its failure (the end of `output`)
+/// if it ends without success.
+fn watch(app: &Arc<App>, id: &str, mut child: std::process::Child, output: std::path::PathBuf) {
     crate::sync::lock(&app.launches).insert(id.to_string(), Launch::Starting);
     let (app, id) = (app.clone(), id.to_string());
     std::thread::spawn(move || {
-        let Ok(out) = child.wait_with_output() else { return };
+        let Ok(status) = child.wait() else { return };
         let mut launches = crate::sync::lock(&app.launches);
-        if out.status.success() {
+        if status.success() {
             launches.remove(&id);
             return;
         }
-        let said = String::from_utf8_lossy(&out.stderr);
+        let said = std::fs::read(&output)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         let tail: String = said
             .chars()
             .rev()
@@ -147,7 +158,7 @@ fn watch(app: &Arc<App>, id: &str, child: std::process::Child) {
             .collect();
         launches.insert(
             id,
-            Launch::Failed(format!("the run's controller ended ({}):\n{tail}", out.status)),
+            Launch::Failed(format!("the run's controller ended ({status}):\n{tail}")),
         );
     });
 }
@@ -259,8 +270,9 @@ pub(super) async fn rerun(
             mode: mode.as_deref(),
             refresh: &refresh,
         };
-        let child = spawn_again(&app2.state, &run, params, how).map_err(UiError::BadRequest)?;
-        watch(&app2, &new, child);
+        let output = launch_log(&app2, &new);
+        let child = spawn_again(&app2.state, &run, params, how, &output).map_err(UiError::BadRequest)?;
+        watch(&app2, &new, child, output);
         Ok(Ok(new))
     })
     .await?;
