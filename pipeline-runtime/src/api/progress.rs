@@ -86,14 +86,36 @@ pub(crate) fn show(run: &Arc<Run>) -> Option<Display> {
     })
 }
 
-/// Waits `period` for the run's end: `Some(Some(..))` when it ended, `Some(None)` when the
-/// display was dropped, `None` to go on.
-fn wait(rx: &Receiver<(RunStatus, Tally)>, period: Duration) -> Option<Option<(RunStatus, Tally)>> {
-    match rx.recv_timeout(period) {
-        Ok(status) => Some(Some(status)),
-        Err(RecvTimeoutError::Disconnected) => Some(None),
-        Err(RecvTimeoutError::Timeout) => None,
+/// What one tick of a display shows.
+enum Tick {
+    /// The run goes on: its tally, with the failures not shown yet.
+    Running(Tally),
+    /// The run ended: its final tally, with the failures not shown yet.
+    Ended(RunStatus, Tally),
+    /// The display was dropped without an end.
+    Dropped,
+}
+
+/// Waits `period` for the run's end, then gives the tick; `failures` (those shown so far) grows
+/// by the new ones.
+fn tick(run: &Run, rx: &Receiver<(RunStatus, Tally)>, period: Duration, failures: &mut usize) -> Tick {
+    let tick = match rx.recv_timeout(period) {
+        Err(RecvTimeoutError::Timeout) => Tick::Running(run.tally(SHOWN, *failures)),
+        Err(RecvTimeoutError::Disconnected) => return Tick::Dropped,
+        // The final tally lists every failure: those not shown yet follow.
+        Ok((status, mut tally)) => {
+            tally.failed.drain(..(*failures).min(tally.failed.len()));
+            Tick::Ended(status, tally)
+        }
+    };
+    if let Tick::Running(t) | Tick::Ended(_, t) = &tick {
+        *failures += t.failed.len();
     }
+    tick
+}
+
+fn failure_line(name: &str, (step, error): &(Arc<str>, String)) -> String {
+    format!("{name}: step `{step}` failed: {error}")
 }
 
 fn plain(run: &Run, rx: &Receiver<(RunStatus, Tally)>) {
@@ -101,20 +123,15 @@ fn plain(run: &Run, rx: &Receiver<(RunStatus, Tally)>) {
     let started = Instant::now();
     let (mut failures, mut printed, mut next) = (0, false, QUIET);
     loop {
-        let (tally, end) = match wait(rx, Duration::from_millis(250)) {
-            None => (run.tally(SHOWN, failures), None),
-            Some(None) => return,
-            // The final tally lists every failure: those not printed yet follow.
-            Some(Some((status, mut tally))) => {
-                tally.failed.drain(..failures.min(tally.failed.len()));
-                (tally, Some(status))
-            }
+        let (tally, end) = match tick(run, rx, Duration::from_millis(250), &mut failures) {
+            Tick::Running(tally) => (tally, None),
+            Tick::Ended(status, tally) => (tally, Some(status)),
+            Tick::Dropped => return,
         };
-        for (step, error) in &tally.failed {
-            eprintln!("{name}: step `{step}` failed: {error}");
+        for failure in &tally.failed {
+            eprintln!("{}", failure_line(name, failure));
             printed = true;
         }
-        failures += tally.failed.len();
         if let Some(status) = end {
             if printed || started.elapsed() >= QUIET {
                 eprintln!("{name}: {}", end_line(status, &tally, started.elapsed()));
@@ -142,18 +159,14 @@ fn bar(run: &Run, rx: &Receiver<(RunStatus, Tally)>) {
     bar.set_prefix(name.to_string());
     let mut failures = 0;
     loop {
-        let (tally, end) = match wait(rx, Duration::from_millis(100)) {
-            None => (run.tally(SHOWN, failures), None),
-            Some(None) => break bar.finish_and_clear(),
-            Some(Some((status, mut tally))) => {
-                tally.failed.drain(..failures.min(tally.failed.len()));
-                (tally, Some(status))
-            }
+        let (tally, end) = match tick(run, rx, Duration::from_millis(100), &mut failures) {
+            Tick::Running(tally) => (tally, None),
+            Tick::Ended(status, tally) => (tally, Some(status)),
+            Tick::Dropped => break bar.finish_and_clear(),
         };
-        for (step, error) in &tally.failed {
-            bar.println(format!("{name}: step `{step}` failed: {error}"));
+        for failure in &tally.failed {
+            bar.println(failure_line(name, failure));
         }
-        failures += tally.failed.len();
         if let Some(status) = end {
             bar.finish_and_clear();
             eprintln!("{name}: {}", end_line(status, &tally, started.elapsed()));

@@ -174,8 +174,6 @@ pub(crate) struct Scheduler {
     // FNV: short keys, hashed at every call; nothing here is keyed by untrusted input.
     names: FnvHashMap<Arc<str>, u32>,
     repeats: FnvHashMap<Box<str>, u32>,
-    /// Nodes not yet final.
-    active: usize,
     /// The first step whose failure fails the run.
     fatal: Option<Arc<str>>,
     /// Why the run is being stopped; nodes that have not started are aborted with it.
@@ -256,7 +254,6 @@ impl Scheduler {
             nodes: Vec::new(),
             names: FnvHashMap::default(),
             repeats: FnvHashMap::default(),
-            active: 0,
             fatal: None,
             aborting: None,
             stop_mark: StopMark::Aborted,
@@ -323,7 +320,9 @@ impl Scheduler {
 
     /// Number of nodes not yet final.
     pub(crate) fn active(&self) -> usize {
-        self.active
+        self.counts[NodeStatus::Pending as usize]
+            + self.counts[NodeStatus::Queued as usize]
+            + self.counts[NodeStatus::Running as usize]
     }
 
     /// Number of nodes.
@@ -384,7 +383,6 @@ impl Scheduler {
             log_path: None,
         });
         self.names.insert(name, index);
-        self.active += 1;
         self.counts[NodeStatus::Pending as usize] += 1;
         self.record(index, true);
 
@@ -558,7 +556,7 @@ impl Scheduler {
     /// Event: stop the run (a user stop, the pipeline's time limit). Nodes not started are
     /// aborted, running ones cancelled. Ignored when already stopping or idle.
     pub(crate) fn stop(&mut self, reason: String, mark: StopMark, now: SystemTime) {
-        if self.aborting.is_some() || self.active == 0 {
+        if self.aborting.is_some() || self.active() == 0 {
             return;
         }
         self.stop_mark = mark;
@@ -568,7 +566,7 @@ impl Scheduler {
     /// The run's status; `body_panicked` fails it. `Aborted` only for a stop from outside the
     /// steps ([`Scheduler::stop`]); a step failure fails the run, even with `abort_on_failure`.
     pub(crate) fn run_status(&self, body_panicked: bool) -> RunStatus {
-        if self.active > 0 {
+        if self.active() > 0 {
             RunStatus::Running
         } else if body_panicked || self.fatal.is_some() {
             RunStatus::Failed
@@ -856,7 +854,6 @@ impl Scheduler {
         node.ended = Some(now);
         node.error = error;
         self.set_status(index, status);
-        self.active -= 1;
     }
 
     /// The post callback, then the node's children.

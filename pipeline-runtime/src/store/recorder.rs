@@ -100,10 +100,7 @@ impl Recorder {
     pub(crate) fn sync(&self, bound: Duration) {
         let tx = lock(&self.tx).clone();
         if let Some(tx) = tx {
-            let (done_tx, done_rx) = sync_channel(1);
-            if tx.send(Msg::Flush(done_tx)).is_ok() {
-                let _ = done_rx.recv_timeout(bound);
-            }
+            flushed(&tx, bound);
         }
     }
 
@@ -113,20 +110,26 @@ impl Recorder {
     pub(crate) fn finish(&self, bound: Duration) -> Result<(), StoreError> {
         lock(&ROUTES).retain(|(id, _)| *id != self.run);
         let tx = lock(&self.tx).take();
-        if let Some(tx) = tx {
-            let (done_tx, done_rx) = sync_channel(1);
-            if tx.send(Msg::Flush(done_tx)).is_ok() && done_rx.recv_timeout(bound).is_err() {
-                return Err(lock(&self.error).clone().unwrap_or_else(|| StoreError {
-                    path: self.path.clone(),
-                    message: format!("writing the run's record did not finish within {bound:?}; it may be incomplete"),
-                }));
-            }
+        if let Some(tx) = tx
+            && !flushed(&tx, bound)
+        {
+            return Err(lock(&self.error).clone().unwrap_or_else(|| StoreError {
+                path: self.path.clone(),
+                message: format!("writing the run's record did not finish within {bound:?}; it may be incomplete"),
+            }));
         }
         match lock(&self.error).clone() {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
+}
+
+/// Asks the writer behind `tx` to flush and waits for it at most `bound`: false when it did
+/// not answer in time (a writer that has stopped has nothing left to flush: true).
+fn flushed(tx: &Sender<Msg>, bound: Duration) -> bool {
+    let (done_tx, done_rx) = sync_channel(1);
+    tx.send(Msg::Flush(done_tx)).is_err() || done_rx.recv_timeout(bound).is_ok()
 }
 
 impl Drop for Recorder {
