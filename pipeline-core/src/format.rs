@@ -37,6 +37,20 @@ fn civil(t: SystemTime) -> (String, (u64, u64, u64), u32) {
     )
 }
 
+/// `text` on one line: line breaks and tabs become spaces, other control characters vanish.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' => out.push(' '),
+            '\r' => {}
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// `850ms`, `3.2s`, `2m05s`, `1h07m`: short, for boxes and progress lines.
 pub fn human_duration(d: Duration) -> String {
     let ms = d.as_millis();

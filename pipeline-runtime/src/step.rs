@@ -279,7 +279,7 @@ pub fn upload_artifact<T: ComponentValue>(
     let dir = if cx.node.is_empty() {
         cx.run_dir.join("artifacts")
     } else {
-        cx.run_dir.join(&*slug(&cx.node)).join("artifacts")
+        crate::store::step_folder(&cx.run_dir, &cx.node).join("artifacts")
     };
     let record = store_value(&cx, &dir, "artifacts", name, value, pipeline_core::Codec::Bincode)?;
     Ok(upload(

@@ -69,7 +69,7 @@ fn start(
     let origin = config.origin.take();
     let started = SystemTime::now();
     let state = config.state_dir.clone();
-    let run_dir = state.join("runs").join(&key);
+    let run_dir = crate::store::run_folder(&state, &key);
     // The executor first: an unreachable cluster is an error before anything is recorded.
     let executor = executor(&config, descriptor, &run_dir)?;
     let mut identity = RunIdentity {

@@ -49,10 +49,7 @@ pub fn spin_step(state: &Path, run: &RunRecord, step: &NodeRecord, out: &Path) -
         )));
     };
     let attempt = step.node.attempts.max(1);
-    let node_dir = state
-        .join("runs")
-        .join(&run.id)
-        .join(&*pipeline_core::names::slug(name));
+    let node_dir = crate::store::step_folder(&crate::store::run_folder(state, &run.id), name);
     let manifest_path = node_dir.join(format!("manifest-{attempt}.json"));
     let bytes = std::fs::read(&manifest_path).map_err(|e| {
         fail(format!(

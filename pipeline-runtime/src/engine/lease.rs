@@ -92,7 +92,7 @@ impl Lease for NodeLease {
                 None,
             )
         } else {
-            let node_dir = self.run.run_dir.join(&*slug(&step));
+            let node_dir = crate::store::step_folder(&self.run.run_dir, &step);
             let remote_prefix = self.run.remote_prefix(Some(descriptor), &step);
             let log_path = node_dir.join(format!("attempt-{number}.log"));
             match self.inputs(&mut attempt, &node_dir, remote_prefix.as_deref()) {

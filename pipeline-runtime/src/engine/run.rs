@@ -570,7 +570,7 @@ impl Run {
     /// finished, or those its worker reported in a result file the dead controller never
     /// recorded. `None` when there is nothing whole to reuse.
     fn outputs_before(&self, node: &NodeKey, before: &PreviousNode) -> Option<Vec<ArtifactRef>> {
-        let node_dir = self.run_dir.join(&*slug(&node.name));
+        let node_dir = crate::store::step_folder(&self.run_dir, &node.name);
         let from_file = |path: std::path::PathBuf| -> Option<ArtifactRef> {
             let header = crate::transport::artifacts::verify(&path).ok()?;
             let codec = crate::transport::artifacts::codec_named(&header.codec, self.descriptor.name).ok()?;
@@ -657,7 +657,8 @@ impl Run {
         let codec = self.descriptor.options.codec;
         let mut records = Vec::new();
         for (slot, output) in slots.iter().zip(descriptor.outputs) {
-            let path = crate::transport::artifacts::output_path(&self.run_dir.join(&*slug(name)), output.name);
+            let path =
+                crate::transport::artifacts::output_path(&crate::store::step_folder(&self.run_dir, name), output.name);
             match slot.persist(&path, codec) {
                 Ok(artifact) => {
                     let record = output_record(name, output, &artifact);

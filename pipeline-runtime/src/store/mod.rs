@@ -39,6 +39,16 @@ pub struct RunStore {
     version: usize,
 }
 
+/// Where run `run`'s files (artifacts, logs, manifests) are in the state folder `state`.
+pub fn run_folder(state: &Path, run: &str) -> PathBuf {
+    state.join("runs").join(run)
+}
+
+/// Where step `step`'s files are in its run's folder: a folder named by the step name's slug.
+pub fn step_folder(run_folder: &Path, step: &str) -> PathBuf {
+    run_folder.join(&*pipeline_core::names::slug(step))
+}
+
 pub(crate) fn secs(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()

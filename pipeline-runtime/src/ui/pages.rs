@@ -14,7 +14,7 @@ use pipeline_core::format::{human_duration, short_type, size, timestamp};
 use pipeline_core::{NodeStatus, PipelineDag, RunStatus, StepError};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -439,8 +439,9 @@ fn steps_table(r: &RunRecord, nodes: &[NodeRecord]) -> Markup {
     }
 }
 
+/// `text` on one line, cut to `max` characters.
 fn one_line(text: &str, max: usize) -> String {
-    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let flat = pipeline_core::format::one_line(text);
     if flat.chars().count() > max {
         let mut cut: String = flat.chars().take(max - 1).collect();
         cut.push('…');
@@ -545,10 +546,6 @@ pub(super) struct StepQuery {
     attempt: Option<u32>,
 }
 
-pub(super) fn step_folder(state: &Path, run: &str, step: &str) -> PathBuf {
-    state.join("runs").join(run).join(&*pipeline_core::names::slug(step))
-}
-
 fn load_step(app: &App, id: &str, step: &str, attempt: Option<u32>) -> Result<StepData, UiError> {
     let store = app.store()?;
     let run = find_run(&store, id)?;
@@ -562,7 +559,7 @@ fn load_step(app: &App, id: &str, step: &str, attempt: Option<u32>) -> Result<St
         .log_path
         .as_ref()
         .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| step_folder(&app.state, &run.id, step));
+        .unwrap_or_else(|| crate::store::step_folder(&crate::store::run_folder(&app.state, &run.id), step));
     let attempts: Vec<(u32, Option<StepError>)> = (1..=node.node.attempts)
         .map(|n| {
             let result = std::fs::read(folder.join(format!("result-{n}.json")))

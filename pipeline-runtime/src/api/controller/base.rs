@@ -42,10 +42,7 @@ pub(super) fn recorded_step(state: &Path, run: &str, step: &str) -> Result<Based
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("its component `{component}` is not registered in this binary"))?;
     let (params, _) = describe(descriptor);
-    let manifest = state
-        .join("runs")
-        .join(&record.id)
-        .join(&*pipeline_core::names::slug(step))
+    let manifest = crate::store::step_folder(&crate::store::run_folder(state, &record.id), step)
         .join(format!("manifest-{}.json", node.node.attempts.max(1)));
     let from = format!("step `{step}` of run {}", record.id);
     let arguments = match std::fs::read(&manifest) {

@@ -1,22 +1,8 @@
 //! How values are shown to people: times (UTC), durations, sizes, Rust type names, parameters.
 
 use pipeline_core::dag::format_duration;
-pub use pipeline_core::format::{rfc3339, short_type, size, timestamp};
+pub use pipeline_core::format::{one_line, rfc3339, short_type, size, timestamp};
 use std::time::Duration;
-
-/// `text` on one line: line breaks and tabs become spaces, other control characters vanish.
-pub fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' | '\t' => out.push(' '),
-            '\r' => {}
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// A duration as the DAG renderings show it, or `-` when there is none.
 pub fn duration(d: Option<Duration>) -> String {

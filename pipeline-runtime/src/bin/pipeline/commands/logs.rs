@@ -34,10 +34,7 @@ fn log_path(ctx: &Ctx, run: &RunRecord, node: &NodeRecord) -> Result<PathBuf, Cl
     // The store records an attempt's log with the state change that follows its start, so
     // the log of the attempt running now is found where the local executor puts it.
     let current = (run.mode == "local" && node.node.attempts > 0).then(|| {
-        ctx.state
-            .join("runs")
-            .join(&run.id)
-            .join(&*pipeline_core::names::slug(step))
+        pipeline_runtime::store::step_folder(&pipeline_runtime::store::run_folder(&ctx.state, &run.id), step)
             .join(format!("attempt-{}.log", node.node.attempts))
     });
     if !node.node.status.is_terminal() {
