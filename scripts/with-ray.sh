@@ -24,13 +24,16 @@ fi
 free_ports() {
   python3 -c '
 import socket
-socks = [socket.socket() for _ in range(11)]
+socks = [socket.socket() for _ in range(16)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 for s in socks: s.close()'
 }
+# Every port pinned: one Ray picks itself may collide with a cluster just stopped (its agent's
+# port taken makes job submission answer "No available agent").
 read -r gcs_port dashboard_port agent_port client_port s3_port \
   node_agent_port node_agent_grpc_port node_env_port node_metrics_port node_manager_port node_object_port \
+  agent_grpc_port env_port metrics_port manager_port object_port \
   < <(free_ports)
 
 # Short: Ray puts unix sockets under it, and their paths are limited in length.
@@ -51,9 +54,13 @@ export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-eas
 export AWS_ENDPOINT="http://127.0.0.1:$s3_port" AWS_ALLOW_HTTP=true
 
 export RAY_USAGE_STATS_ENABLED=0
-"$venv/bin/ray" start --head --block \
+# Jobs find the venv's Python (with `ray`) as `python3`, as on a cluster started from an
+# activated environment: the warm runner's job needs it.
+PATH="$(pwd)/$venv/bin:$PATH" "$venv/bin/ray" start --head --block \
   --port "$gcs_port" --dashboard-host 127.0.0.1 --dashboard-port "$dashboard_port" \
   --dashboard-agent-listen-port "$agent_port" --ray-client-server-port "$client_port" \
+  --dashboard-agent-grpc-port "$agent_grpc_port" --runtime-env-agent-port "$env_port" \
+  --metrics-export-port "$metrics_port" --node-manager-port "$manager_port" --object-manager-port "$object_port" \
   --num-cpus 2 --resources '{"queue_default": 100, "queue_gpu": 1}' \
   --temp-dir "$tmp/ray" --disable-usage-stats >"$tmp/head.log" 2>&1 &
 head_pid=$!
@@ -95,7 +102,7 @@ namespace=(unshare --mount --propagation private)
   mkdir "$repo/.venv-ray"
   mount --bind "$tmp/node/venv" "$repo/.venv-ray"
   cd /
-  TMPDIR="$tmp/node/tmp" exec "$repo/.venv-ray/bin/ray" "$@"
+  TMPDIR="$tmp/node/tmp" PATH="$repo/.venv-ray/bin:$PATH" exec "$repo/.venv-ray/bin/ray" "$@"
 ' with-ray-node "$tmp" "$repo" start --block --address "127.0.0.1:$gcs_port" \
   --num-cpus 1 --resources '{"queue_isolated": 4}' --temp-dir "$tmp/ray" \
   --dashboard-agent-listen-port "$node_agent_port" --dashboard-agent-grpc-port "$node_agent_grpc_port" \

@@ -3,20 +3,35 @@
 //! queues `default` (100 slots) and `gpu` (1 slot); a second node, the only one serving
 //! `isolated`, sees none of this machine's files where the state folder is
 //! (`PIPELINE_TEST_HIDDEN`), as a worker machine without a shared folder.
+//!
+//! This file is two test targets: `remote_pipeline` runs every test through the warm runner,
+//! `remote_jobs` through one Ray job per step (the crate's name tells them apart). A few tests
+//! are about one backend only; they say so and return at once on the other.
 
 mod common;
 
 use pipeline_runtime::prelude::*;
 use pipeline_runtime::store::RunFilter;
-use pipeline_runtime::{Mode, PipelineRun, RunStatus, step, with_mode};
+use pipeline_runtime::{Mode, PipelineRun, RemoteBackend, RunStatus, step, with_mode};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Once;
 use std::time::{Duration, Instant, SystemTime};
 
+/// The backend this target tests: the runner explicitly (not `auto`, which would hide a runner
+/// that cannot serve behind its fallback).
+fn backend() -> RemoteBackend {
+    if env!("CARGO_CRATE_NAME") == "remote_jobs" {
+        RemoteBackend::Jobs
+    } else {
+        RemoteBackend::Runner
+    }
+}
+
 fn setup() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
+        pipeline_runtime::set_ray_backend(backend());
         // Under the folder the isolated node cannot see, when there is one.
         let base = std::env::var_os("PIPELINE_TEST_HIDDEN")
             .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
@@ -155,6 +170,9 @@ fn http(address: &str, method: &str, path: &str) -> String {
 
 #[test]
 fn a_job_stopped_on_the_cluster_is_an_aborted_step() {
+    if backend() != RemoteBackend::Jobs {
+        return; // job-per-step only: a runner's step is not a job of its own
+    }
     setup();
     let started = Instant::now();
     let worker = std::thread::spawn(|| stopped::run().unwrap());
@@ -581,16 +599,24 @@ fn history(state: &std::path::Path, run: &str, node: &str) -> Vec<NodeStatus> {
         .collect()
 }
 
-/// `kill -9` of a remote controller leaves its step's Ray job running; the resumed run waits
-/// for that job instead of running the step again (counted by its executions).
+/// `kill -9` of a remote controller. Job per step: it leaves its step's Ray job running, and
+/// the resumed run waits for that job instead of running the step again. Warm runner: the
+/// runner sees its controller gone and cancels the step's task, so the resumed run runs the
+/// step again, once. Counted by the step's executions.
 #[test]
 fn a_resumed_run_waits_for_the_job_its_killed_controller_left_running() {
+    pipeline_runtime::set_ray_backend(backend());
     let base = std::env::var_os("PIPELINE_TEST_HIDDEN")
         .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from)
         .join(format!("reattach-{}", std::process::id()));
     let (state, markers) = (base.join("state"), base.join("markers"));
     std::fs::create_dir_all(&markers).unwrap();
-    common::kill_resume_probe_in_second_step(&state, &markers, &["remote"], Duration::from_secs(240));
+    common::kill_resume_probe_in_second_step(
+        &state,
+        &markers,
+        &["remote", backend().as_str()],
+        Duration::from_secs(240),
+    );
     let store = pipeline_runtime::store::RunStore::open_read_only(&state.join("runs.db")).unwrap();
     let crashed = store.runs(&RunFilter::default()).unwrap().remove(0);
     assert_eq!(crashed.status, RunStatus::Crashed);
@@ -619,11 +645,151 @@ fn a_resumed_run_waits_for_the_job_its_killed_controller_left_running() {
     let resumed = resuming.join().unwrap().unwrap();
     assert_eq!(resumed.status, RunStatus::Completed);
     let executions = std::fs::read_to_string(markers.join("executions")).unwrap();
+    let expected: &[&str] = match backend() {
+        RemoteBackend::Jobs => &["first", "second", "third"],
+        _ => &["first", "second", "second", "third"],
+    };
     assert_eq!(
         executions.lines().collect::<Vec<_>>(),
-        ["first", "second", "third"],
-        "the step's job was waited for, not run again"
+        expected,
+        "job per step: the step's job was waited for, not run again; runner: run again once"
     );
+}
+
+// ------------------------------------------------------- a runner that cannot serve
+
+#[pipeline(name = "remote_unreachable", project = "remote-tests")]
+fn unreachable(x: u64) -> Result<u64, HandleError> {
+    square(x).get()
+}
+
+/// Runs `unreachable` with the runner told to reach this controller where nothing listens, as
+/// a cluster behind a firewall would fail to.
+fn with_an_unreachable_controller(backend: RemoteBackend) -> pipeline_runtime::Finished<Result<u64, HandleError>> {
+    setup();
+    let config = pipeline_runtime::Config::current();
+    let ray = pipeline_runtime::RayConfig {
+        backend,
+        // Port 9 (discard): nothing listens on loopback.
+        runner_url: Some("http://127.0.0.1:9".into()),
+        ..config.ray.clone()
+    };
+    config.with_ray(ray).scope(|| unreachable::run(7).unwrap())
+}
+
+/// `auto`: the runner cannot reach the controller, so the step goes as a Ray job of its own.
+#[test]
+fn auto_falls_back_to_a_job_per_step_when_the_runner_cannot_reach_the_controller() {
+    if backend() != RemoteBackend::Runner {
+        return; // about the runner
+    }
+    let finished = with_an_unreachable_controller(RemoteBackend::Auto);
+    assert_eq!(finished.output, Ok(49));
+    // The step's attempt ran as the job named after it.
+    let job = format!("/api/jobs/{}-square-1", finished.run.id());
+    let answer = request("GET", &job);
+    assert!(answer.contains("\"SUCCEEDED\""), "{answer}");
+}
+
+/// `runner`: no fallback; the step fails with why the runner could not serve.
+#[test]
+fn runner_says_why_it_cannot_serve_when_the_controller_is_unreachable() {
+    if backend() != RemoteBackend::Runner {
+        return; // about the runner
+    }
+    let finished = with_an_unreachable_controller(RemoteBackend::Runner);
+    let err = finished.output.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("could not serve") && text.contains("cannot reach the controller at http://127.0.0.1:9"),
+        "{text}"
+    );
+}
+
+// ------------------------------------------------------- a runner that dies
+
+/// The first attempt writes its pid and waits to be killed with its runner; the retry returns.
+#[component(retries = 1)]
+fn outlives_its_runner(pid_file: String) -> u32 {
+    if !std::path::Path::new(&pid_file).exists() {
+        std::fs::write(&pid_file, std::process::id().to_string()).expect("pid file written");
+        std::thread::sleep(Duration::from_secs(120));
+        return 1;
+    }
+    2
+}
+
+#[pipeline(name = "remote_runner_killed", project = "remote-tests")]
+fn runner_killed(pid_file: String) -> Result<u32, HandleError> {
+    outlives_its_runner(pid_file).get()
+}
+
+/// The driver process of the running warm runner told to reach its controller at `url`, from
+/// the Jobs API's list.
+fn runner_driver(url: &str) -> Option<u32> {
+    let answer = request("GET", "/api/jobs/");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let jobs: Vec<serde_json::Value> = serde_json::from_str(body).ok()?;
+    jobs.iter()
+        .filter(|j| j["status"] == "RUNNING")
+        .filter(|j| j["runtime_env"]["env_vars"]["PIPELINE_RUNNER_URL"] == url)
+        .find_map(|j| j["driver_info"]["pid"].as_str()?.parse().ok())
+}
+
+/// `kill -9` of the runner's driver mid-step: the controller sees its job fail, the attempt
+/// it held ends as lost (with the worker it started), and the retry runs on a new runner.
+#[test]
+fn a_killed_runner_is_detected_and_its_step_retried() {
+    if backend() != RemoteBackend::Runner {
+        return; // the warm runner only
+    }
+    setup();
+    let pid_file = pipeline_runtime::Config::current()
+        .state_dir
+        .join(format!("runner-killed-{}.pid", std::process::id()));
+    let file = pid_file.display().to_string();
+    // A runner of its own (the other tests' steps go through this process's shared one): a
+    // listening address of its own, on a port known to find it by.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = pipeline_runtime::Config::current();
+    let ray = pipeline_runtime::RayConfig {
+        runner_listen: Some(format!("127.0.0.1:{port}")),
+        ..config.ray.clone()
+    };
+    let config = config.with_ray(ray);
+    let running = std::thread::spawn(move || config.scope(|| runner_killed::run(file).unwrap()));
+    let start = Instant::now();
+    while !pid_file.exists() {
+        assert!(start.elapsed() < Duration::from_secs(180), "the step never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let driver = runner_driver(&format!("http://127.0.0.1:{port}")).expect("the test's runner is running");
+    let worker: u32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &driver.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let finished = running.join().unwrap();
+    assert_eq!(finished.output, Ok(2));
+    assert_eq!(finished.run.dag().node("outlives_its_runner").unwrap().attempts, 2);
+    // The lost attempt's worker died with its task.
+    let start = Instant::now();
+    while std::path::Path::new(&format!("/proc/{worker}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{worker}/stat")).is_ok_and(|s| s.contains(") Z "))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the lost attempt's worker {worker} outlived its runner"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 // ------------------------------------------------------- what a remote step starts
@@ -662,6 +828,52 @@ fn a_program_a_remote_step_started_ends_with_the_step() {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "the step's child {pid} outlived its job"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts a program, notes its pid, and outlasts its time limit.
+// The child is left running on purpose: the time limit must end it.
+#[allow(clippy::zombie_processes)]
+#[component(time_limit = "3s")]
+fn overstays(pid_file: String) -> u32 {
+    let child = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .expect("`sleep` starts");
+    std::fs::write(&pid_file, child.id().to_string()).expect("pid file written");
+    std::thread::sleep(Duration::from_secs(120));
+    1
+}
+
+#[pipeline(name = "remote_overstays", project = "remote-tests")]
+fn overstaying(pid_file: String) -> Result<u32, HandleError> {
+    overstays(pid_file).get()
+}
+
+/// A running step's time limit stops it on the cluster, with what it started, at once: the
+/// job is stopped, or the runner's task is cancelled and kills the worker's group.
+#[test]
+fn a_time_limit_ends_a_running_remote_step_and_its_children() {
+    setup();
+    let pid_file = pipeline_runtime::Config::current()
+        .state_dir
+        .join(format!("overstays-{}.pid", std::process::id()));
+    let finished = overstaying::run(pid_file.display().to_string()).unwrap();
+    let err = finished.output.unwrap_err();
+    assert!(
+        matches!(&err, HandleError::Aborted { reason, .. } if reason.contains("time limit of 3.000s")),
+        "{err}"
+    );
+    let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let start = Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the step's child {pid} outlived its time limit"
         );
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -11,3 +11,13 @@ pub(crate) fn warn(message: Arguments<'_>) {
         eprintln!("pipeline: {message}");
     }
 }
+
+/// Something a user should know about how a run goes (which way remote steps reach the
+/// cluster); printed like [`warn`] when no subscriber is set.
+#[cfg(feature = "ray")]
+pub(crate) fn note(message: Arguments<'_>) {
+    tracing::info!(target: "pipeline", "{message}");
+    if !tracing::dispatcher::has_been_set() {
+        eprintln!("pipeline: {message}");
+    }
+}

@@ -246,8 +246,9 @@ pub use api::spin::{SpinError, Spun, spin_step};
 pub use component::Component;
 pub use config::{
     CONFIG_FILE, CacheRefresh, Config, DEFAULT_LOG_CAP, LOG_CAP_ENV, Mode, PROGRESS_ENV, Progress, RAY_ADDRESS_ENV,
-    RAY_TOKEN_ENV, RECORD_ENV, RayConfig, STATE_DIR_ENV, debug_pipeline, mode, ray_config, recording, run_locally,
-    set_busy_timeout, set_default_execution_queue, set_recording, set_state_dir, start_locally, state_dir, with_mode,
+    RAY_BACKEND_ENV, RAY_TOKEN_ENV, RECORD_ENV, RUNNER_LISTEN_ENV, RUNNER_URL_ENV, RayConfig, RemoteBackend,
+    STATE_DIR_ENV, debug_pipeline, mode, ray_config, recording, run_locally, set_busy_timeout,
+    set_default_execution_queue, set_ray_backend, set_recording, set_state_dir, start_locally, state_dir, with_mode,
 };
 pub use engine::context::{RunView, current_run};
 pub use error::{ExecutorError, HandleError, PipelineError};

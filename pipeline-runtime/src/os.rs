@@ -183,3 +183,23 @@ fn stat_field(pid: u32, n: usize) -> Option<String> {
     let (_, rest) = stat.rsplit_once(')')?;
     rest.split_whitespace().nth(n).map(str::to_string)
 }
+
+/// A new secret: 128 random bits as hex, from the system's random source.
+#[cfg(any(feature = "ray", feature = "ui"))]
+pub(crate) fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    if read.is_err() {
+        // No random device: a hash of what differs between starts is still unguessable enough
+        // for a loopback page, and better than refusing to start.
+        let seed = format!("{:?}{}{:p}", std::time::SystemTime::now(), std::process::id(), &bytes);
+        bytes.copy_from_slice(&blake3::hash(seed.as_bytes()).as_bytes()[..16]);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether two secrets are equal, in a time that does not depend on where they differ.
+#[cfg(any(feature = "ray", feature = "ui"))]
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -2,8 +2,9 @@
 //! file, for the fault tests of `resume`. `second` waits while a `hold` file exists (so the
 //! test can kill the controller mid-run); `third` fails while a `fail` file exists.
 //!
-//! Usage: `resume_probe <state folder> <marker folder> [remote]` (local mode unless `remote`:
-//! the steps are then Ray jobs on the cluster `PIPELINE_RAY_ADDRESS` names).
+//! Usage: `resume_probe <state folder> <marker folder> [remote [auto|runner|jobs]]` (local mode
+//! unless `remote`: the steps then run on the cluster `PIPELINE_RAY_ADDRESS` names, through
+//! the backend named).
 
 use pipeline_runtime::prelude::*;
 use std::path::Path;
@@ -58,6 +59,9 @@ fn main() {
     pipeline_runtime::set_state_dir(Some(state.into()));
     if args.next().as_deref() != Some("remote") {
         run_locally();
+    }
+    if let Some(backend) = args.next() {
+        pipeline_runtime::set_ray_backend(backend.parse().expect("a backend: auto, runner or jobs"));
     }
     match probe(dir) {
         Ok(v) => println!("{v}"),

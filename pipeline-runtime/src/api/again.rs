@@ -193,6 +193,11 @@ fn command(state: &Path, run: &RunRecord, params: Map<String, Value>, how: Again
     command
         .env(CONTROLLER_ENV, request.to_string())
         .env(crate::config::STATE_DIR_ENV, state)
+        // Its remote steps reach the cluster the way the caller's would.
+        .env(
+            crate::config::RAY_BACKEND_ENV,
+            crate::config::Config::current().ray.backend.as_str(),
+        )
         .env_remove(crate::worker::MANIFEST_ENV);
     Ok(command)
 }

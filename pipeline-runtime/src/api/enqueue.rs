@@ -145,6 +145,8 @@ pub(crate) fn enqueue_with(
                 CONTROLLER_ENV: serde_json::to_string(&request).expect("requests serialize"),
                 crate::config::RAY_ADDRESS_ENV: ray.client.address(),
                 crate::config::STATE_DIR_ENV: state.display().to_string(),
+                // Its steps reach the cluster the way the caller's would.
+                crate::config::RAY_BACKEND_ENV: config.ray.backend.as_str(),
                 "PIPELINE_LOG_ECHO": "0",
             },
         },

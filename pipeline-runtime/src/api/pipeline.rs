@@ -2,6 +2,8 @@
 //! for every step, and hand back the value with the run's record.
 
 use super::PipelineRun;
+#[cfg(feature = "ray")]
+use crate::config::RemoteBackend;
 use crate::config::{Config, Mode};
 use crate::engine::context::CURRENT;
 use crate::engine::run::External;
@@ -12,6 +14,8 @@ use crate::exec::debug::DebugExecutor;
 use crate::exec::process::local::LocalBackend;
 #[cfg(feature = "ray")]
 use crate::exec::process::ray::RayBackend;
+#[cfg(feature = "ray")]
+use crate::exec::process::runner::RunnerBackend;
 use crate::exec::process::{WorkerExecutor, runtime};
 use crate::store::RunRecord;
 use crate::store::recorder::Recorder;
@@ -181,12 +185,33 @@ fn executor(
             let queue = options
                 .default_queue
                 .map_or_else(|| config.default_queue.clone(), str::to_string);
-            Box::new(WorkerExecutor::start(
-                runtime,
-                RayBackend::new(cluster, queue),
-                options.max_parallel.unwrap_or(REMOTE_PARALLEL),
-                config.log_cap,
-            ))
+            let parallel = options.max_parallel.unwrap_or(REMOTE_PARALLEL);
+            let jobs = RayBackend::new(cluster.clone(), queue.clone());
+            match config.ray.backend {
+                RemoteBackend::Jobs => Box::new(WorkerExecutor::start(runtime, jobs, parallel, config.log_cap)),
+                backend @ (RemoteBackend::Auto | RemoteBackend::Runner) => {
+                    match crate::remote::runner::service(&cluster, &config.ray) {
+                        Ok(service) => Box::new(WorkerExecutor::start(
+                            runtime,
+                            RunnerBackend::new(service, jobs, queue, backend),
+                            parallel,
+                            config.log_cap,
+                        )),
+                        Err(reason) if backend == RemoteBackend::Auto => {
+                            crate::diag::warn(format_args!(
+                                "{reason}; remote steps go as one Ray job each (set ray.backend = \"jobs\" to skip the runner)"
+                            ));
+                            Box::new(WorkerExecutor::start(runtime, jobs, parallel, config.log_cap))
+                        }
+                        Err(reason) => {
+                            return Err(PipelineError::Cluster {
+                                address: cluster.client.address().to_string(),
+                                reason,
+                            });
+                        }
+                    }
+                }
+            }
         }
     })
 }

@@ -14,6 +14,13 @@ pub const RECORD_ENV: &str = "PIPELINE_RECORD";
 pub const RAY_ADDRESS_ENV: &str = "PIPELINE_RAY_ADDRESS";
 /// The environment variable with a bearer token for the Ray cluster.
 pub const RAY_TOKEN_ENV: &str = "PIPELINE_RAY_TOKEN";
+/// The environment variable that says how remote steps reach the cluster (`auto`, `runner`,
+/// `jobs`).
+pub const RAY_BACKEND_ENV: &str = "PIPELINE_RAY_BACKEND";
+/// The environment variable with where the controller listens for its runner.
+pub const RUNNER_LISTEN_ENV: &str = "PIPELINE_RAY_RUNNER_LISTEN";
+/// The environment variable with the address the runner reaches the controller at.
+pub const RUNNER_URL_ENV: &str = "PIPELINE_RAY_RUNNER_URL";
 /// The environment variable with the cap of step logs (`512MiB`, `1GB`, bytes).
 pub const LOG_CAP_ENV: &str = "PIPELINE_LOG_CAP";
 /// The environment variable that says how runs show progress (`auto`, `bar`, `plain`, `off`).
@@ -114,10 +121,22 @@ pub(super) fn layer(cwd: &Path) -> Layer {
         default_queue: file.default_queue,
         busy_timeout: file.busy_timeout,
         log_cap,
+        ray_backend: match env(RAY_BACKEND_ENV).map(|v| v.parse()) {
+            Some(Ok(b)) => Some(b),
+            Some(Err(e)) => {
+                crate::diag::warn(format_args!("ignoring {RAY_BACKEND_ENV}: {e}"));
+                None
+            }
+            None => None,
+        },
         ray: Some(RayConfig {
             address: env(RAY_ADDRESS_ENV).or(ray.address),
             token: env(RAY_TOKEN_ENV).or(ray.token),
             headers: ray.headers,
+            backend: ray.backend,
+            python: ray.python,
+            runner_listen: env(RUNNER_LISTEN_ENV).or(ray.runner_listen),
+            runner_url: env(RUNNER_URL_ENV).or(ray.runner_url),
         }),
         cache_refresh: None,
         run_id: None,

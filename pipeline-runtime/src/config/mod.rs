@@ -10,7 +10,10 @@
 mod file;
 mod mode;
 
-pub use file::{CONFIG_FILE, LOG_CAP_ENV, PROGRESS_ENV, RAY_ADDRESS_ENV, RAY_TOKEN_ENV, RECORD_ENV, STATE_DIR_ENV};
+pub use file::{
+    CONFIG_FILE, LOG_CAP_ENV, PROGRESS_ENV, RAY_ADDRESS_ENV, RAY_BACKEND_ENV, RAY_TOKEN_ENV, RECORD_ENV,
+    RUNNER_LISTEN_ENV, RUNNER_URL_ENV, STATE_DIR_ENV,
+};
 pub use mode::{Mode, debug_pipeline, mode, run_locally, set_default_execution_queue, start_locally, with_mode};
 
 use crate::sync::lock;
@@ -32,6 +35,62 @@ pub struct RayConfig {
     /// Extra headers, for clusters behind a proxy.
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
+    /// How remote steps reach the cluster (`PIPELINE_RAY_BACKEND`).
+    #[serde(default)]
+    pub backend: RemoteBackend,
+    /// The command that runs the runner's Python (one with `ray` importable) on the cluster:
+    /// `python3` by default.
+    pub python: Option<String>,
+    /// Where this controller listens for its runner (`PIPELINE_RAY_RUNNER_LISTEN`):
+    /// `127.0.0.1:0` when the cluster's address is on loopback, `0.0.0.0:0` (any port)
+    /// otherwise.
+    pub runner_listen: Option<String>,
+    /// The address the runner is told to reach this controller at (`PIPELINE_RAY_RUNNER_URL`,
+    /// `http://host:port`), when it is not the one listened on (NAT, a forwarded port). By
+    /// default: the listening port on this machine's address on the route to the cluster.
+    pub runner_url: Option<String>,
+}
+
+/// How remote steps reach the Ray cluster: `ray.backend` in `pipeline.toml`, or
+/// `PIPELINE_RAY_BACKEND`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteBackend {
+    /// A warm runner, falling back to one job per step when the runner cannot start or cannot
+    /// reach this controller (the default).
+    #[default]
+    Auto,
+    /// A warm runner per controller process: one Ray job, submitted once, that long-polls this
+    /// controller over HTTP and runs each step as a Ray task (milliseconds per step). The
+    /// cluster must reach this controller.
+    Runner,
+    /// One Ray job per step (about a second or two each); needs nothing from the cluster but
+    /// the Jobs API.
+    Jobs,
+}
+
+impl RemoteBackend {
+    /// The name `pipeline.toml` and `PIPELINE_RAY_BACKEND` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Runner => "runner",
+            Self::Jobs => "jobs",
+        }
+    }
+}
+
+impl std::str::FromStr for RemoteBackend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "runner" => Ok(Self::Runner),
+            "jobs" => Ok(Self::Jobs),
+            other => Err(format!("`{other}` is not one of auto, runner, jobs")),
+        }
+    }
 }
 
 /// How a run shows its progress on stderr while it runs (`PIPELINE_PROGRESS`, or `progress`
@@ -146,6 +205,8 @@ pub(crate) struct Layer {
     pub(crate) busy_timeout: Option<Duration>,
     pub(crate) log_cap: Option<u64>,
     pub(crate) ray: Option<RayConfig>,
+    /// Over `ray.backend`.
+    pub(crate) ray_backend: Option<RemoteBackend>,
     pub(crate) cache_refresh: Option<CacheRefresh>,
     pub(crate) progress: Option<Progress>,
     pub(crate) run_id: Option<String>,
@@ -171,6 +232,7 @@ impl Layer {
             busy_timeout,
             log_cap,
             ray,
+            ray_backend,
             cache_refresh,
             progress,
             run_id,
@@ -190,6 +252,7 @@ static PROCESS: Mutex<Layer> = Mutex::new(Layer {
     busy_timeout: None,
     log_cap: None,
     ray: None,
+    ray_backend: None,
     cache_refresh: None,
     progress: None,
     run_id: None,
@@ -241,6 +304,7 @@ impl Config {
         if let Ok(task) = TASK.try_with(Layer::clone) {
             layer = layer.under(&task);
         }
+        let ray = layer.ray.unwrap_or_default();
         Config {
             mode: layer.mode.unwrap_or(Mode::Remote),
             state_dir: layer.state_dir.unwrap_or_else(|| cwd.join(".pipeline")),
@@ -248,7 +312,10 @@ impl Config {
             default_queue: layer.default_queue.unwrap_or_else(|| "default".into()),
             busy_timeout: layer.busy_timeout.unwrap_or(Duration::from_secs(10)),
             log_cap: layer.log_cap.unwrap_or(DEFAULT_LOG_CAP),
-            ray: layer.ray.unwrap_or_default(),
+            ray: RayConfig {
+                backend: layer.ray_backend.unwrap_or(ray.backend),
+                ..ray
+            },
             cache_refresh: layer.cache_refresh.unwrap_or_default(),
             progress: layer.progress.unwrap_or_default(),
             run_id: layer.run_id,
@@ -340,6 +407,7 @@ impl Config {
             busy_timeout: Some(self.busy_timeout),
             log_cap: Some(self.log_cap),
             ray: Some(self.ray.clone()),
+            ray_backend: Some(self.ray.backend),
             cache_refresh: Some(self.cache_refresh.clone()),
             progress: Some(self.progress),
             run_id: self.run_id.clone(),
@@ -390,6 +458,12 @@ pub fn recording() -> bool {
 /// `$PIPELINE_RAY_ADDRESS` and `$PIPELINE_RAY_TOKEN` taking precedence.
 pub fn ray_config() -> RayConfig {
     Config::current().ray
+}
+
+/// Sets how remote steps reach the Ray cluster in runs started from now on (over
+/// `PIPELINE_RAY_BACKEND` and `pipeline.toml`).
+pub fn set_ray_backend(backend: RemoteBackend) {
+    set_process(|l| l.ray_backend = Some(backend));
 }
 
 /// Sets how long run-store connections opened from now on wait for another process's write

@@ -1,13 +1,17 @@
-//! The Ray cluster: a client of its Jobs REST API, and connecting to it (a check, then the
-//! pipeline's binary uploaded once per build). Below the executors that submit steps as jobs
-//! and `enqueue`, which submits a pipeline's controller.
+//! The Ray cluster: a client of its Jobs REST API, connecting to it (a check, then the
+//! pipeline's binary uploaded once per build, with the warm runner's script), and the warm
+//! runner's controller side (its endpoint, lease table and watcher). Below the executors that
+//! run steps there and `enqueue`, which submits a pipeline's controller.
 
+pub(crate) mod leases;
 pub(crate) mod ray;
+pub(crate) mod runner;
 
 use crate::config::{DEFAULT_ADDRESS, RayConfig};
 use ray::RayClient;
 
 /// A cluster that answered and has this binary as a `working_dir` package.
+#[derive(Clone)]
 pub(crate) struct Cluster {
     pub(crate) client: RayClient,
     /// The package's URI (`gcs://...zip`).

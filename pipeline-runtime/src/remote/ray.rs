@@ -160,15 +160,19 @@ impl RayClient {
             })
     }
 
-    /// Uploads the executable as a `working_dir` package named after its hash, unless the
-    /// cluster has it already; gives the package's URI.
+    /// Uploads the executable, with the warm runner's script beside it, as a `working_dir`
+    /// package named after their hash, unless the cluster has it already; gives the package's
+    /// URI.
     pub async fn ensure_package(&self, exe: &Path) -> Result<String, RayError> {
         // Runs of one process share one upload: concurrent uploads of one package break the
         // jobs that unpack it meanwhile.
         static UPLOADED: tokio::sync::Mutex<Vec<(String, String)>> = tokio::sync::Mutex::const_new(Vec::new());
         let bytes =
             std::fs::read(exe).map_err(|e| RayError::Package(format!("cannot read `{}`: {e}", exe.display())))?;
-        let hash = blake3::hash(&bytes).to_hex();
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&bytes);
+        hasher.update(super::runner::SCRIPT.as_bytes());
+        let hash = hasher.finalize().to_hex();
         let name = format!("_ray_pkg_{}.zip", &hash[..32]);
         let mut uploaded = UPLOADED.lock().await;
         let key = (self.base.clone(), name.clone());
@@ -267,7 +271,7 @@ fn describe(e: &reqwest::Error) -> String {
     message
 }
 
-/// A zip holding the executable, with its run bit.
+/// A zip holding the executable, with its run bit, and the warm runner's script.
 fn zip_executable(name: &str, bytes: &[u8]) -> zip::result::ZipResult<Vec<u8>> {
     let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
@@ -276,5 +280,10 @@ fn zip_executable(name: &str, bytes: &[u8]) -> zip::result::ZipResult<Vec<u8>> {
         .large_file(bytes.len() as u64 >= u64::from(u32::MAX));
     out.start_file(name, options)?;
     out.write_all(bytes)?;
+    let script = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .unix_permissions(0o644);
+    out.start_file(super::runner::SCRIPT_NAME, script)?;
+    out.write_all(super::runner::SCRIPT.as_bytes())?;
     Ok(out.finish()?.into_inner())
 }

@@ -30,15 +30,7 @@ impl Who {
 
 /// A new token: 128 random bits as hex (from the system's random source).
 pub(super) fn new_token() -> String {
-    let mut bytes = [0u8; 16];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
-    if read.is_err() {
-        // No random device: a hash of what differs between starts is still unguessable enough
-        // for a loopback page, and better than refusing to start.
-        let seed = format!("{:?}{}{:p}", std::time::SystemTime::now(), std::process::id(), &bytes);
-        bytes.copy_from_slice(&blake3::hash(seed.as_bytes()).as_bytes()[..16]);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::os::random_token()
 }
 
 /// The anti-forgery field of forms: derived from the token, so a page that has it proves the
@@ -48,10 +40,7 @@ pub(super) fn csrf_of(token: &str) -> String {
     key[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Equal, in a time that does not depend on where they differ.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+use crate::os::same_secret as same;
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers

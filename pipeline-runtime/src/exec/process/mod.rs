@@ -6,6 +6,8 @@
 pub(crate) mod local;
 #[cfg(feature = "ray")]
 pub(crate) mod ray;
+#[cfg(feature = "ray")]
+pub(crate) mod runner;
 
 use super::{AttemptSpec, Cancel, Executor, Lease, Outcome, Work, WorkKind};
 use crate::sync::lock;
@@ -35,6 +37,10 @@ pub(crate) struct WorkerJob<'a> {
     pub(crate) manifest_json: String,
     /// A unique name for this attempt (run, step, attempt number).
     pub(crate) attempt_id: String,
+    /// An earlier controller of this run started it, and it is still live: wait for it.
+    pub(crate) reattach: bool,
+    /// The most bytes of output kept.
+    pub(crate) log_cap: u64,
 }
 
 /// How an attempt's worker ended.
@@ -238,6 +244,8 @@ async fn attempt_in_worker<B: Backend>(
         manifest_path,
         manifest_json: serde_json::to_string(&manifest).map_err(|e| setup("cannot encode the manifest", &e))?,
         attempt_id: spec.attempt_id.clone(),
+        reattach: spec.reattach,
+        log_cap: ctx.log_cap,
     };
     let never = Cancel::default();
     let cancel = spec.cancel.as_deref().unwrap_or(&never);
