@@ -562,6 +562,63 @@ mod tests {
         assert!(!resolves_to_loopback("192.0.2.1:8265"));
     }
 
+    /// The endpoint of a service whose cluster does not answer (no runner ever starts).
+    fn offline() -> Arc<Service> {
+        let config = RayConfig {
+            address: Some("http://127.0.0.1:9".into()),
+            backend: RemoteBackend::Runner,
+            ..RayConfig::default()
+        };
+        let cluster = Cluster {
+            client: super::super::ray::RayClient::new(&config).unwrap(),
+            package: "gcs://_ray_pkg_test.zip".into(),
+            exe_name: "test".into(),
+        };
+        service(&cluster, &config).unwrap()
+    }
+
+    #[test]
+    fn the_endpoint_wants_the_token_and_sends_a_runner_it_does_not_count_on_away() {
+        let service = offline();
+        let client = reqwest::Client::new();
+        let poll = serde_json::json!({ "runner": "r", "seq": 1, "held": [], "wait_ms": 10 });
+        let post = |path: &'static str, token: Option<&str>, body: serde_json::Value| {
+            let mut request = client.post(format!("{}{path}", service.url)).json(&body);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            async move {
+                let response = request.send().await.unwrap();
+                (response.status().as_u16(), response.text().await.unwrap())
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            assert_eq!(post("/poll", None, poll.clone()).await.0, 401);
+            assert_eq!(post("/poll", Some("not-the-token"), poll.clone()).await.0, 401);
+            assert_eq!(post("/done", None, serde_json::json!({})).await.0, 401);
+            let token = service.token.clone();
+            assert_eq!(post("/poll", Some(&token), serde_json::json!("junk")).await.0, 400);
+            // No runner was started: whoever polls is told to exit.
+            let (status, body) = post("/poll", Some(&token), poll.clone()).await;
+            assert_eq!((status, body.as_str()), (200, r#"{"exit":true}"#));
+            // An attempt: no runner job can be submitted, so it comes back unavailable, with why.
+            let (_taken, done) = service.submit("a", serde_json::json!({ "id": "a" })).unwrap();
+            let Ok(Completion::Unavailable(why)) = done.await else {
+                panic!("not handed back as unavailable")
+            };
+            assert!(why.contains("its job could not be submitted"), "{why}");
+            // A report for an attempt nobody holds changes nothing.
+            let report = serde_json::json!({ "runner": "r", "reports": [{ "id": "a", "code": 0 }] });
+            assert_eq!(post("/done", Some(&token), report).await.0, 200);
+        });
+        assert_eq!(lock(&service.leases).queued(), 0);
+        assert!(service.unavailable().is_none(), "`runner` does not fall back");
+    }
+
     #[test]
     fn a_specific_listening_address_is_the_reachable_one() {
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
