@@ -72,6 +72,13 @@ async fn job(client: &RayClient, body: serde_json::Value) -> (Duration, String) 
     }
 }
 
+/// The number a line of `logs` has between `before` and `after`.
+fn number_between(logs: &str, before: &str, after: &str) -> f64 {
+    logs.lines()
+        .find_map(|l| l.split_once(before)?.1.split_once(after)?.0.parse().ok())
+        .unwrap_or_else(|| panic!("the baseline job printed no `{before}...{after}`:\n{logs}"))
+}
+
 /// This machine's memory in use, MiB.
 fn memory_used() -> f64 {
     let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
@@ -206,30 +213,8 @@ fn main() {
             } },
         }),
     ));
-    let bare_task = logs
-        .lines()
-        .find_map(|l| {
-            l.split_once("bare task round trip: median ")?
-                .1
-                .split_once(" ms")?
-                .0
-                .parse::<f64>()
-                .ok()
-        })
-        .map(|ms| Duration::from_secs_f64(ms / 1e3))
-        .unwrap_or_else(|| panic!("the baseline job printed no median:\n{logs}"));
-    let bare_fan = logs
-        .lines()
-        .find_map(|l| {
-            l.split_once("bare task fan-out: 200 in ")?
-                .1
-                .split_once(" s")?
-                .0
-                .parse::<f64>()
-                .ok()
-        })
-        .map(Duration::from_secs_f64)
-        .unwrap_or_else(|| panic!("the baseline job printed no fan-out time:\n{logs}"));
+    let bare_task = Duration::from_secs_f64(number_between(&logs, "bare task round trip: median ", " ms") / 1e3);
+    let bare_fan = Duration::from_secs_f64(number_between(&logs, "bare task fan-out: 200 in ", " s"));
     let n = 20;
     let runner_step = chain_step(n, 3);
     let fan = 200;

@@ -780,19 +780,25 @@ fn a_killed_runner_is_detected_and_its_step_retried() {
     assert_eq!(finished.output, Ok(2));
     assert_eq!(finished.run.dag().node("outlives_its_runner").unwrap().attempts, 2);
     // The lost attempt's worker died with its task.
-    let start = Instant::now();
-    while std::path::Path::new(&format!("/proc/{worker}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{worker}/stat")).is_ok_and(|s| s.contains(") Z "))
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the lost attempt's worker {worker} outlived its runner"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_gone(
+        worker,
+        Duration::from_secs(30),
+        "the lost attempt's worker outlived its runner",
+    );
 }
 
 // ------------------------------------------------------- what a remote step starts
+
+/// Waits until process `pid` is gone (or a zombie), failing with `what` past `bound`.
+fn wait_gone(pid: u32, bound: Duration, what: &str) {
+    let start = Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+    {
+        assert!(start.elapsed() < bound, "{what} ({pid})");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 // The child is left running on purpose: the worker must end it.
 #[allow(clippy::zombie_processes)]
@@ -821,16 +827,7 @@ fn a_program_a_remote_step_started_ends_with_the_step() {
     assert_eq!(with_a_child::run(pid_file.display().to_string()).unwrap().output, Ok(1));
     let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
     // The worker ends its group as it exits; the bound only keeps a broken test from hanging.
-    let start = Instant::now();
-    while std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the step's child {pid} outlived its job"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_gone(pid, Duration::from_secs(10), "the step's child outlived its job");
 }
 
 /// Starts a program, notes its pid, and outlasts its time limit.
@@ -867,16 +864,7 @@ fn a_time_limit_ends_a_running_remote_step_and_its_children() {
         "{err}"
     );
     let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
-    let start = Instant::now();
-    while std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the step's child {pid} outlived its time limit"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_gone(pid, Duration::from_secs(20), "the step's child outlived its time limit");
 }
 
 // ------------------------------------------------------- the cache in object storage

@@ -167,6 +167,21 @@ mod tests {
         assert!(parse("mode = \"fast\"").err().unwrap().contains("unknown variant"));
         assert!(parse("busy_timeout = \"soon\"").is_err());
         assert_eq!(file.log_cap.as_deref(), Some("512MiB"));
+        let ray = parse(
+            "[ray]\nbackend = \"jobs\"\npython = \"/opt/ray/bin/python\"\nrunner_url = \"http://10.0.0.4:9000\"\n",
+        )
+        .unwrap()
+        .ray
+        .unwrap();
+        assert_eq!(ray.backend, super::super::RemoteBackend::Jobs);
+        assert_eq!(ray.python.as_deref(), Some("/opt/ray/bin/python"));
+        assert_eq!(ray.runner_url.as_deref(), Some("http://10.0.0.4:9000"));
+        assert!(
+            parse("[ray]\nbackend = \"serve\"")
+                .err()
+                .unwrap()
+                .contains("unknown variant")
+        );
     }
 
     #[test]

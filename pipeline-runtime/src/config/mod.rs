@@ -491,6 +491,25 @@ mod tests {
     }
 
     #[test]
+    fn the_ray_backend_parses_and_its_setter_and_scopes_lay_over_the_file() {
+        assert_eq!(" Runner ".parse::<RemoteBackend>(), Ok(RemoteBackend::Runner));
+        assert!(
+            "serve"
+                .parse::<RemoteBackend>()
+                .unwrap_err()
+                .contains("auto, runner, jobs")
+        );
+        for b in [RemoteBackend::Auto, RemoteBackend::Runner, RemoteBackend::Jobs] {
+            assert_eq!(b.as_str().parse::<RemoteBackend>(), Ok(b));
+        }
+        let scoped = Config::current().with_ray(RayConfig {
+            backend: RemoteBackend::Jobs,
+            ..RayConfig::default()
+        });
+        assert_eq!(scoped.scope(|| Config::current().ray.backend), RemoteBackend::Jobs);
+    }
+
+    #[test]
     fn threads_have_scopes_of_their_own() {
         let a = std::thread::spawn(|| Config::current().with_state_dir("a").scope(state_dir));
         let b = std::thread::spawn(|| Config::current().with_state_dir("b").scope(state_dir));

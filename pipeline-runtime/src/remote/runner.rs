@@ -371,12 +371,15 @@ impl Service {
 
     /// The runner of `job` is gone, for `reason`.
     fn gone(&self, job: &Job, reason: String) {
+        let mut job = job.clone();
         {
             let mut current = lock(&self.job);
-            if current.as_ref().is_some_and(|j| j.job_id == job.job_id) {
-                *current = None;
+            if let Some(now) = current.take_if(|j| j.job_id == job.job_id) {
+                // It may have polled since `job` was read.
+                job.served = now.served;
             }
         }
+        let job = &job;
         let lost = lock(&self.leases).runner_gone(&job.runner);
         for (_, pending) in lost {
             pending.end(Completion::Lost(format!("the warm runner `{}` {reason}", job.job_id)));
@@ -439,7 +442,8 @@ impl Service {
                 }
                 self.gone(&job, reason);
             }
-            Ok(_) => {
+            // Running (or the cluster does not answer now): what the runner's polls say.
+            _ => {
                 let silent = job.served
                     && !lock(&self.leases).heard_from(&job.runner, Instant::now(), POLL_WAIT + SILENCE_GRACE);
                 let late = !job.served && job.submitted.elapsed() > START_BOUND;
@@ -455,8 +459,6 @@ impl Service {
                     );
                 }
             }
-            // The cluster does not answer now: the steps wait, as job-per-step ones would.
-            Err(_) => {}
         }
     }
 
@@ -510,6 +512,12 @@ async fn watch(service: Arc<Service>) {
     }
 }
 
+/// A JSON answer (by hand: axum's `json` feature turns on serde_json's `raw_value` for every
+/// user of the crate, which changes the compiler's messages about their types).
+fn json(value: &serde_json::Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+}
+
 fn refuse(status: StatusCode, why: &str) -> Response {
     (status, why.to_string()).into_response()
 }
@@ -526,10 +534,10 @@ async fn poll(State(service): State<Arc<Service>>, headers: HeaderMap, body: Byt
         match job.as_mut() {
             Some(job) if job.runner == request.runner => job.served = true,
             // A runner this controller no longer counts on: it must not take work.
-            _ => return axum::Json(serde_json::json!({ "exit": true })).into_response(),
+            _ => return json(&serde_json::json!({ "exit": true })),
         }
     }
-    axum::Json(service.answer(request).await).into_response()
+    json(&service.answer(request).await)
 }
 
 async fn done(State(service): State<Arc<Service>>, headers: HeaderMap, body: Bytes) -> Response {
