@@ -830,6 +830,36 @@ fn a_program_a_remote_step_started_ends_with_the_step() {
     wait_gone(pid, Duration::from_secs(10), "the step's child outlived its job");
 }
 
+/// Kills its own worker with SIGKILL the first time (when `marker` does not exist yet).
+#[component(retries = 1)]
+fn killed_once_remotely(marker: String) -> u32 {
+    if !std::path::Path::new(&marker).exists() {
+        std::fs::write(&marker, b"attempt 1").expect("marker written");
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &std::process::id().to_string()])
+            .status();
+        std::thread::sleep(Duration::from_secs(10));
+    }
+    7
+}
+
+#[pipeline(name = "remote_killed_worker", project = "remote-tests")]
+fn killed_worker(marker: String) -> Result<u32, HandleError> {
+    killed_once_remotely(marker).get()
+}
+
+/// A worker killed by a signal on the cluster fails its attempt as a crash, and the retry runs.
+#[test]
+fn a_remote_worker_killed_by_a_signal_is_retried() {
+    setup();
+    let marker = pipeline_runtime::Config::current()
+        .state_dir
+        .join(format!("killed-worker-{}", std::process::id()));
+    let finished = killed_worker::run(marker.display().to_string()).unwrap();
+    assert_eq!(finished.output, Ok(7));
+    assert_eq!(finished.run.dag().node("killed_once_remotely").unwrap().attempts, 2);
+}
+
 /// Starts a program, notes its pid, and outlasts its time limit.
 // The child is left running on purpose: the time limit must end it.
 #[allow(clippy::zombie_processes)]

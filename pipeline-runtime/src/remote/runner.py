@@ -123,9 +123,10 @@ class Controller:
         data = json.dumps(body).encode()
         for attempt in (0, 1):
             if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=5)
-                self.conn.connect()
-                self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=5)
+                conn.connect()  # a failure leaves no half-made connection behind
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.conn = conn
             self.conn.sock.settimeout(timeout)
             try:
                 self.conn.request("POST", self.prefix + path, data, self.headers)
