@@ -186,20 +186,21 @@ fn executor(
                 .default_queue
                 .map_or_else(|| config.default_queue.clone(), str::to_string);
             let parallel = options.max_parallel.unwrap_or(REMOTE_PARALLEL);
-            let jobs = RayBackend::new(cluster.clone(), queue.clone());
+            let jobs = RayBackend::new(cluster.clone(), queue);
             match config.ray.backend {
                 RemoteBackend::Jobs => Box::new(WorkerExecutor::start(runtime, jobs, parallel, config.log_cap)),
                 backend @ (RemoteBackend::Auto | RemoteBackend::Runner) => {
                     match crate::remote::runner::service(&cluster, &config.ray) {
                         Ok(service) => Box::new(WorkerExecutor::start(
                             runtime,
-                            RunnerBackend::new(service, jobs, queue, backend),
+                            RunnerBackend::new(service, jobs),
                             parallel,
                             config.log_cap,
                         )),
                         Err(reason) if backend == RemoteBackend::Auto => {
                             crate::diag::warn(format_args!(
-                                "{reason}; remote steps go as one Ray job each (set ray.backend = \"jobs\" to skip the runner)"
+                                "{reason}; remote steps go as one Ray job each{}",
+                                crate::remote::runner::FALLBACK_HINT
                             ));
                             Box::new(WorkerExecutor::start(runtime, jobs, parallel, config.log_cap))
                         }

@@ -41,6 +41,9 @@ const SILENCE_GRACE: Duration = Duration::from_secs(10);
 const START_BOUND: Duration = Duration::from_secs(120);
 /// How often the runner's job state is read.
 const WATCH: Duration = Duration::from_millis(250);
+/// Said where `auto` falls back to a job per step.
+pub(crate) const FALLBACK_HINT: &str = " (set ray.backend = \"jobs\" to skip the runner)";
+
 /// The most output of one attempt that comes back from the runner (its end).
 pub(crate) const LOG_KEPT: u64 = 64 << 20;
 /// How long a runner without work stays.
@@ -274,6 +277,11 @@ fn reachable_ip(bound: IpAddr, ray_host_port: &str) -> Result<IpAddr, String> {
 }
 
 impl Service {
+    /// The backend the service was configured with (`auto` or `runner`).
+    pub(crate) fn backend(&self) -> RemoteBackend {
+        self.backend
+    }
+
     /// Why no runner serves, once `auto` has fallen back to jobs.
     pub(crate) fn unavailable(&self) -> Option<String> {
         lock(&self.unavailable).clone()
@@ -297,7 +305,11 @@ impl Service {
             return Err(format!("attempt `{id}` is with the runner already"));
         }
         self.wake.notify_waiters();
-        self.kick.notify_one();
+        // The watcher starts a runner if none is up; with one up, its regular check suffices
+        // (a check per step would ask the Jobs API once per step).
+        if lock(&self.job).is_none() {
+            self.kick.notify_one();
+        }
         Ok((taken_rx, done_rx))
     }
 
@@ -399,7 +411,7 @@ impl Service {
         );
         if self.backend == RemoteBackend::Auto {
             crate::diag::warn(format_args!(
-                "{why}; remote steps go as one Ray job each from now on (set ray.backend = \"jobs\" to skip the runner)"
+                "{why}; remote steps go as one Ray job each from now on{FALLBACK_HINT}"
             ));
             *lock(&self.unavailable) = Some(why.clone());
         }

@@ -39,9 +39,14 @@ impl RayBackend {
         }
     }
 
+    /// The custom resource of the queue `job`'s step goes to: `queue_<name>`.
+    pub(super) fn queue_resource(&self, job: &WorkerJob<'_>) -> String {
+        let queue = job.descriptor.options.execution_queue.unwrap_or(&self.default_queue);
+        format!("queue_{queue}")
+    }
+
     fn body(&self, job: &WorkerJob<'_>, id: &str) -> serde_json::Value {
         let options = &job.descriptor.options;
-        let queue = options.execution_queue.unwrap_or(&self.default_queue);
         let mut body = serde_json::json!({
             "entrypoint": format!("./{}", self.cluster.exe_name),
             "submission_id": id,
@@ -52,7 +57,7 @@ impl RayBackend {
                     "PIPELINE_LOG_ECHO": "0",
                 },
             },
-            "entrypoint_resources": { format!("queue_{queue}"): 1 },
+            "entrypoint_resources": { self.queue_resource(job): 1 },
             "metadata": { "step": job.step, "component": job.descriptor.name },
         });
         if let Some(cpus) = options.num_cpus {

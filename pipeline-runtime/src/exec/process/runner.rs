@@ -26,29 +26,21 @@ pub(crate) struct RunnerBackend {
     service: Arc<Service>,
     /// For attempts no runner takes (with `auto`) and attempts of an earlier controller.
     jobs: RayBackend,
-    default_queue: String,
-    backend: RemoteBackend,
 }
 
 impl RunnerBackend {
-    /// Hands steps to `service`'s runner; a step that names no queue goes to `default_queue`.
-    pub(crate) fn new(service: Arc<Service>, jobs: RayBackend, default_queue: String, backend: RemoteBackend) -> Self {
-        Self {
-            service,
-            jobs,
-            default_queue,
-            backend,
-        }
+    /// Hands steps to `service`'s runner, on the queues `jobs` would send them to.
+    pub(crate) fn new(service: Arc<Service>, jobs: RayBackend) -> Self {
+        Self { service, jobs }
     }
 
     fn item(&self, job: &WorkerJob<'_>) -> serde_json::Value {
         let options = &job.descriptor.options;
-        let queue = options.execution_queue.unwrap_or(&self.default_queue);
         let mut item = serde_json::json!({
             "id": job.attempt_id,
             "step": job.step,
             "env": { MANIFEST_JSON_ENV: job.manifest_json },
-            "resources": { format!("queue_{queue}"): 1 },
+            "resources": { self.jobs.queue_resource(job): 1 },
             "log_cap": job.log_cap.min(LOG_KEPT),
         });
         if let Some(cpus) = options.num_cpus {
@@ -135,7 +127,7 @@ impl Backend for RunnerBackend {
                 signalled: true,
             },
             Ok(Completion::Unavailable(why)) => {
-                if self.backend == RemoteBackend::Auto {
+                if self.service.backend() == RemoteBackend::Auto {
                     return self.jobs.execute(job, log, cancel, limit).await;
                 }
                 return Err(StepError::new(ErrorKind::Setup, why));
