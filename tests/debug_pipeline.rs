@@ -704,3 +704,65 @@ fn a_panicking_body_still_ends_its_steps_and_then_panics() {
     let err = std::panic::catch_unwind(body_panics).unwrap_err();
     assert_eq!(err.downcast_ref::<&str>(), Some(&"the body gave up"));
 }
+
+// ---------------------------------------------------------------- steps run when wanted
+
+static LAZY_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[component]
+fn lazy_step(x: u32) -> u32 {
+    LAZY_RUNS.fetch_add(1, Ordering::SeqCst);
+    x + 1
+}
+
+/// What the body saw: runs before reading, the value, runs after reading.
+#[pipeline(name = "lazy_reads", project = "tests")]
+fn lazy_reads() -> (u32, u32, u32) {
+    let wanted = lazy_step(1);
+    // Never read: it still runs, by the run's end.
+    let _unread = lazy_step(10);
+    let before = LAZY_RUNS.load(Ordering::SeqCst);
+    let value = wanted.get().unwrap();
+    (before, value, LAZY_RUNS.load(Ordering::SeqCst))
+}
+
+/// As in ClearML's debug mode, a step runs when something waits for its value (or for the
+/// run's end), on the run's step thread, so adding steps never hands each one to that thread.
+#[test]
+fn a_debug_step_runs_when_something_waits_for_it() {
+    debug();
+    let finished = lazy_reads::run().unwrap();
+    let (before, value, after) = finished.output;
+    assert_eq!(before, 0, "no step ran before a value was wanted");
+    assert_eq!(value, 2);
+    assert!(after >= 1, "the wanted step ran");
+    assert_eq!(
+        LAZY_RUNS.load(Ordering::SeqCst),
+        2,
+        "the unread step ran by the run's end"
+    );
+    assert_eq!(status_of(&finished.run, "lazy_step_1"), NodeStatus::Completed);
+}
+
+#[component]
+fn polled(x: u32) -> u32 {
+    x * 3
+}
+
+#[pipeline(name = "polled_ready", project = "tests")]
+fn polled_ready() -> u32 {
+    let h = polled(2);
+    // A body that polls instead of waiting: the steps must still run.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !h.is_ready() {
+        assert!(std::time::Instant::now() < deadline, "the polled step never ran");
+        std::thread::yield_now();
+    }
+    h.get().unwrap()
+}
+
+#[test]
+fn a_body_polling_is_ready_sees_its_step_finish() {
+    debug();
+    assert_eq!(polled_ready::run().unwrap().output, 6);
+}

@@ -432,7 +432,11 @@ pub async fn run_pipeline_async<R>(
         }
     })
     .await;
-    poll_fn(|cx| run.poll_idle(cx)).await;
+    {
+        // The run's end waits for its steps: in debug mode they run while it waits.
+        let _wanted = crate::value::demand::want(run.id);
+        poll_fn(|cx| run.poll_idle(cx)).await;
+    }
     conclude(&run, watchdog, progress, outcome, nested)
 }
 

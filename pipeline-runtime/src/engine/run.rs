@@ -221,6 +221,13 @@ pub(crate) struct Run {
     returned: Mutex<Vec<crate::store::ArtifactRecord>>,
 }
 
+impl Drop for Run {
+    /// A run dropped without its end (its start failed) leaves no route to its executor.
+    fn drop(&mut self) {
+        crate::value::demand::unregister(self.id);
+    }
+}
+
 /// What a run is called and numbered, and whether it is recorded.
 pub(crate) struct RunIdentity {
     pub(crate) key: String,
@@ -295,8 +302,12 @@ impl Run {
                 .expect("8 bytes"),
         );
         let span = tracing::info_span!(target: "pipeline", "run", pipeline = descriptor.name, run = %identity.key);
+        let id = NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed);
+        if let Some(demand) = executor.demand() {
+            crate::value::demand::register(id, demand);
+        }
         Arc::new(Self {
-            id: NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed),
+            id,
             descriptor,
             params,
             started: identity.started,
@@ -899,6 +910,8 @@ impl Run {
     /// Blocks until no node is pending, queued or running and every effect (callbacks
     /// included) has been applied.
     pub(crate) fn wait_idle(&self) {
+        // In debug mode the steps run while someone waits for them: this wait is one.
+        let _wanted = crate::value::demand::want(self.id);
         let mut st = self.lock();
         while !st.idle() {
             st = self.idle.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -917,6 +930,7 @@ impl Run {
 
     /// Stops the executor; called once the run is idle.
     pub(crate) fn shutdown(&self) {
+        crate::value::demand::unregister(self.id);
         self.executor.shutdown();
     }
 

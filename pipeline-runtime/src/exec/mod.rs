@@ -104,6 +104,11 @@ pub(crate) trait Executor: Send + Sync {
     }
     /// Stops taking work and waits for the executor's own threads; called when the run is idle.
     fn shutdown(&self);
+    /// For an executor that runs steps only while something waits for them (debug mode):
+    /// how readers of the run's values say that they wait.
+    fn demand(&self) -> Option<std::sync::Weak<dyn crate::value::demand::Demand>> {
+        None
+    }
 }
 
 /// A request to stop a running attempt.

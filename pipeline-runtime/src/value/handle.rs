@@ -72,7 +72,12 @@ impl<T> Handle<T> {
 
     /// True once the step has finished, successfully or not: reading will not wait.
     pub fn is_ready(&self) -> bool {
-        self.slot.is_resolved()
+        let ready = self.slot.is_resolved();
+        if !ready {
+            // A reader that polls never waits: in debug mode, steps must run without a wait.
+            super::demand::eager(self.node.run);
+        }
+        ready
     }
 }
 
@@ -81,6 +86,8 @@ impl<T: ComponentValue> Handle<T> {
     ///
     /// In `async` code use `.await` instead, which does not block the executor thread.
     pub fn get(self) -> Result<T, HandleError> {
+        // In debug mode the steps run while a reader waits for them.
+        let _wanted = (!self.slot.is_resolved()).then(|| super::demand::want(self.node.run));
         Slot::take_blocking(&self.slot, true)
     }
 }
@@ -88,13 +95,24 @@ impl<T: ComponentValue> Handle<T> {
 /// The future of [`Handle::into_future`].
 pub struct HandleFuture<T> {
     slot: Arc<Slot<T>>,
+    node: NodeRef,
+    /// Held from the first pending poll to the end (debug mode runs steps while it is held).
+    wanted: Option<super::demand::Wanted>,
 }
 
 impl<T: ComponentValue> Future for HandleFuture<T> {
     type Output = Result<T, HandleError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Slot::poll_take(&self.slot, cx, true)
+        let this = self.get_mut();
+        if this.wanted.is_none() && !this.slot.is_resolved() {
+            this.wanted = Some(super::demand::want(this.node.run));
+        }
+        let poll = Slot::poll_take(&this.slot, cx, true);
+        if poll.is_ready() {
+            this.wanted = None;
+        }
+        poll
     }
 }
 
@@ -103,7 +121,11 @@ impl<T: ComponentValue> IntoFuture for Handle<T> {
     type IntoFuture = HandleFuture<T>;
 
     fn into_future(self) -> HandleFuture<T> {
-        HandleFuture { slot: self.slot }
+        HandleFuture {
+            slot: self.slot,
+            node: self.node,
+            wanted: None,
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! arguments answer (run here, export as artifacts, fingerprint). Below the executors and the
 //! engine; depends on `transport` and `error`.
 
+pub(crate) mod demand;
 pub(crate) mod dynamic;
 pub(crate) mod handle;
 pub(crate) mod outputs;

@@ -1,0 +1,83 @@
+//! Demand for values: in debug mode a run's steps run when something waits for them (a
+//! handle read, the run's end), as ClearML's debug mode evaluates a step when its result is
+//! first used. The executor of such a run registers here under the run's id; a reader that
+//! is about to wait says so through [`want`], which wakes that executor.
+//!
+//! Running on demand keeps the body's thread and the step thread from handing every step to
+//! each other: while the body adds nodes, the step thread sleeps; once the body waits, the
+//! step thread runs what is ready, each step's end readying the next, without a wake-up.
+
+use crate::sync::lock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+/// What runs a run's steps on demand (the debug executor).
+pub(crate) trait Demand: Send + Sync {
+    /// A reader starts waiting: run what is ready until [`Demand::unwant`].
+    fn want(&self);
+    /// That reader stopped waiting.
+    fn unwant(&self);
+    /// From now on run everything as soon as it is ready (a reader polls without waiting,
+    /// so no wait would ever come to start the steps).
+    fn eager(&self);
+}
+
+/// The runs whose steps run on demand, by run id.
+static ROUTES: Mutex<Vec<(u64, Weak<dyn Demand>)>> = Mutex::new(Vec::new());
+
+/// How many runs are in [`ROUTES`]: a reader of a run of another mode never takes the lock.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Registers the on-demand executor of run `run`.
+pub(crate) fn register(run: u64, demand: Weak<dyn Demand>) {
+    let mut routes = lock(&ROUTES);
+    routes.retain(|(_, d)| d.strong_count() > 0);
+    routes.push((run, demand));
+    LIVE.store(routes.len(), Ordering::Release);
+}
+
+/// Forgets run `run` (its executor has stopped).
+pub(crate) fn unregister(run: u64) {
+    let mut routes = lock(&ROUTES);
+    routes.retain(|(id, d)| *id != run && d.strong_count() > 0);
+    LIVE.store(routes.len(), Ordering::Release);
+}
+
+fn find(run: u64) -> Option<Arc<dyn Demand>> {
+    if LIVE.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    lock(&ROUTES)
+        .iter()
+        .find(|(id, _)| *id == run)
+        .and_then(|(_, d)| d.upgrade())
+}
+
+/// A reader's demand on run `run`, held while it waits.
+pub(crate) struct Wanted(Option<Arc<dyn Demand>>);
+
+impl Drop for Wanted {
+    fn drop(&mut self) {
+        if let Some(demand) = self.0.take() {
+            demand.unwant();
+        }
+    }
+}
+
+/// Says that the caller is about to wait for a step of run `run`; the demand lasts until the
+/// returned guard is dropped.
+pub(crate) fn want(run: u64) -> Wanted {
+    let demand = find(run);
+    if let Some(d) = &demand {
+        d.want();
+    }
+    Wanted(demand)
+}
+
+/// Says that the caller watches run `run` without waiting: its steps run as they are ready
+/// from now on.
+pub(crate) fn eager(run: u64) {
+    if let Some(d) = find(run) {
+        d.eager();
+    }
+}
