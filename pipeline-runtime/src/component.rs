@@ -116,16 +116,26 @@ fn call_with<P: Params, O: Outputs>(
     mut inputs: P::Inputs,
     name: Option<&str>,
 ) -> O::Handles {
-    let mut deps = Vec::new();
+    // One buffer per thread, not a list per call (a nested call meanwhile makes its own).
+    thread_local! {
+        static DEPS: std::cell::Cell<Vec<NodeRef>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    let mut deps = DEPS.take();
+    deps.clear();
     P::dependencies(&inputs, &mut deps);
-    call_component::<O, _>(descriptor, &deps, name, move |how| match how {
+    let handles = call_component::<O, _>(descriptor, &deps, name, move |how| match how {
         Invoke::Run { last } => run(P::resolve(&mut inputs, last)?).map(Some),
         Invoke::Export(sink) => P::export(&mut inputs, sink).map(|()| None),
         Invoke::Fingerprint(key) => {
             P::fingerprint(&mut inputs, descriptor, descriptor.options.cache_ignore, key).map(|()| None)
         }
         Invoke::Identify(key) => P::fingerprint(&mut inputs, descriptor, &[], key).map(|()| None),
-    })
+    });
+    // A large fan-in's list is not kept for the life of the thread.
+    if deps.capacity() <= 1024 {
+        DEPS.set(deps);
+    }
+    handles
 }
 
 fn entry_with<P: Params, O: Outputs>(

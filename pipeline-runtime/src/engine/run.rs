@@ -761,7 +761,7 @@ impl Run {
         st.exported.push(None);
         st.cancels.push(None);
         st.external.push(external);
-        let inputs: Vec<u32> = deps.iter().filter(|d| d.run == self.id).map(|d| d.index).collect();
+        let inputs: smallvec::SmallVec<[u32; 4]> = deps.iter().filter(|d| d.run == self.id).map(|d| d.index).collect();
         let before = self.attempts_before(&name);
         st.sched.add_node(name, rules, &inputs, before, SystemTime::now());
         self.settle(st);

@@ -139,12 +139,17 @@ pub(crate) struct Grant {
     pub(crate) last: bool,
 }
 
+/// A node's edges: `(other node, true for a data edge)`.
+type Edges = smallvec::SmallVec<[(u32, bool); 2]>;
+
 struct Node {
     name: Arc<str>,
     rules: StepRules,
     /// Parents by index; `true` for a data edge (an input), `false` for `parents = [...]`.
-    parents: Vec<(u32, bool)>,
-    dependents: Vec<(u32, bool)>,
+    // Inline: most nodes have one or two of each, and a list on the heap per node costs an
+    // allocation and a free on the hot path.
+    parents: Edges,
+    dependents: Edges,
     waiting_on: usize,
     status: NodeStatus,
     /// Attempts in this run (the retry policy counts these).
@@ -237,7 +242,20 @@ fn unused_name(names: &FnvHashMap<Arc<str>, u32>, base: &str, count: &mut u32) -
         let name: Arc<str> = if *count == 0 {
             base.into()
         } else {
-            format!("{base}_{count}").into()
+            // Written on the stack when short: the `Arc` is then the only allocation.
+            let mut buf = smallvec::SmallVec::<[u8; 64]>::new();
+            buf.extend_from_slice(base.as_bytes());
+            buf.push(b'_');
+            let digits = buf.len();
+            let mut n = *count;
+            loop {
+                buf.insert(digits, b'0' + (n % 10) as u8);
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            std::str::from_utf8(&buf).expect("a name and digits").into()
         };
         *count += 1;
         if !names.contains_key(&name) {
@@ -354,7 +372,7 @@ impl Scheduler {
         now: SystemTime,
     ) -> u32 {
         let index = self.nodes.len() as u32;
-        let mut parents: Vec<(u32, bool)> = inputs.iter().filter(|&&i| i < index).map(|&i| (i, true)).collect();
+        let mut parents: Edges = inputs.iter().filter(|&&i| i < index).map(|&i| (i, true)).collect();
         let mut unknown = Vec::new();
         for &parent in rules.parents {
             match self.names.get(parent) {
@@ -366,7 +384,7 @@ impl Scheduler {
             name: name.clone(),
             rules,
             parents: dedup_parents(parents),
-            dependents: Vec::new(),
+            dependents: Edges::new(),
             waiting_on: 0,
             status: NodeStatus::Pending,
             attempts: 0,
@@ -925,7 +943,7 @@ fn verb(status: NodeStatus) -> &'static str {
 
 /// Parents in creation order, each once; an edge is a data edge if any argument came from it.
 /// Sorting keeps a fan-in of n handles O(n log n).
-fn dedup_parents(mut parents: Vec<(u32, bool)>) -> Vec<(u32, bool)> {
+fn dedup_parents(mut parents: Edges) -> Edges {
     parents.sort_unstable_by_key(|&(index, _)| index);
     parents.dedup_by(|later, kept| {
         let same = later.0 == kept.0;
