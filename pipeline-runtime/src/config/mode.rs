@@ -33,7 +33,9 @@ fn set_mode(mode: Mode) {
 
 /// Runs every step of the pipelines started from now on as an in-process function call,
 /// serially, with values moved from step to step rather than serialized. Breakpoints, `dbg!`
-/// and backtraces work as in plain Rust; a panicking step becomes a failed step.
+/// and backtraces work as in plain Rust; a panicking step becomes a failed step. As in
+/// ClearML's debug mode, a step runs when something waits for it: a read of one of the run's
+/// values (`.get()`, `.await`, `is_ready()`) or the run's end.
 pub fn debug_pipeline() {
     set_mode(Mode::Debug);
 }
