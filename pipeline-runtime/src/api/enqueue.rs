@@ -137,19 +137,16 @@ pub(crate) fn enqueue_with(
     let queue = descriptor.options.pipeline_execution_queue.unwrap_or("services");
     let state = std::path::absolute(&config.state_dir).unwrap_or_else(|_| config.state_dir.clone());
     let body = serde_json::json!({
-        "entrypoint": format!("./{}", ray.exe_name),
+        "entrypoint": crate::remote::Cluster::entrypoint(&format!("./{}", ray.exe_name)),
         "submission_id": job,
-        "runtime_env": {
-            "working_dir": ray.package,
-            "env_vars": {
-                CONTROLLER_ENV: serde_json::to_string(&request).expect("requests serialize"),
-                crate::config::RAY_ADDRESS_ENV: ray.client.address(),
-                crate::config::STATE_DIR_ENV: state.display().to_string(),
-                // Its steps reach the cluster the way the caller's would.
-                crate::config::RAY_BACKEND_ENV: config.ray.backend.as_str(),
-                "PIPELINE_LOG_ECHO": "0",
-            },
-        },
+        "runtime_env": ray.runtime_env(serde_json::json!({
+            CONTROLLER_ENV: serde_json::to_string(&request).expect("requests serialize"),
+            crate::config::RAY_ADDRESS_ENV: ray.client.address(),
+            crate::config::STATE_DIR_ENV: state.display().to_string(),
+            // Its steps reach the cluster the way the caller's would.
+            crate::config::RAY_BACKEND_ENV: config.ray.backend.as_str(),
+            "PIPELINE_LOG_ECHO": "0",
+        })),
         "entrypoint_resources": { format!("queue_{queue}"): 1 },
         "metadata": { "pipeline": descriptor.name, "run": run },
     });

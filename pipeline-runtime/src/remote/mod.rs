@@ -10,7 +10,7 @@ pub(crate) mod runner;
 use crate::config::{DEFAULT_ADDRESS, RayConfig};
 use ray::RayClient;
 
-/// A cluster that answered and has this binary as a `working_dir` package.
+/// A cluster that answered and has this binary as a package.
 #[derive(Clone)]
 pub(crate) struct Cluster {
     pub(crate) client: RayClient,
@@ -18,6 +18,23 @@ pub(crate) struct Cluster {
     pub(crate) package: String,
     /// The executable's file name inside the package.
     pub(crate) exe_name: String,
+}
+
+impl Cluster {
+    /// The `runtime_env` of a job that runs from the package, with `env_vars`.
+    pub(crate) fn runtime_env(&self, env_vars: serde_json::Value) -> serde_json::Value {
+        // `py_modules`, not `working_dir`: Ray unpacks a `working_dir` package again for each
+        // job that starts on a node before the first one's set-up ended (it overwrites), so a
+        // job starting meanwhile finds the binary half-written ("Permission denied"); a
+        // `py_modules` package is unpacked once per node, under a lock. Its folder comes first
+        // in PYTHONPATH.
+        serde_json::json!({ "py_modules": [self.package], "env_vars": env_vars })
+    }
+
+    /// A job's entrypoint that runs `command` (a shell word list) in the package's folder.
+    pub(crate) fn entrypoint(command: &str) -> String {
+        format!("cd \"${{PYTHONPATH%%:*}}\" && exec {command}")
+    }
 }
 
 /// Why the cluster cannot be used: its address and the reason.

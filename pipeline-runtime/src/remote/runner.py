@@ -1,7 +1,7 @@
 """The warm runner of a pipeline controller on a Ray cluster.
 
-Submitted once as a Ray job (this file and the pipeline's binary are the job's working_dir
-package), it long-polls the controller over HTTP for step attempts and runs each as a Ray task
+Submitted once as a Ray job (this file and the pipeline's binary are the job's package, its
+current folder), it long-polls the controller over HTTP for step attempts and runs each as a Ray task
 that starts the binary in worker mode, with the step's queue resource, CPUs and GPUs; it posts
 each attempt's exit and output back. The controller holds the lease table: which attempt this
 runner holds. Every poll says which attempts the runner still holds, so an answer lost on the
@@ -54,6 +54,8 @@ def run_step(exe, extra_env, cap):
     proc = subprocess.Popen(
         ["/bin/sh", "-c", LAUNCH, exe],
         env=env,
+        # The package's folder, as for a job per step.
+        cwd=os.path.dirname(exe),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -105,7 +107,7 @@ def run_step(exe, extra_env, cap):
 
 @ray.remote(max_retries=0)
 def warm():
-    """Starts a worker process (and its working_dir) before the first step needs one."""
+    """Starts a worker process (and unpacks the package) before the first step needs one."""
     return os.getpid()
 
 

@@ -344,19 +344,16 @@ impl Service {
         let runner = crate::os::random_token()[..12].to_string();
         let job_id = format!("pipeline-runner-{runner}");
         let body = serde_json::json!({
-            "entrypoint": format!("{} {SCRIPT_NAME}", self.python),
+            "entrypoint": Cluster::entrypoint(&format!("{} {SCRIPT_NAME}", self.python)),
             "submission_id": job_id,
-            "runtime_env": {
-                "working_dir": self.cluster.package,
-                "env_vars": {
-                    "PIPELINE_RUNNER_URL": self.url,
-                    "PIPELINE_RUNNER_TOKEN": self.token,
-                    "PIPELINE_RUNNER_ID": runner,
-                    "PIPELINE_RUNNER_EXE": self.cluster.exe_name,
-                    "PIPELINE_RUNNER_WAIT": POLL_WAIT.as_secs().to_string(),
-                    "PIPELINE_RUNNER_IDLE": IDLE_EXIT.as_secs().to_string(),
-                },
-            },
+            "runtime_env": self.cluster.runtime_env(serde_json::json!({
+                "PIPELINE_RUNNER_URL": self.url,
+                "PIPELINE_RUNNER_TOKEN": self.token,
+                "PIPELINE_RUNNER_ID": runner,
+                "PIPELINE_RUNNER_EXE": self.cluster.exe_name,
+                "PIPELINE_RUNNER_WAIT": POLL_WAIT.as_secs().to_string(),
+                "PIPELINE_RUNNER_IDLE": IDLE_EXIT.as_secs().to_string(),
+            })),
             "metadata": {
                 "pipeline_runner": runner,
                 "controller": format!("{}:{}", crate::os::hostname(), std::process::id()),

@@ -48,15 +48,12 @@ impl RayBackend {
     fn body(&self, job: &WorkerJob<'_>, id: &str) -> serde_json::Value {
         let options = &job.descriptor.options;
         let mut body = serde_json::json!({
-            "entrypoint": format!("./{}", self.cluster.exe_name),
+            "entrypoint": Cluster::entrypoint(&format!("./{}", self.cluster.exe_name)),
             "submission_id": id,
-            "runtime_env": {
-                "working_dir": self.cluster.package,
-                "env_vars": {
-                    MANIFEST_JSON_ENV: job.manifest_json,
-                    "PIPELINE_LOG_ECHO": "0",
-                },
-            },
+            "runtime_env": self.cluster.runtime_env(serde_json::json!({
+                MANIFEST_JSON_ENV: job.manifest_json,
+                "PIPELINE_LOG_ECHO": "0",
+            })),
             "entrypoint_resources": { self.queue_resource(job): 1 },
             "metadata": { "step": job.step, "component": job.descriptor.name },
         });
