@@ -13,8 +13,8 @@
 use super::scheduler::{Effect, Grant, Scheduler, StepRules};
 use crate::error::HandleError;
 use crate::exec::{Cancel, Executor};
-use crate::store::Event;
 use crate::store::recorder::Recorder;
+use crate::store::{Event, NodeOrigin};
 use crate::transport::artifacts::{ArgArtifacts, ArtifactRef};
 use crate::transport::object_storage;
 use crate::value::handle::NodeRef;
@@ -1029,28 +1029,33 @@ impl Run {
 
     fn apply(self: &Arc<Self>, effect: Effect, parts: Parts) {
         match effect {
-            Effect::Record {
-                index,
-                node,
-                changed,
-                cache_key,
-                resume_key,
-                log_path,
-            } => {
+            Effect::Record { index, node, changed } => {
+                let node = *node;
                 if let (Some(recorder), Parts::Record(descriptor)) = (&self.recorder, parts) {
-                    // Tags do not change: they go with the node's first record only.
-                    let tags = (changed && node.status == NodeStatus::Pending).then(|| self.step_tags(descriptor));
+                    // What does not change goes with the node's first record only.
+                    let origin = node.parents.map(|parents| {
+                        Box::new(NodeOrigin {
+                            component: descriptor.name,
+                            parents,
+                            code_hash: descriptor.code_hash,
+                            task_type: descriptor.options.task_type,
+                            tags: self.step_tags(descriptor),
+                        })
+                    });
                     recorder.send(Event::Node {
-                        run: self.key.to_string(),
+                        run: self.key.clone(),
                         seq: index,
-                        node: *node,
+                        name: node.name,
+                        status: node.status,
+                        attempts: node.attempts,
+                        started: node.started,
+                        ended: node.ended,
+                        error: node.error,
+                        origin,
                         at: SystemTime::now(),
-                        code_hash: descriptor.code_hash,
-                        task_type: descriptor.options.task_type,
-                        tags,
-                        cache_key,
-                        resume_key,
-                        log_path,
+                        cache_key: node.cache_key,
+                        resume_key: node.resume_key,
+                        log_path: node.log_path,
                         changed,
                     });
                 }
@@ -1117,7 +1122,7 @@ impl Run {
                 };
                 drop(job);
                 for slot in slots {
-                    slot.fail(error.clone());
+                    slot.fail((*error).clone());
                 }
             }
         }

@@ -44,16 +44,10 @@ pub(crate) enum Effect {
     Record {
         /// The node's index.
         index: u32,
-        /// Its state now.
-        node: Box<DagNode>,
+        /// Its state now (boxed: effects move several times, and this is the largest).
+        node: Box<Recorded>,
         /// Whether the status changed.
         changed: bool,
-        /// Its cache key, once known.
-        cache_key: Option<String>,
-        /// Its key of what it was given, once known (see [`Scheduler::set_resume_key`]).
-        resume_key: Option<String>,
-        /// Its current attempt's log, once known.
-        log_path: Option<PathBuf>,
     },
     /// Call `status_change_callback` with the node's new state and its previous status.
     StatusChanged {
@@ -113,8 +107,8 @@ pub(crate) enum Effect {
     FailOutputs {
         /// The node's index.
         index: u32,
-        /// What readers of its outputs get.
-        error: HandleError,
+        /// What readers of its outputs get (boxed: rare, and larger than other effects).
+        error: Box<HandleError>,
     },
     /// Ask a retry callback whether to try the node again; answer with
     /// [`Scheduler::retry_decided`].
@@ -128,6 +122,32 @@ pub(crate) enum Effect {
         /// Retries so far.
         retries: u32,
     },
+}
+
+/// A node's state as the run store records it: what changes, with its name (shared, not
+/// copied); its parents only in its first record, since they do not change.
+#[derive(Debug)]
+pub(crate) struct Recorded {
+    /// The node's name.
+    pub(crate) name: Arc<str>,
+    /// Its status.
+    pub(crate) status: NodeStatus,
+    /// Its attempts, those before a resume included.
+    pub(crate) attempts: u32,
+    /// When its first attempt started.
+    pub(crate) started: Option<SystemTime>,
+    /// When it became final.
+    pub(crate) ended: Option<SystemTime>,
+    /// Why it did not succeed.
+    pub(crate) error: Option<StepError>,
+    /// Its parents' names, in its first record only.
+    pub(crate) parents: Option<Vec<Arc<str>>>,
+    /// Its cache key, once known.
+    pub(crate) cache_key: Option<String>,
+    /// Its key of what it was given, once known (see [`Scheduler::set_resume_key`]).
+    pub(crate) resume_key: Option<String>,
+    /// Its current attempt's log, once known.
+    pub(crate) log_path: Option<PathBuf>,
 }
 
 /// An attempt the executor may run now.
@@ -402,7 +422,7 @@ impl Scheduler {
         });
         self.names.insert(name, index);
         self.counts[NodeStatus::Pending as usize] += 1;
-        self.record(index, true);
+        self.record(index, true, true);
 
         if !unknown.is_empty() {
             let error = StepError::new(
@@ -457,7 +477,7 @@ impl Scheduler {
             last: node.rules.retry.is_last_attempt(retries),
         };
         if node.status == NodeStatus::Running {
-            self.record(index, false); // a retry: the attempt count changed
+            self.record(index, false, false); // a retry: the attempt count changed
         } else {
             self.set_status(index, NodeStatus::Running);
         }
@@ -561,14 +581,14 @@ impl Scheduler {
     /// so that a run resumed after a crash finds it even if the node never ended.
     pub(crate) fn set_resume_key(&mut self, index: u32, key: String) {
         self.nodes[index as usize].resume_key = Some(key);
-        self.record(index, false);
+        self.record(index, false, false);
     }
 
     /// Event: the node's current attempt logs to `path` (recorded now, so that a running
     /// attempt's log can be followed).
     pub(crate) fn set_log_path(&mut self, index: u32, path: PathBuf) {
         self.nodes[index as usize].log_path = Some(path);
-        self.record(index, false);
+        self.record(index, false, false);
     }
 
     /// Event: stop the run (a user stop, the pipeline's time limit). Nodes not started are
@@ -657,19 +677,23 @@ impl Scheduler {
         &self.nodes[index as usize]
     }
 
-    fn record(&mut self, index: u32, changed: bool) {
+    /// Records the node's state; `first` for its first record, which names its parents.
+    fn record(&mut self, index: u32, changed: bool, first: bool) {
         if self.recording {
-            let node = Box::new(self.dag_node(index));
             let n = self.node(index);
-            let (cache_key, resume_key, log_path) = (n.cache_key.clone(), n.resume_key.clone(), n.log_path.clone());
-            self.effects.push_back(Effect::Record {
-                index,
-                node,
-                changed,
-                cache_key,
-                resume_key,
-                log_path,
+            let node = Box::new(Recorded {
+                name: n.name.clone(),
+                status: n.status,
+                attempts: n.attempts_before + n.attempts,
+                started: n.started,
+                ended: n.ended,
+                error: n.error.clone(),
+                parents: first.then(|| n.parents.iter().map(|&(p, _)| self.node(p).name.clone()).collect()),
+                cache_key: n.cache_key.clone(),
+                resume_key: n.resume_key.clone(),
+                log_path: n.log_path.clone(),
             });
+            self.effects.push_back(Effect::Record { index, node, changed });
         }
     }
 
@@ -691,7 +715,7 @@ impl Scheduler {
             NodeStatus::Failed => self.failures.push(index),
             _ => {}
         }
-        self.record(index, true);
+        self.record(index, true, false);
         if let Some(callback) = self.node(index).rules.callbacks.status_change {
             let node = Box::new(self.dag_node(index));
             self.effects.push_back(Effect::StatusChanged {
@@ -861,7 +885,7 @@ impl Scheduler {
         self.conclude(index, status, Some(error), now);
         self.effects.push_back(Effect::FailOutputs {
             index,
-            error: handle_error,
+            error: Box::new(handle_error),
         });
         self.after_final(index, now);
     }

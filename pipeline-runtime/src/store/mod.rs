@@ -12,9 +12,10 @@ pub use records::{
 };
 
 use fnv::FnvHashMap;
-use pipeline_core::{DagNode, NodeStatus, RunStatus, StopMark};
+use pipeline_core::{NodeStatus, RunStatus, StopMark};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use crate::config::set_busy_timeout;
@@ -90,17 +91,20 @@ pub(crate) struct Reopened {
 /// One write, as the recorder batches them.
 #[derive(Debug)]
 pub(crate) enum Event {
-    /// A node's full state (upserted); when `changed`, its status changed at `at` (appended
-    /// to its history).
+    /// A node's state (its row written, inserted by its first record); when `changed`, its
+    /// status changed at `at` (appended to its history). Names are shared, not copied: a run
+    /// records every node several times.
     Node {
-        run: String,
+        run: Arc<str>,
         seq: u32,
-        node: DagNode,
-        code_hash: &'static str,
-        /// The component's `task_type`.
-        task_type: Option<&'static str>,
-        /// The step's tags, on its first record (`None` after: they do not change).
-        tags: Option<Vec<String>>,
+        name: Arc<str>,
+        status: NodeStatus,
+        attempts: u32,
+        started: Option<SystemTime>,
+        ended: Option<SystemTime>,
+        error: Option<pipeline_core::StepError>,
+        /// On the node's first record only: what does not change.
+        origin: Option<Box<NodeOrigin>>,
         cache_key: Option<String>,
         resume_key: Option<String>,
         log_path: Option<PathBuf>,
@@ -137,6 +141,18 @@ pub(crate) enum Event {
         node: String,
         outputs: Vec<ArtifactRecord>,
     },
+}
+
+/// What a node's first record adds to its row: what does not change.
+#[derive(Debug)]
+pub(crate) struct NodeOrigin {
+    pub component: &'static str,
+    pub parents: Vec<Arc<str>>,
+    pub code_hash: &'static str,
+    /// The component's `task_type`.
+    pub task_type: Option<&'static str>,
+    /// The step's tags.
+    pub tags: Vec<String>,
 }
 
 impl RunStore {
@@ -480,40 +496,46 @@ impl RunStore {
     }
 
     fn try_apply(&mut self, events: &[Event]) -> rusqlite::Result<()> {
-        // Per node (by run and name): the index of its last event, the changes before it, and
-        // its tags if an event of the batch carries them (its first does).
-        type Latest<'a> = (usize, String, Option<&'a Vec<String>>);
-        let mut latest: FnvHashMap<(&str, &str), Latest<'_>> = FnvHashMap::default();
+        // Per node: the index of its last event, the changes up to it, and its origin if an
+        // event of the batch carries it (its first does). Keyed by the run's shared id (its
+        // address: the events of one run share it) and the node's number, not by names: this
+        // runs for every event.
+        type Latest<'a> = (usize, String, Option<&'a NodeOrigin>);
+        let mut latest: FnvHashMap<(usize, u32), Latest<'_>> = FnvHashMap::default();
         for (i, event) in events.iter().enumerate() {
             if let Event::Node {
                 run,
-                node,
+                seq,
+                status,
                 changed,
                 at,
-                tags,
+                origin,
                 ..
             } = event
             {
-                let entry = latest.entry((run.as_str(), node.name.as_str())).or_default();
+                let entry = latest.entry((run.as_ptr() as usize, *seq)).or_default();
                 entry.0 = i;
                 if *changed {
-                    append_change(&mut entry.1, node.status, *at);
+                    append_change(&mut entry.1, *status, *at);
                 }
-                entry.2 = tags.as_ref().or(entry.2);
+                entry.2 = origin.as_deref().or(entry.2);
             }
         }
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for (i, event) in events.iter().enumerate() {
-            let (history, tags) = match event {
-                Event::Node { run, node, .. } => match latest.get(&(run.as_str(), node.name.as_str())) {
-                    Some((last, history, tags)) if *last == i => (Some(history.as_str()), *tags),
-                    _ => continue, // a later event of the batch carries this node's state
-                },
-                _ => (None, None),
-            };
-            apply_one(&tx, event, history, tags)?;
+        {
+            // Prepared once per batch: the statement cache hashes the whole text at each use.
+            let mut nodes = NodeWrites::prepare(&tx)?;
+            for (i, event) in events.iter().enumerate() {
+                match event {
+                    Event::Node { run, seq, .. } => match latest.get(&(run.as_ptr() as usize, *seq)) {
+                        Some((last, history, origin)) if *last == i => nodes.write(event, history, *origin)?,
+                        _ => {} // a later event of the batch carries this node's state
+                    },
+                    _ => apply_one(&tx, event)?,
+                }
+            }
         }
         tx.commit()
     }
@@ -627,60 +649,110 @@ impl RunStore {
     }
 }
 
-/// Writes one event; a node's carries the state changes to append to its history, and its tags
-/// when an event of its batch had them.
-fn apply_one(
-    tx: &rusqlite::Transaction<'_>,
-    event: &Event,
-    history: Option<&str>,
-    tags: Option<&Vec<String>>,
-) -> rusqlite::Result<()> {
-    match event {
-        Event::Node {
-            run,
-            seq,
-            node,
-            code_hash,
-            task_type,
-            cache_key,
-            resume_key,
-            log_path,
-            ..
-        } => {
-            let parents = serde_json::to_string(&node.parents).expect("strings serialize");
-            let error = node
-                .error
-                .as_ref()
-                .map(|e| serde_json::to_string(e).expect("errors serialize"));
-            tx.prepare_cached(
+/// The statements that write nodes' rows, prepared for one batch.
+struct NodeWrites<'t> {
+    insert: rusqlite::CachedStatement<'t>,
+    update: rusqlite::CachedStatement<'t>,
+}
+
+impl<'t> NodeWrites<'t> {
+    fn prepare(tx: &'t rusqlite::Transaction<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            // A resumed run records its nodes again: their rows exist.
+            insert: tx.prepare_cached(
                 "INSERT INTO nodes (run_id, seq, name, component, code_hash, parents, status, attempts, started, ended, error, cache_key, cache_hit, log_path, history, resume_key, task_type, tags)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
                  ON CONFLICT (run_id, name) DO UPDATE SET status = ?7, attempts = ?8, started = ?9, ended = ?10,
                    error = ?11, cache_key = coalesce(?12, cache_key), cache_hit = ?13, log_path = coalesce(?14, log_path),
                    history = history || ?15, resume_key = coalesce(?16, resume_key), code_hash = ?5,
-                   tags = coalesce(?18, tags)",
-            )?
-            .execute(params![
-                run,
-                seq,
-                node.name,
-                node.component,
-                code_hash,
-                parents,
-                node.status.as_str(),
-                node.attempts,
-                node.started.map(secs),
-                node.ended.map(secs),
-                error,
-                cache_key,
-                node.status == NodeStatus::Cached,
-                log_path.as_ref().map(|p| p.display().to_string()),
-                history.unwrap_or_default(),
-                resume_key,
-                task_type,
-                tags.map(|t| serde_json::to_string(t).expect("strings serialize")),
-            ])?;
+                   task_type = ?17, tags = ?18",
+            )?,
+            update: tx.prepare_cached(
+                "UPDATE nodes SET status = ?3, attempts = ?4, started = ?5, ended = ?6, error = ?7,
+                   cache_key = coalesce(?8, cache_key), cache_hit = ?9, log_path = coalesce(?10, log_path),
+                   history = history || ?11, resume_key = coalesce(?12, resume_key)
+                 WHERE run_id = ?1 AND name = ?2",
+            )?,
+        })
+    }
+
+    /// Writes a node's row: its state in `event`, the changes of its batch in `history`,
+    /// inserted when an event of the batch carried its `origin` (its first does).
+    fn write(&mut self, event: &Event, history: &str, origin: Option<&NodeOrigin>) -> rusqlite::Result<()> {
+        let Event::Node {
+            run,
+            seq,
+            name,
+            status,
+            attempts,
+            started,
+            ended,
+            error,
+            cache_key,
+            resume_key,
+            log_path,
+            ..
+        } = event
+        else {
+            unreachable!("only nodes' events are written here")
+        };
+        let error = error
+            .as_ref()
+            .map(|e| serde_json::to_string(e).expect("errors serialize"));
+        let log_path = log_path.as_ref().map(|p| p.display().to_string());
+        let cached = *status == NodeStatus::Cached;
+        let (run, name) = (&**run, &**name);
+        match origin {
+            Some(origin) => {
+                let parents: Vec<&str> = origin.parents.iter().map(|p| &**p).collect();
+                let parents = serde_json::to_string(&parents).expect("strings serialize");
+                let tags = serde_json::to_string(&origin.tags).expect("strings serialize");
+                self.insert.execute(params![
+                    run,
+                    seq,
+                    name,
+                    origin.component,
+                    origin.code_hash,
+                    parents,
+                    status.as_str(),
+                    attempts,
+                    started.map(secs),
+                    ended.map(secs),
+                    error,
+                    cache_key,
+                    cached,
+                    log_path,
+                    history,
+                    resume_key,
+                    origin.task_type,
+                    tags,
+                ])?;
+            }
+            None => {
+                self.update.execute(params![
+                    run,
+                    name,
+                    status.as_str(),
+                    attempts,
+                    started.map(secs),
+                    ended.map(secs),
+                    error,
+                    cache_key,
+                    cached,
+                    log_path,
+                    history,
+                    resume_key,
+                ])?;
+            }
         }
+        Ok(())
+    }
+}
+
+/// Writes one event other than a node's.
+fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> {
+    match event {
+        Event::Node { .. } => unreachable!("nodes' events are written by `NodeWrites`"),
         Event::Artifact { run, record } => {
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO artifacts (run_id, node, kind, name, uri, codec, type_name, size, checksum, metadata, created)
@@ -754,7 +826,15 @@ fn apply_one(
 /// Appends a state change to a node's history: `status@seconds;`.
 fn append_change(history: &mut String, status: NodeStatus, at: SystemTime) {
     use std::fmt::Write as _;
-    let _ = write!(history, "{}@{};", status.as_str(), secs(at));
+    // Seconds and microseconds as integers: formatting the float costs more than the row.
+    let at = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let _ = write!(
+        history,
+        "{}@{}.{:06};",
+        status.as_str(),
+        at.as_secs(),
+        at.subsec_micros()
+    );
 }
 
 fn highest_version(
@@ -910,23 +990,26 @@ mod tests {
         );
         assert_eq!(old[2].1, time(12.5));
 
-        let node = |status| DagNode {
+        let run: Arc<str> = "r1".into();
+        let event = |status, at: f64| Event::Node {
+            run: run.clone(),
+            seq: 1,
             name: "b".into(),
-            component: "b".into(),
-            parents: vec!["a".into()],
             status,
             attempts: 0,
             started: None,
             ended: None,
             error: None,
-        };
-        let event = |status, at: f64| Event::Node {
-            run: "r1".into(),
-            seq: 1,
-            node: node(status),
-            tags: None,
-            task_type: None,
-            code_hash: "h",
+            // The first record inserts the row.
+            origin: (status == NodeStatus::Pending).then(|| {
+                Box::new(NodeOrigin {
+                    component: "b",
+                    parents: vec!["a".into()],
+                    code_hash: "h",
+                    task_type: None,
+                    tags: Vec::new(),
+                })
+            }),
             cache_key: None,
             resume_key: None,
             log_path: None,

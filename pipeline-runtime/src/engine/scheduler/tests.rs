@@ -824,17 +824,11 @@ fn a_log_path_is_recorded_at_once_without_a_state_change() {
     h.s.set_cache_key(a, "k".into());
     h.s.set_log_path(a, PathBuf::from("attempt-1.log"));
     match h.s.pop_effect() {
-        Some(Effect::Record {
-            changed,
-            cache_key,
-            log_path,
-            node,
-            ..
-        }) => {
+        Some(Effect::Record { changed, node, .. }) => {
             assert!(!changed);
             assert_eq!(node.status, NodeStatus::Running);
-            assert_eq!(cache_key.as_deref(), Some("k"));
-            assert_eq!(log_path, Some(PathBuf::from("attempt-1.log")));
+            assert_eq!(node.cache_key.as_deref(), Some("k"));
+            assert_eq!(node.log_path, Some(PathBuf::from("attempt-1.log")));
         }
         other => panic!("expected a record, got {other:?}"),
     }
@@ -939,7 +933,7 @@ fn records_and_callbacks_never_go_backwards_in_a_random_run() {
                 Effect::Start { index, .. } => started.push(index),
                 Effect::Record { node, .. } => {
                     let r = rank(node.status);
-                    let before = last_rank.insert(node.name.clone(), r).unwrap_or(0);
+                    let before = last_rank.insert(node.name.to_string(), r).unwrap_or(0);
                     assert!(r >= before, "{} went back to {}", node.name, node.status);
                 }
                 Effect::StatusChanged { node, .. } if node.status.is_terminal() => {
