@@ -667,11 +667,15 @@ impl<'t> NodeWrites<'t> {
                    history = history || ?15, resume_key = coalesce(?16, resume_key), code_hash = ?5,
                    task_type = ?17, tags = ?18",
             )?,
+            // The insert's parameters (`?2`, `?4` and `?6` unused); those only a first record
+            // has are null here.
             update: tx.prepare_cached(
-                "UPDATE nodes SET status = ?3, attempts = ?4, started = ?5, ended = ?6, error = ?7,
-                   cache_key = coalesce(?8, cache_key), cache_hit = ?9, log_path = coalesce(?10, log_path),
-                   history = history || ?11, resume_key = coalesce(?12, resume_key)
-                 WHERE run_id = ?1 AND name = ?2",
+                "UPDATE nodes SET status = ?7, attempts = ?8, started = ?9, ended = ?10, error = ?11,
+                   cache_key = coalesce(?12, cache_key), cache_hit = ?13, log_path = coalesce(?14, log_path),
+                   history = history || ?15, resume_key = coalesce(?16, resume_key),
+                   code_hash = coalesce(?5, code_hash), task_type = coalesce(?17, task_type),
+                   tags = coalesce(?18, tags)
+                 WHERE run_id = ?1 AND name = ?3",
             )?,
         })
     }
@@ -702,49 +706,36 @@ impl<'t> NodeWrites<'t> {
         let log_path = log_path.as_ref().map(|p| p.display().to_string());
         let cached = *status == NodeStatus::Cached;
         let (run, name) = (&**run, &**name);
-        match origin {
-            Some(origin) => {
-                let parents: Vec<&str> = origin.parents.iter().map(|p| &**p).collect();
-                let parents = serde_json::to_string(&parents).expect("strings serialize");
-                let tags = serde_json::to_string(&origin.tags).expect("strings serialize");
-                self.insert.execute(params![
-                    run,
-                    seq,
-                    name,
-                    origin.component,
-                    origin.code_hash,
-                    parents,
-                    status.as_str(),
-                    attempts,
-                    started.map(secs),
-                    ended.map(secs),
-                    error,
-                    cache_key,
-                    cached,
-                    log_path,
-                    history,
-                    resume_key,
-                    origin.task_type,
-                    tags,
-                ])?;
-            }
-            None => {
-                self.update.execute(params![
-                    run,
-                    name,
-                    status.as_str(),
-                    attempts,
-                    started.map(secs),
-                    ended.map(secs),
-                    error,
-                    cache_key,
-                    cached,
-                    log_path,
-                    history,
-                    resume_key,
-                ])?;
-            }
-        }
+        let parents = origin.map(|o| {
+            let parents: Vec<&str> = o.parents.iter().map(|p| &**p).collect();
+            serde_json::to_string(&parents).expect("strings serialize")
+        });
+        let tags = origin.map(|o| serde_json::to_string(&o.tags).expect("strings serialize"));
+        let statement = if origin.is_some() {
+            &mut self.insert
+        } else {
+            &mut self.update
+        };
+        statement.execute(params![
+            run,
+            seq,
+            name,
+            origin.map(|o| o.component),
+            origin.map(|o| o.code_hash),
+            parents,
+            status.as_str(),
+            attempts,
+            started.map(secs),
+            ended.map(secs),
+            error,
+            cache_key,
+            cached,
+            log_path,
+            history,
+            resume_key,
+            origin.and_then(|o| o.task_type),
+            tags,
+        ])?;
         Ok(())
     }
 }
