@@ -815,6 +815,40 @@ fn a_panicking_callback_fails_a_live_node_and_leaves_a_final_one_as_it_was() {
     assert_eq!(h.s.status(b), NodeStatus::Completed);
 }
 
+/// The store inserts a node's row from its first record, which alone names its parents (they
+/// do not change); later records carry only what changes.
+#[test]
+fn only_a_nodes_first_record_names_its_parents() {
+    let mut h = Harness::new();
+    let a = h.add(rules("a"), &[]);
+    let b = h.add(rules("b"), &[a]);
+    h.start(a);
+    h.end(a, Ok(()));
+    h.start(b);
+    h.end(b, Ok(()));
+    let records: Vec<(String, NodeStatus, Option<Vec<String>>)> = std::iter::from_fn(|| h.s.pop_effect())
+        .filter_map(|e| match e {
+            Effect::Record { node, .. } => Some((
+                node.name.to_string(),
+                node.status,
+                node.parents.map(|p| p.iter().map(|p| p.to_string()).collect()),
+            )),
+            _ => None,
+        })
+        .collect();
+    let of = |name: &str| records.iter().filter(|r| r.0 == name).collect::<Vec<_>>();
+    let (a_records, b_records) = (of("a"), of("b"));
+    assert_eq!(a_records[0].1, NodeStatus::Pending);
+    assert_eq!(a_records[0].2, Some(vec![]));
+    assert_eq!(b_records[0].1, NodeStatus::Pending);
+    assert_eq!(b_records[0].2, Some(vec!["a".to_string()]));
+    assert_eq!(b_records.last().unwrap().1, NodeStatus::Completed);
+    assert!(
+        a_records[1..].iter().chain(&b_records[1..]).all(|r| r.2.is_none()),
+        "{records:?}"
+    );
+}
+
 #[test]
 fn a_log_path_is_recorded_at_once_without_a_state_change() {
     let mut h = Harness::new();
