@@ -61,8 +61,9 @@ pub const fn entries<C: Component>() -> pipeline_core::Entries {
     }
 }
 
-/// The dynamic entry of component `C` (what [`ComponentDescriptor::dynamic`] holds): answers a
-/// [`DynCall`] frame. A frame of another type is left as it is.
+/// The dynamic entry of component `C` (the `dynamic` half of [`ComponentDescriptor::entry`]):
+/// answers the runtime's `DynCall` frame (a step of a pipeline built at run time). A frame of
+/// another type is left as it is.
 pub fn dynamic<C: Component>(frame: &mut dyn std::any::Any) {
     let Some(frame) = frame.downcast_mut::<DynCall>() else {
         return;
