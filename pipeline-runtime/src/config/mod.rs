@@ -537,6 +537,8 @@ mod tests {
 
     #[test]
     fn the_clearml_style_setters_set_the_process_default() {
+        // Tests beside this one read the process default: it is put back as it was.
+        let saved = lock(&PROCESS).clone();
         start_locally(true);
         assert_eq!(mode(), Mode::Local);
         start_locally(false);
@@ -548,5 +550,6 @@ mod tests {
         assert_eq!(Config::current().default_queue, "gpu");
         set_busy_timeout(Duration::from_millis(1234));
         assert_eq!(Config::current().busy_timeout, Duration::from_millis(1234));
+        *lock(&PROCESS) = saved;
     }
 }

@@ -1029,6 +1029,11 @@ mod tests {
 mod race {
     use super::*;
 
+    /// The default busy timeout, named here: the process default may be changed meanwhile by
+    /// a test of the ClearML-style setters running beside this one (CI saw 1.234 s, too short
+    /// for eight connections on a loaded machine).
+    const BUSY: Duration = Duration::from_secs(10);
+
     #[test]
     fn readers_open_while_writers_write() {
         let dir = std::env::temp_dir().join(format!("store-race-{}", std::process::id()));
@@ -1039,7 +1044,7 @@ mod race {
             .map(|w| {
                 let path = path.clone();
                 std::thread::spawn(move || -> Result<(), StoreError> {
-                    let mut store = RunStore::open(&path)?;
+                    let mut store = RunStore::open_with(&path, BUSY)?;
                     for i in 0..150 {
                         let id = format!("run-{w}-{i}");
                         store.begin_run(&NewRun {
@@ -1072,7 +1077,7 @@ mod race {
                 std::thread::spawn(move || -> Result<usize, StoreError> {
                     let mut n = 0;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let store = RunStore::open(&path)?;
+                        let store = RunStore::open_with(&path, BUSY)?;
                         n += store.runs(&RunFilter::default())?.len();
                     }
                     Ok(n)
