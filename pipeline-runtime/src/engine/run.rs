@@ -964,15 +964,18 @@ impl Run {
         }
         st.draining = true;
         // Effects run user callbacks and may block: never on an async runtime's worker thread.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            drop(st);
-            let run = self.clone();
-            runtime.spawn_blocking(move || {
-                let st = run.lock();
-                run.drain(st)
-            });
-        } else {
-            self.drain(st);
+        // A blocking-pool thread of ours applies them in place: handing them to another would
+        // cost a wake-up per step.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !crate::sync::in_blocking() => {
+                drop(st);
+                let run = self.clone();
+                crate::sync::blocking(&runtime, move || {
+                    let st = run.lock();
+                    run.drain(st)
+                });
+            }
+            _ => self.drain(st),
         }
     }
 

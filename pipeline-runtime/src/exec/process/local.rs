@@ -33,7 +33,7 @@ impl Backend for LocalBackend {
     ) -> Result<Ended, StepError> {
         let mut command = tokio::process::Command::new(&self.exe);
         command
-            .env(MANIFEST_ENV, &job.manifest_path)
+            .env(MANIFEST_ENV, job.manifest_path)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

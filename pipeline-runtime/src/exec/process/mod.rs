@@ -32,11 +32,11 @@ const LOG_TAIL: usize = 20;
 pub(crate) struct WorkerJob<'a> {
     pub(crate) step: &'a str,
     pub(crate) descriptor: &'static ComponentDescriptor,
-    pub(crate) manifest_path: PathBuf,
+    pub(crate) manifest_path: &'a std::path::Path,
     /// The manifest itself, for workers that do not share this filesystem.
-    pub(crate) manifest_json: String,
+    pub(crate) manifest_json: &'a str,
     /// A unique name for this attempt (run, step, attempt number).
-    pub(crate) attempt_id: String,
+    pub(crate) attempt_id: &'a str,
     /// An earlier controller of this run started it, and it is still live: wait for it.
     pub(crate) reattach: bool,
     /// The most bytes of output kept.
@@ -87,7 +87,7 @@ pub(crate) struct Context<B> {
     echo: bool,
     /// The most bytes an attempt's log file keeps.
     log_cap: u64,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
 }
 
 /// An executor of worker processes on a small tokio runtime of its own.
@@ -109,7 +109,7 @@ impl<B: Backend> WorkerExecutor<B> {
                 backend,
                 echo,
                 log_cap,
-                permits: Semaphore::new(max_parallel.max(1)),
+                permits: Arc::new(Semaphore::new(max_parallel.max(1))),
             }),
         }
     }
@@ -126,7 +126,37 @@ pub(crate) fn runtime(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
 
 impl<B: Backend> Executor for WorkerExecutor<B> {
     fn submit(&self, lease: Box<dyn Lease>) {
-        self.handle.spawn(run_node(self.ctx.clone(), lease));
+        let ctx = self.ctx.clone();
+        // With a place free, the attempt begins at once where it may block: after the end
+        // that made it ready, on that end's thread, which starts its worker too. Every thread
+        // between a worker's end and the next one's start would add a wake-up to each step.
+        if let Ok(place) = ctx.permits.clone().try_acquire_owned() {
+            let handle = self.handle.clone();
+            crate::sync::soon_blocking(&self.handle, move || {
+                if let Some(started) = start(&ctx, lease) {
+                    let _context = handle.enter();
+                    crate::sync::spawn_polled(&handle, watch(ctx, started, place));
+                }
+            });
+            return;
+        }
+        self.handle.spawn(async move {
+            let place = ctx
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let handle = tokio::runtime::Handle::current();
+            let begun = crate::sync::blocking(&handle, {
+                let ctx = ctx.clone();
+                move || start(&ctx, lease)
+            })
+            .await;
+            if let Ok(Some(started)) = begun {
+                watch(ctx, started, place).await;
+            }
+        });
     }
 
     fn attachable(&self, attempt_id: &str) -> bool {
@@ -141,40 +171,74 @@ impl<B: Backend> Executor for WorkerExecutor<B> {
     }
 }
 
-/// Runs one attempt of a node (the engine starts a retry as a new lease) once a permit is
-/// free. Beginning and ending may block (the cache, the run's callbacks): the blocking pool
-/// does them.
-async fn run_node<B: Backend>(ctx: Arc<Context<B>>, mut lease: Box<dyn Lease>) {
-    let _permit = ctx.permits.acquire().await.expect("the semaphore is never closed");
-    let Ok((lease, Some((spec, work)))) = tokio::task::spawn_blocking(move || {
-        let begun = lease.begin(WorkKind::Artifacts);
-        (lease, begun)
-    })
-    .await
-    else {
-        return;
-    };
+/// An attempt begun, its worker ready to start (or the error that kept it from being ready).
+struct Started {
+    lease: Box<dyn Lease>,
+    spec: AttemptSpec,
+    inputs: Vec<ArgArtifacts>,
+    prepared: Result<Prepared, StepError>,
+}
+
+/// Begins the lease's attempt (the cache, the run's callbacks) and writes its manifest: all
+/// of it may block, so it runs on the blocking pool. `None` when there is nothing to run.
+fn start<B: Backend>(ctx: &Context<B>, mut lease: Box<dyn Lease>) -> Option<Started> {
+    let (spec, work) = lease.begin(WorkKind::Artifacts)?;
     let Work::Artifacts(inputs) = work else {
         unreachable!("the lease hands out the kind of work asked for")
     };
-    let result = attempt_in_worker(&ctx, &spec, &inputs)
-        .instrument(spec.span.clone())
-        .await;
-    let outcome = Outcome {
-        work: Work::Artifacts(inputs),
-        result,
-    };
-    // The run learns of the end even if this task's runtime is going away.
-    let _ = tokio::task::spawn_blocking(move || lease.end(outcome)).await;
+    let prepared = spec.span.in_scope(|| prepare(ctx, &spec, &inputs));
+    Some(Started {
+        lease,
+        spec,
+        inputs,
+        prepared,
+    })
 }
 
-/// Runs one attempt in a worker process: writes its manifest, starts the worker through the
-/// backend, and reads back the result file; gives the output artifacts.
-async fn attempt_in_worker<B: Backend>(
-    ctx: &Context<B>,
-    spec: &AttemptSpec,
-    inputs: &[ArgArtifacts],
-) -> Result<Vec<ArtifactRef>, StepError> {
+/// Runs a started attempt's worker; then, where it may block, reads its result, ends the
+/// lease and gives its place back (the engine starts a retry as a new lease).
+async fn watch<B: Backend>(ctx: Arc<Context<B>>, started: Started, place: tokio::sync::OwnedSemaphorePermit) {
+    let Started {
+        lease,
+        spec,
+        inputs,
+        prepared,
+    } = started;
+    let ran = match prepared {
+        Ok(prepared) => {
+            let ended = execute(&ctx, &spec, &prepared).instrument(spec.span.clone()).await;
+            Ok((prepared, ended))
+        }
+        Err(e) => Err(e),
+    };
+    // Reading the result and ending the lease may block (the run's callbacks): this thread
+    // hands its other tasks to another first, then goes on to begin what the end makes ready.
+    crate::sync::block_here(move || {
+        let result = spec
+            .span
+            .in_scope(|| ran.and_then(|(prepared, ended)| finish(&ctx, &spec, prepared, ended?)));
+        lease.end(Outcome {
+            work: Work::Artifacts(inputs),
+            result,
+        });
+        // Given back once the node's end is stamped: no recorded start of another step falls
+        // within it beyond the executor's limit.
+        drop(place);
+    });
+}
+
+/// A worker ready to start: its manifest written, its log open.
+struct Prepared {
+    manifest: Manifest,
+    manifest_path: PathBuf,
+    manifest_json: String,
+    outputs: Vec<PathBuf>,
+    output_uris: Vec<Option<String>>,
+    log: LogSink,
+}
+
+/// Writes an attempt's manifest and opens its log.
+fn prepare<B: Backend>(ctx: &Context<B>, spec: &AttemptSpec, inputs: &[ArgArtifacts]) -> Result<Prepared, StepError> {
     let setup = |what: &str, e: &dyn std::fmt::Display| StepError::new(ErrorKind::Setup, format!("{what}: {e}"));
     let (descriptor, node_dir, number, name) = (spec.descriptor, &spec.node_dir, spec.number, &spec.step);
     let outputs: Vec<PathBuf> = descriptor
@@ -217,13 +281,12 @@ async fn attempt_in_worker<B: Backend>(
         std::fs::write(&manifest_path, bytes).map_err(|e| setup("cannot write the manifest", &e))?;
     }
 
-    let log_path = &spec.log_path;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
-        .open(log_path)
+        .open(&spec.log_path)
         .map_err(|e| setup("cannot create the step log", &e))?;
     let log = LogSink {
         prefix: ctx.echo.then(|| format!("[{name}]")),
@@ -238,18 +301,47 @@ async fn attempt_in_worker<B: Backend>(
             stopped: false,
         }),
     };
-    let job = WorkerJob {
-        step: name,
-        descriptor,
+    let manifest_json = serde_json::to_string(&manifest).map_err(|e| setup("cannot encode the manifest", &e))?;
+    Ok(Prepared {
+        manifest,
         manifest_path,
-        manifest_json: serde_json::to_string(&manifest).map_err(|e| setup("cannot encode the manifest", &e))?,
-        attempt_id: spec.attempt_id.clone(),
+        manifest_json,
+        outputs,
+        output_uris,
+        log,
+    })
+}
+
+/// Starts the worker through the backend and waits for it to end.
+async fn execute<B: Backend>(ctx: &Context<B>, spec: &AttemptSpec, prepared: &Prepared) -> Result<Ended, StepError> {
+    let job = WorkerJob {
+        step: &spec.step,
+        descriptor: spec.descriptor,
+        manifest_path: &prepared.manifest_path,
+        manifest_json: &prepared.manifest_json,
+        attempt_id: &spec.attempt_id,
         reattach: spec.reattach,
         log_cap: ctx.log_cap,
     };
     let never = Cancel::default();
     let cancel = spec.cancel.as_deref().unwrap_or(&never);
-    let ended = ctx.backend.execute(&job, &log, cancel, spec.limit).await?;
+    ctx.backend.execute(&job, &prepared.log, cancel, spec.limit).await
+}
+
+/// Reads the result of a worker that ended: its output artifacts, or why it failed.
+fn finish<B: Backend>(
+    ctx: &Context<B>,
+    spec: &AttemptSpec,
+    prepared: Prepared,
+    ended: Ended,
+) -> Result<Vec<ArtifactRef>, StepError> {
+    let Prepared {
+        manifest,
+        outputs,
+        output_uris,
+        log,
+        ..
+    } = prepared;
     let tail: Vec<String> = lock(&log.inner).tail.iter().cloned().collect();
 
     match ended {
@@ -321,7 +413,7 @@ async fn attempt_in_worker<B: Backend>(
                     let missing = missing.map_or_else(String::new, |m| format!(", but {m}"));
                     Err(StepError {
                         kind: ErrorKind::Crash,
-                        message: format!("the worker {how}{missing}; log: {}", log_path.display()),
+                        message: format!("the worker {how}{missing}; log: {}", spec.log_path.display()),
                         causes: tail,
                     })
                 }

@@ -115,7 +115,7 @@ impl Backend for RayBackend {
                 format!("Ray cluster {}: {e}", self.cluster.client.address()),
             )
         };
-        let id = job_id(&job.attempt_id);
+        let id = job_id(job.attempt_id);
         // Waiting for the warm-up, submitting and waiting for the end all count against the time
         // limit and give way to a cancel (dropping this future releases the warm-up lock).
         let run_job = async {

@@ -73,7 +73,7 @@ impl Backend for RunnerBackend {
         if job.reattach || self.service.unavailable().is_some() {
             return self.jobs.execute(job, log, cancel, limit).await;
         }
-        let id = &job.attempt_id;
+        let id = job.attempt_id;
         let (mut taken, mut done) = self
             .service
             .submit(id, self.item(job))
