@@ -63,36 +63,48 @@ fn main() {
     unsafe { std::env::set_var("PIPELINE_LOG_ECHO", "0") };
     run_locally();
 
-    let steps = 200u64;
-    let spawn = median((0..steps).map(|_| bare_spawn()).collect());
+    // The VM's speed drifts by tens of percent within a minute: each round times bare spawns
+    // and both chains back to back, and the ratio is taken within a round.
+    let (steps, rounds) = (200u64, 7);
     let chain_per_step = |recording: bool| {
         pipeline_runtime::set_recording(recording);
-        let runs: Vec<Duration> = (0..5)
-            .map(|_| {
-                let start = Instant::now();
-                assert_eq!(chain(steps), steps);
-                start.elapsed()
-            })
-            .collect();
-        median(runs) / steps as u32
+        let start = Instant::now();
+        assert_eq!(chain(steps), steps);
+        start.elapsed() / steps as u32
     };
-    let unrecorded = chain_per_step(false);
-    let per_step = chain_per_step(true);
+    let (mut spawns, mut recorded, mut unrecorded, mut ratios, mut store) = (vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        let mut bare: Vec<Duration> = (0..steps / 4).map(|_| bare_spawn()).collect();
+        let with_store = chain_per_step(true);
+        bare.extend((0..steps / 4).map(|_| bare_spawn()));
+        let without = chain_per_step(false);
+        let spawn = median(bare);
+        spawns.push(spawn);
+        recorded.push(with_store);
+        unrecorded.push(without);
+        ratios.push(with_store.as_secs_f64() / spawn.as_secs_f64());
+        store.push(with_store.as_secs_f64() - without.as_secs_f64());
+    }
+    let middle = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     println!("| what | per step |");
     println!("|---|---:|");
     println!(
-        "| bare spawn of the same binary (median of {steps}) | {:.2} ms |",
-        spawn.as_secs_f64() * 1e3
+        "| bare spawn of the same binary (median of {rounds} rounds of {}) | {:.2} ms |",
+        steps / 2,
+        median(spawns).as_secs_f64() * 1e3
     );
     println!(
-        "| subprocess step in a {steps}-step chain (median of 5 runs) | {:.2} ms |",
-        per_step.as_secs_f64() * 1e3
+        "| subprocess step in a {steps}-step chain (median of {rounds} runs) | {:.2} ms |",
+        median(recorded).as_secs_f64() * 1e3
     );
-    println!("| ratio | {:.2}x |", per_step.as_secs_f64() / spawn.as_secs_f64());
+    println!("| ratio (median of the rounds' ratios) | {:.2}x |", middle(ratios));
     println!(
-        "| of which the run store (same chain unrecorded: {:.2} ms) | {:.3} ms |",
-        unrecorded.as_secs_f64() * 1e3,
-        per_step.as_secs_f64() * 1e3 - unrecorded.as_secs_f64() * 1e3
+        "| of which the run store (same chain unrecorded: {:.2} ms; median of the rounds' differences) | {:.3} ms |",
+        median(unrecorded).as_secs_f64() * 1e3,
+        middle(store) * 1e3
     );
     println!();
 
