@@ -137,7 +137,7 @@ pub(crate) fn enqueue_with(
     let queue = descriptor.options.pipeline_execution_queue.unwrap_or("services");
     let state = std::path::absolute(&config.state_dir).unwrap_or_else(|_| config.state_dir.clone());
     let body = serde_json::json!({
-        "entrypoint": crate::remote::Cluster::entrypoint(&format!("./{}", ray.exe_name)),
+        "entrypoint": ray.binary_entrypoint(),
         "submission_id": job,
         "runtime_env": ray.runtime_env(serde_json::json!({
             CONTROLLER_ENV: serde_json::to_string(&request).expect("requests serialize"),

@@ -35,6 +35,11 @@ impl Cluster {
     pub(crate) fn entrypoint(command: &str) -> String {
         format!("cd \"${{PYTHONPATH%%:*}}\" && exec {command}")
     }
+
+    /// A job's entrypoint that runs the package's binary (a step's worker, a controller).
+    pub(crate) fn binary_entrypoint(&self) -> String {
+        Self::entrypoint(&format!("./{}", self.exe_name))
+    }
 }
 
 /// Why the cluster cannot be used: its address and the reason.

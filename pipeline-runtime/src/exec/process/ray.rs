@@ -48,7 +48,7 @@ impl RayBackend {
     fn body(&self, job: &WorkerJob<'_>, id: &str) -> serde_json::Value {
         let options = &job.descriptor.options;
         let mut body = serde_json::json!({
-            "entrypoint": Cluster::entrypoint(&format!("./{}", self.cluster.exe_name)),
+            "entrypoint": self.cluster.binary_entrypoint(),
             "submission_id": id,
             "runtime_env": self.cluster.runtime_env(serde_json::json!({
                 MANIFEST_JSON_ENV: job.manifest_json,
