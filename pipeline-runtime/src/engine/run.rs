@@ -14,7 +14,7 @@ use super::scheduler::{Effect, Grant, Scheduler, StepRules};
 use crate::error::HandleError;
 use crate::exec::{Cancel, Executor};
 use crate::store::recorder::Recorder;
-use crate::store::{Event, NodeOrigin};
+use crate::store::{Event, NodeEvent, NodeOrigin};
 use crate::transport::artifacts::{ArgArtifacts, ArtifactRef};
 use crate::transport::object_storage;
 use crate::value::handle::NodeRef;
@@ -1045,22 +1045,14 @@ impl Run {
                             tags: self.step_tags(descriptor),
                         })
                     });
-                    recorder.send(Event::Node {
+                    recorder.send(Event::Node(NodeEvent {
                         run: self.key.clone(),
                         seq: index,
-                        name: node.name,
-                        status: node.status,
-                        attempts: node.attempts,
-                        started: node.started,
-                        ended: node.ended,
-                        error: node.error,
+                        state: node.state,
                         origin,
-                        at: SystemTime::now(),
-                        cache_key: node.cache_key,
-                        resume_key: node.resume_key,
-                        log_path: node.log_path,
                         changed,
-                    });
+                        at: SystemTime::now(),
+                    }));
                 }
             }
             Effect::StatusChanged {

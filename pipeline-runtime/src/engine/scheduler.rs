@@ -8,6 +8,7 @@
 //! they were produced, so a node's callbacks and records never reorder.
 
 use crate::error::HandleError;
+use crate::store::NodeState;
 use fnv::FnvHashMap;
 use pipeline_core::options::{PostExecuteCallback, PreExecuteCallback, RetryCallback, StatusChangeCallback};
 use pipeline_core::{
@@ -124,30 +125,13 @@ pub(crate) enum Effect {
     },
 }
 
-/// A node's state as the run store records it: what changes, with its name (shared, not
-/// copied); its parents only in its first record, since they do not change.
+/// A node's record: its state as the run store writes it, and its parents in its first record
+/// only, since they do not change.
 #[derive(Debug)]
 pub(crate) struct Recorded {
-    /// The node's name.
-    pub(crate) name: Arc<str>,
-    /// Its status.
-    pub(crate) status: NodeStatus,
-    /// Its attempts, those before a resume included.
-    pub(crate) attempts: u32,
-    /// When its first attempt started.
-    pub(crate) started: Option<SystemTime>,
-    /// When it became final.
-    pub(crate) ended: Option<SystemTime>,
-    /// Why it did not succeed.
-    pub(crate) error: Option<StepError>,
+    pub(crate) state: NodeState,
     /// Its parents' names, in its first record only.
     pub(crate) parents: Option<Vec<Arc<str>>>,
-    /// Its cache key, once known.
-    pub(crate) cache_key: Option<String>,
-    /// Its key of what it was given, once known (see [`Scheduler::set_resume_key`]).
-    pub(crate) resume_key: Option<String>,
-    /// Its current attempt's log, once known.
-    pub(crate) log_path: Option<PathBuf>,
 }
 
 /// An attempt the executor may run now.
@@ -682,16 +666,18 @@ impl Scheduler {
         if self.recording {
             let n = self.node(index);
             let node = Box::new(Recorded {
-                name: n.name.clone(),
-                status: n.status,
-                attempts: n.attempts_before + n.attempts,
-                started: n.started,
-                ended: n.ended,
-                error: n.error.clone(),
+                state: NodeState {
+                    name: n.name.clone(),
+                    status: n.status,
+                    attempts: n.attempts_before + n.attempts,
+                    started: n.started,
+                    ended: n.ended,
+                    error: n.error.clone(),
+                    cache_key: n.cache_key.clone(),
+                    resume_key: n.resume_key.clone(),
+                    log_path: n.log_path.clone(),
+                },
                 parents: first.then(|| n.parents.iter().map(|&(p, _)| self.node(p).name.clone()).collect()),
-                cache_key: n.cache_key.clone(),
-                resume_key: n.resume_key.clone(),
-                log_path: n.log_path.clone(),
             });
             self.effects.push_back(Effect::Record { index, node, changed });
         }

@@ -94,23 +94,7 @@ pub(crate) enum Event {
     /// A node's state (its row written, inserted by its first record); when `changed`, its
     /// status changed at `at` (appended to its history). Names are shared, not copied: a run
     /// records every node several times.
-    Node {
-        run: Arc<str>,
-        seq: u32,
-        name: Arc<str>,
-        status: NodeStatus,
-        attempts: u32,
-        started: Option<SystemTime>,
-        ended: Option<SystemTime>,
-        error: Option<pipeline_core::StepError>,
-        /// On the node's first record only: what does not change.
-        origin: Option<Box<NodeOrigin>>,
-        cache_key: Option<String>,
-        resume_key: Option<String>,
-        log_path: Option<PathBuf>,
-        changed: bool,
-        at: SystemTime,
-    },
+    Node(NodeEvent),
     /// An artifact of a node or of the run.
     Artifact { run: String, record: ArtifactRecord },
     /// A scalar.
@@ -141,6 +125,40 @@ pub(crate) enum Event {
         node: String,
         outputs: Vec<ArtifactRecord>,
     },
+}
+
+/// One record of node number `seq` of run `run`: its state, whether its status `changed` at
+/// `at` (appended to its history), and on its first record what does not change.
+#[derive(Debug)]
+pub(crate) struct NodeEvent {
+    pub(crate) run: Arc<str>,
+    pub(crate) seq: u32,
+    pub(crate) state: NodeState,
+    pub(crate) origin: Option<Box<NodeOrigin>>,
+    pub(crate) changed: bool,
+    pub(crate) at: SystemTime,
+}
+
+/// A node's state as each of its records carries it (the scheduler's, written as it is).
+#[derive(Debug)]
+pub(crate) struct NodeState {
+    /// The node's name, shared, not copied: a run records every node several times.
+    pub(crate) name: Arc<str>,
+    pub(crate) status: NodeStatus,
+    /// Its attempts, those before a resume included.
+    pub(crate) attempts: u32,
+    /// When its first attempt started.
+    pub(crate) started: Option<SystemTime>,
+    /// When it became final.
+    pub(crate) ended: Option<SystemTime>,
+    /// Why it did not succeed.
+    pub(crate) error: Option<pipeline_core::StepError>,
+    /// Its cache key, once known.
+    pub(crate) cache_key: Option<String>,
+    /// Its key of what it was given, once known.
+    pub(crate) resume_key: Option<String>,
+    /// Its current attempt's log, once known.
+    pub(crate) log_path: Option<PathBuf>,
 }
 
 /// What a node's first record adds to its row: what does not change.
@@ -503,22 +521,13 @@ impl RunStore {
         type Latest<'a> = (usize, String, Option<&'a NodeOrigin>);
         let mut latest: FnvHashMap<(usize, u32), Latest<'_>> = FnvHashMap::default();
         for (i, event) in events.iter().enumerate() {
-            if let Event::Node {
-                run,
-                seq,
-                status,
-                changed,
-                at,
-                origin,
-                ..
-            } = event
-            {
-                let entry = latest.entry((run.as_ptr() as usize, *seq)).or_default();
+            if let Event::Node(node) = event {
+                let entry = latest.entry((node.run.as_ptr() as usize, node.seq)).or_default();
                 entry.0 = i;
-                if *changed {
-                    append_change(&mut entry.1, *status, *at);
+                if node.changed {
+                    append_change(&mut entry.1, node.state.status, node.at);
                 }
-                entry.2 = origin.as_deref().or(entry.2);
+                entry.2 = node.origin.as_deref().or(entry.2);
             }
         }
         let tx = self
@@ -529,8 +538,8 @@ impl RunStore {
             let mut nodes = NodeWrites::prepare(&tx)?;
             for (i, event) in events.iter().enumerate() {
                 match event {
-                    Event::Node { run, seq, .. } => match latest.get(&(run.as_ptr() as usize, *seq)) {
-                        Some((last, history, origin)) if *last == i => nodes.write(event, history, *origin)?,
+                    Event::Node(node) => match latest.get(&(node.run.as_ptr() as usize, node.seq)) {
+                        Some((last, history, origin)) if *last == i => nodes.write(node, history, *origin)?,
                         _ => {} // a later event of the batch carries this node's state
                     },
                     _ => apply_one(&tx, event)?,
@@ -682,10 +691,8 @@ impl<'t> NodeWrites<'t> {
 
     /// Writes a node's row: its state in `event`, the changes of its batch in `history`,
     /// inserted when an event of the batch carried its `origin` (its first does).
-    fn write(&mut self, event: &Event, history: &str, origin: Option<&NodeOrigin>) -> rusqlite::Result<()> {
-        let Event::Node {
-            run,
-            seq,
+    fn write(&mut self, event: &NodeEvent, history: &str, origin: Option<&NodeOrigin>) -> rusqlite::Result<()> {
+        let NodeState {
             name,
             status,
             attempts,
@@ -695,17 +702,13 @@ impl<'t> NodeWrites<'t> {
             cache_key,
             resume_key,
             log_path,
-            ..
-        } = event
-        else {
-            unreachable!("only nodes' events are written here")
-        };
+        } = &event.state;
         let error = error
             .as_ref()
             .map(|e| serde_json::to_string(e).expect("errors serialize"));
         let log_path = log_path.as_ref().map(|p| p.display().to_string());
         let cached = *status == NodeStatus::Cached;
-        let (run, name) = (&**run, &**name);
+        let (run, seq, name) = (&*event.run, event.seq, &**name);
         let parents = origin.map(|o| {
             let parents: Vec<&str> = o.parents.iter().map(|p| &**p).collect();
             serde_json::to_string(&parents).expect("strings serialize")
@@ -743,7 +746,7 @@ impl<'t> NodeWrites<'t> {
 /// Writes one event other than a node's.
 fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> {
     match event {
-        Event::Node { .. } => unreachable!("nodes' events are written by `NodeWrites`"),
+        Event::Node(_) => unreachable!("a batch's node events are written by `NodeWrites`, grouped by node"),
         Event::Artifact { run, record } => {
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO artifacts (run_id, node, kind, name, uri, codec, type_name, size, checksum, metadata, created)
@@ -982,30 +985,34 @@ mod tests {
         assert_eq!(old[2].1, time(12.5));
 
         let run: Arc<str> = "r1".into();
-        let event = |status, at: f64| Event::Node {
-            run: run.clone(),
-            seq: 1,
-            name: "b".into(),
-            status,
-            attempts: 0,
-            started: None,
-            ended: None,
-            error: None,
-            // The first record inserts the row.
-            origin: (status == NodeStatus::Pending).then(|| {
-                Box::new(NodeOrigin {
-                    component: "b",
-                    parents: vec!["a".into()],
-                    code_hash: "h",
-                    task_type: None,
-                    tags: Vec::new(),
-                })
-            }),
-            cache_key: None,
-            resume_key: None,
-            log_path: None,
-            changed: true,
-            at: time(at),
+        let event = |status, at: f64| {
+            Event::Node(NodeEvent {
+                run: run.clone(),
+                seq: 1,
+                state: NodeState {
+                    name: "b".into(),
+                    status,
+                    attempts: 0,
+                    started: None,
+                    ended: None,
+                    error: None,
+                    cache_key: None,
+                    resume_key: None,
+                    log_path: None,
+                },
+                // The first record inserts the row.
+                origin: (status == NodeStatus::Pending).then(|| {
+                    Box::new(NodeOrigin {
+                        component: "b",
+                        parents: vec!["a".into()],
+                        code_hash: "h",
+                        task_type: None,
+                        tags: Vec::new(),
+                    })
+                }),
+                changed: true,
+                at: time(at),
+            })
         };
         // Two batches: the second appends to what the first wrote.
         store

@@ -98,8 +98,8 @@ impl Harness {
                 Effect::Record { node, changed, .. } => {
                     format!(
                         "record {} {}{}",
-                        node.name,
-                        node.status,
+                        node.state.name,
+                        node.state.status,
                         if changed { "" } else { " (same)" }
                     )
                 }
@@ -389,7 +389,7 @@ fn a_resumed_node_shows_its_earlier_attempts_and_keeps_its_retries() {
     assert_eq!(h.s.dag_node(a).attempts, 5, "three before, two now");
     let recorded: Vec<u32> = std::iter::from_fn(|| h.s.pop_effect())
         .filter_map(|e| match e {
-            Effect::Record { node, .. } => Some(node.attempts),
+            Effect::Record { node, .. } => Some(node.state.attempts),
             _ => None,
         })
         .collect();
@@ -829,8 +829,8 @@ fn only_a_nodes_first_record_names_its_parents() {
     let records: Vec<(String, NodeStatus, Option<Vec<String>>)> = std::iter::from_fn(|| h.s.pop_effect())
         .filter_map(|e| match e {
             Effect::Record { node, .. } => Some((
-                node.name.to_string(),
-                node.status,
+                node.state.name.to_string(),
+                node.state.status,
                 node.parents.map(|p| p.iter().map(|p| p.to_string()).collect()),
             )),
             _ => None,
@@ -860,9 +860,9 @@ fn a_log_path_is_recorded_at_once_without_a_state_change() {
     match h.s.pop_effect() {
         Some(Effect::Record { changed, node, .. }) => {
             assert!(!changed);
-            assert_eq!(node.status, NodeStatus::Running);
-            assert_eq!(node.cache_key.as_deref(), Some("k"));
-            assert_eq!(node.log_path, Some(PathBuf::from("attempt-1.log")));
+            assert_eq!(node.state.status, NodeStatus::Running);
+            assert_eq!(node.state.cache_key.as_deref(), Some("k"));
+            assert_eq!(node.state.log_path, Some(PathBuf::from("attempt-1.log")));
         }
         other => panic!("expected a record, got {other:?}"),
     }
@@ -966,6 +966,7 @@ fn records_and_callbacks_never_go_backwards_in_a_random_run() {
             match effect {
                 Effect::Start { index, .. } => started.push(index),
                 Effect::Record { node, .. } => {
+                    let node = &node.state;
                     let r = rank(node.status);
                     let before = last_rank.insert(node.name.to_string(), r).unwrap_or(0);
                     assert!(r >= before, "{} went back to {}", node.name, node.status);
