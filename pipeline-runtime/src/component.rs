@@ -65,11 +65,21 @@ pub const fn entries<C: Component>() -> pipeline_core::Entries {
 /// answers the runtime's `DynCall` frame (a step of a pipeline built at run time). A frame of
 /// another type is left as it is.
 pub fn dynamic<C: Component>(frame: &mut dyn std::any::Any) {
+    dynamic_with::<C::Params, C::Outputs>(C::DESCRIPTOR, C::RUN, frame)
+}
+
+/// [`dynamic`] for a component's descriptor and body: written once per parameter and output
+/// types, not once per component (a crate of many components compiles it once).
+fn dynamic_with<P: Params, O: Outputs>(
+    own: &'static ComponentDescriptor,
+    run: fn(P) -> Result<O, StepError>,
+    frame: &mut dyn std::any::Any,
+) {
     let Some(frame) = frame.downcast_mut::<DynCall>() else {
         return;
     };
     match frame {
-        DynCall::Describe(out) => *out = Some((C::Params::describe(), C::Outputs::describe())),
+        DynCall::Describe(out) => *out = Some((P::describe(), O::describe())),
         DynCall::Call {
             descriptor,
             name,
@@ -78,25 +88,20 @@ pub fn dynamic<C: Component>(frame: &mut dyn std::any::Any) {
         } => {
             let args = std::mem::take(args);
             let descriptor = match *descriptor {
-                Some(d) if d.name == C::DESCRIPTOR.name && d.code_hash == C::DESCRIPTOR.code_hash => d,
+                Some(d) if d.name == own.name && d.code_hash == own.code_hash => d,
                 Some(d) => {
                     *out = Some(Err(format!(
                         "the options given are those of component `{}`, not `{}`",
-                        d.name,
-                        C::DESCRIPTOR.name
+                        d.name, own.name
                     )));
                     return;
                 }
-                None => C::DESCRIPTOR,
+                None => own,
             };
-            *out = Some(C::Params::from_dyn(args, descriptor).map(|inputs| {
-                C::Outputs::into_dyn(call_with::<C::Params, C::Outputs>(
-                    descriptor,
-                    C::RUN,
-                    inputs,
-                    name.as_deref(),
-                ))
-            }));
+            *out = Some(
+                P::from_dyn(args, descriptor)
+                    .map(|inputs| O::into_dyn(call_with::<P, O>(descriptor, run, inputs, name.as_deref()))),
+            );
         }
     }
 }
