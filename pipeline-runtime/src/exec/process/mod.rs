@@ -180,7 +180,7 @@ struct Started {
 }
 
 /// Begins the lease's attempt (the cache, the run's callbacks) and writes its manifest: all
-/// of it may block, so it runs on the blocking pool. `None` when there is nothing to run.
+/// of it may block, so it runs where blocking is allowed. `None` when there is nothing to run.
 fn start<B: Backend>(ctx: &Context<B>, mut lease: Box<dyn Lease>) -> Option<Started> {
     let (spec, work) = lease.begin(WorkKind::Artifacts)?;
     let Work::Artifacts(inputs) = work else {
