@@ -18,7 +18,7 @@ use crate::store::{Event, NodeEvent, NodeOrigin};
 use crate::transport::artifacts::{ArgArtifacts, ArtifactRef};
 use crate::transport::object_storage;
 use crate::value::handle::NodeRef;
-use crate::value::slot::ErasedSlot;
+use crate::value::slot::ErasedSlots;
 use crate::value::{Invoke, Job};
 use pipeline_core::names::slug;
 use pipeline_core::{
@@ -37,7 +37,7 @@ struct RunState {
     /// Per node: its job, while it may still run (out while an attempt holds it).
     jobs: Vec<Option<Job>>,
     /// Per node: its output slots, until it is final (then readers may move values out).
-    outputs: Vec<Vec<Arc<dyn ErasedSlot>>>,
+    outputs: Vec<ErasedSlots>,
     /// Per node: its inputs written as artifacts, kept between attempts.
     exported: Vec<Option<Vec<ArgArtifacts>>>,
     /// Per node: how to stop its running attempt.
@@ -69,7 +69,7 @@ enum Parts {
     /// A final node's output slots (to publish or fail) and its job, if still held (dropped
     /// outside the lock with the inputs it holds).
     Final {
-        slots: Vec<Arc<dyn ErasedSlot>>,
+        slots: ErasedSlots,
         job: Option<Job>,
         name: Arc<str>,
     },
@@ -735,7 +735,7 @@ impl Run {
         descriptor: &'static ComponentDescriptor,
         deps: &[NodeRef],
         name: Option<&str>,
-        build: impl FnOnce(NodeRef, &Arc<str>) -> (H, Job, Vec<Arc<dyn ErasedSlot>>),
+        build: impl FnOnce(NodeRef, &Arc<str>) -> (H, Job, ErasedSlots),
     ) -> H {
         self.add_node_run_by(descriptor, deps, name, false, build)
     }
@@ -748,7 +748,7 @@ impl Run {
         deps: &[NodeRef],
         name: Option<&str>,
         external: bool,
-        build: impl FnOnce(NodeRef, &Arc<str>) -> (H, Job, Vec<Arc<dyn ErasedSlot>>),
+        build: impl FnOnce(NodeRef, &Arc<str>) -> (H, Job, ErasedSlots),
     ) -> H {
         let rules = self.rules(descriptor);
         let mut st = self.lock();
@@ -827,7 +827,7 @@ impl Run {
                     "a nested pipeline has no inputs to write",
                 )),
             });
-            ((node.index, name.clone()), job, Vec::new())
+            ((node.index, name.clone()), job, ErasedSlots::new())
         });
         let node = NodeKey {
             index: key.0,
@@ -897,7 +897,7 @@ impl Run {
     }
 
     /// The node's output slots, to resolve from another process's artifacts.
-    pub(crate) fn output_slots(&self, index: u32) -> Vec<Arc<dyn ErasedSlot>> {
+    pub(crate) fn output_slots(&self, index: u32) -> ErasedSlots {
         self.lock().outputs[index as usize].clone()
     }
 

@@ -166,6 +166,14 @@ struct Node {
     ran: bool,
     started: Option<SystemTime>,
     ended: Option<SystemTime>,
+    /// What most nodes never have; none until one is set.
+    cold: Option<Box<Cold>>,
+}
+
+/// What most nodes never have (a failure, keys, a log file): kept out of [`Node`], which a
+/// run holds by the hundred thousand and grows and frees as one vector.
+#[derive(Default)]
+struct Cold {
     error: Option<StepError>,
     /// The failure a retry callback is being asked about.
     pending_error: Option<StepError>,
@@ -175,6 +183,26 @@ struct Node {
     cache_key: Option<String>,
     resume_key: Option<String>,
     log_path: Option<PathBuf>,
+}
+
+/// The [`Cold`] part of a node that has none.
+static NO_COLD: Cold = Cold {
+    error: None,
+    pending_error: None,
+    root: None,
+    cache_key: None,
+    resume_key: None,
+    log_path: None,
+};
+
+impl Node {
+    fn cold(&self) -> &Cold {
+        self.cold.as_deref().unwrap_or(&NO_COLD)
+    }
+
+    fn cold_mut(&mut self) -> &mut Cold {
+        self.cold.get_or_insert_with(Default::default)
+    }
 }
 
 /// The state of one run's nodes and the rules that move them.
@@ -309,7 +337,10 @@ impl Scheduler {
                     let node = self.node(i);
                     (
                         node.name.clone(),
-                        node.error.as_ref().map_or_else(String::new, |e| e.message.clone()),
+                        node.cold()
+                            .error
+                            .as_ref()
+                            .map_or_else(String::new, |e| e.message.clone()),
                     )
                 })
                 .collect(),
@@ -397,12 +428,7 @@ impl Scheduler {
             ran: false,
             started: None,
             ended: None,
-            error: None,
-            pending_error: None,
-            root: None,
-            cache_key: None,
-            resume_key: None,
-            log_path: None,
+            cold: None,
         });
         self.names.insert(name, index);
         self.counts[NodeStatus::Pending as usize] += 1;
@@ -504,7 +530,7 @@ impl Scheduler {
                 }
                 match self.node(index).rules.retry {
                     RetryPolicy::Callback(callback) => {
-                        self.nodes[index as usize].pending_error = Some(error);
+                        self.nodes[index as usize].cold_mut().pending_error = Some(error);
                         let node = Box::new(self.dag_node(index));
                         self.effects.push_back(Effect::AskRetry {
                             index,
@@ -522,7 +548,11 @@ impl Scheduler {
 
     /// Event: a retry callback answered.
     pub(crate) fn retry_decided(&mut self, index: u32, retry: bool, now: SystemTime) {
-        let Some(error) = self.nodes[index as usize].pending_error.take() else {
+        let Some(error) = self.nodes[index as usize]
+            .cold
+            .as_mut()
+            .and_then(|c| c.pending_error.take())
+        else {
             return;
         };
         if self.node(index).status.is_terminal() {
@@ -549,7 +579,9 @@ impl Scheduler {
         if node.status.is_terminal() {
             return Some(format!("step `{}`: {text}", node.name));
         }
-        node.pending_error = None;
+        if let Some(cold) = &mut node.cold {
+            cold.pending_error = None;
+        }
         // The attempt's own end, if one is running, is ignored from now on.
         node.in_attempt = false;
         self.fail(index, StepError::new(ErrorKind::Error, text), now);
@@ -558,20 +590,20 @@ impl Scheduler {
 
     /// Event: the node's cache key is known (recorded with its next state).
     pub(crate) fn set_cache_key(&mut self, index: u32, key: String) {
-        self.nodes[index as usize].cache_key = Some(key);
+        self.nodes[index as usize].cold_mut().cache_key = Some(key);
     }
 
     /// Event: the key of what the node is given (its code and inputs) is known: recorded now,
     /// so that a run resumed after a crash finds it even if the node never ended.
     pub(crate) fn set_resume_key(&mut self, index: u32, key: String) {
-        self.nodes[index as usize].resume_key = Some(key);
+        self.nodes[index as usize].cold_mut().resume_key = Some(key);
         self.record(index, false, false);
     }
 
     /// Event: the node's current attempt logs to `path` (recorded now, so that a running
     /// attempt's log can be followed).
     pub(crate) fn set_log_path(&mut self, index: u32, path: PathBuf) {
-        self.nodes[index as usize].log_path = Some(path);
+        self.nodes[index as usize].cold_mut().log_path = Some(path);
         self.record(index, false, false);
     }
 
@@ -621,11 +653,11 @@ impl Scheduler {
 
     /// The node's cache key, once known.
     pub(crate) fn resume_key(&self, index: u32) -> Option<&str> {
-        self.node(index).resume_key.as_deref()
+        self.node(index).cold().resume_key.as_deref()
     }
 
     pub(crate) fn cache_key(&self, index: u32) -> Option<&str> {
-        self.node(index).cache_key.as_deref()
+        self.node(index).cold().cache_key.as_deref()
     }
 
     /// Names of the nodes whose status `keep` accepts, in creation order.
@@ -653,7 +685,7 @@ impl Scheduler {
             attempts: n.attempts_before + n.attempts,
             started: n.started,
             ended: n.ended,
-            error: n.error.clone(),
+            error: n.cold().error.clone(),
         }
     }
 
@@ -672,10 +704,10 @@ impl Scheduler {
                     attempts: n.attempts_before + n.attempts,
                     started: n.started,
                     ended: n.ended,
-                    error: n.error.clone(),
-                    cache_key: n.cache_key.clone(),
-                    resume_key: n.resume_key.clone(),
-                    log_path: n.log_path.clone(),
+                    error: n.cold().error.clone(),
+                    cache_key: n.cold().cache_key.clone(),
+                    resume_key: n.cold().resume_key.clone(),
+                    log_path: n.cold().log_path.clone(),
                 },
                 parents: first.then(|| n.parents.iter().map(|&(p, _)| self.node(p).name.clone()).collect()),
             });
@@ -814,7 +846,9 @@ impl Scheduler {
                 }
                 // Between attempts (a retry not started, a retry callback not answered).
                 NodeStatus::Running if !node.in_attempt => {
-                    self.nodes[index as usize].pending_error = None;
+                    if let Some(cold) = &mut self.nodes[index as usize].cold {
+                        cold.pending_error = None;
+                    }
                     self.finish(
                         index,
                         NodeStatus::Aborted,
@@ -839,7 +873,7 @@ impl Scheduler {
 
     fn finish_skipped(&mut self, index: u32, skip: Skip, now: SystemTime) {
         let error = StepError::new(ErrorKind::Skipped, skip.message);
-        self.nodes[index as usize].root = Some((skip.root, false));
+        self.nodes[index as usize].cold_mut().root = Some((skip.root, false));
         self.finish(index, NodeStatus::Skipped, error, now);
     }
 
@@ -849,9 +883,9 @@ impl Scheduler {
         if self.node(index).status.is_terminal() {
             return;
         }
-        if self.node(index).root.is_none() {
+        if self.node(index).cold().root.is_none() {
             let root = format!("step `{}` {}: {}", self.node(index).name, verb(status), error.message);
-            self.nodes[index as usize].root = Some((root.into(), true));
+            self.nodes[index as usize].cold_mut().root = Some((root.into(), true));
         }
         let step = self.node(index).name.to_string();
         let handle_error = match status {
@@ -880,7 +914,10 @@ impl Scheduler {
     fn conclude(&mut self, index: u32, status: NodeStatus, error: Option<StepError>, now: SystemTime) {
         let node = &mut self.nodes[index as usize];
         node.ended = Some(now);
-        node.error = error;
+        // A success leaves a node without a cold part as it is.
+        if error.is_some() || node.cold.is_some() {
+            node.cold_mut().error = error;
+        }
         self.set_status(index, status);
     }
 
@@ -925,8 +962,12 @@ impl Scheduler {
         if !(data || skips) {
             return None;
         }
-        let (root, own) = p.root.clone().expect("a final unsuccessful node has a root cause");
-        let reason = p.error.as_ref().map_or("", |e| e.message.as_str());
+        let (root, own) = p
+            .cold()
+            .root
+            .clone()
+            .expect("a final unsuccessful node has a root cause");
+        let reason = p.cold().error.as_ref().map_or("", |e| e.message.as_str());
         let message = if own {
             format!("parent step `{}` {verb}: {reason}", p.name)
         } else {

@@ -2,7 +2,7 @@
 
 use super::dynamic::{DynHandle, DynOutput};
 use super::handle::{Handle, NodeRef};
-use super::slot::{ErasedSlot, Slot};
+use super::slot::{ErasedSlot, ErasedSlots, Slot};
 use crate::error::HandleError;
 use pipeline_core::descriptor::write_output;
 use pipeline_core::{ComponentValue, StepError, StepIo};
@@ -19,7 +19,7 @@ pub trait Outputs: Sized + Send + 'static {
 
     /// Empty slots, the handles to them, and the same slots type-erased (to fail them).
     #[doc(hidden)]
-    fn create(node: NodeRef, name: &Arc<str>) -> (Self::Handles, Self::Slots, Vec<Arc<dyn ErasedSlot>>);
+    fn create(node: NodeRef, name: &Arc<str>) -> (Self::Handles, Self::Slots, ErasedSlots);
     /// Writes the values to their slots.
     #[doc(hidden)]
     fn fill(self, slots: &Self::Slots);
@@ -51,9 +51,13 @@ impl<A: ComponentValue> Outputs for (A,) {
     type Handles = Handle<A>;
     type Slots = Arc<Slot<A>>;
 
-    fn create(node: NodeRef, name: &Arc<str>) -> (Self::Handles, Self::Slots, Vec<Arc<dyn ErasedSlot>>) {
+    fn create(node: NodeRef, name: &Arc<str>) -> (Self::Handles, Self::Slots, ErasedSlots) {
         let slot = Slot::empty();
-        (Handle::new(slot.clone(), node, name.clone()), slot.clone(), vec![slot])
+        (
+            Handle::new(slot.clone(), node, name.clone()),
+            slot.clone(),
+            smallvec::smallvec![slot as Arc<dyn ErasedSlot>],
+        )
     }
 
     fn fill(self, slot: &Self::Slots) {
@@ -87,10 +91,10 @@ macro_rules! tuple_outputs {
             type Handles = ($(Handle<$t>,)+);
             type Slots = ($(Arc<Slot<$t>>,)+);
 
-            fn create(node: NodeRef, name: &Arc<str>) -> (Self::Handles, Self::Slots, Vec<Arc<dyn ErasedSlot>>) {
+            fn create(node: NodeRef, name: &Arc<str>) -> (Self::Handles, Self::Slots, ErasedSlots) {
                 let slots = ($(Slot::<$t>::empty(),)+);
                 let handles = ($(Handle::new(slots.$i.clone(), node, name.clone()),)+);
-                let erased: Vec<Arc<dyn ErasedSlot>> = vec![$(slots.$i.clone()),+];
+                let erased: ErasedSlots = smallvec::smallvec![$(slots.$i.clone() as Arc<dyn ErasedSlot>),+];
                 (handles, slots, erased)
             }
 

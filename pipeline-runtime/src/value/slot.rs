@@ -90,6 +90,11 @@ pub struct Slot<T> {
     ready: Condvar,
 }
 
+/// A node's output slots, type-erased: inline for one output (most components have one), so
+/// a node costs no list of its own.
+#[doc(hidden)]
+pub type ErasedSlots = smallvec::SmallVec<[Arc<dyn ErasedSlot>; 1]>;
+
 /// What the controller needs of a slot without knowing its type.
 #[doc(hidden)]
 pub trait ErasedSlot: Send + Sync {
