@@ -273,12 +273,13 @@ fn prepare<B: Backend>(ctx: &Context<B>, spec: &AttemptSpec, inputs: &[ArgArtifa
         scratch: None,
     };
     let manifest_path = node_dir.join(format!("manifest-{number}.json"));
+    // Encoded once: the file for a worker on this machine, the same text for one elsewhere.
+    let manifest_json = serde_json::to_string(&manifest).map_err(|e| setup("cannot encode the manifest", &e))?;
     // A re-attached worker has its manifest, and may be writing its result right now.
     if !spec.reattach {
-        let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| setup("cannot encode the manifest", &e))?;
         std::fs::create_dir_all(node_dir).map_err(|e| setup("cannot create the step folder", &e))?;
         let _ = std::fs::remove_file(&manifest.result);
-        std::fs::write(&manifest_path, bytes).map_err(|e| setup("cannot write the manifest", &e))?;
+        std::fs::write(&manifest_path, &manifest_json).map_err(|e| setup("cannot write the manifest", &e))?;
     }
 
     let file = std::fs::OpenOptions::new()
@@ -301,7 +302,6 @@ fn prepare<B: Backend>(ctx: &Context<B>, spec: &AttemptSpec, inputs: &[ArgArtifa
             stopped: false,
         }),
     };
-    let manifest_json = serde_json::to_string(&manifest).map_err(|e| setup("cannot encode the manifest", &e))?;
     Ok(Prepared {
         manifest,
         manifest_path,
