@@ -1,5 +1,6 @@
 //! What the run store gives back, and the queries behind it.
 
+use super::node_log::{self, Folded};
 use super::time;
 use pipeline_core::{DagNode, NodeStatus, RunStatus, StepError};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -239,7 +240,30 @@ fn run_status(s: &str) -> RunStatus {
 }
 
 /// Steps of `run` per status, in the order of `NodeStatus`.
-pub(crate) fn status_counts(conn: &Connection, run: &str) -> rusqlite::Result<Vec<(NodeStatus, usize)>> {
+pub(crate) fn status_counts(
+    conn: &Connection,
+    version: usize,
+    run: &str,
+) -> rusqlite::Result<Vec<(NodeStatus, usize)>> {
+    if version >= NODE_LOG {
+        let mut stmt = conn.prepare_cached("SELECT name, status FROM nodes WHERE run_id = ?1 ORDER BY seq")?;
+        let rows = stmt
+            .query_map([run], |r| {
+                Ok((r.get::<_, String>(0)?, node_status(&r.get::<_, String>(1)?)))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let blobs = node_log_blobs(conn, run)?;
+        let statuses = node_log::fold_statuses(&rows, blobs.iter().map(Vec::as_slice)).map_err(|e| damaged(run, e))?;
+        let mut counts: Vec<(NodeStatus, usize)> = Vec::new();
+        for status in statuses {
+            match counts.iter_mut().find(|(s, _)| *s == status) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((status, 1)),
+            }
+        }
+        counts.sort_by_key(|(s, _)| *s as usize);
+        return Ok(counts);
+    }
     let mut stmt = conn.prepare_cached("SELECT status, count(*) FROM nodes WHERE run_id = ?1 GROUP BY status")?;
     let mut counts: Vec<(NodeStatus, usize)> = stmt
         .query_map(params![run], |r| {
@@ -397,44 +421,89 @@ pub(super) fn run(conn: &Connection, version: usize, id: &str) -> rusqlite::Resu
     })
 }
 
+/// The schema version from which nodes are written to the node log.
+const NODE_LOG: usize = 10;
+
 pub(super) fn nodes(conn: &Connection, version: usize, run: &str) -> rusqlite::Result<Vec<NodeRecord>> {
+    Ok(folded(conn, version, run)?.into_iter().map(|n| n.record).collect())
+}
+
+/// Run `run`'s nodes: its rows (runs recorded before the node log), then its node log folded
+/// over them; by creation order.
+fn folded(conn: &Connection, version: usize, run: &str) -> rusqlite::Result<Vec<Folded>> {
     // Resume keys are recorded from schema version 5.
     let resume_key = if version >= 5 { "resume_key" } else { "NULL" };
     // Task types from schema version 8.
     let task_type = if version >= 8 { "task_type" } else { "NULL" };
     let tags = if version >= 9 { "tags" } else { "NULL" };
+    // Histories live in node rows from schema version 2.
+    let history = if version >= 2 { "history" } else { "''" };
     let mut stmt = conn.prepare(&format!(
         "SELECT seq, name, component, code_hash, parents, status, attempts, started, ended, error, cache_key, log_path,
-                {resume_key}, {task_type}, {tags}
+                {resume_key}, {task_type}, {tags}, {history}
          FROM nodes WHERE run_id = ?1 ORDER BY seq"
     ))?;
-    stmt.query_map([run], |r| {
-        Ok(NodeRecord {
-            seq: r.get(0)?,
-            node: DagNode {
-                name: r.get(1)?,
-                component: r.get(2)?,
-                parents: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
-                status: node_status(&r.get::<_, String>(5)?),
-                attempts: r.get(6)?,
-                started: r.get::<_, Option<f64>>(7)?.map(time),
-                ended: r.get::<_, Option<f64>>(8)?.map(time),
-                error: r
-                    .get::<_, Option<String>>(9)?
-                    .and_then(|e| serde_json::from_str::<StepError>(&e).ok()),
-            },
-            code_hash: r.get(3)?,
-            cache_key: r.get(10)?,
-            log_path: r.get::<_, Option<String>>(11)?.map(PathBuf::from),
-            resume_key: r.get(12)?,
-            task_type: r.get(13)?,
-            tags: r
-                .get::<_, Option<String>>(14)?
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or_default(),
+    let mut nodes = stmt
+        .query_map([run], |r| {
+            let record = NodeRecord {
+                seq: r.get(0)?,
+                node: DagNode {
+                    name: r.get(1)?,
+                    component: r.get(2)?,
+                    parents: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
+                    status: node_status(&r.get::<_, String>(5)?),
+                    attempts: r.get(6)?,
+                    started: r.get::<_, Option<f64>>(7)?.map(time),
+                    ended: r.get::<_, Option<f64>>(8)?.map(time),
+                    error: r
+                        .get::<_, Option<String>>(9)?
+                        .and_then(|e| serde_json::from_str::<StepError>(&e).ok()),
+                },
+                code_hash: r.get(3)?,
+                cache_key: r.get(10)?,
+                log_path: r.get::<_, Option<String>>(11)?.map(PathBuf::from),
+                resume_key: r.get(12)?,
+                task_type: r.get(13)?,
+                tags: r
+                    .get::<_, Option<String>>(14)?
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or_default(),
+            };
+            Ok(Folded {
+                record,
+                history: parse_history(&r.get::<_, String>(15)?),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if version >= NODE_LOG {
+        let blobs = node_log_blobs(conn, run)?;
+        node_log::fold(&mut nodes, blobs.iter().map(Vec::as_slice)).map_err(|e| damaged(run, e))?;
+        // A resumed run's new nodes come after those it had; numbers may repeat across runs.
+        nodes.sort_by_key(|n| n.record.seq);
+    }
+    Ok(nodes)
+}
+
+/// Run `run`'s node log, in the order it was written.
+fn node_log_blobs(conn: &Connection, run: &str) -> rusqlite::Result<Vec<Vec<u8>>> {
+    let mut stmt = conn.prepare_cached("SELECT data FROM node_log WHERE run_id = ?1 ORDER BY rowid")?;
+    stmt.query_map([run], |r| r.get::<_, Vec<u8>>(0))?.collect()
+}
+
+/// The error of a node log that cannot be read.
+fn damaged(run: &str, e: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, format!("run {run}: {e}").into())
+}
+
+/// A row's history: `status@seconds;` each change.
+fn parse_history(history: &str) -> Vec<(NodeStatus, SystemTime)> {
+    history
+        .split(';')
+        .filter_map(|change| {
+            let (status, at) = change.split_once('@')?;
+            Some((node_status(status), time(at.parse().ok()?)))
         })
-    })?
-    .collect()
+        .collect()
 }
 
 pub(super) fn node_events(
@@ -443,25 +512,12 @@ pub(super) fn node_events(
     run: &str,
     node: &str,
 ) -> rusqlite::Result<Vec<(NodeStatus, SystemTime)>> {
-    // Histories live in node rows from schema version 2.
-    let history: Option<String> = if version >= 2 {
-        conn.query_row(
-            "SELECT history FROM nodes WHERE run_id = ?1 AND name = ?2",
-            params![run, node],
-            |r| r.get(0),
-        )
-        .optional()?
-    } else {
-        None
-    };
+    let history = folded(conn, version, run)?
+        .into_iter()
+        .find(|n| n.record.node.name == node)
+        .map(|n| n.history);
     if let Some(history) = history.filter(|h| !h.is_empty()) {
-        return Ok(history
-            .split(';')
-            .filter_map(|change| {
-                let (status, at) = change.split_once('@')?;
-                Some((node_status(status), time(at.parse().ok()?)))
-            })
-            .collect());
+        return Ok(history);
     }
     // Runs recorded before histories were kept in the node's row.
     let mut stmt = conn.prepare("SELECT status, at FROM node_events WHERE run_id = ?1 AND node = ?2 ORDER BY rowid")?;

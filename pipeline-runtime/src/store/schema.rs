@@ -134,4 +134,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE nodes ADD COLUMN tags TEXT;
     "#,
+    // 10: nodes' writes go to a log, one blob per run and batch (`node_log.rs`): a row per
+    // node cost more than a debug-mode step. `nodes` keeps the runs recorded before.
+    r#"
+    CREATE TABLE node_log (
+        run_id  TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        data    BLOB NOT NULL
+    );
+    CREATE INDEX node_log_by_run ON node_log (run_id);
+    "#,
 ];
