@@ -54,6 +54,8 @@ struct RunState {
     delayed: usize,
     /// The drain's buffer, kept between drains.
     batch: Batch,
+    /// The buffer of a drain's node records, kept between drains (as `batch`).
+    records: Vec<Event>,
     idle_wakers: Vec<Waker>,
 }
 
@@ -61,6 +63,13 @@ impl RunState {
     fn idle(&self) -> bool {
         self.sched.active() == 0 && !self.draining && !self.sched.has_effects()
     }
+}
+
+/// The node records of one batch of effects, sent to the recorder together.
+struct Records {
+    events: Vec<Event>,
+    /// When the batch's records were made.
+    at: Option<SystemTime>,
 }
 
 /// What an effect needs of the run's state, taken with it under the lock.
@@ -338,6 +347,7 @@ impl Run {
                 watchers: 0,
                 delayed: 0,
                 batch: Vec::new(),
+                records: Vec::new(),
                 idle_wakers: Vec::new(),
             }),
             idle: Condvar::new(),
@@ -982,6 +992,10 @@ impl Run {
     /// Applies effects in batches until none is left, by the thread that set `draining`.
     fn drain<'a>(self: &'a Arc<Self>, mut st: MutexGuard<'a, RunState>) {
         let mut batch = std::mem::take(&mut st.batch);
+        let mut records = Records {
+            events: std::mem::take(&mut st.records),
+            at: None,
+        };
         loop {
             while let Some(effect) = st.sched.pop_effect() {
                 // What an effect needs of the run's state is taken under the lock; the effect
@@ -1008,8 +1022,15 @@ impl Run {
             }
             drop(st);
             let applied = batch.len() as u64;
+            // A batch's records go to the recorder at once: one push, one wake-up.
+            records.at = None;
             for (effect, parts) in batch.drain(..) {
-                self.apply(effect, parts);
+                self.apply(effect, parts, &mut records);
+            }
+            if let Some(recorder) = &self.recorder
+                && !records.events.is_empty()
+            {
+                recorder.send_all(&mut records.events);
             }
             st = self.lock();
             st.applied += applied;
@@ -1021,6 +1042,7 @@ impl Run {
             }
         }
         st.batch = batch;
+        st.records = records.events;
         st.draining = false;
         if st.idle() {
             let wakers = std::mem::take(&mut st.idle_wakers);
@@ -1030,11 +1052,11 @@ impl Run {
         }
     }
 
-    fn apply(self: &Arc<Self>, effect: Effect, parts: Parts) {
+    fn apply(self: &Arc<Self>, effect: Effect, parts: Parts, records: &mut Records) {
         match effect {
             Effect::Record { index, node, changed } => {
                 let node = *node;
-                if let (Some(recorder), Parts::Record(descriptor)) = (&self.recorder, parts) {
+                if let (Some(_), Parts::Record(descriptor)) = (&self.recorder, parts) {
                     // What does not change goes with the node's first record only.
                     let origin = node.parents.map(|parents| {
                         Box::new(NodeOrigin {
@@ -1045,13 +1067,15 @@ impl Run {
                             tags: self.step_tags(descriptor),
                         })
                     });
-                    recorder.send(Event::Node(NodeEvent {
+                    // The records of a batch are made within microseconds: one clock read.
+                    let at = *records.at.get_or_insert_with(SystemTime::now);
+                    records.events.push(Event::Node(NodeEvent {
                         run: self.key.clone(),
                         seq: index,
                         state: node.state,
                         origin,
                         changed,
-                        at: SystemTime::now(),
+                        at,
                     }));
                 }
             }

@@ -1,14 +1,15 @@
 //! Writes a run's events to the run store from a thread of its own, in batches, so that
 //! scheduling never waits for the database; the run's end flushes with a bound.
+//!
+//! Events go through a buffer the writer swaps with its own empty one: sending is a push
+//! under a lock held for that push, and neither side allocates once both buffers have grown
+//! (an allocation per message, freed on the other thread, contended glibc's arena lock).
 
 use crate::store::{Event, RunStore, StoreError};
 use crate::sync::lock;
-use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
-
-/// Events written in one transaction at most.
-const BATCH: usize = 4096;
 
 /// A batch that fails to be written is tried again for this many busy timeouts (each attempt
 /// waits one for the lock), and at least [`RETRY_FLOOR`]; then the run fails.
@@ -20,11 +21,57 @@ pub(crate) fn retry_bound(busy: Duration) -> Duration {
     (busy * RETRY_TIMEOUTS).max(RETRY_FLOOR)
 }
 
-// Events move once through the channel; boxing them would cost an allocation each.
-#[allow(clippy::large_enum_variant)]
-enum Msg {
-    Event(Event),
-    Flush(SyncSender<()>),
+/// What senders and the writer share.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<Pending>,
+    /// Signalled when the writer has something to do.
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// Events not yet taken by the writer, in order.
+    events: Vec<Event>,
+    /// Flushes asked for after those events: answered once they are written.
+    flushes: Vec<SyncSender<()>>,
+    /// No more events are taken: the writer writes what it has, then stops.
+    stopped: bool,
+    /// The writer has stopped (or died): there is nothing left to flush.
+    gone: bool,
+}
+
+impl Shared {
+    /// Adds events (taken from `events`, left empty); false once stopped.
+    fn push(&self, events: impl FnOnce(&mut Vec<Event>)) -> bool {
+        let mut pending = lock(&self.state);
+        if pending.stopped {
+            return false;
+        }
+        let idle = pending.events.is_empty() && pending.flushes.is_empty();
+        events(&mut pending.events);
+        drop(pending);
+        if idle {
+            self.wake.notify_one();
+        }
+        true
+    }
+
+    /// Waits (at most `bound`) until every event pushed so far is written; true when done or
+    /// nothing is left to write. With `stop`, the writer stops after that.
+    fn flush(&self, bound: Duration, stop: bool) -> bool {
+        let (done_tx, done_rx) = sync_channel(1);
+        {
+            let mut pending = lock(&self.state);
+            pending.stopped |= stop;
+            if pending.gone {
+                return true;
+            }
+            pending.flushes.push(done_tx);
+        }
+        self.wake.notify_one();
+        done_rx.recv_timeout(bound).is_ok()
+    }
 }
 
 /// The writer of one run's events.
@@ -34,25 +81,26 @@ pub(crate) struct Recorder {
     path: std::path::PathBuf,
     /// How long one failing batch is tried again.
     retry: Duration,
-    tx: Mutex<Option<Sender<Msg>>>,
+    shared: Arc<Shared>,
     error: Arc<Mutex<Option<StoreError>>>,
 }
 
 /// The writers of the runs live in this process, by run id: the reports of in-process steps
 /// and of the pipeline body join their run's events, so each run has one writer.
-static ROUTES: Mutex<Vec<(String, Sender<Msg>)>> = Mutex::new(Vec::new());
+static ROUTES: Mutex<Vec<(String, Arc<Shared>)>> = Mutex::new(Vec::new());
 
 /// Sends `events` to the writer of run `run` if that run is live in this process; else gives
 /// them back.
-pub(crate) fn route(run: &str, events: Vec<Event>) -> Result<(), Vec<Event>> {
-    let routes = lock(&ROUTES);
-    let Some((_, tx)) = routes.iter().find(|(id, _)| id == run) else {
-        return Err(events);
+pub(crate) fn route(run: &str, mut events: Vec<Event>) -> Result<(), Vec<Event>> {
+    let shared = {
+        let routes = lock(&ROUTES);
+        let Some((_, shared)) = routes.iter().find(|(id, _)| id == run) else {
+            return Err(events);
+        };
+        shared.clone()
     };
-    for event in events {
-        // A writer stops only after its run ended; reports after that are dropped on purpose.
-        let _ = tx.send(Msg::Event(event));
-    }
+    // A writer stops only after its run ended; reports after that are dropped on purpose.
+    shared.push(|pending| pending.append(&mut events));
     Ok(())
 }
 
@@ -60,26 +108,32 @@ impl Recorder {
     pub(crate) fn start(store: RunStore, run: &str) -> std::io::Result<Self> {
         let bound = retry_bound(store.busy_timeout());
         let path = store.path().to_path_buf();
-        let (tx, rx) = channel();
+        let shared = Arc::new(Shared::default());
         let error = Arc::new(Mutex::new(None));
-        let first_error = error.clone();
+        let (writer, first_error) = (shared.clone(), error.clone());
         std::thread::Builder::new()
             .name("pipeline-recorder".into())
-            .spawn(move || write_loop(store, rx, first_error, bound))?;
-        lock(&ROUTES).push((run.to_string(), tx.clone()));
+            .spawn(move || write_loop(store, &writer, first_error, bound))?;
+        lock(&ROUTES).push((run.to_string(), shared.clone()));
         Ok(Self {
             run: run.to_string(),
             path,
             retry: bound,
-            tx: Mutex::new(Some(tx)),
+            shared,
             error,
         })
     }
 
     pub(crate) fn send(&self, event: Event) {
-        if let Some(tx) = lock(&self.tx).as_ref() {
-            // The writer only stops after `finish`; a send after that is dropped on purpose.
-            let _ = tx.send(Msg::Event(event));
+        // The writer only stops after `finish`; a send after that is dropped on purpose.
+        self.shared.push(|pending| pending.push(event));
+    }
+
+    /// Sends the events of `events` (in their order), leaving it empty with its capacity.
+    pub(crate) fn send_all(&self, events: &mut Vec<Event>) {
+        // As in `send`.
+        if !self.shared.push(|pending| pending.append(events)) {
+            events.clear();
         }
     }
 
@@ -98,10 +152,7 @@ impl Recorder {
     /// Waits (at most `bound`) until every event sent so far is written (or failed: the run
     /// then fails at its end).
     pub(crate) fn sync(&self, bound: Duration) {
-        let tx = lock(&self.tx).clone();
-        if let Some(tx) = tx {
-            flushed(&tx, bound);
-        }
+        self.shared.flush(bound, false);
     }
 
     /// Waits (at most `bound`) until every event sent so far is written, then stops the writer.
@@ -109,10 +160,7 @@ impl Recorder {
     /// may be missing, so the run must not count as recorded).
     pub(crate) fn finish(&self, bound: Duration) -> Result<(), StoreError> {
         lock(&ROUTES).retain(|(id, _)| *id != self.run);
-        let tx = lock(&self.tx).take();
-        if let Some(tx) = tx
-            && !flushed(&tx, bound)
-        {
+        if !self.shared.flush(bound, true) {
             return Err(lock(&self.error).clone().unwrap_or_else(|| StoreError {
                 path: self.path.clone(),
                 message: format!("writing the run's record did not finish within {bound:?}; it may be incomplete"),
@@ -125,35 +173,48 @@ impl Recorder {
     }
 }
 
-/// Asks the writer behind `tx` to flush and waits for it at most `bound`: false when it did
-/// not answer in time (a writer that has stopped has nothing left to flush: true).
-fn flushed(tx: &Sender<Msg>, bound: Duration) -> bool {
-    let (done_tx, done_rx) = sync_channel(1);
-    tx.send(Msg::Flush(done_tx)).is_err() || done_rx.recv_timeout(bound).is_ok()
-}
-
 impl Drop for Recorder {
     fn drop(&mut self) {
         lock(&ROUTES).retain(|(id, _)| *id != self.run);
+        // The writer writes what it has, then stops.
+        lock(&self.shared.state).stopped = true;
+        self.shared.wake.notify_one();
     }
 }
 
-fn write_loop(mut store: RunStore, rx: Receiver<Msg>, error: Arc<Mutex<Option<StoreError>>>, bound: Duration) {
-    // Kept between batches: events are large, and growing the vector again would copy them.
+/// Marks the writer gone when its loop ends, however it ends (a panic included), so that no
+/// flush waits for it.
+struct Gone<'a>(&'a Shared);
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        let mut pending = lock(&self.0.state);
+        pending.gone = true;
+        pending.stopped = true;
+        // Nothing more will be written: a flush waiting now has its answer.
+        pending.flushes.clear();
+    }
+}
+
+fn write_loop(mut store: RunStore, shared: &Shared, error: Arc<Mutex<Option<StoreError>>>, bound: Duration) {
+    let _gone = Gone(shared);
+    // Swapped with the senders' buffer: both keep their capacity.
     let mut events = Vec::new();
-    while let Ok(first) = rx.recv() {
-        events.clear();
-        let mut flushes = Vec::new();
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Event(e) => events.push(e),
-                Msg::Flush(done) => flushes.push(done),
+    loop {
+        let flushes = {
+            let mut pending = lock(&shared.state);
+            while pending.events.is_empty() && pending.flushes.is_empty() && !pending.stopped {
+                pending = shared
+                    .wake
+                    .wait(pending)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
-            if events.len() < BATCH {
-                next = rx.try_recv().ok();
+            if pending.events.is_empty() && pending.flushes.is_empty() {
+                return; // stopped, and everything written
             }
-        }
+            std::mem::swap(&mut events, &mut pending.events);
+            std::mem::take(&mut pending.flushes)
+        };
         // After a failure the record has a gap, and the run fails because of it: of what
         // follows (and of the batch that failed), only the run's end is written, as failed.
         let mut failed = lock(&error).is_some();
@@ -168,6 +229,7 @@ fn write_loop(mut store: RunStore, rx: Receiver<Msg>, error: Arc<Mutex<Option<St
         if failed {
             end_as_failed(&mut store, &events, bound);
         }
+        events.clear();
         for done in flushes {
             let _ = done.send(());
         }
