@@ -113,5 +113,47 @@ fn main() {
             }
         }
     }
+    if store_setting != "off" {
+        read_back(&state);
+    }
     let _ = std::fs::remove_dir_all(state);
+}
+
+/// What reading the last recorded run back costs: its nodes and its counts per status
+/// (the run store folds its node log), as `pipeline show` and the web page read them.
+fn read_back(state: &std::path::Path) {
+    use pipeline_runtime::store::{RunFilter, RunStore};
+    let store = RunStore::open(&state.join("runs.db")).expect("the bench's run store");
+    // Newest first: the last fan-out run, of the last (largest) size.
+    let filter = RunFilter {
+        name: Some("bench_fan_out".into()),
+        limit: Some(1),
+        ..Default::default()
+    };
+    let largest = store.runs(&filter).expect("runs").pop().expect("a recorded run");
+    let mut steps = 0;
+    let nodes = median(
+        (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                steps = store.nodes(&largest.id).expect("nodes").len();
+                start.elapsed()
+            })
+            .collect(),
+    );
+    let counts = median(
+        (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                store.status_counts(&largest.id).expect("counts");
+                start.elapsed()
+            })
+            .collect(),
+    );
+    println!();
+    println!(
+        "Reading a recorded run of {steps} steps back (median of 5): its nodes {:.1} ms, its counts per status {:.1} ms.",
+        nodes.as_secs_f64() * 1e3,
+        counts.as_secs_f64() * 1e3
+    );
 }
