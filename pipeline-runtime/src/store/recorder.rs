@@ -201,7 +201,7 @@ fn write_loop(mut store: RunStore, shared: &Shared, error: Arc<Mutex<Option<Stor
     // Swapped with the senders' buffer: both keep their capacity.
     let mut events = Vec::new();
     loop {
-        let flushes = {
+        let (flushes, last) = {
             let mut pending = lock(&shared.state);
             while pending.events.is_empty() && pending.flushes.is_empty() && !pending.stopped {
                 pending = shared
@@ -213,7 +213,8 @@ fn write_loop(mut store: RunStore, shared: &Shared, error: Arc<Mutex<Option<Stor
                 return; // stopped, and everything written
             }
             std::mem::swap(&mut events, &mut pending.events);
-            std::mem::take(&mut pending.flushes)
+            // Once stopped, nothing more comes: this is the run's last batch.
+            (std::mem::take(&mut pending.flushes), pending.stopped)
         };
         // After a failure the record has a gap, and the run fails because of it: of what
         // follows (and of the batch that failed), only the run's end is written, as failed.
@@ -230,6 +231,11 @@ fn write_loop(mut store: RunStore, shared: &Shared, error: Arc<Mutex<Option<Stor
             end_as_failed(&mut store, &events, bound);
         }
         events.clear();
+        if last {
+            // Before the run's end is answered: a reader right after it finds the run in the
+            // database file even where it cannot read the WAL (read-only media).
+            store.checkpoint();
+        }
         for done in flushes {
             let _ = done.send(());
         }
