@@ -168,64 +168,79 @@ pub(super) struct Folded {
     pub(super) history: Vec<(NodeStatus, SystemTime)>,
 }
 
-/// Calls `f` with each entry of `blobs`, in order.
+/// Calls `f` with each entry of `blobs`, in order, and whether an earlier blob was damaged. A
+/// blob that cannot be read (damaged, or of
+/// an unknown format) is read up to the damage, the rest of it skipped: what it says is given
+/// back, one line per blob, and the blobs after it are read.
 fn entries<'b>(
     blobs: impl IntoIterator<Item = &'b [u8]>,
-    mut f: impl FnMut(Entry<'b>) -> Result<(), String>,
-) -> Result<(), String> {
-    for blob in blobs {
+    mut f: impl FnMut(Entry<'b>, bool) -> Result<(), String>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (number, blob) in blobs.into_iter().enumerate() {
         let Some((&format, mut rest)) = blob.split_first() else {
             continue;
         };
         if format != FORMAT {
-            return Err(format!("a node log blob of format {format}, newer than this build's"));
+            problems.push(format!("batch {} has an unknown format ({format})", number + 1));
+            continue;
         }
         while !rest.is_empty() {
-            let (entry, used): (Entry<'b>, usize) =
-                bincode::serde::borrow_decode_from_slice(rest, config().with_limit::<ENTRY_LIMIT>())
-                    .map_err(|e| format!("a node log blob is damaged: {e}"))?;
-            rest = &rest[used..];
-            f(entry)?;
+            let read = bincode::serde::borrow_decode_from_slice(rest, config().with_limit::<ENTRY_LIMIT>())
+                .map_err(|e| e.to_string())
+                .and_then(|(entry, used): (Entry<'b>, usize)| f(entry, !problems.is_empty()).map(|()| used));
+            match read {
+                Ok(used) => rest = &rest[used..],
+                Err(e) => {
+                    problems.push(format!("batch {} is damaged ({e})", number + 1));
+                    break;
+                }
+            }
         }
     }
-    Ok(())
+    problems
 }
 
 /// Folds blobs (in the order they were written) into `nodes`, the run's rows before them.
-pub(super) fn fold<'b>(nodes: &mut Vec<Folded>, blobs: impl IntoIterator<Item = &'b [u8]>) -> Result<(), String> {
+/// Gives back what could not be read (see [`entries`]).
+#[must_use]
+pub(super) fn fold<'b>(nodes: &mut Vec<Folded>, blobs: impl IntoIterator<Item = &'b [u8]>) -> Vec<String> {
     let mut by_name: fnv::FnvHashMap<Cow<'b, str>, usize> = nodes
         .iter()
         .enumerate()
         .map(|(i, n)| (Cow::Owned(n.record.node.name.clone()), i))
         .collect();
-    entries(blobs, |entry| apply(nodes, &mut by_name, entry))
+    entries(blobs, |entry, after_damage| {
+        apply(nodes, &mut by_name, entry, after_damage)
+    })
 }
 
 /// Only each node's last status, by creation order: `(name, status)` of the run's rows, then
-/// its blobs (what a count per status needs, without building records).
+/// its blobs (what a count per status needs, without building records); with what could not
+/// be read.
 pub(super) fn fold_statuses<'b>(
     rows: &'b [(String, NodeStatus)],
     blobs: impl IntoIterator<Item = &'b [u8]>,
-) -> Result<Vec<NodeStatus>, String> {
+) -> (Vec<NodeStatus>, Vec<String>) {
     let mut statuses: Vec<NodeStatus> = rows.iter().map(|(_, s)| *s).collect();
     let mut by_name: fnv::FnvHashMap<&'b str, usize> = rows
         .iter()
         .enumerate()
         .map(|(i, (name, _))| (name.as_str(), i))
         .collect();
-    entries(blobs, |entry| {
+    let problems = entries(blobs, |entry, after_damage| {
         let status = status(entry.status)?;
         match by_name.get(entry.name) {
             Some(&i) => statuses[i] = status,
-            None if entry.origin.is_some() => {
+            None if entry.origin.is_some() || after_damage => {
                 by_name.insert(entry.name, statuses.len());
                 statuses.push(status);
             }
             None => {} // as in `apply`
         }
         Ok(())
-    })?;
-    Ok(statuses)
+    });
+    (statuses, problems)
 }
 
 /// One write, with the rules of the rows' insert (first write) and update (later ones).
@@ -233,6 +248,7 @@ fn apply<'b>(
     nodes: &mut Vec<Folded>,
     by_name: &mut fnv::FnvHashMap<Cow<'b, str>, usize>,
     entry: Entry<'b>,
+    after_damage: bool,
 ) -> Result<(), String> {
     let status = status(entry.status)?;
     let mut changes = Vec::with_capacity(entry.history.len());
@@ -252,7 +268,16 @@ fn apply<'b>(
             }
             i
         }
-        (None, Some(origin)) => {
+        // A node's first write; or, once a blob was damaged, a write of a node whose first one
+        // may have been in it: shown with what is known (no component, no parents).
+        (None, origin) if origin.is_some() || after_damage => {
+            let origin = origin.unwrap_or(Origin {
+                component: "",
+                code_hash: "",
+                parents: Vec::new(),
+                task_type: None,
+                tags: Vec::new(),
+            });
             nodes.push(Folded {
                 record: NodeRecord {
                     seq: entry.seq,
@@ -279,7 +304,7 @@ fn apply<'b>(
             nodes.len() - 1
         }
         // An update of a node never inserted: as the row's update, nothing.
-        (None, None) => return Ok(()),
+        (None, _) => return Ok(()),
     };
     let Folded { record, history } = &mut nodes[index];
     record.node.status = status;
@@ -367,7 +392,7 @@ mod tests {
 
         let mut nodes = Vec::new();
         let (first, second) = (blob(&first), blob(&second));
-        fold(&mut nodes, [&first[..], &second[..]]).unwrap();
+        assert!(fold(&mut nodes, [&first[..], &second[..]]).is_empty());
         assert_eq!(nodes.len(), 1);
         let Folded { record, history } = &nodes[0];
         assert_eq!(record.node.name, "a");
@@ -408,7 +433,7 @@ mod tests {
             Some(&o),
         );
         let (before, again) = (blob(&before), blob(&again));
-        fold(&mut nodes, [&before[..], &again[..]]).unwrap();
+        assert!(fold(&mut nodes, [&before[..], &again[..]]).is_empty());
         assert_eq!(nodes.len(), 1);
         let record = &nodes[0].record;
         // As the rows' upsert: the number and parents stay, the code hash is the new one.
@@ -436,7 +461,8 @@ mod tests {
         let blob = blob(&batch);
         // Node `a` is a row of the run before its log.
         let rows = vec![("a".to_string(), NodeStatus::Failed)];
-        let statuses = fold_statuses(&rows, [&blob[..]]).unwrap();
+        let (statuses, problems) = fold_statuses(&rows, [&blob[..]]);
+        assert!(problems.is_empty());
         assert_eq!(statuses, [NodeStatus::Completed, NodeStatus::Skipped]);
         let mut nodes = vec![Folded {
             record: NodeRecord {
@@ -460,13 +486,14 @@ mod tests {
             },
             history: Vec::new(),
         }];
-        fold(&mut nodes, [&blob[..]]).unwrap();
+        assert!(fold(&mut nodes, [&blob[..]]).is_empty());
         let folded: Vec<_> = nodes.iter().map(|n| n.record.node.status).collect();
         assert_eq!(folded, statuses);
     }
 
+    /// A damaged blob is read up to the damage and said so; the blobs after it still count.
     #[test]
-    fn damaged_or_newer_blobs_are_errors_not_panics() {
+    fn damaged_or_unknown_blobs_are_reported_and_the_rest_is_read() {
         let run: Arc<str> = "r1".into();
         let mut batch = LogBatch::default();
         batch.push(
@@ -474,17 +501,65 @@ mod tests {
             &History::new(),
             Some(&origin(&[])),
         );
+        batch.push(
+            &event(&run, 1, "b", NodeStatus::Running),
+            &History::new(),
+            Some(&origin(&[])),
+        );
         let good = blob(&batch);
+        let mut later = LogBatch::default();
+        later.push(&event(&run, 1, "b", NodeStatus::Completed), &History::new(), None);
+        let later = blob(&later);
+        let names = |nodes: &[Folded]| -> Vec<(String, NodeStatus)> {
+            nodes
+                .iter()
+                .map(|n| (n.record.node.name.clone(), n.record.node.status))
+                .collect()
+        };
+
+        // Cut inside its second entry: the first is read, the later blob too.
         let cut = &good[..good.len() - 3];
-        assert!(fold(&mut Vec::new(), [cut]).unwrap_err().contains("damaged"));
-        // A length of 2^62 for the name (varint: 0xFD, then eight bytes) after the number.
+        let mut nodes = Vec::new();
+        let problems = fold(&mut nodes, [cut, &later[..]]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("batch 1 is damaged"), "{problems:?}");
+        // `b`'s first write was in the damage: its later write shows it, without a component.
+        assert_eq!(
+            names(&nodes),
+            [
+                ("a".to_string(), NodeStatus::Running),
+                ("b".to_string(), NodeStatus::Completed)
+            ]
+        );
+        assert_eq!(nodes[1].record.node.component, "");
+
+        // A length of 2^62 for the name (varint: 0xFD, then eight bytes) after the number: an
+        // error, not an allocation of what it says.
         let mut huge = vec![FORMAT, 0, 0xFD];
         huge.extend_from_slice(&(1u64 << 62).to_le_bytes());
         huge.extend_from_slice(b"abc");
-        assert!(fold(&mut Vec::new(), [&huge[..]]).unwrap_err().contains("damaged"));
+        let mut nodes = Vec::new();
+        let problems = fold(&mut nodes, [&huge[..], &good[..], &later[..]]);
+        assert!(
+            problems.len() == 1 && problems[0].contains("batch 1 is damaged"),
+            "{problems:?}"
+        );
+        assert_eq!(
+            names(&nodes),
+            [
+                ("a".to_string(), NodeStatus::Running),
+                ("b".to_string(), NodeStatus::Completed)
+            ]
+        );
+
         let mut newer = good.clone();
         newer[0] = 2;
-        assert!(fold(&mut Vec::new(), [&newer[..]]).unwrap_err().contains("newer"));
+        let (statuses, problems) = fold_statuses(&[], [&newer[..], &later[..]]);
+        assert!(problems[0].contains("unknown format (2)"), "{problems:?}");
+        assert_eq!(statuses, [NodeStatus::Completed], "as the record fold has it");
+        // Without damage, an update of a node never inserted counts nothing (as a row's update).
+        let (statuses, problems) = fold_statuses(&[], [&later[..]]);
+        assert!(problems.is_empty() && statuses.is_empty(), "{statuses:?}");
     }
 
     #[test]
@@ -504,7 +579,7 @@ mod tests {
         batch.push(&event(&r1, 0, "a", NodeStatus::Completed), &History::new(), None);
         assert_eq!(batch.runs.len(), 2);
         let mut nodes = Vec::new();
-        fold(&mut nodes, [&batch.runs[0].1[..]]).unwrap();
+        assert!(fold(&mut nodes, [&batch.runs[0].1[..]]).is_empty());
         assert_eq!((nodes.len(), nodes[0].record.node.status), (1, NodeStatus::Completed));
     }
 }

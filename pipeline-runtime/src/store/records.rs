@@ -253,7 +253,8 @@ pub(crate) fn status_counts(
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let blobs = node_log_blobs(conn, run)?;
-        let statuses = node_log::fold_statuses(&rows, blobs.iter().map(Vec::as_slice)).map_err(|e| damaged(run, e))?;
+        let (statuses, problems) = node_log::fold_statuses(&rows, blobs.iter().map(Vec::as_slice));
+        damaged(run, &problems);
         let mut counts: Vec<(NodeStatus, usize)> = Vec::new();
         for status in statuses {
             match counts.iter_mut().find(|(s, _)| *s == status) {
@@ -477,7 +478,7 @@ fn folded(conn: &Connection, version: usize, run: &str) -> rusqlite::Result<Vec<
         .collect::<rusqlite::Result<Vec<_>>>()?;
     if version >= NODE_LOG {
         let blobs = node_log_blobs(conn, run)?;
-        node_log::fold(&mut nodes, blobs.iter().map(Vec::as_slice)).map_err(|e| damaged(run, e))?;
+        damaged(run, &node_log::fold(&mut nodes, blobs.iter().map(Vec::as_slice)));
         // A resumed run's new nodes come after those it had; numbers may repeat across runs.
         nodes.sort_by_key(|n| n.record.seq);
     }
@@ -490,9 +491,14 @@ fn node_log_blobs(conn: &Connection, run: &str) -> rusqlite::Result<Vec<Vec<u8>>
     stmt.query_map([run], |r| r.get::<_, Vec<u8>>(0))?.collect()
 }
 
-/// The error of a node log that cannot be read.
-fn damaged(run: &str, e: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, format!("run {run}: {e}").into())
+/// Says what of run `run`'s node log could not be read: its nodes are shown as far as the
+/// rest says (a damaged record must not hide every other run, nor the rest of this one).
+fn damaged(run: &str, problems: &[String]) {
+    for problem in problems {
+        crate::diag::warn(format_args!(
+            "run {run}: its node log's {problem}; its steps are shown as the rest of the log has them"
+        ));
+    }
 }
 
 /// A row's history: `status@seconds;` each change.
