@@ -72,6 +72,11 @@ pub fn manifest(bytes: &[u8]) {
     }
 }
 
+/// A run's node log in the run store (`store::node_log`), as its readers fold it.
+pub fn node_log(bytes: &[u8]) {
+    crate::store::fold_for_fuzzing(bytes);
+}
+
 /// A worker result file's bytes, as the controller reads them.
 pub fn worker_result(bytes: &[u8]) {
     if let Ok(result) = serde_json::from_slice::<WorkerResult>(bytes) {

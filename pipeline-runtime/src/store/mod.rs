@@ -57,9 +57,39 @@ pub(crate) fn secs(t: SystemTime) -> f64 {
         .as_secs_f64()
 }
 
+/// The time `secs` seconds after the epoch. Whatever the number (it may come from damaged
+/// bytes): the epoch for one not positive or not a number, the end of year 9999 for one
+/// larger (dates are shown in RFC 3339, which ends there).
 pub(crate) fn time(secs: f64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs.max(0.0))
+    let since = Duration::try_from_secs_f64(secs.max(0.0)).map_or(LATEST, |d| d.min(LATEST));
+    SystemTime::UNIX_EPOCH + since
 }
+
+/// [`time`] for `micros` microseconds after the epoch (exact).
+pub(crate) fn time_micros(micros: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_micros(micros).min(LATEST)
+}
+
+/// For the `node_log` fuzz target: `bytes` as a run's node log (one blob, then split in two
+/// at its middle), folded into records and into statuses, every time shown as a date.
+pub(crate) fn fold_for_fuzzing(bytes: &[u8]) {
+    let (head, tail) = bytes.split_at(bytes.len() / 2);
+    for blobs in [vec![bytes], vec![head, tail]] {
+        let mut nodes = Vec::new();
+        let _ = node_log::fold(&mut nodes, blobs.iter().copied());
+        let _ = node_log::fold_statuses(&[], blobs.iter().copied());
+        for node in &nodes {
+            let times = [node.record.node.started, node.record.node.ended];
+            let changes = node.history.iter().map(|&(_, at)| Some(at));
+            for at in times.into_iter().chain(changes).flatten() {
+                let _ = humantime::format_rfc3339(at).to_string();
+            }
+        }
+    }
+}
+
+/// The end of year 9999, after the epoch.
+const LATEST: Duration = Duration::from_secs(253_402_300_799);
 
 /// What a new run is, as the controller knows it at start.
 pub(crate) struct NewRun<'a> {

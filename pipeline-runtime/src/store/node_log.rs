@@ -9,13 +9,13 @@
 //! (or, in a resumed run, updates the node it had), later writes update its state, keep the
 //! keys and log path already known when they carry none, and append to its history.
 
-use super::{NodeEvent, NodeOrigin, NodeRecord, secs, time};
+use super::{NodeEvent, NodeOrigin, NodeRecord, secs, time, time_micros};
 use pipeline_core::{DagNode, NodeStatus, StepError};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// The first byte of every blob: the format of what follows.
 const FORMAT: u8 = 1;
@@ -253,7 +253,7 @@ fn apply<'b>(
     let status = status(entry.status)?;
     let mut changes = Vec::with_capacity(entry.history.len());
     for (code, at) in entry.history {
-        changes.push((self::status(code)?, SystemTime::UNIX_EPOCH + Duration::from_micros(at)));
+        changes.push((self::status(code)?, time_micros(at)));
     }
     let error = entry.error.and_then(|e| serde_json::from_str::<StepError>(e).ok());
     let index = match (by_name.get(entry.name), entry.origin) {
@@ -329,6 +329,7 @@ fn apply<'b>(
 mod tests {
     use super::*;
     use crate::store::NodeState;
+    use std::time::Duration;
 
     fn event(run: &Arc<str>, seq: u32, name: &str, status: NodeStatus) -> NodeEvent {
         NodeEvent {
@@ -366,6 +367,16 @@ mod tests {
         list.iter()
             .map(|&(s, at)| (s, SystemTime::UNIX_EPOCH + Duration::from_secs(at)))
             .collect()
+    }
+
+    /// Adds node `name`'s first write (its origin, no changes) to `batch`.
+    fn first(batch: &mut LogBatch, run: &Arc<str>, seq: u32, name: &str) {
+        let origin = origin(&[]);
+        batch.push(
+            &event(run, seq, name, NodeStatus::Running),
+            &History::new(),
+            Some(&origin),
+        );
     }
 
     fn blob(batch: &LogBatch) -> Vec<u8> {
@@ -496,16 +507,8 @@ mod tests {
     fn damaged_or_unknown_blobs_are_reported_and_the_rest_is_read() {
         let run: Arc<str> = "r1".into();
         let mut batch = LogBatch::default();
-        batch.push(
-            &event(&run, 0, "a", NodeStatus::Running),
-            &History::new(),
-            Some(&origin(&[])),
-        );
-        batch.push(
-            &event(&run, 1, "b", NodeStatus::Running),
-            &History::new(),
-            Some(&origin(&[])),
-        );
+        first(&mut batch, &run, 0, "a");
+        first(&mut batch, &run, 1, "b");
         let good = blob(&batch);
         let mut later = LogBatch::default();
         later.push(&event(&run, 1, "b", NodeStatus::Completed), &History::new(), None);
@@ -562,20 +565,49 @@ mod tests {
         assert!(problems.is_empty() && statuses.is_empty(), "{statuses:?}");
     }
 
+    /// Times from damaged bytes (infinite, too large, negative, not a number) read as some
+    /// time, never a panic.
+    #[test]
+    fn any_time_in_a_blob_reads_without_a_panic() {
+        let run: Arc<str> = "r1".into();
+        for secs in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 1e300, -5.0, f64::MAX] {
+            let mut batch = LogBatch::default();
+            let mut e = event(&run, 0, "a", NodeStatus::Running);
+            e.state.started = None;
+            batch.push(&e, &History::new(), Some(&origin(&[])));
+            let mut data = blob(&batch);
+            // `started` follows the number, name, status and attempts: patch it to `Some(secs)`.
+            let at = 1 + 1 + 1 + 1 + 1 + 1;
+            assert_eq!(data[at], 0, "started was None");
+            data[at] = 1;
+            data.splice(at + 1..at + 1, secs.to_le_bytes());
+            let mut nodes = Vec::new();
+            assert!(fold(&mut nodes, [&data[..]]).is_empty(), "{secs}");
+            assert!(nodes[0].record.node.started.is_some(), "{secs}");
+        }
+        // A change at the largest number of microseconds there is: shown, at the end of 9999.
+        let mut batch = LogBatch::default();
+        let mut history = History::new();
+        history.push((NodeStatus::Running, SystemTime::UNIX_EPOCH));
+        batch.push(&event(&run, 0, "a", NodeStatus::Running), &history, Some(&origin(&[])));
+        let data = blob(&batch);
+        // The change's time is the blob's first varint 0 (the epoch), after its status code 2:
+        // replace it with u64::MAX (0xFD, then eight bytes).
+        let at = data.windows(2).rposition(|w| w == [2, 0]).expect("the change") + 1;
+        let mut data = data.clone();
+        data.splice(at..at + 1, [0xFD].into_iter().chain(u64::MAX.to_le_bytes()));
+        let mut nodes = Vec::new();
+        assert!(fold(&mut nodes, [&data[..]]).is_empty());
+        let (_, when) = nodes[0].history[0];
+        assert_eq!(when, time(f64::MAX));
+    }
+
     #[test]
     fn events_of_two_runs_go_to_two_blobs() {
         let (r1, r2): (Arc<str>, Arc<str>) = ("r1".into(), "r2".into());
         let mut batch = LogBatch::default();
-        batch.push(
-            &event(&r1, 0, "a", NodeStatus::Running),
-            &History::new(),
-            Some(&origin(&[])),
-        );
-        batch.push(
-            &event(&r2, 0, "b", NodeStatus::Running),
-            &History::new(),
-            Some(&origin(&[])),
-        );
+        first(&mut batch, &r1, 0, "a");
+        first(&mut batch, &r2, 0, "b");
         batch.push(&event(&r1, 0, "a", NodeStatus::Completed), &History::new(), None);
         assert_eq!(batch.runs.len(), 2);
         let mut nodes = Vec::new();
