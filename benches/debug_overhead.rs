@@ -114,14 +114,15 @@ fn main() {
         }
     }
     if store_setting != "off" {
-        read_back(&state);
+        // The fan-out of the last size has one step more: its fan-in.
+        read_back(&state, sizes.last().expect("a size") + 1);
     }
     let _ = std::fs::remove_dir_all(state);
 }
 
-/// What reading the last recorded run back costs: its nodes and its counts per status
-/// (the run store folds its node log), as `pipeline show` and the web page read them.
-fn read_back(state: &std::path::Path) {
+/// What reading the last recorded run back (of `steps` steps) costs: its nodes and its counts
+/// per status (the run store folds its node log), as `pipeline show` and the web page read them.
+fn read_back(state: &std::path::Path, steps: u64) {
     use pipeline_runtime::store::{RunFilter, RunStore};
     let store = RunStore::open(&state.join("runs.db")).expect("the bench's run store");
     // Newest first: the last fan-out run, of the last (largest) size.
@@ -131,24 +132,14 @@ fn read_back(state: &std::path::Path) {
         ..Default::default()
     };
     let largest = store.runs(&filter).expect("runs").pop().expect("a recorded run");
-    let mut steps = 0;
-    let nodes = median(
-        (0..5)
-            .map(|_| {
-                let start = Instant::now();
-                steps = store.nodes(&largest.id).expect("nodes").len();
-                start.elapsed()
-            })
-            .collect(),
-    );
-    let counts = median(
-        (0..5)
-            .map(|_| {
-                let start = Instant::now();
-                store.status_counts(&largest.id).expect("counts");
-                start.elapsed()
-            })
-            .collect(),
+    let nodes = measure(5, || store.nodes(&largest.id).expect("nodes").len() as u64, steps);
+    let counts = measure(
+        5,
+        || {
+            let counts = store.status_counts(&largest.id).expect("counts");
+            counts.iter().map(|(_, n)| *n as u64).sum()
+        },
+        steps,
     );
     println!();
     println!(

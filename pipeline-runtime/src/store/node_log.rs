@@ -169,9 +169,9 @@ pub(super) struct Folded {
 }
 
 /// Calls `f` with each entry of `blobs`, in order, and whether an earlier blob was damaged. A
-/// blob that cannot be read (damaged, or of
-/// an unknown format) is read up to the damage, the rest of it skipped: what it says is given
-/// back, one line per blob, and the blobs after it are read.
+/// blob that cannot be read (damaged, or of an unknown format) is read up to the damage, the
+/// rest of it skipped: what it says is given back, one line per blob, and the blobs after it
+/// are read.
 fn entries<'b>(
     blobs: impl IntoIterator<Item = &'b [u8]>,
     mut f: impl FnMut(Entry<'b>, bool) -> Result<(), String>,
