@@ -3,7 +3,7 @@
 //! package) in worker mode. A queue is a custom resource: a step of queue `q` asks for one
 //! `queue_q`, so only nodes started with that resource serve it.
 
-use super::{Backend, Ended, LogSink, WorkerJob, unless_stopped};
+use super::{Backend, Ended, LogSink, WorkerJob, sleep_or_never, unless_stopped};
 use crate::exec::Cancel;
 use crate::remote::Cluster;
 use crate::remote::ray::{JobInfo, RayError};
@@ -18,6 +18,11 @@ const STOP_BOUND: Duration = Duration::from_secs(10);
 
 /// How long a job waits for the run's first job to have its environment set up.
 const WARM_UP_BOUND: Duration = Duration::from_secs(20);
+
+/// How much longer than its time limit a step's job may take to start. Ray starts a process
+/// for every job (its supervisor) and sets up its environment first: seconds on a busy
+/// machine, which are not the step's time.
+const START_ALLOWANCE: Duration = Duration::from_secs(20);
 
 /// Runs workers as Ray jobs.
 pub(crate) struct RayBackend {
@@ -64,6 +69,17 @@ impl RayBackend {
             body["entrypoint_num_gpus"] = gpus.into();
         }
         body
+    }
+
+    /// Waits until Ray runs the job `id` (or it has ended): its state is no longer `PENDING`.
+    async fn wait_started(&self, id: &str) -> Result<JobInfo, RayError> {
+        loop {
+            let info = self.cluster.client.status(id).await?;
+            if info.status != "PENDING" {
+                return Ok(info);
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     async fn wait_final(&self, id: &str) -> Result<JobInfo, RayError> {
@@ -116,28 +132,49 @@ impl Backend for RayBackend {
             )
         };
         let id = job_id(job.attempt_id);
-        // Waiting for the warm-up, submitting and waiting for the end all count against the time
-        // limit and give way to a cancel (dropping this future releases the warm-up lock).
-        let run_job = async {
+        // The time limit counts from when Ray runs the job: until then (a node of its queue free,
+        // its process started, its environment set up) only a cancel, or a wait longer than the
+        // limit and START_ALLOWANCE, stops it (dropping this future releases the warm-up lock).
+        let start = async {
             match tokio::time::timeout(WARM_UP_BOUND, self.warm.lock()).await {
                 Ok(mut warm) if !*warm => {
                     self.cluster.client.submit(&self.body(job, &id)).await?;
                     // Held until this job is past its environment set-up (or the bound passes).
-                    let started = tokio::time::Instant::now();
-                    while started.elapsed() < WARM_UP_BOUND {
-                        let info = self.cluster.client.status(&id).await?;
-                        if info.status != "PENDING" {
+                    match tokio::time::timeout(WARM_UP_BOUND, self.wait_started(&id)).await {
+                        Ok(info) => {
+                            let info = info?;
                             *warm = info.status != "FAILED";
-                            break;
+                            Ok(info)
                         }
-                        tokio::time::sleep(POLL).await;
+                        Err(_) => {
+                            drop(warm);
+                            self.wait_started(&id).await
+                        }
                     }
                 }
-                _ => self.cluster.client.submit(&self.body(job, &id)).await?,
+                _ => {
+                    self.cluster.client.submit(&self.body(job, &id)).await?;
+                    self.wait_started(&id).await
+                }
             }
-            self.wait_final(&id).await
         };
-        let outcome = match unless_stopped(run_job, cancel, limit).await {
+        let started = tokio::select! {
+            info = start => Ok(info),
+            reason = cancel.requested() => Err(reason),
+            () = sleep_or_never(limit.map(|l| l + START_ALLOWANCE)) => Err(format!(
+                "time limit of {} exceeded before the step started: Ray had not started its job \
+                 {} s after the limit (is a node of its queue free?)",
+                pipeline_core::dag::format_duration(limit.unwrap_or_default()),
+                START_ALLOWANCE.as_secs()
+            )),
+        };
+        let outcome = match started {
+            Ok(Ok(info)) if info.is_terminal() => Ok(Ok(info)),
+            Ok(Ok(_running)) => unless_stopped(self.wait_final(&id), cancel, limit).await,
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(reason) => Err(reason),
+        };
+        let outcome = match outcome {
             Ok(info) => Ok(info.map_err(cluster)?),
             Err(reason) => Err(reason),
         };
