@@ -4,6 +4,7 @@
 //! in the run of its context ([`context`]).
 
 pub(crate) mod call;
+pub(crate) mod chunked;
 pub(crate) mod context;
 pub(crate) mod lease;
 pub(crate) mod run;

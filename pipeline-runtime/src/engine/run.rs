@@ -10,6 +10,7 @@
 //!
 //! State lives per run, never globally, so runs may nest and run side by side in one process.
 
+use super::chunked::Chunked;
 use super::scheduler::{Effect, Grant, Scheduler, StepRules};
 use crate::error::HandleError;
 use crate::exec::{Cancel, Executor};
@@ -33,17 +34,17 @@ use std::time::SystemTime;
 struct RunState {
     sched: Scheduler,
     /// Per node: its component.
-    descriptors: Vec<&'static ComponentDescriptor>,
+    descriptors: Chunked<&'static ComponentDescriptor>,
     /// Per node: its job, while it may still run (out while an attempt holds it).
-    jobs: Vec<Option<Job>>,
+    jobs: Chunked<Option<Job>>,
     /// Per node: its output slots, until it is final (then readers may move values out).
-    outputs: Vec<ErasedSlots>,
+    outputs: Chunked<ErasedSlots>,
     /// Per node: its inputs written as artifacts, kept between attempts.
-    exported: Vec<Option<Vec<ArgArtifacts>>>,
+    exported: Chunked<Option<Vec<ArgArtifacts>>>,
     /// Per node: how to stop its running attempt.
-    cancels: Vec<Option<Arc<Cancel>>>,
+    cancels: Chunked<Option<Arc<Cancel>>>,
     /// Per node: its attempt is run by the caller, not the executor (a nested pipeline).
-    external: Vec<bool>,
+    external: Chunked<bool>,
     /// A thread is applying effects.
     draining: bool,
     /// Effects applied so far (effects are applied in the order they were produced).
@@ -219,11 +220,11 @@ pub(crate) struct Run {
     executor: Box<dyn Executor>,
     pub(crate) recorder: Option<Recorder>,
     /// The run's folder in the state folder (artifacts, logs).
-    pub(crate) run_dir: std::path::PathBuf,
+    pub(crate) run_dir: Arc<std::path::Path>,
     /// The parent of the run's step spans (`tracing`).
     pub(crate) span: tracing::Span,
     /// The run store, for cache look-ups (`None` when the run is not recorded).
-    store_path: Option<std::path::PathBuf>,
+    store_path: Option<Arc<std::path::Path>>,
     cache_store: Mutex<Option<crate::store::RunStore>>,
     /// The body's value as recorded (`return_value`): a nested run's node in its parent gets
     /// it as its output.
@@ -328,20 +329,20 @@ impl Run {
             config,
             run_number: identity.run_number,
             recorder: identity.recorder,
-            run_dir: identity.run_dir,
-            store_path: identity.store_path,
+            run_dir: identity.run_dir.into(),
+            store_path: identity.store_path.map(Into::into),
             cache_store: Mutex::new(None),
             returned: Mutex::new(Vec::new()),
             span,
             key: identity.key.into(),
             state: Mutex::new(RunState {
                 sched: Scheduler::new(descriptor.options.abort_on_failure, recording).with_seed(seed),
-                descriptors: Vec::new(),
-                jobs: Vec::new(),
-                outputs: Vec::new(),
-                exported: Vec::new(),
-                cancels: Vec::new(),
-                external: Vec::new(),
+                descriptors: Chunked::new(),
+                jobs: Chunked::new(),
+                outputs: Chunked::new(),
+                exported: Chunked::new(),
+                cancels: Chunked::new(),
+                external: Chunked::new(),
                 draining: false,
                 applied: 0,
                 watchers: 0,
@@ -407,11 +408,11 @@ impl Run {
     pub(crate) fn step_context(&self, node: Option<&NodeKey>) -> Option<crate::step::StepContext> {
         let store = self.store_path.clone()?;
         let (node, component) = match node {
-            Some(n) => (n.name.to_string(), Some(n.descriptor)),
-            None => (String::new(), None),
+            Some(n) => (n.name.clone(), Some(n.descriptor)),
+            None => (Arc::from(""), None),
         };
         Some(crate::step::StepContext {
-            run: self.key.to_string(),
+            run: self.key.clone(),
             remote: self.remote_prefix(component, &node),
             node,
             monitor: component.map_or_else(Default::default, |c| crate::step::Monitoring::of(&c.options)),

@@ -7,6 +7,7 @@
 //! caller passes the time with each event. The run applies effects one at a time in the order
 //! they were produced, so a node's callbacks and records never reorder.
 
+use super::chunked::Chunked;
 use crate::error::HandleError;
 use crate::store::NodeState;
 use fnv::FnvHashMap;
@@ -207,10 +208,11 @@ impl Node {
 
 /// The state of one run's nodes and the rules that move them.
 pub(crate) struct Scheduler {
-    nodes: Vec<Node>,
-    // FNV: short keys, hashed at every call; nothing here is keyed by untrusted input.
-    names: FnvHashMap<Arc<str>, u32>,
+    nodes: Chunked<Node>,
+    names: NameIndex,
     repeats: FnvHashMap<Box<str>, u32>,
+    /// Where [`Scheduler::next_name`] writes names.
+    name_buf: String,
     /// The first step whose failure fails the run.
     fatal: Option<Arc<str>>,
     /// Why the run is being stopped; nodes that have not started are aborted with it.
@@ -268,30 +270,70 @@ impl Tally {
     }
 }
 
-/// `base`, then `base_1`, `base_2`... from `count` on: the first not in `names`.
-fn unused_name(names: &FnvHashMap<Arc<str>, u32>, base: &str, count: &mut u32) -> Arc<str> {
+/// The nodes by name. An entry is a name's hash and its node's index: growing the table never
+/// hashes a name again, and the table holds no reference to count.
+#[derive(Default)]
+struct NameIndex(hashbrown::HashTable<(u64, u32)>);
+
+// FNV: short keys, hashed at every call; nothing here is keyed by untrusted input.
+fn name_hash(name: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = fnv::FnvHasher::default();
+    hasher.write(name.as_bytes());
+    hasher.finish()
+}
+
+impl NameIndex {
+    /// The node called `name`, whose hash is `hash`.
+    fn find(&self, nodes: &Chunked<Node>, name: &str, hash: u64) -> Option<u32> {
+        self.0
+            .find(hash, |&(h, i)| h == hash && &*nodes[i as usize].name == name)
+            .map(|&(_, i)| i)
+    }
+
+    fn get(&self, nodes: &Chunked<Node>, name: &str) -> Option<u32> {
+        self.find(nodes, name, name_hash(name))
+    }
+
+    /// Names node `index` `name`; a node of that name found before no longer is.
+    fn insert(&mut self, nodes: &Chunked<Node>, name: &str, index: u32) {
+        let hash = name_hash(name);
+        match self
+            .0
+            .find_mut(hash, |&(h, i)| h == hash && &*nodes[i as usize].name == name)
+        {
+            Some(entry) => entry.1 = index,
+            None => {
+                self.0.insert_unique(hash, (hash, index), |&(h, _)| h);
+            }
+        }
+    }
+}
+
+/// `base`, then `base_1`, `base_2`... from `count` on: the first no node has. Written in
+/// `buf` (kept between calls): the `Arc` is then the only allocation.
+fn unused_name(names: &NameIndex, nodes: &Chunked<Node>, buf: &mut String, base: &str, count: &mut u32) -> Arc<str> {
     loop {
-        let name: Arc<str> = if *count == 0 {
-            base.into()
-        } else {
-            // Written on the stack when short: the `Arc` is then the only allocation.
-            let mut buf = smallvec::SmallVec::<[u8; 64]>::new();
-            buf.extend_from_slice(base.as_bytes());
-            buf.push(b'_');
-            let digits = buf.len();
+        buf.clear();
+        buf.push_str(base);
+        if *count > 0 {
+            buf.push('_');
+            let mut digits = [0u8; 10];
+            let mut at = digits.len();
             let mut n = *count;
             loop {
-                buf.insert(digits, b'0' + (n % 10) as u8);
+                at -= 1;
+                digits[at] = b'0' + (n % 10) as u8;
                 n /= 10;
                 if n == 0 {
                     break;
                 }
             }
-            std::str::from_utf8(&buf).expect("a name and digits").into()
-        };
+            buf.extend(digits[at..].iter().map(|&d| char::from(d)));
+        }
         *count += 1;
-        if !names.contains_key(&name) {
-            return name;
+        if names.get(nodes, buf).is_none() {
+            return Arc::from(buf.as_str());
         }
     }
 }
@@ -301,9 +343,10 @@ impl Scheduler {
     /// whether [`Effect::Record`] effects are wanted.
     pub(crate) fn new(abort_on_failure: bool, recording: bool) -> Self {
         Self {
-            nodes: Vec::new(),
-            names: FnvHashMap::default(),
+            nodes: Chunked::new(),
+            names: NameIndex::default(),
             repeats: FnvHashMap::default(),
+            name_buf: String::new(),
             fatal: None,
             aborting: None,
             stop_mark: StopMark::Aborted,
@@ -388,10 +431,10 @@ impl Scheduler {
     pub(crate) fn next_name(&mut self, component: &str) -> Arc<str> {
         // One lookup for a name seen before (every call of a component but its first).
         if let Some(count) = self.repeats.get_mut(component) {
-            return unused_name(&self.names, component, count);
+            return unused_name(&self.names, &self.nodes, &mut self.name_buf, component, count);
         }
         let count = self.repeats.entry(component.into()).or_insert(0);
-        unused_name(&self.names, component, count)
+        unused_name(&self.names, &self.nodes, &mut self.name_buf, component, count)
     }
 
     /// Event: a component was called. `name` comes from [`Scheduler::next_name`]; `inputs`
@@ -410,13 +453,13 @@ impl Scheduler {
         let mut parents: Edges = inputs.iter().filter(|&&i| i < index).map(|&i| (i, true)).collect();
         let mut unknown = Vec::new();
         for &parent in rules.parents {
-            match self.names.get(parent) {
-                Some(&i) => parents.push((i, false)),
+            match self.names.get(&self.nodes, parent) {
+                Some(i) => parents.push((i, false)),
                 None => unknown.push(parent),
             }
         }
         self.nodes.push(Node {
-            name: name.clone(),
+            name,
             rules,
             parents: dedup_parents(parents),
             dependents: Edges::new(),
@@ -430,7 +473,7 @@ impl Scheduler {
             ended: None,
             cold: None,
         });
-        self.names.insert(name, index);
+        self.names.insert(&self.nodes, &self.nodes[index as usize].name, index);
         self.counts[NodeStatus::Pending as usize] += 1;
         self.record(index, true, true);
 
@@ -648,7 +691,7 @@ impl Scheduler {
     /// The index of the node called `name`.
     #[cfg(test)]
     pub(crate) fn index_of(&self, name: &str) -> Option<u32> {
-        self.names.get(name).copied()
+        self.names.get(&self.nodes, name)
     }
 
     /// The node's cache key, once known.

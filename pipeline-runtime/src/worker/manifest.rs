@@ -112,7 +112,7 @@ impl Manifest {
         if let Some(cx) = self.context.as_mut().filter(|cx| cx.remote.is_some()) {
             // Uploads are staged here and sent to object storage: the run's folder may not exist
             // on this node.
-            cx.run_dir = dir.join("run");
+            cx.run_dir = dir.join("run").into();
         }
         for (i, input) in self.inputs.iter_mut().enumerate() {
             for (j, artifact) in input.artifacts_mut().iter_mut().enumerate() {

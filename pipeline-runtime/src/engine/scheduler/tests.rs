@@ -200,6 +200,28 @@ fn repeated_calls_get_numbered_names() {
 }
 
 #[test]
+fn a_numbered_name_taken_by_another_component_is_skipped() {
+    let mut h = Harness::new();
+    h.add(rules("mean_1"), &[]);
+    for _ in 0..3 {
+        h.add(rules("mean"), &[]);
+    }
+    h.add(rules("mean_1"), &[]);
+    assert_eq!(
+        h.s.names_where(|_| true),
+        ["mean_1", "mean", "mean_2", "mean_3", "mean_1_1"]
+    );
+    // Every name finds its node, however large the run.
+    for _ in 0..5_000 {
+        h.add(rules("step"), &[]);
+    }
+    assert_eq!(h.s.index_of("mean_3"), Some(3));
+    assert_eq!(h.s.index_of("step"), Some(5));
+    assert_eq!(h.s.index_of("step_4999"), Some(5_004));
+    assert_eq!(h.s.index_of("step_5000"), None);
+}
+
+#[test]
 fn explicit_parents_are_edges_by_name() {
     let mut h = Harness::with(false, false);
     let a = h.add(rules("setup"), &[]);
