@@ -45,10 +45,24 @@ CANCEL_GRACE = 5.0
 LAUNCH = 'PIPELINE_WORKER_PARENT=$$ "$0"; s=$?; if [ "$s" -gt 128 ]; then kill -$((s - 128)) $$; fi; exit "$s"'
 
 
+def report_start(started):
+    """Tells the controller that an attempt's task runs now: its time limit counts from here,
+    not from when the runner took it (Ray may take seconds to start a worker process)."""
+    url, token, runner, attempt = started
+    try:
+        Controller(url, token).post("/started", {"runner": runner, "ids": [attempt]}, timeout=10)
+    except Exception as e:
+        # The controller then counts from its own bound (see `exec::process::runner`).
+        print(f"pipeline runner: could not report the start of {attempt} ({e})", file=sys.stderr)
+
+
 @ray.remote(max_retries=0)
-def run_step(exe, extra_env, cap):
+def run_step(exe, extra_env, cap, started=None):
     """Runs the binary with `extra_env` (a worker's manifest); returns its exit and the last
-    `cap` bytes of its output."""
+    `cap` bytes of its output. `started` (the controller's address and token, the runner's id
+    and the attempt's) says where to report that the task runs."""
+    if started is not None:
+        threading.Thread(target=report_start, args=(started,), daemon=True).start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_RUNNER_")}
     env.update(extra_env)
     proc = subprocess.Popen(
@@ -174,7 +188,8 @@ class Runner:
         options = {"resources": item.get("resources") or {}, "name": item["id"], "num_cpus": item.get("num_cpus", 1)}
         if item.get("num_gpus") is not None:
             options["num_gpus"] = item["num_gpus"]
-        ref = run_step.options(**options).remote(self.exe, item["env"], item.get("log_cap", 1 << 26))
+        started = (self.url, self.token, self.id, item["id"])
+        ref = run_step.options(**options).remote(self.exe, item["env"], item.get("log_cap", 1 << 26), started)
         with self.cond:
             self.held[item["id"]] = ref
             self.pending[ref] = item["id"]

@@ -90,11 +90,21 @@ pub(crate) struct Report {
     pub(crate) error: Option<String>,
 }
 
+/// What [`Service::submit`] hands back: when the runner takes the attempt, when its task runs
+/// (a closed channel says nothing more will be told), how it ended.
+pub(crate) struct Handed {
+    pub(crate) taken: oneshot::Receiver<()>,
+    pub(crate) started: oneshot::Receiver<()>,
+    pub(crate) done: oneshot::Receiver<Completion>,
+}
+
 struct Pending {
     /// What the runner is handed.
     item: serde_json::Value,
     /// Told when the runner takes it.
     taken: Option<oneshot::Sender<()>>,
+    /// Told when its task runs on the cluster.
+    started: Option<oneshot::Sender<()>>,
     done: oneshot::Sender<Completion>,
 }
 
@@ -206,6 +216,7 @@ pub(crate) fn service(cluster: &Cluster, ray: &RayConfig) -> Result<Arc<Service>
     });
     let router = axum::Router::new()
         .route("/poll", axum::routing::post(poll))
+        .route("/started", axum::routing::post(started))
         .route(
             "/done",
             // Reports carry the end of the steps' output: at most `LOG_KEPT` each, about 32 MiB
@@ -288,17 +299,15 @@ impl Service {
     }
 
     /// Queues attempt `id` with its work `item`; the receivers learn when the runner takes
-    /// it and how it ended.
-    pub(crate) fn submit(
-        &self,
-        id: &str,
-        item: serde_json::Value,
-    ) -> Result<(oneshot::Receiver<()>, oneshot::Receiver<Completion>), String> {
+    /// it, when its task runs and how it ended.
+    pub(crate) fn submit(&self, id: &str, item: serde_json::Value) -> Result<Handed, String> {
         let (taken, taken_rx) = oneshot::channel();
+        let (started, started_rx) = oneshot::channel();
         let (done, done_rx) = oneshot::channel();
         let pending = Pending {
             item,
             taken: Some(taken),
+            started: Some(started),
             done,
         };
         if !lock(&self.leases).add(id, pending) {
@@ -310,7 +319,11 @@ impl Service {
         if lock(&self.job).is_none() {
             self.kick.notify_one();
         }
-        Ok((taken_rx, done_rx))
+        Ok(Handed {
+            taken: taken_rx,
+            started: started_rx,
+            done: done_rx,
+        })
     }
 
     /// Asks for attempt `id` to stop: true when it had not been handed out (nothing ran).
@@ -549,6 +562,28 @@ async fn poll(State(service): State<Arc<Service>>, headers: HeaderMap, body: Byt
     json(&service.answer(request).await)
 }
 
+/// Attempts whose tasks run now.
+#[derive(Deserialize)]
+struct Started {
+    ids: Vec<String>,
+}
+
+async fn started(State(service): State<Arc<Service>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !service.authed(&headers) {
+        return refuse(StatusCode::UNAUTHORIZED, "a runner's token is needed");
+    }
+    let Ok(Started { ids }) = serde_json::from_slice::<Started>(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "not a start");
+    };
+    let mut leases = lock(&service.leases);
+    for id in ids {
+        if let Some(started) = leases.get_mut(&id).and_then(|pending| pending.started.take()) {
+            let _ = started.send(());
+        }
+    }
+    StatusCode::OK.into_response()
+}
+
 async fn done(State(service): State<Arc<Service>>, headers: HeaderMap, body: Bytes) -> Response {
     if !service.authed(&headers) {
         return refuse(StatusCode::UNAUTHORIZED, "a runner's token is needed");
@@ -617,20 +652,25 @@ mod tests {
             assert_eq!(post("/poll", None, poll.clone()).await.0, 401);
             assert_eq!(post("/poll", Some("not-the-token"), poll.clone()).await.0, 401);
             assert_eq!(post("/done", None, serde_json::json!({})).await.0, 401);
+            assert_eq!(post("/started", None, serde_json::json!({})).await.0, 401);
             let token = service.token.clone();
             assert_eq!(post("/poll", Some(&token), serde_json::json!("junk")).await.0, 400);
+            assert_eq!(post("/started", Some(&token), serde_json::json!("junk")).await.0, 400);
             // No runner was started: whoever polls is told to exit.
             let (status, body) = post("/poll", Some(&token), poll.clone()).await;
             assert_eq!((status, body.as_str()), (200, r#"{"exit":true}"#));
             // An attempt: no runner job can be submitted, so it comes back unavailable, with why.
-            let (_taken, done) = service.submit("a", serde_json::json!({ "id": "a" })).unwrap();
-            let Ok(Completion::Unavailable(why)) = done.await else {
+            let handed = service.submit("a", serde_json::json!({ "id": "a" })).unwrap();
+            let Ok(Completion::Unavailable(why)) = handed.done.await else {
                 panic!("not handed back as unavailable")
             };
             assert!(why.contains("its job could not be submitted"), "{why}");
             // A report for an attempt nobody holds changes nothing.
             let report = serde_json::json!({ "runner": "r", "reports": [{ "id": "a", "code": 0 }] });
             assert_eq!(post("/done", Some(&token), report).await.0, 200);
+            // Nor does a start.
+            let start = serde_json::json!({ "runner": "r", "ids": ["a"] });
+            assert_eq!(post("/started", Some(&token), start).await.0, 200);
         });
         assert_eq!(lock(&service.leases).queued(), 0);
         assert!(service.unavailable().is_none(), "`runner` does not fall back");

@@ -456,6 +456,25 @@ fn time_limit_message(limit: Option<Duration>) -> String {
     )
 }
 
+/// How much longer than its time limit a step may take to start on a cluster. Ray starts a
+/// process for a job (its supervisor) or for a task (a worker) and sets up its environment
+/// first: seconds on a busy machine, which are not the step's time.
+#[cfg(feature = "ray")]
+const START_ALLOWANCE: Duration = Duration::from_secs(20);
+
+/// Sleeps until a step that has not started on the cluster is given up: its limit and
+/// [`START_ALLOWANCE`] after it was handed to the cluster; never without a limit. Returns why.
+#[cfg(feature = "ray")]
+async fn not_started_in_time(limit: Option<Duration>) -> String {
+    sleep_or_never(limit.map(|l| l + START_ALLOWANCE)).await;
+    format!(
+        "time limit of {} exceeded before the step started: Ray had not started it {} s after \
+         the limit (is a node of its queue free?)",
+        pipeline_core::dag::format_duration(limit.unwrap_or_default()),
+        START_ALLOWANCE.as_secs()
+    )
+}
+
 /// Sleeps for `limit`, or forever without one.
 async fn sleep_or_never(limit: Option<Duration>) {
     match limit {

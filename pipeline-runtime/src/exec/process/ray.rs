@@ -3,7 +3,7 @@
 //! package) in worker mode. A queue is a custom resource: a step of queue `q` asks for one
 //! `queue_q`, so only nodes started with that resource serve it.
 
-use super::{Backend, Ended, LogSink, WorkerJob, sleep_or_never, unless_stopped};
+use super::{Backend, Ended, LogSink, WorkerJob, not_started_in_time, unless_stopped};
 use crate::exec::Cancel;
 use crate::remote::Cluster;
 use crate::remote::ray::{JobInfo, RayError};
@@ -18,11 +18,6 @@ const STOP_BOUND: Duration = Duration::from_secs(10);
 
 /// How long a job waits for the run's first job to have its environment set up.
 const WARM_UP_BOUND: Duration = Duration::from_secs(20);
-
-/// How much longer than its time limit a step's job may take to start. Ray starts a process
-/// for every job (its supervisor) and sets up its environment first: seconds on a busy
-/// machine, which are not the step's time.
-const START_ALLOWANCE: Duration = Duration::from_secs(20);
 
 /// Runs workers as Ray jobs.
 pub(crate) struct RayBackend {
@@ -134,7 +129,7 @@ impl Backend for RayBackend {
         let id = job_id(job.attempt_id);
         // The time limit counts from when Ray runs the job: until then (a node of its queue free,
         // its process started, its environment set up) only a cancel, or a wait longer than the
-        // limit and START_ALLOWANCE, stops it (dropping this future releases the warm-up lock).
+        // limit and the start allowance, stops it (dropping this future releases the warm-up lock).
         let start = async {
             match tokio::time::timeout(WARM_UP_BOUND, self.warm.lock()).await {
                 Ok(mut warm) if !*warm => {
@@ -161,12 +156,7 @@ impl Backend for RayBackend {
         let started = tokio::select! {
             info = start => Ok(info),
             reason = cancel.requested() => Err(reason),
-            () = sleep_or_never(limit.map(|l| l + START_ALLOWANCE)) => Err(format!(
-                "time limit of {} exceeded before the step started: Ray had not started its job \
-                 {} s after the limit (is a node of its queue free?)",
-                pipeline_core::dag::format_duration(limit.unwrap_or_default()),
-                START_ALLOWANCE.as_secs()
-            )),
+            reason = not_started_in_time(limit) => Err(reason),
         };
         let outcome = match started {
             Ok(Ok(info)) if info.is_terminal() => Ok(Ok(info)),

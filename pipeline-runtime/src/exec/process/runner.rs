@@ -9,10 +9,10 @@
 //! waited for as one.
 
 use super::ray::RayBackend;
-use super::{Backend, Ended, LogSink, WorkerJob, unless_stopped};
+use super::{Backend, Ended, LogSink, WorkerJob, not_started_in_time, unless_stopped};
 use crate::config::RemoteBackend;
 use crate::exec::Cancel;
-use crate::remote::runner::{Completion, LOG_KEPT, Report, Service};
+use crate::remote::runner::{Completion, Handed, LOG_KEPT, Report, Service};
 use crate::worker::MANIFEST_JSON_ENV;
 use pipeline_core::{ErrorKind, StepError};
 use std::sync::Arc;
@@ -74,12 +74,19 @@ impl Backend for RunnerBackend {
             return self.jobs.execute(job, log, cancel, limit).await;
         }
         let id = job.attempt_id;
-        let (mut taken, mut done) = self
+        let Handed {
+            mut taken,
+            mut started,
+            mut done,
+        } = self
             .service
             .submit(id, self.item(job))
             .map_err(|e| StepError::new(ErrorKind::Setup, e))?;
-        // The time limit runs from when the runner takes the attempt: a runner that is still
-        // starting does not eat into the step's time.
+        // The time limit runs from when the attempt's task runs on the cluster: a runner that is
+        // still starting, or a Ray worker process being started for the task, does not eat into
+        // the step's time. Until then only a cancel, or a wait longer than the limit and the
+        // start allowance after the runner took it (no free node of its queue, a lost report of
+        // the start), stops it.
         let early = unless_stopped(
             async {
                 tokio::select! {
@@ -92,7 +99,19 @@ impl Backend for RunnerBackend {
             None,
         )
         .await;
-        let completion = match early {
+        let begun = match early {
+            Ok(Some(completion)) => Ok(Some(completion)),
+            Ok(None) => tokio::select! {
+                biased;
+                completion = &mut done => Ok(Some(completion)),
+                // Told, or nothing more will be told (the attempt left the table): its end follows.
+                _ = &mut started => Ok(None),
+                reason = cancel.requested() => Err(reason),
+                reason = not_started_in_time(limit) => Err(reason),
+            },
+            Err(reason) => Err(reason),
+        };
+        let completion = match begun {
             Ok(Some(completion)) => Ok(completion),
             Ok(None) => unless_stopped(&mut done, cancel, limit).await,
             Err(reason) => Err(reason),
