@@ -283,25 +283,22 @@ fn name_hash(name: &str) -> u64 {
     hasher.finish()
 }
 
-impl NameIndex {
-    /// The node called `name`, whose hash is `hash`.
-    fn find(&self, nodes: &Chunked<Node>, name: &str, hash: u64) -> Option<u32> {
-        self.0
-            .find(hash, |&(h, i)| h == hash && &*nodes[i as usize].name == name)
-            .map(|&(_, i)| i)
-    }
+/// Whether an entry of [`NameIndex`] is the node called `name`, whose hash is `hash`.
+fn named<'a>(nodes: &'a Chunked<Node>, name: &'a str, hash: u64) -> impl Fn(&(u64, u32)) -> bool + 'a {
+    move |&(h, i)| h == hash && &*nodes[i as usize].name == name
+}
 
+impl NameIndex {
+    /// The node called `name`.
     fn get(&self, nodes: &Chunked<Node>, name: &str) -> Option<u32> {
-        self.find(nodes, name, name_hash(name))
+        let hash = name_hash(name);
+        self.0.find(hash, named(nodes, name, hash)).map(|&(_, i)| i)
     }
 
     /// Names node `index` `name`; a node of that name found before no longer is.
     fn insert(&mut self, nodes: &Chunked<Node>, name: &str, index: u32) {
         let hash = name_hash(name);
-        match self
-            .0
-            .find_mut(hash, |&(h, i)| h == hash && &*nodes[i as usize].name == name)
-        {
+        match self.0.find_mut(hash, named(nodes, name, hash)) {
             Some(entry) => entry.1 = index,
             None => {
                 self.0.insert_unique(hash, (hash, index), |&(h, _)| h);

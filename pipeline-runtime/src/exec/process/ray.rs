@@ -68,19 +68,18 @@ impl RayBackend {
 
     /// Waits until Ray runs the job `id` (or it has ended): its state is no longer `PENDING`.
     async fn wait_started(&self, id: &str) -> Result<JobInfo, RayError> {
-        loop {
-            let info = self.cluster.client.status(id).await?;
-            if info.status != "PENDING" {
-                return Ok(info);
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        self.wait_until(id, |info| info.status != "PENDING").await
     }
 
     async fn wait_final(&self, id: &str) -> Result<JobInfo, RayError> {
+        self.wait_until(id, JobInfo::is_terminal).await
+    }
+
+    /// Reads the job's state every `POLL` until `reached` holds for it.
+    async fn wait_until(&self, id: &str, reached: impl Fn(&JobInfo) -> bool) -> Result<JobInfo, RayError> {
         loop {
             let info = self.cluster.client.status(id).await?;
-            if info.is_terminal() {
+            if reached(&info) {
                 return Ok(info);
             }
             tokio::time::sleep(POLL).await;
