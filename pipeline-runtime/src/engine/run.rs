@@ -33,18 +33,8 @@ use std::time::SystemTime;
 
 struct RunState {
     sched: Scheduler,
-    /// Per node: its component.
-    descriptors: Chunked<&'static ComponentDescriptor>,
-    /// Per node: its job, while it may still run (out while an attempt holds it).
-    jobs: Chunked<Option<Job>>,
-    /// Per node: its output slots, until it is final (then readers may move values out).
-    outputs: Chunked<ErasedSlots>,
-    /// Per node: its inputs written as artifacts, kept between attempts.
-    exported: Chunked<Option<Vec<ArgArtifacts>>>,
-    /// Per node: how to stop its running attempt.
-    cancels: Chunked<Option<Arc<Cancel>>>,
-    /// Per node: its attempt is run by the caller, not the executor (a nested pipeline).
-    external: Chunked<bool>,
+    /// Per node, by index: what the run holds of it besides its scheduling state.
+    held: Chunked<Held>,
     /// A thread is applying effects.
     draining: bool,
     /// Effects applied so far (effects are applied in the order they were produced).
@@ -58,6 +48,23 @@ struct RunState {
     /// The buffer of a drain's node records, kept between drains (as `batch`).
     records: Vec<Event>,
     idle_wakers: Vec<Waker>,
+}
+
+/// What a run holds of one node besides the scheduler's state: one record per node, so that
+/// adding a node is one push.
+struct Held {
+    /// Its component.
+    descriptor: &'static ComponentDescriptor,
+    /// Its job, while it may still run (out while an attempt holds it).
+    job: Option<Job>,
+    /// Its output slots, until it is final (then readers may move values out).
+    outputs: ErasedSlots,
+    /// Its inputs written as artifacts, kept between attempts.
+    exported: Option<Vec<ArgArtifacts>>,
+    /// How to stop its running attempt.
+    cancel: Option<Arc<Cancel>>,
+    /// Its attempt is run by the caller, not the executor (a nested pipeline).
+    external: bool,
 }
 
 impl RunState {
@@ -337,12 +344,7 @@ impl Run {
             key: identity.key.into(),
             state: Mutex::new(RunState {
                 sched: Scheduler::new(descriptor.options.abort_on_failure, recording).with_seed(seed),
-                descriptors: Chunked::new(),
-                jobs: Chunked::new(),
-                outputs: Chunked::new(),
-                exported: Chunked::new(),
-                cancels: Chunked::new(),
-                external: Chunked::new(),
+                held: Chunked::new(),
                 draining: false,
                 applied: 0,
                 watchers: 0,
@@ -534,7 +536,7 @@ impl Run {
             if st.sched.status(index) != NodeStatus::Queued || !wanted(&st.sched) {
                 return None;
             }
-            st.jobs[index as usize].take()?
+            st.held[index as usize].job.take()?
         };
         let mut key = blake3::Hasher::new();
         for part in parts {
@@ -542,7 +544,7 @@ impl Run {
             key.update(part.as_bytes());
         }
         let fed = catch_unwind(AssertUnwindSafe(|| job(how(&mut key))));
-        self.lock().jobs[index as usize] = Some(job);
+        self.lock().held[index as usize].job = Some(job);
         matches!(fed, Ok(Ok(()))).then(|| key.finalize().to_hex().to_string())
     }
 
@@ -765,15 +767,17 @@ impl Run {
         let mut st = self.lock();
         let index = st.sched.len() as u32;
         let name = st.sched.next_name(name.unwrap_or(descriptor.name));
-        let (handles, job, outputs) = build(NodeRef { run: self.id, index }, &name);
-        st.descriptors.push(descriptor);
-        st.jobs.push(Some(job));
-        st.outputs.push(outputs);
-        st.exported.push(None);
-        st.cancels.push(None);
-        st.external.push(external);
+        let (handles, job, outputs) = build(NodeRef { run: self.id, index }, &name.text);
+        st.held.push(Held {
+            descriptor,
+            job: Some(job),
+            outputs,
+            exported: None,
+            cancel: None,
+            external,
+        });
         let inputs: smallvec::SmallVec<[u32; 4]> = deps.iter().filter(|d| d.run == self.id).map(|d| d.index).collect();
-        let before = self.attempts_before(&name);
+        let before = self.attempts_before(&name.text);
         st.sched.add_node(name, rules, &inputs, before, SystemTime::now());
         self.settle(st);
         handles
@@ -790,12 +794,12 @@ impl Run {
         }
         let index = node.index;
         let mut st = self.lock();
-        st.jobs[index as usize].as_ref()?;
+        st.held[index as usize].job.as_ref()?;
         let grant = st.sched.attempt_started(index, SystemTime::now())?;
-        let job = st.jobs[index as usize].take().expect("checked above");
+        let job = st.held[index as usize].job.take().expect("checked above");
         // Registered with the start, so a stop that comes after it finds the attempt.
         let cancel = cancellable.then(|| Arc::new(Cancel::default()));
-        st.cancels[index as usize] = cancel.clone();
+        st.held[index as usize].cancel = cancel.clone();
         let attempt = Attempt { job, grant, cancel };
         // Only a status callback must see the start before the step runs; records need not.
         // Nothing else ends a running node before its attempt ends.
@@ -883,12 +887,12 @@ impl Run {
         let mut st = self.lock();
         st.sched.attempt_ended(index, outcome, SystemTime::now());
         let finished = st.sched.status(index).is_terminal();
-        st.cancels[index as usize] = None;
+        st.held[index as usize].cancel = None;
         let spent = if finished {
-            st.exported[index as usize] = None;
+            st.held[index as usize].exported = None;
             Some(attempt.job)
         } else {
-            st.jobs[index as usize] = Some(attempt.job);
+            st.held[index as usize].job = Some(attempt.job);
             None
         };
         self.settle(st);
@@ -899,17 +903,17 @@ impl Run {
 
     /// The node's inputs as artifacts, if an earlier attempt wrote them.
     pub(crate) fn exported(&self, index: u32) -> Option<Vec<ArgArtifacts>> {
-        self.lock().exported[index as usize].clone()
+        self.lock().held[index as usize].exported.clone()
     }
 
     /// Keeps the node's inputs as artifacts for its retries (dropped once it is final).
     pub(crate) fn keep_exported(&self, index: u32, inputs: Vec<ArgArtifacts>) {
-        self.lock().exported[index as usize] = Some(inputs);
+        self.lock().held[index as usize].exported = Some(inputs);
     }
 
     /// The node's output slots, to resolve from another process's artifacts.
     pub(crate) fn output_slots(&self, index: u32) -> ErasedSlots {
-        self.lock().outputs[index as usize].clone()
+        self.lock().held[index as usize].outputs.clone()
     }
 
     /// Stops the run: nodes not started are aborted, running ones are stopped by their
@@ -1003,17 +1007,17 @@ impl Run {
                 // itself is applied without it.
                 let parts = match &effect {
                     Effect::Publish { index } | Effect::FailOutputs { index, .. } => Parts::Final {
-                        slots: std::mem::take(&mut st.outputs[*index as usize]),
-                        job: st.jobs[*index as usize].take(),
+                        slots: std::mem::take(&mut st.held[*index as usize].outputs),
+                        job: st.held[*index as usize].job.take(),
                         name: st.sched.name(*index).clone(),
                     },
-                    Effect::Start { index, .. } if st.external[*index as usize] => Parts::None,
+                    Effect::Start { index, .. } if st.held[*index as usize].external => Parts::None,
                     Effect::Start { index, .. } => Parts::Start(NodeKey {
                         index: *index,
                         name: st.sched.name(*index).clone(),
-                        descriptor: st.descriptors[*index as usize],
+                        descriptor: st.held[*index as usize].descriptor,
                     }),
-                    Effect::Record { index, .. } => Parts::Record(st.descriptors[*index as usize]),
+                    Effect::Record { index, .. } => Parts::Record(st.held[*index as usize].descriptor),
                     _ => Parts::None,
                 };
                 batch.push((effect, parts));
@@ -1117,7 +1121,7 @@ impl Run {
                 }
             }
             Effect::Cancel { index, reason } => {
-                let cancel = self.lock().cancels[index as usize].clone();
+                let cancel = self.lock().held[index as usize].cancel.clone();
                 if let Some(cancel) = cancel {
                     cancel.request(&reason);
                 }

@@ -295,9 +295,9 @@ impl NameIndex {
         self.0.find(hash, named(nodes, name, hash)).map(|&(_, i)| i)
     }
 
-    /// Names node `index` `name`; a node of that name found before no longer is.
-    fn insert(&mut self, nodes: &Chunked<Node>, name: &str, index: u32) {
-        let hash = name_hash(name);
+    /// Names node `index` `name` (whose hash is `hash`); a node of that name found before no
+    /// longer is.
+    fn insert(&mut self, nodes: &Chunked<Node>, name: &str, hash: u64, index: u32) {
         match self.0.find_mut(hash, named(nodes, name, hash)) {
             Some(entry) => entry.1 = index,
             None => {
@@ -307,9 +307,17 @@ impl NameIndex {
     }
 }
 
+/// A name no node has yet, from [`Scheduler::next_name`], with its hash (so that naming the
+/// node does not hash it again).
+pub(crate) struct NodeName {
+    /// The name.
+    pub(crate) text: Arc<str>,
+    hash: u64,
+}
+
 /// `base`, then `base_1`, `base_2`... from `count` on: the first no node has. Written in
 /// `buf` (kept between calls): the `Arc` is then the only allocation.
-fn unused_name(names: &NameIndex, nodes: &Chunked<Node>, buf: &mut String, base: &str, count: &mut u32) -> Arc<str> {
+fn unused_name(names: &NameIndex, nodes: &Chunked<Node>, buf: &mut String, base: &str, count: &mut u32) -> NodeName {
     loop {
         buf.clear();
         buf.push_str(base);
@@ -329,8 +337,12 @@ fn unused_name(names: &NameIndex, nodes: &Chunked<Node>, buf: &mut String, base:
             buf.extend(digits[at..].iter().map(|&d| char::from(d)));
         }
         *count += 1;
-        if names.get(nodes, buf).is_none() {
-            return Arc::from(buf.as_str());
+        let hash = name_hash(buf);
+        if names.0.find(hash, named(nodes, buf, hash)).is_none() {
+            return NodeName {
+                text: Arc::from(buf.as_str()),
+                hash,
+            };
         }
     }
 }
@@ -425,7 +437,7 @@ impl Scheduler {
 
     /// The name the next node called `component` (its component's name, or the name its
     /// caller chose) will get: that name, or with a suffix if taken.
-    pub(crate) fn next_name(&mut self, component: &str) -> Arc<str> {
+    pub(crate) fn next_name(&mut self, component: &str) -> NodeName {
         // One lookup for a name seen before (every call of a component but its first).
         if let Some(count) = self.repeats.get_mut(component) {
             return unused_name(&self.names, &self.nodes, &mut self.name_buf, component, count);
@@ -440,7 +452,7 @@ impl Scheduler {
     /// ones). Returns the node's index.
     pub(crate) fn add_node(
         &mut self,
-        name: Arc<str>,
+        name: NodeName,
         rules: StepRules,
         inputs: &[u32],
         attempts_before: u32,
@@ -456,7 +468,7 @@ impl Scheduler {
             }
         }
         self.nodes.push(Node {
-            name,
+            name: name.text,
             rules,
             parents: dedup_parents(parents),
             dependents: Edges::new(),
@@ -470,7 +482,8 @@ impl Scheduler {
             ended: None,
             cold: None,
         });
-        self.names.insert(&self.nodes, &self.nodes[index as usize].name, index);
+        self.names
+            .insert(&self.nodes, &self.nodes[index as usize].name, name.hash, index);
         self.counts[NodeStatus::Pending as usize] += 1;
         self.record(index, true, true);
 

@@ -19,8 +19,10 @@ enum State<T> {
     /// `None` once the last reader moved the value out.
     Ready(Option<T>),
     /// The value is in an artifact (the step ran in another process); each reader decodes it.
-    Stored(ArtifactRef, Arc<str>),
-    Failed(HandleError),
+    // Boxed, as `Failed`: the state moves on every step, and a small value's state should be
+    // a few words, not the size of these rarer variants.
+    Stored(Box<(ArtifactRef, Arc<str>)>),
+    Failed(Box<HandleError>),
 }
 
 struct Inner<T> {
@@ -115,22 +117,37 @@ pub trait ErasedSlot: Send + Sync {
 
 impl<T: pipeline_core::ComponentValue> ErasedSlot for Slot<T> {
     fn fail(&self, error: HandleError) {
-        self.resolve(State::Failed(error));
+        self.resolve(State::Failed(Box::new(error)));
     }
 
     fn store(&self, artifact: ArtifactRef, step: Arc<str>) {
-        self.stage(State::Stored(artifact, step));
+        self.stage(State::Stored(Box::new((artifact, step))));
     }
 
     fn publish(&self) -> bool {
-        let staged = {
+        // One lock: the staged state moves straight in.
+        let (wakers, late) = {
             let mut inner = lock(&self.inner);
             while inner.lent {
                 inner = self.wait(inner);
             }
-            inner.staged.take()
+            let Some(staged) = inner.staged.take() else {
+                return false;
+            };
+            // Resolved once, as in `resolve`: a late value (an abort raced the finish) loses,
+            // and is dropped after the lock.
+            if !matches!(inner.state, State::Empty) {
+                (None, Some(staged))
+            } else {
+                inner.state = staged;
+                (Some((std::mem::take(&mut inner.wakers), inner.sleepers > 0)), None)
+            }
         };
-        staged.map(|state| self.resolve(state)).is_some()
+        drop(late);
+        if let Some(wakers) = wakers {
+            self.wake(wakers);
+        }
+        true
     }
 
     fn persist(
@@ -172,7 +189,7 @@ impl<T> Slot<T> {
     }
 
     pub(crate) fn failed(error: HandleError) -> Arc<Self> {
-        Self::with_state(State::Failed(error))
+        Self::with_state(State::Failed(Box::new(error)))
     }
 
     /// Stages the step's value; readers see it once published.
@@ -237,8 +254,8 @@ impl<T> Slot<T> {
         };
         match state {
             State::Empty => Ok(None),
-            State::Failed(e) => Err(e.clone()),
-            State::Stored(artifact, step) => Ok(Some(Lent::Stored(artifact.clone(), step.clone()))),
+            State::Failed(e) => Err((**e).clone()),
+            State::Stored(stored) => Ok(Some(Lent::Stored(stored.0.clone(), stored.1.clone()))),
             State::Ready(value) => {
                 let Some(value) = value.take() else { return Ok(None) };
                 inner.lent = true;
@@ -258,7 +275,7 @@ impl<T> Slot<T> {
     /// The artifact holding the value, if the value lives in one.
     pub(crate) fn artifact(&self) -> Option<ArtifactRef> {
         match &lock(&self.inner).state {
-            State::Stored(artifact, _) => Some(artifact.clone()),
+            State::Stored(stored) => Some(stored.0.clone()),
             _ => None,
         }
     }
@@ -297,8 +314,8 @@ impl<T: pipeline_core::ComponentValue> Slot<T> {
     fn take_resolved(this: &Arc<Self>, state: &mut State<T>, may_move: bool) -> Taken<T> {
         match state {
             State::Empty => unreachable!("checked by the callers"),
-            State::Failed(e) => Taken::Done(Err(e.clone())),
-            State::Stored(artifact, step) => Taken::Read(artifact.clone(), step.clone()),
+            State::Failed(e) => Taken::Done(Err((**e).clone())),
+            State::Stored(stored) => Taken::Read(stored.0.clone(), stored.1.clone()),
             // No other handle or consumer can reach the slot: moving cannot be observed.
             State::Ready(value) if may_move && Arc::strong_count(this) == 1 => Taken::Done(Ok(value
                 .take()
@@ -361,6 +378,30 @@ mod tests {
         assert_eq!(Slot::take_blocking(&slot, true).unwrap(), Counted(0, vec![7; 1000]));
         assert_eq!(PERSIST_CLONES.load(Ordering::SeqCst), 0);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_staged_value_published_after_a_failure_loses_and_readers_get_the_failure() {
+        let slot: Arc<Slot<u32>> = Slot::empty();
+        slot.fill(5);
+        let aborted = HandleError::Aborted {
+            step: "s".into(),
+            reason: "stopped".into(),
+        };
+        ErasedSlot::fail(&*slot, aborted.clone());
+        // Something was staged, so the publish is not reported as missing; the failure stands.
+        assert!(slot.publish());
+        assert_eq!(Slot::take_blocking(&slot, true), Err(aborted));
+        // Nothing staged: the caller must fail the slot.
+        let empty: Arc<Slot<u32>> = Slot::empty();
+        assert!(!empty.publish());
+    }
+
+    #[test]
+    fn a_small_values_state_is_a_few_words() {
+        // The state moves on every step: the rare stored and failed states are boxed, so that
+        // they do not make every state as large as they are.
+        assert!(std::mem::size_of::<State<u64>>() <= 3 * std::mem::size_of::<usize>());
     }
 
     #[test]
