@@ -159,15 +159,29 @@ impl<T> Leases<T> {
         Answer { work, cancel, lost }
     }
 
+    /// Whether `runner` holds attempt `id`.
+    fn holds(&self, runner: &str, id: &str) -> bool {
+        self.tasks
+            .get(id)
+            .and_then(|t| t.hold.as_ref())
+            .is_some_and(|h| h.runner == runner)
+    }
+
+    /// The payload of attempt `id`, to change, if `runner` holds it (what a runner reports of
+    /// an attempt it does not hold changes nothing).
+    pub(crate) fn held_mut(&mut self, runner: &str, id: &str) -> Option<&mut T> {
+        if !self.holds(runner, id) {
+            return None;
+        }
+        self.get_mut(id)
+    }
+
     /// `runner` reports attempt `id` ended: its payload, if that runner held it (a report
     /// from anyone else, or twice, changes nothing).
     pub(crate) fn done(&mut self, runner: &str, id: &str) -> Option<T> {
-        let holds = self
-            .tasks
-            .get(id)
-            .and_then(|t| t.hold.as_ref())
-            .is_some_and(|h| h.runner == runner);
-        holds.then(|| self.tasks.remove(id).map(|t| t.payload)).flatten()
+        self.holds(runner, id)
+            .then(|| self.tasks.remove(id).map(|t| t.payload))
+            .flatten()
     }
 
     /// Asks for attempt `id` to stop.
@@ -283,6 +297,17 @@ mod tests {
         assert_eq!(leases.done("other", "a"), None);
         assert_eq!(leases.done("r", "a"), Some(1));
         assert_eq!(leases.done("r", "a"), None);
+    }
+
+    #[test]
+    fn only_the_holder_reaches_an_attempt_it_reports_on() {
+        let mut leases = Leases::default();
+        leases.add("a", 1);
+        assert_eq!(leases.held_mut("r", "a"), None, "not handed out yet");
+        leases.poll("r", 1, &[], Instant::now());
+        assert_eq!(leases.held_mut("other", "a"), None);
+        assert_eq!(leases.held_mut("r", "a"), Some(&mut 1));
+        assert_eq!(leases.held_mut("r", "b"), None);
     }
 
     #[test]

@@ -562,9 +562,10 @@ async fn poll(State(service): State<Arc<Service>>, headers: HeaderMap, body: Byt
     json(&service.answer(request).await)
 }
 
-/// Attempts whose tasks run now.
+/// Attempts of `runner` whose tasks run now.
 #[derive(Deserialize)]
 struct Started {
+    runner: String,
     ids: Vec<String>,
 }
 
@@ -572,12 +573,13 @@ async fn started(State(service): State<Arc<Service>>, headers: HeaderMap, body: 
     if !service.authed(&headers) {
         return refuse(StatusCode::UNAUTHORIZED, "a runner's token is needed");
     }
-    let Ok(Started { ids }) = serde_json::from_slice::<Started>(&body) else {
+    let Ok(Started { runner, ids }) = serde_json::from_slice::<Started>(&body) else {
         return refuse(StatusCode::BAD_REQUEST, "not a start");
     };
     let mut leases = lock(&service.leases);
     for id in ids {
-        if let Some(started) = leases.get_mut(&id).and_then(|pending| pending.started.take()) {
+        // As for an end: only the runner that holds the attempt reports its start.
+        if let Some(started) = leases.held_mut(&runner, &id).and_then(|pending| pending.started.take()) {
             let _ = started.send(());
         }
     }
