@@ -1,49 +1,34 @@
-//! The engine's side of an executor's [`Lease`]: beginning an attempt (the cache, the
+//! The run's side of an executor's [`Lease`](crate::exec::Lease): beginning an attempt (the cache, the
 //! scheduler's grant, the inputs as artifacts) and ending it (staging a worker's outputs, then
 //! the scheduler's decision). The one attempt loop: a retry is another lease.
 
-use super::run::{Attempt, NodeKey, Run};
-use crate::exec::{AttemptSpec, Lease, Outcome, Work, WorkKind};
-use crate::transport::artifacts::ArgArtifacts;
+use super::run::{Attempt, Run};
+use crate::exec::{AttemptSpec, LeaseHost, NodeKey, Work, WorkKind, WorkerSpec};
+use crate::transport::artifacts::{ArgArtifacts, ArtifactRef};
 use crate::transport::object_storage;
-use crate::value::Invoke;
 use crate::value::handle::ExportSink;
+use crate::value::{Invoke, Job};
 use pipeline_core::names::slug;
 use pipeline_core::{ErrorKind, StepError};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-/// A hold on node `index` of `run`, for one attempt.
-pub(crate) struct NodeLease {
-    run: Arc<Run>,
-    node: NodeKey,
-    /// The attempt, between `begin` and `end`.
-    attempt: Option<Attempt>,
-}
-
-impl NodeLease {
-    pub(crate) fn new(run: Arc<Run>, node: NodeKey) -> Self {
-        Self {
-            run,
-            node,
-            attempt: None,
-        }
-    }
-
+impl Run {
     /// The node's inputs as artifacts: written by the first attempt, reused by retries.
     fn inputs(
         &self,
+        node: &NodeKey,
         attempt: &mut Attempt,
         node_dir: &Path,
         remote: Option<&str>,
     ) -> Result<Vec<ArgArtifacts>, StepError> {
-        if let Some(inputs) = self.run.exported(self.node.index) {
+        if let Some(inputs) = self.exported(node.index) {
             return Ok(inputs);
         }
         let mut sink = ExportSink {
             dir: node_dir.join("inputs"),
-            codec: self.run.descriptor.options.codec,
+            codec: self.descriptor.options.codec,
             remote: remote.map(|p| object_storage::join(p, &["inputs"])),
             inputs: Vec::new(),
         };
@@ -54,119 +39,95 @@ impl NodeLease {
                 format!("writing the inputs panicked: {}", panic.message),
             ))
         })?;
-        self.run.keep_exported(self.node.index, sink.inputs.clone());
+        self.keep_exported(node.index, sink.inputs.clone());
         Ok(sink.inputs)
     }
 }
 
-impl Lease for NodeLease {
-    fn begin(&mut self, kind: WorkKind) -> Option<(AttemptSpec, Work)> {
+impl LeaseHost for Run {
+    fn begin(self: Arc<Self>, node: &NodeKey, kind: WorkKind, kept: &mut Option<Job>) -> Option<(AttemptSpec, Work)> {
         // Only a worker process can be stopped, and only it needs a folder, a log and a name.
         let in_process = kind == WorkKind::InProcess;
-        let mut attempt = self.run.begin_attempt(&self.node, !in_process)?;
-        let (step, descriptor) = (self.node.name.clone(), self.node.descriptor);
+        let mut attempt = self.begin_attempt(node, !in_process)?;
+        let (step, descriptor) = (node.name.clone(), node.descriptor);
         // A step given `parents` depends on what they did rather than on their values (their
         // records, `${STEP.id}`): it starts once their ends are in the store.
         if !descriptor.options.parents.is_empty()
-            && let Some(recorder) = &self.run.recorder
+            && let Some(recorder) = &self.recorder
         {
             recorder.sync(recorder.flush_bound());
         }
         // A resumed run numbers its attempts after those of before (their logs stay), except
         // that it waits for the attempt its dead controller left running, if that still runs.
-        let before = self.run.attempts_before(&self.node.name);
+        let before = self.attempts_before(&node.name);
         let reattach = !in_process
             && attempt.number() == 1
-            && self.run.was_running(&self.node)
-            && self
-                .run
-                .attachable(&format!("{}-{}-{before}", self.run.key, slug(&step)));
+            && self.was_running(node)
+            && self.attachable(&format!("{}-{}-{before}", self.key, slug(&step)));
         let number = if reattach { before } else { attempt.number() + before };
-        let (work, node_dir, log_path, attempt_id, remote_prefix) = if in_process {
+        let (work, worker) = if in_process {
             let job = std::mem::replace(&mut attempt.job, Box::new(|_| Ok(())));
-            (
-                Work::InProcess(job),
-                PathBuf::new(),
-                PathBuf::new(),
-                String::new(),
-                None,
-            )
+            (Work::InProcess(job), None)
         } else {
-            let node_dir = crate::store::step_folder(&self.run.run_dir, &step);
-            let remote_prefix = self.run.remote_prefix(Some(descriptor), &step);
+            let node_dir = crate::store::step_folder(&self.run_dir, &step);
+            let remote_prefix = self.remote_prefix(Some(descriptor), &step);
             let log_path = node_dir.join(format!("attempt-{number}.log"));
-            match self.inputs(&mut attempt, &node_dir, remote_prefix.as_deref()) {
+            match self.inputs(node, &mut attempt, &node_dir, remote_prefix.as_deref()) {
                 Ok(inputs) => {
-                    self.run.set_log_path(self.node.index, log_path.clone());
-                    let attempt_id = format!("{}-{}-{number}", self.run.key, slug(&step));
-                    (Work::Artifacts(inputs), node_dir, log_path, attempt_id, remote_prefix)
+                    self.set_log_path(node.index, log_path.clone());
+                    let worker = WorkerSpec {
+                        attempt_id: format!("{}-{}-{number}", self.key, slug(&step)),
+                        reattach,
+                        node_dir,
+                        log_path,
+                        remote_prefix,
+                        state_dir: std::path::absolute(&self.config.state_dir)
+                            .unwrap_or_else(|_| self.config.state_dir.clone()),
+                    };
+                    (Work::Artifacts(inputs), Some(Box::new(worker)))
                 }
                 Err(e) => {
-                    self.run.end_attempt(&self.node, attempt, Err(e));
+                    self.end_attempt(node, attempt.job, Err(e));
                     return None;
                 }
             }
         };
-        let span =
-            tracing::info_span!(target: "pipeline", parent: &self.run.span, "step", step = %step, attempt = number);
+        let span = tracing::info_span!(target: "pipeline", parent: &self.span, "step", step = %step, attempt = number);
         tracing::debug!(target: "pipeline", parent: &span, kind = ?kind, "attempt started");
         let spec = AttemptSpec {
             span,
-            attempt_id,
-            reattach,
-            context: self.run.step_context(Some(&self.node)),
-            pipeline: self.run.descriptor.name,
-            codec: self.run.descriptor.options.codec,
+            context: self.step_context(Some(node)),
+            pipeline: self.descriptor.name,
+            codec: self.descriptor.options.codec,
             limit: descriptor.options.time_limit,
             cancel: attempt.cancel.clone(),
             number,
             last: attempt.last(),
             step,
             descriptor,
-            node_dir,
-            log_path,
-            remote_prefix,
-            // Only a worker process needs it (and `absolute` may ask the OS for the working
-            // folder: not on the in-process path).
-            state_dir: if in_process {
-                PathBuf::new()
-            } else {
-                std::path::absolute(&self.run.config.state_dir).unwrap_or_else(|_| self.run.config.state_dir.clone())
-            },
+            worker,
         };
-        self.attempt = Some(attempt);
+        // The job stays with the lease while a worker process runs the attempt.
+        if !in_process {
+            *kept = Some(attempt.job);
+        }
         Some((spec, work))
     }
 
-    fn end(mut self: Box<Self>, outcome: Outcome) {
-        let Some(mut attempt) = self.attempt.take() else { return };
-        match &outcome.result {
-            Ok(_) => tracing::debug!(target: "pipeline", run = %self.run.key, "attempt succeeded"),
-            Err(e) => tracing::debug!(target: "pipeline", run = %self.run.key, error = %e, "attempt failed"),
+    fn end(self: Arc<Self>, node: &NodeKey, job: Job, result: Result<Vec<ArtifactRef>, StepError>) {
+        match &result {
+            Ok(_) => tracing::debug!(target: "pipeline", run = %self.key, "attempt succeeded"),
+            Err(e) => tracing::debug!(target: "pipeline", run = %self.key, error = %e, "attempt failed"),
         }
-        if let Work::InProcess(job) = outcome.work {
-            attempt.job = job;
-        }
-        let result = outcome.result.map(|outputs| {
+        let result = result.map(|outputs| {
             if !outputs.is_empty() {
-                let (name, slots) = (&self.node.name, self.run.output_slots(self.node.index));
-                for ((slot, artifact), output) in slots.iter().zip(outputs).zip(self.node.descriptor.outputs) {
-                    self.run.record_output(name, output, &artifact);
+                let (name, slots) = (&node.name, self.output_slots(node.index));
+                for ((slot, artifact), output) in slots.iter().zip(outputs).zip(node.descriptor.outputs) {
+                    self.record_output(name, output, &artifact);
                     slot.store(artifact, name.clone());
                 }
             }
         });
-        self.run.end_attempt(&self.node, attempt, result);
-    }
-}
-
-impl Drop for NodeLease {
-    /// An attempt begun and never ended (its executor went away) still ends, so the run does
-    /// not wait for it forever.
-    fn drop(&mut self) {
-        if let Some(attempt) = self.attempt.take() {
-            let lost = StepError::new(ErrorKind::Crash, "the executor lost the attempt");
-            self.run.end_attempt(&self.node, attempt, Err(lost));
-        }
+        self.end_attempt(node, job, result);
     }
 }

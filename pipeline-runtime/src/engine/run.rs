@@ -13,7 +13,7 @@
 use super::chunked::Chunked;
 use super::scheduler::{Effect, Grant, Scheduler, StepRules};
 use crate::error::HandleError;
-use crate::exec::{Cancel, Executor};
+use crate::exec::{Cancel, Executor, Lease, NodeKey};
 use crate::store::recorder::Recorder;
 use crate::store::{Event, NodeEvent, NodeOrigin};
 use crate::transport::artifacts::{ArgArtifacts, ArtifactRef};
@@ -99,14 +99,6 @@ enum Parts {
 /// Effects taken from the scheduler, with what each needs of the run's state.
 type Batch = Vec<(Effect, Parts)>;
 
-/// A node as an attempt knows it: its place in the run, its name and its component.
-#[derive(Clone)]
-pub(crate) struct NodeKey {
-    pub(crate) index: u32,
-    pub(crate) name: Arc<str>,
-    pub(crate) descriptor: &'static ComponentDescriptor,
-}
-
 /// One attempt at running a node: its job and what the scheduler granted.
 pub(crate) struct Attempt {
     pub(crate) job: Job,
@@ -178,7 +170,7 @@ impl External {
     /// Ends the node's attempt with `outcome`.
     pub(crate) fn end(mut self, outcome: Result<(), StepError>) {
         if let Some(attempt) = self.attempt.take() {
-            self.run.end_attempt(&self.node, attempt, outcome);
+            self.run.end_attempt(&self.node, attempt.job, outcome);
         }
     }
 }
@@ -189,7 +181,7 @@ impl Drop for External {
     fn drop(&mut self) {
         if let Some(attempt) = self.attempt.take() {
             let error = StepError::new(ErrorKind::Crash, "the nested pipeline ended without a result");
-            self.run.end_attempt(&self.node, attempt, Err(error));
+            self.run.end_attempt(&self.node, attempt.job, Err(error));
         }
     }
 }
@@ -816,7 +808,7 @@ impl Run {
             // A callback panicked (or a stop came) before the step could start.
             self.end_attempt(
                 node,
-                attempt,
+                attempt.job,
                 Err(StepError::new(ErrorKind::Aborted, "the step did not start")),
             );
             return None;
@@ -874,12 +866,7 @@ impl Run {
     /// Reports how an attempt ended. A success is cached first (when `cache = true`); the
     /// scheduler then decides: final, or another attempt (an [`Effect::Start`] again).
     /// Returns true when the node is final.
-    pub(crate) fn end_attempt(
-        self: &Arc<Self>,
-        node: &NodeKey,
-        attempt: Attempt,
-        outcome: Result<(), StepError>,
-    ) -> bool {
+    pub(crate) fn end_attempt(self: &Arc<Self>, node: &NodeKey, job: Job, outcome: Result<(), StepError>) -> bool {
         let index = node.index;
         if outcome.is_ok() {
             self.save_cache(node);
@@ -890,9 +877,9 @@ impl Run {
         st.held[index as usize].cancel = None;
         let spent = if finished {
             st.held[index as usize].exported = None;
-            Some(attempt.job)
+            Some(job)
         } else {
-            st.held[index as usize].job = Some(attempt.job);
+            st.held[index as usize].job = Some(job);
             None
         };
         self.settle(st);
@@ -1114,8 +1101,7 @@ impl Run {
                 // A node whose caller runs it (a nested pipeline) is not the executor's.
                 let Parts::Start(node) = parts else { return };
                 if delay.is_zero() {
-                    self.executor
-                        .submit(Box::new(super::lease::NodeLease::new(self.clone(), node)));
+                    self.executor.submit(Lease::new(self.clone(), node));
                 } else {
                     self.start_later(node, delay);
                 }
@@ -1190,15 +1176,13 @@ impl Run {
             st.delayed -= 1;
             drop(st);
             if due {
-                run.executor
-                    .submit(Box::new(super::lease::NodeLease::new(run.clone(), node)));
+                run.executor.submit(Lease::new(run.clone(), node));
             }
         };
         // No thread for the wait: the retry starts now rather than never.
         if let Err(e) = std::thread::Builder::new().name("pipeline-retry".into()).spawn(wait) {
             crate::diag::warn(format_args!("a retry starts without its backoff: {e}"));
-            self.executor
-                .submit(Box::new(super::lease::NodeLease::new(self.clone(), now)));
+            self.executor.submit(Lease::new(self.clone(), now));
         }
     }
 

@@ -229,8 +229,10 @@ pub(crate) struct Scheduler {
     /// Nodes per status (by `NodeStatus as usize`), kept as statuses change: a progress
     /// display reads them without walking the nodes.
     counts: [usize; STATUSES],
-    /// The running nodes, by index (the earliest added first).
-    running: std::collections::BTreeSet<u32>,
+    /// The running nodes, by index, in order (the earliest added first). A sorted vector:
+    /// nodes mostly start in the order they were added, so adding one is a push, and few run
+    /// at once, so removing one moves little.
+    running: Vec<u32>,
     /// The nodes that failed, in the order they did.
     failures: Vec<u32>,
 }
@@ -295,15 +297,12 @@ impl NameIndex {
         self.0.find(hash, named(nodes, name, hash)).map(|&(_, i)| i)
     }
 
-    /// Names node `index` `name` (whose hash is `hash`); a node of that name found before no
-    /// longer is.
+    /// Names node `index` `name`, whose hash is `hash`. No node has that name: it comes from
+    /// [`Scheduler::next_name`], which checked, and one [`NodeName`] names one node. So no
+    /// lookup first.
     fn insert(&mut self, nodes: &Chunked<Node>, name: &str, hash: u64, index: u32) {
-        match self.0.find_mut(hash, named(nodes, name, hash)) {
-            Some(entry) => entry.1 = index,
-            None => {
-                self.0.insert_unique(hash, (hash, index), |&(h, _)| h);
-            }
-        }
+        debug_assert!(self.0.find(hash, named(nodes, name, hash)).is_none(), "{name} is taken");
+        self.0.insert_unique(hash, (hash, index), |&(h, _)| h);
     }
 }
 
@@ -365,7 +364,7 @@ impl Scheduler {
             popped: 0,
             seed: 0,
             counts: [0; STATUSES],
-            running: std::collections::BTreeSet::new(),
+            running: Vec::new(),
             failures: Vec::new(),
         }
     }
@@ -776,13 +775,19 @@ impl Scheduler {
         }
         self.counts[previous as usize] -= 1;
         self.counts[status as usize] += 1;
-        if previous == NodeStatus::Running {
-            self.running.remove(&index);
+        if previous == NodeStatus::Running
+            && let Ok(at) = self.running.binary_search(&index)
+        {
+            self.running.remove(at);
         }
         match status {
-            NodeStatus::Running => {
-                self.running.insert(index);
-            }
+            NodeStatus::Running => match self.running.last() {
+                Some(&last) if last > index => {
+                    let at = self.running.binary_search(&index).unwrap_or_else(|at| at);
+                    self.running.insert(at, index);
+                }
+                _ => self.running.push(index),
+            },
             NodeStatus::Failed => self.failures.push(index),
             _ => {}
         }

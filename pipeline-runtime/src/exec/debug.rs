@@ -29,7 +29,7 @@ struct Shared {
 
 #[derive(Default)]
 struct Queue {
-    ready: VecDeque<Box<dyn Lease>>,
+    ready: VecDeque<Lease>,
     /// Readers waiting for a value of the run.
     wanted: usize,
     /// Run everything as soon as it is ready (a reader polls, or the executor is stopping).
@@ -114,7 +114,7 @@ impl DebugExecutor {
 
 /// Runs one attempt on this thread. A cancel cannot interrupt an in-process call safely: the
 /// step ends when it returns.
-fn run_in_process(mut lease: Box<dyn Lease>) {
+fn run_in_process(mut lease: Lease) {
     let Some((spec, work)) = lease.begin(WorkKind::InProcess) else {
         return;
     };
@@ -135,7 +135,7 @@ fn run_in_process(mut lease: Box<dyn Lease>) {
 }
 
 impl Executor for DebugExecutor {
-    fn submit(&self, lease: Box<dyn Lease>) {
+    fn submit(&self, lease: Lease) {
         let mut queue = lock(&self.shared.queue);
         // The thread outlives every submit: it stops only after `shutdown`, once the run is
         // idle; a lease submitted after that is dropped, which ends its attempt as lost.

@@ -48,21 +48,8 @@ pub(crate) struct AttemptSpec {
     pub(crate) number: u32,
     /// No further attempt can follow: arguments may be moved into this one.
     pub(crate) last: bool,
-    /// Unique across runs: run, step, attempt number.
-    pub(crate) attempt_id: String,
-    /// The attempt was started by an earlier controller of this (resumed) run and is still
-    /// live: wait for it, leaving its manifest and result alone.
-    pub(crate) reattach: bool,
-    /// The node's folder in the run's folder (manifests, results, outputs, logs).
-    pub(crate) node_dir: PathBuf,
-    /// The attempt's log file (already recorded, so `pipeline logs --follow` finds it).
-    pub(crate) log_path: PathBuf,
     /// The codec of the run's artifacts.
     pub(crate) codec: Codec,
-    /// Where the node's artifacts go in object storage, when they go there.
-    pub(crate) remote_prefix: Option<String>,
-    /// The run's state folder, absolute.
-    pub(crate) state_dir: PathBuf,
     /// Where the step's reports go, when the run is recorded.
     pub(crate) context: Option<StepContext>,
     /// The component's time limit.
@@ -72,6 +59,37 @@ pub(crate) struct AttemptSpec {
     pub(crate) cancel: Option<Arc<Cancel>>,
     /// The attempt's `tracing` span (inside the run's), entered wherever its work runs.
     pub(crate) span: tracing::Span,
+    /// What only a worker process needs; none for an attempt in this process. Boxed: the spec
+    /// moves a few times on its way to the executor, and an in-process step should not pay
+    /// for copying paths it never has.
+    pub(crate) worker: Option<Box<WorkerSpec>>,
+}
+
+/// What an attempt in a worker process needs besides [`AttemptSpec`].
+pub(crate) struct WorkerSpec {
+    /// Unique across runs: run, step, attempt number.
+    pub(crate) attempt_id: String,
+    /// The attempt was started by an earlier controller of this (resumed) run and is still
+    /// live: wait for it, leaving its manifest and result alone.
+    pub(crate) reattach: bool,
+    /// The node's folder in the run's folder (manifests, results, outputs, logs).
+    pub(crate) node_dir: PathBuf,
+    /// The attempt's log file (already recorded, so `pipeline logs --follow` finds it).
+    pub(crate) log_path: PathBuf,
+    /// Where the node's artifacts go in object storage, when they go there.
+    pub(crate) remote_prefix: Option<String>,
+    /// The run's state folder, absolute.
+    pub(crate) state_dir: PathBuf,
+}
+
+impl AttemptSpec {
+    /// The worker part of an attempt the lease began for a worker process
+    /// ([`WorkKind::Artifacts`]), which always has one.
+    pub(crate) fn worker(&self) -> &WorkerSpec {
+        self.worker
+            .as_deref()
+            .expect("a lease begun for a worker process gives a worker spec")
+    }
 }
 
 /// How an attempt ended.
@@ -82,20 +100,93 @@ pub(crate) struct Outcome {
     pub(crate) result: Result<Vec<ArtifactRef>, StepError>,
 }
 
-/// An executor's hold on one node of a run.
-pub(crate) trait Lease: Send + 'static {
+/// A node as an attempt knows it: its place in its run, its name and its component.
+#[derive(Clone)]
+pub(crate) struct NodeKey {
+    pub(crate) index: u32,
+    pub(crate) name: Arc<str>,
+    pub(crate) descriptor: &'static ComponentDescriptor,
+}
+
+/// The engine's side of a [`Lease`]: the run the node is in. An executor reaches it only
+/// through the lease.
+pub(crate) trait LeaseHost: Send + Sync + 'static {
+    /// Starts an attempt of `node`; may block (the cache, the run's callbacks). When the
+    /// executor does not take the job (a worker process's attempt), it goes in `kept`, for the
+    /// attempt's end. `None` when there is nothing to run: the cache served the node, it was
+    /// stopped, or its inputs could not be written (the attempt is then already ended).
+    // `kept` is an out-parameter so that the spec, a few hundred bytes, goes straight to the
+    // executor: a tuple around it would be copied again on the way.
+    fn begin(self: Arc<Self>, node: &NodeKey, kind: WorkKind, kept: &mut Option<Job>) -> Option<(AttemptSpec, Work)>;
+    /// Ends the attempt of `node` begun with [`LeaseHost::begin`]: `job` back (a retry runs
+    /// it), and how it went; may block.
+    fn end(self: Arc<Self>, node: &NodeKey, job: Job, result: Result<Vec<ArtifactRef>, StepError>);
+}
+
+/// An executor's hold on one node of a run, for one attempt. A value, not a box: handing a
+/// node to an executor costs no allocation.
+pub(crate) struct Lease {
+    host: Arc<dyn LeaseHost>,
+    node: NodeKey,
+    /// Between `begin` and `end`: the job, when the executor does not hold it.
+    begun: Option<Option<Job>>,
+}
+
+impl Lease {
+    /// A lease on `node` of the run `host`.
+    pub(crate) fn new(host: Arc<dyn LeaseHost>, node: NodeKey) -> Self {
+        Self {
+            host,
+            node,
+            begun: None,
+        }
+    }
+
     /// Starts the attempt; may block (the cache, the run's callbacks). `None` when there is
     /// nothing to run: the cache served the node, it was stopped, or its inputs could not be
     /// written (the lease has then ended the attempt itself).
-    fn begin(&mut self, kind: WorkKind) -> Option<(AttemptSpec, Work)>;
+    pub(crate) fn begin(&mut self, kind: WorkKind) -> Option<(AttemptSpec, Work)> {
+        let mut kept = None;
+        let begun = self.host.clone().begin(&self.node, kind, &mut kept);
+        if begun.is_some() {
+            self.begun = Some(kept);
+        }
+        begun
+    }
+
     /// Reports how the attempt ended; may block.
-    fn end(self: Box<Self>, outcome: Outcome);
+    pub(crate) fn end(mut self, outcome: Outcome) {
+        let Some(kept) = self.begun.take() else { return };
+        let job = match outcome.work {
+            Work::InProcess(job) => job,
+            Work::Artifacts(_) => kept.unwrap_or_else(no_job),
+        };
+        self.host.clone().end(&self.node, job, outcome.result);
+    }
+}
+
+/// What stands for a job an executor lost with its attempt (nothing to run again).
+fn no_job() -> Job {
+    Box::new(|_| Ok(()))
+}
+
+impl Drop for Lease {
+    /// An attempt begun and never ended (its executor went away) still ends, so the run does
+    /// not wait for it forever.
+    fn drop(&mut self) {
+        if let Some(kept) = self.begun.take() {
+            let lost = StepError::new(pipeline_core::ErrorKind::Crash, "the executor lost the attempt");
+            self.host
+                .clone()
+                .end(&self.node, kept.unwrap_or_else(no_job), Err(lost));
+        }
+    }
 }
 
 /// Where a run's nodes go.
 pub(crate) trait Executor: Send + Sync {
     /// Runs the node of `lease` (now or later).
-    fn submit(&self, lease: Box<dyn Lease>);
+    fn submit(&self, lease: Lease);
     /// Whether the attempt `attempt_id` of an earlier controller of this run is still running
     /// (or has succeeded) where this executor runs workers, so that a resumed run can wait for
     /// it instead of starting it again. Local workers die with their controller: never.
@@ -157,8 +248,125 @@ impl Cancel {
 
 #[cfg(test)]
 mod tests {
-    use super::Cancel;
+    use super::{AttemptSpec, Cancel, Lease, LeaseHost, NodeKey, Outcome, Work, WorkKind};
+    use crate::transport::artifacts::ArtifactRef;
+    use crate::value::{Invoke, Job};
+    use pipeline_core::{ComponentDescriptor, ComponentOptions, StepError};
     use std::sync::{Arc, Mutex};
+
+    static STEP: ComponentDescriptor = ComponentDescriptor {
+        name: "step",
+        function: "step",
+        module_path: "tests",
+        file: "",
+        line: 0,
+        code_hash: "0",
+        is_async: false,
+        params: &[],
+        outputs: &[],
+        options: ComponentOptions::DEFAULT,
+        entry: pipeline_core::Entries {
+            io: |_| Ok(()),
+            dynamic: |_| {},
+        },
+    };
+
+    /// A run as a lease sees it: hands out a job that counts its calls, records the ends.
+    #[derive(Default)]
+    struct Host {
+        calls: Arc<Mutex<u32>>,
+        ends: Mutex<Vec<Result<(), String>>>,
+    }
+
+    impl Host {
+        fn job(&self) -> Job {
+            let calls = self.calls.clone();
+            Box::new(move |_| {
+                *calls.lock().unwrap() += 1;
+                Ok(())
+            })
+        }
+    }
+
+    impl LeaseHost for Host {
+        fn begin(
+            self: Arc<Self>,
+            node: &NodeKey,
+            kind: WorkKind,
+            kept: &mut Option<Job>,
+        ) -> Option<(AttemptSpec, Work)> {
+            let spec = AttemptSpec {
+                step: node.name.clone(),
+                descriptor: node.descriptor,
+                pipeline: "p",
+                number: 1,
+                last: true,
+                codec: pipeline_core::Codec::Bincode,
+                context: None,
+                limit: None,
+                cancel: None,
+                span: tracing::Span::none(),
+                worker: None,
+            };
+            let work = match kind {
+                WorkKind::InProcess => Work::InProcess(self.job()),
+                WorkKind::Artifacts => {
+                    *kept = Some(self.job());
+                    Work::Artifacts(Vec::new())
+                }
+            };
+            Some((spec, work))
+        }
+
+        fn end(self: Arc<Self>, _node: &NodeKey, mut job: Job, result: Result<Vec<ArtifactRef>, StepError>) {
+            // The job that comes back is the one handed out (a retry runs it).
+            job(Invoke::Run { last: true }).unwrap();
+            self.ends
+                .lock()
+                .unwrap()
+                .push(result.map(|_| ()).map_err(|e| e.message));
+        }
+    }
+
+    fn lease(host: &Arc<Host>) -> Lease {
+        let node = NodeKey {
+            index: 0,
+            name: "step".into(),
+            descriptor: &STEP,
+        };
+        Lease::new(host.clone(), node)
+    }
+
+    #[test]
+    fn a_lease_ends_its_attempt_once_and_gives_the_job_back() {
+        for kind in [WorkKind::InProcess, WorkKind::Artifacts] {
+            let host = Arc::new(Host::default());
+            let mut held = lease(&host);
+            let (_, work) = held.begin(kind).expect("begun");
+            held.end(Outcome {
+                work,
+                result: Ok(Vec::new()),
+            });
+            assert_eq!(*host.ends.lock().unwrap(), [Ok(())], "{kind:?}: one end");
+            assert_eq!(*host.calls.lock().unwrap(), 1, "{kind:?}: the job came back");
+        }
+    }
+
+    #[test]
+    fn a_lease_dropped_after_its_begin_ends_the_attempt_as_lost() {
+        let host = Arc::new(Host::default());
+        drop(lease(&host));
+        assert!(host.ends.lock().unwrap().is_empty(), "never begun: nothing to end");
+        let mut held = lease(&host);
+        let begun = held.begin(WorkKind::Artifacts);
+        drop(held);
+        assert_eq!(
+            *host.ends.lock().unwrap(),
+            [Err("the executor lost the attempt".to_string())]
+        );
+        assert_eq!(*host.calls.lock().unwrap(), 1, "the kept job came back");
+        drop(begun);
+    }
 
     fn recorder() -> (Arc<Mutex<Vec<String>>>, impl FnOnce(&str) + Send + 'static) {
         let seen = Arc::new(Mutex::new(Vec::new()));

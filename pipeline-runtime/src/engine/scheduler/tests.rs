@@ -1063,6 +1063,17 @@ fn the_tally_follows_every_status_change() {
     assert_eq!(running, ["a", "b"], "earliest added first");
     assert!(tally.running.iter().all(|(_, started)| started.is_some()));
     assert_eq!(h.s.tally(1, 0).running.len(), 1, "as many as asked");
+    // Started out of order, ended from the middle: still the earliest added first.
+    let more: Vec<u32> = ["d", "e", "f", "g"].iter().map(|n| h.add(rules(n), &[])).collect();
+    for &i in [more[2], more[0], more[3], more[1]].iter() {
+        h.start(i);
+    }
+    h.end(more[1], Ok(()));
+    let running: Vec<String> = h.s.tally(9, 0).running.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(running, ["a", "b", "d", "f", "g"]);
+    for &i in [more[0], more[2], more[3]].iter() {
+        h.end(i, Ok(()));
+    }
     h.end(a, Err(StepError::new(ErrorKind::Error, "boom")));
     h.end(b, Ok(()));
     let tally = h.s.tally(5, 0);
@@ -1074,10 +1085,10 @@ fn the_tally_follows_every_status_change() {
             tally.count(NodeStatus::Completed),
             tally.count(NodeStatus::Skipped)
         ),
-        (1, 1, 1),
+        (1, 5, 1),
         "c is skipped because a failed"
     );
-    assert_eq!(tally.done(), 3);
+    assert_eq!(tally.done(), 7);
     assert_eq!(tally.failed, [(Arc::from("a"), "boom".to_string())]);
     assert!(
         h.s.tally(5, 1).failed.is_empty(),

@@ -125,7 +125,7 @@ pub(crate) fn runtime(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 impl<B: Backend> Executor for WorkerExecutor<B> {
-    fn submit(&self, lease: Box<dyn Lease>) {
+    fn submit(&self, lease: Lease) {
         let ctx = self.ctx.clone();
         // With a place free, the attempt begins at once where it may block: after the end
         // that made it ready, on that end's thread, which starts its worker too. Every thread
@@ -173,7 +173,7 @@ impl<B: Backend> Executor for WorkerExecutor<B> {
 
 /// An attempt begun, its worker ready to start (or the error that kept it from being ready).
 struct Started {
-    lease: Box<dyn Lease>,
+    lease: Lease,
     spec: AttemptSpec,
     inputs: Vec<ArgArtifacts>,
     prepared: Result<Prepared, StepError>,
@@ -181,7 +181,7 @@ struct Started {
 
 /// Begins the lease's attempt (the cache, the run's callbacks) and writes its manifest: all
 /// of it may block, so it runs where blocking is allowed. `None` when there is nothing to run.
-fn start<B: Backend>(ctx: &Context<B>, mut lease: Box<dyn Lease>) -> Option<Started> {
+fn start<B: Backend>(ctx: &Context<B>, mut lease: Lease) -> Option<Started> {
     let (spec, work) = lease.begin(WorkKind::Artifacts)?;
     let Work::Artifacts(inputs) = work else {
         unreachable!("the lease hands out the kind of work asked for")
@@ -240,14 +240,14 @@ struct Prepared {
 /// Writes an attempt's manifest and opens its log.
 fn prepare<B: Backend>(ctx: &Context<B>, spec: &AttemptSpec, inputs: &[ArgArtifacts]) -> Result<Prepared, StepError> {
     let setup = |what: &str, e: &dyn std::fmt::Display| StepError::new(ErrorKind::Setup, format!("{what}: {e}"));
-    let (descriptor, node_dir, number, name) = (spec.descriptor, &spec.node_dir, spec.number, &spec.step);
+    let (descriptor, node_dir, number, name) = (spec.descriptor, &spec.worker().node_dir, spec.number, &spec.step);
     let outputs: Vec<PathBuf> = descriptor
         .outputs
         .iter()
         .map(|o| crate::transport::artifacts::output_path(node_dir, o.name))
         .collect();
     // With an object-storage `output_uri`, outputs and the result go there too.
-    let remote = spec.remote_prefix.as_ref();
+    let remote = spec.worker().remote_prefix.as_ref();
     let output_uris: Vec<Option<String>> = descriptor
         .outputs
         .iter()
@@ -268,7 +268,7 @@ fn prepare<B: Backend>(ctx: &Context<B>, spec: &AttemptSpec, inputs: &[ArgArtifa
             .map(|cx| crate::step::StepContext { store: None, ..cx }),
         output_uris: output_uris.clone(),
         result_uri: remote.map(|p| object_storage::join(p, &[&format!("result-{number}.json")])),
-        state_dir: Some(spec.state_dir.clone()),
+        state_dir: Some(spec.worker().state_dir.clone()),
         spin: false,
         scratch: None,
     };
@@ -276,7 +276,7 @@ fn prepare<B: Backend>(ctx: &Context<B>, spec: &AttemptSpec, inputs: &[ArgArtifa
     // Encoded once: the file for a worker on this machine, the same text for one elsewhere.
     let manifest_json = serde_json::to_string(&manifest).map_err(|e| setup("cannot encode the manifest", &e))?;
     // A re-attached worker has its manifest, and may be writing its result right now.
-    if !spec.reattach {
+    if !spec.worker().reattach {
         std::fs::create_dir_all(node_dir).map_err(|e| setup("cannot create the step folder", &e))?;
         let _ = std::fs::remove_file(&manifest.result);
         std::fs::write(&manifest_path, &manifest_json).map_err(|e| setup("cannot write the manifest", &e))?;
@@ -287,7 +287,7 @@ fn prepare<B: Backend>(ctx: &Context<B>, spec: &AttemptSpec, inputs: &[ArgArtifa
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&spec.log_path)
+        .open(&spec.worker().log_path)
         .map_err(|e| setup("cannot create the step log", &e))?;
     let log = LogSink {
         prefix: ctx.echo.then(|| format!("[{name}]")),
@@ -319,8 +319,8 @@ async fn execute<B: Backend>(ctx: &Context<B>, spec: &AttemptSpec, prepared: &Pr
         descriptor: spec.descriptor,
         manifest_path: &prepared.manifest_path,
         manifest_json: &prepared.manifest_json,
-        attempt_id: &spec.attempt_id,
-        reattach: spec.reattach,
+        attempt_id: &spec.worker().attempt_id,
+        reattach: spec.worker().reattach,
         log_cap: ctx.log_cap,
     };
     let never = Cancel::default();
@@ -413,7 +413,7 @@ fn finish<B: Backend>(
                     let missing = missing.map_or_else(String::new, |m| format!(", but {m}"));
                     Err(StepError {
                         kind: ErrorKind::Crash,
-                        message: format!("the worker {how}{missing}; log: {}", spec.log_path.display()),
+                        message: format!("the worker {how}{missing}; log: {}", spec.worker().log_path.display()),
                         causes: tail,
                     })
                 }
