@@ -25,7 +25,7 @@ pub(crate) struct StepContext {
     // of a recorded in-process step.
     pub run: std::sync::Arc<str>,
     /// The node's name; empty for the pipeline body itself.
-    pub node: std::sync::Arc<str>,
+    pub node: smol_str::SmolStr,
     /// The step's `monitor_*` options (none for the body). They travel with the context, so a
     /// worker applies those of its call (a controller step's, `with_options`), not only its
     /// component's.

@@ -114,7 +114,7 @@ fn tick(run: &Run, rx: &Receiver<(RunStatus, Tally)>, period: Duration, failures
     tick
 }
 
-fn failure_line(name: &str, (step, error): &(Arc<str>, String)) -> String {
+fn failure_line(name: &str, (step, error): &(smol_str::SmolStr, String)) -> String {
     format!("{name}: step `{step}` failed: {error}")
 }
 
@@ -248,7 +248,7 @@ mod tests {
         }
         t.running = running
             .iter()
-            .map(|&(name, secs)| (Arc::from(name), Some(now - Duration::from_secs(secs))))
+            .map(|&(name, secs)| (smol_str::SmolStr::new(name), Some(now - Duration::from_secs(secs))))
             .collect();
         t
     }

@@ -7,9 +7,9 @@ use crate::value::handle::NodeRef;
 use crate::value::outputs::Outputs;
 use crate::value::{Invoke, Job};
 use pipeline_core::{ComponentDescriptor, StepError};
+use smol_str::SmolStr;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 
 /// Called by the code `#[component]` generates. `deps` lists the nodes the arguments come
 /// from; `name` is the node's name if it should not be derived from the component's; `job` runs
@@ -38,7 +38,7 @@ where
         });
     }
     let node = NodeRef { run: 0, index: 0 };
-    let name: Arc<str> = name.unwrap_or(descriptor.name).into();
+    let name = SmolStr::new(name.unwrap_or(descriptor.name));
     let outcome = if descriptor.is_async && tokio::runtime::Handle::try_current().is_ok() {
         // Blocking on the component's future here would stall the caller's runtime.
         std::thread::scope(|s| s.spawn(|| run_caught(&mut job)).join())

@@ -25,6 +25,7 @@ use pipeline_core::names::slug;
 use pipeline_core::{
     ComponentDescriptor, ErrorKind, NodeStatus, PipelineDag, PipelineDescriptor, RetryPolicy, RunStatus, StepError,
 };
+use smol_str::SmolStr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -88,7 +89,7 @@ enum Parts {
     Final {
         slots: ErasedSlots,
         job: Option<Job>,
-        name: Arc<str>,
+        name: SmolStr,
     },
     /// The node an attempt starts on.
     Start(NodeKey),
@@ -403,7 +404,7 @@ impl Run {
         let store = self.store_path.clone()?;
         let (node, component) = match node {
             Some(n) => (n.name.clone(), Some(n.descriptor)),
-            None => (Arc::from(""), None),
+            None => (SmolStr::default(), None),
         };
         Some(crate::step::StepContext {
             run: self.key.clone(),
@@ -740,7 +741,7 @@ impl Run {
         descriptor: &'static ComponentDescriptor,
         deps: &[NodeRef],
         name: Option<&str>,
-        build: impl FnOnce(NodeRef, &Arc<str>) -> (H, Job, ErasedSlots),
+        build: impl FnOnce(NodeRef, &SmolStr) -> (H, Job, ErasedSlots),
     ) -> H {
         self.add_node_run_by(descriptor, deps, name, false, build)
     }
@@ -753,7 +754,7 @@ impl Run {
         deps: &[NodeRef],
         name: Option<&str>,
         external: bool,
-        build: impl FnOnce(NodeRef, &Arc<str>) -> (H, Job, ErasedSlots),
+        build: impl FnOnce(NodeRef, &SmolStr) -> (H, Job, ErasedSlots),
     ) -> H {
         let rules = self.rules(descriptor);
         let mut st = self.lock();

@@ -16,9 +16,9 @@ use pipeline_core::{
     Callbacks, ContinueBehaviour, DagNode, ErrorKind, NodeStatus, PipelineDag, RetryBackoff, RetryPolicy, RunStatus,
     StepError, StopMark,
 };
+use smol_str::SmolStr;
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// What the scheduler needs to know of a node's component.
@@ -132,7 +132,7 @@ pub(crate) enum Effect {
 pub(crate) struct Recorded {
     pub(crate) state: NodeState,
     /// Its parents' names, in its first record only.
-    pub(crate) parents: Option<Vec<Arc<str>>>,
+    pub(crate) parents: Option<Vec<SmolStr>>,
 }
 
 /// An attempt the executor may run now.
@@ -148,7 +148,7 @@ pub(crate) struct Grant {
 type Edges = smallvec::SmallVec<[(u32, bool); 2]>;
 
 struct Node {
-    name: Arc<str>,
+    name: SmolStr,
     rules: StepRules,
     /// Parents by index; `true` for a data edge (an input), `false` for `parents = [...]`.
     // Inline: most nodes have one or two of each, and a list on the heap per node costs an
@@ -180,7 +180,7 @@ struct Cold {
     pending_error: Option<StepError>,
     /// For a final node that did not succeed: the failure its chain goes back to, and whether
     /// that failure is this node's own.
-    root: Option<(Arc<str>, bool)>,
+    root: Option<(SmolStr, bool)>,
     cache_key: Option<String>,
     resume_key: Option<String>,
     log_path: Option<PathBuf>,
@@ -214,7 +214,7 @@ pub(crate) struct Scheduler {
     /// Where [`Scheduler::next_name`] writes names.
     name_buf: String,
     /// The first step whose failure fails the run.
-    fatal: Option<Arc<str>>,
+    fatal: Option<SmolStr>,
     /// Why the run is being stopped; nodes that have not started are aborted with it.
     aborting: Option<String>,
     /// How a run stopped from outside its steps ends.
@@ -247,9 +247,9 @@ pub(crate) struct Tally {
     /// Nodes per status, by `NodeStatus as usize`.
     pub(crate) counts: [usize; STATUSES],
     /// Running nodes (up to the number asked, the earliest added first) and when they started.
-    pub(crate) running: Vec<(Arc<str>, Option<SystemTime>)>,
+    pub(crate) running: Vec<(SmolStr, Option<SystemTime>)>,
     /// Failed nodes after the first ones already seen, in order, with their error.
-    pub(crate) failed: Vec<(Arc<str>, String)>,
+    pub(crate) failed: Vec<(SmolStr, String)>,
 }
 
 impl Tally {
@@ -309,13 +309,15 @@ impl NameIndex {
 /// A name no node has yet, from [`Scheduler::next_name`], with its hash (so that naming the
 /// node does not hash it again).
 pub(crate) struct NodeName {
-    /// The name.
-    pub(crate) text: Arc<str>,
+    /// The name. Inline up to 23 bytes (`component_12345` and most others), so naming a node
+    /// allocates nothing and its many copies (handles, records, attempts) are plain copies;
+    /// a longer name is shared.
+    pub(crate) text: SmolStr,
     hash: u64,
 }
 
 /// `base`, then `base_1`, `base_2`... from `count` on: the first no node has. Written in
-/// `buf` (kept between calls): the `Arc` is then the only allocation.
+/// `buf` (kept between calls): a long name's text is then the only allocation.
 fn unused_name(names: &NameIndex, nodes: &Chunked<Node>, buf: &mut String, base: &str, count: &mut u32) -> NodeName {
     loop {
         buf.clear();
@@ -339,7 +341,7 @@ fn unused_name(names: &NameIndex, nodes: &Chunked<Node>, buf: &mut String, base:
         let hash = name_hash(buf);
         if names.0.find(hash, named(nodes, buf, hash)).is_none() {
             return NodeName {
-                text: Arc::from(buf.as_str()),
+                text: SmolStr::new(buf.as_str()),
                 hash,
             };
         }
@@ -693,7 +695,7 @@ impl Scheduler {
     }
 
     /// The node's name.
-    pub(crate) fn name(&self, index: u32) -> &Arc<str> {
+    pub(crate) fn name(&self, index: u32) -> &SmolStr {
         &self.node(index).name
     }
 
@@ -1038,7 +1040,7 @@ impl Scheduler {
 /// Why a child is skipped: the message, and the failure the chain goes back to.
 struct Skip {
     message: String,
-    root: Arc<str>,
+    root: SmolStr,
 }
 
 /// How a message says a node ended without success: "step `x` failed", "... was aborted".

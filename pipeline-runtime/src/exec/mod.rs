@@ -15,6 +15,7 @@ use crate::sync::lock;
 use crate::transport::artifacts::{ArgArtifacts, ArtifactRef};
 use crate::value::Job;
 use pipeline_core::{Codec, ComponentDescriptor, StepError};
+use smol_str::SmolStr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,7 +41,7 @@ pub(crate) enum Work {
 /// One attempt of one node, ready to run.
 pub(crate) struct AttemptSpec {
     /// The node's name (`mean`, `mean_1`...).
-    pub(crate) step: Arc<str>,
+    pub(crate) step: SmolStr,
     pub(crate) descriptor: &'static ComponentDescriptor,
     /// The pipeline (a worker finds a custom codec by it).
     pub(crate) pipeline: &'static str,
@@ -104,7 +105,7 @@ pub(crate) struct Outcome {
 #[derive(Clone)]
 pub(crate) struct NodeKey {
     pub(crate) index: u32,
-    pub(crate) name: Arc<str>,
+    pub(crate) name: SmolStr,
     pub(crate) descriptor: &'static ComponentDescriptor,
 }
 

@@ -173,8 +173,9 @@ pub(crate) struct NodeEvent {
 /// A node's state as each of its records carries it (the scheduler's, written as it is).
 #[derive(Debug)]
 pub(crate) struct NodeState {
-    /// The node's name, shared, not copied: a run records every node several times.
-    pub(crate) name: Arc<str>,
+    /// The node's name: inline when short (most are), else shared; never copied to the heap
+    /// per record (a run records every node several times).
+    pub(crate) name: smol_str::SmolStr,
     pub(crate) status: NodeStatus,
     /// Its attempts, those before a resume included.
     pub(crate) attempts: u32,
@@ -196,7 +197,7 @@ pub(crate) struct NodeState {
 #[derive(Debug)]
 pub(crate) struct NodeOrigin {
     pub component: &'static str,
-    pub parents: Vec<Arc<str>>,
+    pub parents: Vec<smol_str::SmolStr>,
     pub code_hash: &'static str,
     /// The component's `task_type`.
     pub task_type: Option<&'static str>,

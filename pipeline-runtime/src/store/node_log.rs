@@ -355,7 +355,7 @@ mod tests {
     fn origin(parents: &[&str]) -> NodeOrigin {
         NodeOrigin {
             component: "inc",
-            parents: parents.iter().map(|p| Arc::from(*p)).collect(),
+            parents: parents.iter().map(smol_str::SmolStr::new).collect(),
             code_hash: "h1",
             task_type: Some("training"),
             tags: vec!["t".into()],

@@ -4,6 +4,7 @@ use super::slot::{Lent, Slot};
 use crate::error::HandleError;
 use crate::transport::artifacts::{ArgArtifacts, ArtifactRef, write_value};
 use pipeline_core::{Codec, ComponentValue, ErrorKind, StepError};
+use smol_str::SmolStr;
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -33,7 +34,7 @@ impl NodeRef {
 pub struct Handle<T> {
     slot: Arc<Slot<T>>,
     node: NodeRef,
-    name: Arc<str>,
+    name: SmolStr,
 }
 
 impl<T> Clone for Handle<T> {
@@ -56,7 +57,7 @@ impl<T> std::fmt::Debug for Handle<T> {
 }
 
 impl<T> Handle<T> {
-    pub(crate) fn new(slot: Arc<Slot<T>>, node: NodeRef, name: Arc<str>) -> Self {
+    pub(crate) fn new(slot: Arc<Slot<T>>, node: NodeRef, name: SmolStr) -> Self {
         Self { slot, node, name }
     }
 

@@ -6,6 +6,7 @@ use super::slot::{ErasedSlot, ErasedSlots, Slot};
 use crate::error::HandleError;
 use pipeline_core::descriptor::write_output;
 use pipeline_core::{ComponentValue, StepError, StepIo};
+use smol_str::SmolStr;
 use std::sync::Arc;
 
 /// The outputs of a component as a tuple of [`ComponentValue`]s: `(T,)` for a single output,
@@ -19,16 +20,16 @@ pub trait Outputs: Sized + Send + 'static {
 
     /// Empty slots, the handles to them, and the same slots type-erased (to fail them).
     #[doc(hidden)]
-    fn create(node: NodeRef, name: &Arc<str>) -> (Self::Handles, Self::Slots, ErasedSlots);
+    fn create(node: NodeRef, name: &SmolStr) -> (Self::Handles, Self::Slots, ErasedSlots);
     /// Writes the values to their slots.
     #[doc(hidden)]
     fn fill(self, slots: &Self::Slots);
     /// Handles to values that already exist.
     #[doc(hidden)]
-    fn ready(self, node: NodeRef, name: &Arc<str>) -> Self::Handles;
+    fn ready(self, node: NodeRef, name: &SmolStr) -> Self::Handles;
     /// Handles that all give `error`.
     #[doc(hidden)]
-    fn failed(error: HandleError, node: NodeRef, name: &Arc<str>) -> Self::Handles;
+    fn failed(error: HandleError, node: NodeRef, name: &SmolStr) -> Self::Handles;
     /// Encodes the values as outputs `0..`, in a worker.
     #[doc(hidden)]
     fn write(&self, io: &mut dyn StepIo) -> Result<(), StepError>;
@@ -51,7 +52,7 @@ impl<A: ComponentValue> Outputs for (A,) {
     type Handles = Handle<A>;
     type Slots = Arc<Slot<A>>;
 
-    fn create(node: NodeRef, name: &Arc<str>) -> (Self::Handles, Self::Slots, ErasedSlots) {
+    fn create(node: NodeRef, name: &SmolStr) -> (Self::Handles, Self::Slots, ErasedSlots) {
         let slot = Slot::empty();
         (
             Handle::new(slot.clone(), node, name.clone()),
@@ -64,11 +65,11 @@ impl<A: ComponentValue> Outputs for (A,) {
         slot.fill(self.0);
     }
 
-    fn ready(self, node: NodeRef, name: &Arc<str>) -> Self::Handles {
+    fn ready(self, node: NodeRef, name: &SmolStr) -> Self::Handles {
         Handle::new(Slot::filled(self.0), node, name.clone())
     }
 
-    fn failed(error: HandleError, node: NodeRef, name: &Arc<str>) -> Self::Handles {
+    fn failed(error: HandleError, node: NodeRef, name: &SmolStr) -> Self::Handles {
         Handle::new(Slot::failed(error), node, name.clone())
     }
 
@@ -91,7 +92,7 @@ macro_rules! tuple_outputs {
             type Handles = ($(Handle<$t>,)+);
             type Slots = ($(Arc<Slot<$t>>,)+);
 
-            fn create(node: NodeRef, name: &Arc<str>) -> (Self::Handles, Self::Slots, ErasedSlots) {
+            fn create(node: NodeRef, name: &SmolStr) -> (Self::Handles, Self::Slots, ErasedSlots) {
                 let slots = ($(Slot::<$t>::empty(),)+);
                 let handles = ($(Handle::new(slots.$i.clone(), node, name.clone()),)+);
                 let erased: ErasedSlots = smallvec::smallvec![$(slots.$i.clone() as Arc<dyn ErasedSlot>),+];
@@ -102,11 +103,11 @@ macro_rules! tuple_outputs {
                 $(slots.$i.fill(self.$i);)+
             }
 
-            fn ready(self, node: NodeRef, name: &Arc<str>) -> Self::Handles {
+            fn ready(self, node: NodeRef, name: &SmolStr) -> Self::Handles {
                 ($(Handle::new(Slot::filled(self.$i), node, name.clone()),)+)
             }
 
-            fn failed(error: HandleError, node: NodeRef, name: &Arc<str>) -> Self::Handles {
+            fn failed(error: HandleError, node: NodeRef, name: &SmolStr) -> Self::Handles {
                 ($(Handle::<$t>::new(Slot::failed(error.clone()), node, name.clone()),)+)
             }
 

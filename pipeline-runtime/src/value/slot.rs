@@ -11,6 +11,7 @@
 use crate::error::HandleError;
 use crate::sync::lock;
 use crate::transport::artifacts::{ArtifactRef, read_value};
+use smol_str::SmolStr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -21,7 +22,7 @@ enum State<T> {
     /// The value is in an artifact (the step ran in another process); each reader decodes it.
     // Boxed, as `Failed`: the state moves on every step, and a small value's state should be
     // a few words, not the size of these rarer variants.
-    Stored(Box<(ArtifactRef, Arc<str>)>),
+    Stored(Box<(ArtifactRef, SmolStr)>),
     Failed(Box<HandleError>),
 }
 
@@ -49,7 +50,7 @@ pub(crate) enum Lent<'a, T> {
     /// In memory; back in the slot when dropped.
     Value(LentValue<'a, T>),
     /// In an artifact, written by step `.1`.
-    Stored(ArtifactRef, Arc<str>),
+    Stored(ArtifactRef, SmolStr),
 }
 
 /// A value lent out of its slot (see [`Slot::lend`]).
@@ -103,7 +104,7 @@ pub trait ErasedSlot: Send + Sync {
     /// Resolves the slot with an error (the step failed, was skipped or aborted).
     fn fail(&self, error: HandleError);
     /// Stages an artifact written by step `step`; readers see it once published.
-    fn store(&self, artifact: ArtifactRef, step: Arc<str>);
+    fn store(&self, artifact: ArtifactRef, step: SmolStr);
     /// Makes the staged value visible to readers (the node is final); false when nothing was
     /// staged (the slot is then left for the caller to fail).
     fn publish(&self) -> bool;
@@ -120,7 +121,7 @@ impl<T: pipeline_core::ComponentValue> ErasedSlot for Slot<T> {
         self.resolve(State::Failed(Box::new(error)));
     }
 
-    fn store(&self, artifact: ArtifactRef, step: Arc<str>) {
+    fn store(&self, artifact: ArtifactRef, step: SmolStr) {
         self.stage(State::Stored(Box::new((artifact, step))));
     }
 
@@ -331,7 +332,7 @@ impl<T: pipeline_core::ComponentValue> Slot<T> {
 /// A value taken from a slot, or the artifact to read it from once the lock is released.
 enum Taken<T> {
     Done(Result<T, HandleError>),
-    Read(ArtifactRef, Arc<str>),
+    Read(ArtifactRef, SmolStr),
 }
 
 impl<T: pipeline_core::ComponentValue> Taken<T> {

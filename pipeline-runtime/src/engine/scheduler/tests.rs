@@ -197,6 +197,15 @@ fn repeated_calls_get_numbered_names() {
     }
     assert_eq!(h.s.names_where(|_| true), ["mean", "mean_1", "mean_2"]);
     assert_eq!(h.s.index_of("mean_2"), Some(2));
+    // Naming a node allocates nothing for a name of up to 23 bytes; a longer one still works.
+    let short = h.s.next_name("twenty_one_bytes_long");
+    assert_eq!(
+        (short.text.as_str(), short.text.is_heap_allocated()),
+        ("twenty_one_bytes_long", false)
+    );
+    let long = "a_component_name_longer_than_23_bytes";
+    h.add(rules(long), &[]);
+    assert_eq!(h.s.index_of(long), Some(3));
 }
 
 #[test]
@@ -1089,7 +1098,7 @@ fn the_tally_follows_every_status_change() {
         "c is skipped because a failed"
     );
     assert_eq!(tally.done(), 7);
-    assert_eq!(tally.failed, [(Arc::from("a"), "boom".to_string())]);
+    assert_eq!(tally.failed, [(SmolStr::new("a"), "boom".to_string())]);
     assert!(
         h.s.tally(5, 1).failed.is_empty(),
         "failures already seen are not repeated"
