@@ -249,52 +249,37 @@ mod tests {
 
     #[test]
     fn the_same_options_share_one_descriptor() {
-        static BASE: ComponentDescriptor = ComponentDescriptor {
-            name: "base",
-            function: "base",
-            module_path: "tests",
-            file: "",
-            line: 0,
-            code_hash: "0",
-            is_async: false,
-            params: &[],
-            outputs: &[],
-            options: ComponentOptions::DEFAULT,
-            entry: pipeline_core::Entries {
-                io: |_| Ok(()),
-                dynamic: |_| {},
-            },
-        };
+        let base = &crate::exec::TEST_COMPONENT;
         let with = |secs| ComponentOptions {
             time_limit: Some(Duration::from_secs(secs)),
             execution_queue: Some(intern("gpu")),
             ..ComponentOptions::DEFAULT
         };
-        let a = descriptor_with(&BASE, with(5));
-        let b = descriptor_with(&BASE, with(5));
-        let c = descriptor_with(&BASE, with(6));
+        let a = descriptor_with(base, with(5));
+        let b = descriptor_with(base, with(5));
+        let c = descriptor_with(base, with(6));
         assert!(std::ptr::eq(a, b));
         assert!(!std::ptr::eq(a, c));
         assert_eq!(c.options.time_limit, Some(Duration::from_secs(6)));
-        assert_eq!((c.name, c.code_hash), ("base", "0"));
+        assert_eq!((c.name, c.code_hash), ("step", "0"));
         assert!(std::ptr::eq(intern("gpu"), intern("gpu")));
         // Every option a step may set tells descriptors apart.
         let monitored = descriptor_with(
-            &BASE,
+            base,
             ComponentOptions {
                 monitor_artifacts: intern_pairs(vec![("model", "best")]),
                 ..with(5)
             },
         );
         let elsewhere = descriptor_with(
-            &BASE,
+            base,
             ComponentOptions {
                 output_uri: Some(intern("s3://bucket/x")),
                 ..with(5)
             },
         );
         let metrics = descriptor_with(
-            &BASE,
+            base,
             ComponentOptions {
                 monitor_metrics: intern_quads(vec![("loss", "train", "loss", "train")]),
                 ..with(5)

@@ -247,30 +247,32 @@ impl Cancel {
     }
 }
 
+/// A component without parameters or outputs, for unit tests that need a descriptor.
+#[cfg(test)]
+pub(crate) static TEST_COMPONENT: ComponentDescriptor = ComponentDescriptor {
+    name: "step",
+    function: "step",
+    module_path: "tests",
+    file: "",
+    line: 0,
+    code_hash: "0",
+    is_async: false,
+    params: &[],
+    outputs: &[],
+    options: pipeline_core::ComponentOptions::DEFAULT,
+    entry: pipeline_core::Entries {
+        io: |_| Ok(()),
+        dynamic: |_| {},
+    },
+};
+
 #[cfg(test)]
 mod tests {
     use super::{AttemptSpec, Cancel, Lease, LeaseHost, NodeKey, Outcome, Work, WorkKind};
     use crate::transport::artifacts::ArtifactRef;
     use crate::value::{Invoke, Job};
-    use pipeline_core::{ComponentDescriptor, ComponentOptions, StepError};
+    use pipeline_core::StepError;
     use std::sync::{Arc, Mutex};
-
-    static STEP: ComponentDescriptor = ComponentDescriptor {
-        name: "step",
-        function: "step",
-        module_path: "tests",
-        file: "",
-        line: 0,
-        code_hash: "0",
-        is_async: false,
-        params: &[],
-        outputs: &[],
-        options: ComponentOptions::DEFAULT,
-        entry: pipeline_core::Entries {
-            io: |_| Ok(()),
-            dynamic: |_| {},
-        },
-    };
 
     /// A run as a lease sees it: hands out a job that counts its calls, records the ends.
     #[derive(Default)]
@@ -333,7 +335,7 @@ mod tests {
         let node = NodeKey {
             index: 0,
             name: "step".into(),
-            descriptor: &STEP,
+            descriptor: &super::TEST_COMPONENT,
         };
         Lease::new(host.clone(), node)
     }
