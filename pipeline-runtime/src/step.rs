@@ -120,7 +120,10 @@ impl Report {
         match self {
             Report::Metric(record) => Event::Metric { run, record },
             Report::Text { node, text } => Event::Text { run, node, text },
-            Report::Artifact(record) => Event::Artifact { run, record },
+            Report::Artifact(record) => Event::Artifact {
+                run,
+                record: Box::new(record),
+            },
             Report::Configuration { name, value } => Event::Configuration { run, name, value },
         }
     }

@@ -157,11 +157,11 @@ impl External {
             for record in outputs {
                 recorder.send(Event::Artifact {
                     run: self.run.key.to_string(),
-                    record: crate::store::ArtifactRecord {
+                    record: Box::new(crate::store::ArtifactRecord {
                         node: self.node.name.to_string(),
                         kind: crate::store::ArtifactKind::Output,
                         ..record
-                    },
+                    }),
                 });
             }
         }
@@ -374,7 +374,7 @@ impl Run {
         if let Some(recorder) = &self.recorder {
             recorder.send(Event::Artifact {
                 run: self.key.to_string(),
-                record: output_record(node, output, artifact),
+                record: Box::new(output_record(node, output, artifact)),
             });
         }
     }
@@ -681,7 +681,7 @@ impl Run {
                     let record = output_record(name, output, &artifact);
                     recorder.send(Event::Artifact {
                         run: self.key.to_string(),
-                        record: record.clone(),
+                        record: Box::new(record.clone()),
                     });
                     records.push(record);
                 }

@@ -9,7 +9,7 @@
 
 use super::chunked::Chunked;
 use crate::error::HandleError;
-use crate::store::NodeState;
+use crate::store::{NodeState, RareState};
 use fnv::FnvHashMap;
 use pipeline_core::options::{PostExecuteCallback, PreExecuteCallback, RetryCallback, StatusChangeCallback};
 use pipeline_core::{
@@ -758,10 +758,20 @@ impl Scheduler {
                     attempts: n.attempts_before + n.attempts,
                     started: n.started,
                     ended: n.ended,
-                    error: n.cold().error.clone(),
-                    cache_key: n.cold().cache_key.clone(),
-                    resume_key: n.cold().resume_key.clone(),
-                    log_path: n.cold().log_path.clone(),
+                    rare: n.cold.as_deref().and_then(|c| {
+                        let any = c.error.is_some()
+                            || c.cache_key.is_some()
+                            || c.resume_key.is_some()
+                            || c.log_path.is_some();
+                        any.then(|| {
+                            Box::new(RareState {
+                                error: c.error.clone(),
+                                cache_key: c.cache_key.clone(),
+                                resume_key: c.resume_key.clone(),
+                                log_path: c.log_path.clone(),
+                            })
+                        })
+                    }),
                 },
                 parents: first.then(|| n.parents.iter().map(|&(p, _)| self.node(p).name.clone()).collect()),
             });

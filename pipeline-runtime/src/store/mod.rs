@@ -126,8 +126,9 @@ pub(crate) enum Event {
     /// `changed`, its status changed at `at` (appended to its history). Names are shared, not
     /// copied: a run records every node several times.
     Node(NodeEvent),
-    /// An artifact of a node or of the run.
-    Artifact { run: String, record: ArtifactRecord },
+    /// An artifact of a node or of the run (boxed: an event's size is its largest kind's, and
+    /// node events, far more common, are half this one's).
+    Artifact { run: String, record: Box<ArtifactRecord> },
     /// A scalar.
     Metric { run: String, record: MetricRecord },
     /// A text report.
@@ -183,6 +184,14 @@ pub(crate) struct NodeState {
     pub(crate) started: Option<SystemTime>,
     /// When it became final.
     pub(crate) ended: Option<SystemTime>,
+    /// What most records lack: none when it has no failure, keys or log. Boxed: these are
+    /// most of a state's size, and a run's records are copied several times on their way.
+    pub(crate) rare: Option<Box<RareState>>,
+}
+
+/// The parts of a node's state most records lack.
+#[derive(Debug, Default)]
+pub(crate) struct RareState {
     /// Why it did not succeed.
     pub(crate) error: Option<pipeline_core::StepError>,
     /// Its cache key, once known.
@@ -191,6 +200,19 @@ pub(crate) struct NodeState {
     pub(crate) resume_key: Option<String>,
     /// Its current attempt's log, once known.
     pub(crate) log_path: Option<PathBuf>,
+}
+
+impl NodeState {
+    /// Its rare parts, the empty ones when it has none.
+    pub(crate) fn rare(&self) -> &RareState {
+        static NONE: RareState = RareState {
+            error: None,
+            cache_key: None,
+            resume_key: None,
+            log_path: None,
+        };
+        self.rare.as_deref().unwrap_or(&NONE)
+    }
 }
 
 /// What a node's first record adds to its record: what does not change.
@@ -881,6 +903,14 @@ fn describe(e: &rusqlite::Error, busy: Duration) -> String {
 mod tests {
     use super::*;
 
+    /// A run's records move from the scheduler to the recorder's buffer to its batch, so
+    /// their size is copied several times per record: rare parts stay boxed.
+    #[test]
+    fn an_event_is_a_few_words() {
+        let sizes = (std::mem::size_of::<NodeState>(), std::mem::size_of::<Event>());
+        assert!(sizes.0 <= 80 && sizes.1 <= 136, "state and event: {sizes:?} bytes");
+    }
+
     #[test]
     fn versions_order_and_bump_numerically() {
         assert!(version_key("1.10.0") > version_key("1.9.3"));
@@ -945,10 +975,7 @@ mod tests {
                     attempts: 0,
                     started: None,
                     ended: None,
-                    error: None,
-                    cache_key: None,
-                    resume_key: None,
-                    log_path: None,
+                    rare: None,
                 },
                 // The first record inserts the row.
                 origin: (status == NodeStatus::Pending).then(|| {

@@ -108,11 +108,12 @@ impl LogBatch {
     /// `origin` when the batch has its first write.
     pub(super) fn push(&mut self, event: &NodeEvent, history: &History, origin: Option<&NodeOrigin>) {
         let state = &event.state;
-        let error = state
+        let rare = state.rare();
+        let error = rare
             .error
             .as_ref()
             .map(|e| serde_json::to_string(e).expect("errors serialize"));
-        let log_path = state.log_path.as_ref().map(|p| p.to_string_lossy());
+        let log_path = rare.log_path.as_ref().map(|p| p.to_string_lossy());
         let entry = Entry {
             seq: event.seq,
             name: &state.name,
@@ -121,8 +122,8 @@ impl LogBatch {
             started: state.started.map(secs),
             ended: state.ended.map(secs),
             error: error.as_deref(),
-            cache_key: state.cache_key.as_deref(),
-            resume_key: state.resume_key.as_deref(),
+            cache_key: rare.cache_key.as_deref(),
+            resume_key: rare.resume_key.as_deref(),
             log_path: log_path.as_deref(),
             history: history.iter().map(|&(s, at)| (code(s), micros(at))).collect(),
             origin: origin.map(|o| Origin {
@@ -341,10 +342,7 @@ mod tests {
                 attempts: 1,
                 started: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(10)),
                 ended: None,
-                error: None,
-                cache_key: None,
-                resume_key: None,
-                log_path: None,
+                rare: None,
             },
             origin: None,
             changed: true,
@@ -389,16 +387,18 @@ mod tests {
         let run: Arc<str> = "r1".into();
         let mut first = LogBatch::default();
         let mut e = event(&run, 0, "a", NodeStatus::Running);
-        e.state.cache_key = Some("ck".into());
-        e.state.log_path = Some("/logs/a.log".into());
+        let rare = e.state.rare.get_or_insert_with(Default::default);
+        rare.cache_key = Some("ck".into());
+        rare.log_path = Some("/logs/a.log".into());
         first.push(&e, &changes(&[(NodeStatus::Running, 1)]), Some(&origin(&["p"])));
         // A write for a node never inserted changes nothing, as the row's update did.
         first.push(&event(&run, 5, "ghost", NodeStatus::Completed), &History::new(), None);
         let mut second = LogBatch::default();
         let mut e = event(&run, 0, "a", NodeStatus::Failed);
         e.state.attempts = 2;
-        e.state.error = Some(StepError::new(pipeline_core::ErrorKind::Error, "boom"));
-        e.state.resume_key = Some("rk".into());
+        let rare = e.state.rare.get_or_insert_with(Default::default);
+        rare.error = Some(StepError::new(pipeline_core::ErrorKind::Error, "boom"));
+        rare.resume_key = Some("rk".into());
         second.push(&e, &changes(&[(NodeStatus::Failed, 2)]), None);
 
         let mut nodes = Vec::new();

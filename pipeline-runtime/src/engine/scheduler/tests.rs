@@ -884,6 +884,13 @@ fn only_a_nodes_first_record_names_its_parents() {
 fn a_log_path_is_recorded_at_once_without_a_state_change() {
     let mut h = Harness::new();
     let a = h.add(rules("a"), &[]);
+    let plain = std::iter::from_fn(|| h.s.pop_effect())
+        .find_map(|e| match e {
+            Effect::Record { node, .. } => Some(node),
+            _ => None,
+        })
+        .expect("a record");
+    assert!(plain.state.rare.is_none(), "no failure, keys or log: no box");
     h.start(a);
     h.effects();
     h.s.set_cache_key(a, "k".into());
@@ -892,8 +899,8 @@ fn a_log_path_is_recorded_at_once_without_a_state_change() {
         Some(Effect::Record { changed, node, .. }) => {
             assert!(!changed);
             assert_eq!(node.state.status, NodeStatus::Running);
-            assert_eq!(node.state.cache_key.as_deref(), Some("k"));
-            assert_eq!(node.state.log_path, Some(PathBuf::from("attempt-1.log")));
+            assert_eq!(node.state.rare().cache_key.as_deref(), Some("k"));
+            assert_eq!(node.state.rare().log_path, Some(PathBuf::from("attempt-1.log")));
         }
         other => panic!("expected a record, got {other:?}"),
     }
