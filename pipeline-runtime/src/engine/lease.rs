@@ -2,7 +2,7 @@
 //! scheduler's grant, the inputs as artifacts) and ending it (staging a worker's outputs, then
 //! the scheduler's decision). The one attempt loop: a retry is another lease.
 
-use super::run::{Attempt, Run};
+use super::run::Run;
 use crate::exec::{AttemptSpec, LeaseHost, NodeKey, Work, WorkKind, WorkerSpec};
 use crate::transport::artifacts::{ArgArtifacts, ArtifactRef};
 use crate::transport::object_storage;
@@ -19,7 +19,7 @@ impl Run {
     fn inputs(
         &self,
         node: &NodeKey,
-        attempt: &mut Attempt,
+        job: &mut Job,
         node_dir: &Path,
         remote: Option<&str>,
     ) -> Result<Vec<ArgArtifacts>, StepError> {
@@ -32,7 +32,7 @@ impl Run {
             remote: remote.map(|p| object_storage::join(p, &["inputs"])),
             inputs: Vec::new(),
         };
-        catch_unwind(AssertUnwindSafe(|| (attempt.job)(Invoke::Export(&mut sink)))).unwrap_or_else(|payload| {
+        catch_unwind(AssertUnwindSafe(|| job(Invoke::Export(&mut sink)))).unwrap_or_else(|payload| {
             let panic = StepError::from_panic(&*payload);
             Err(StepError::new(
                 ErrorKind::Setup,
@@ -48,7 +48,9 @@ impl LeaseHost for Run {
     fn begin(self: Arc<Self>, node: &NodeKey, kind: WorkKind, kept: &mut Option<Job>) -> Option<(AttemptSpec, Work)> {
         // Only a worker process can be stopped, and only it needs a folder, a log and a name.
         let in_process = kind == WorkKind::InProcess;
-        let mut attempt = self.begin_attempt(node, !in_process)?;
+        let attempt = self.begin_attempt(node, !in_process)?;
+        let (first, last, cancel) = (attempt.number(), attempt.last(), attempt.cancel);
+        let mut job = attempt.job;
         let (step, descriptor) = (node.name.clone(), node.descriptor);
         // A step given `parents` depends on what they did rather than on their values (their
         // records, `${STEP.id}`): it starts once their ends are in the store.
@@ -61,18 +63,17 @@ impl LeaseHost for Run {
         // that it waits for the attempt its dead controller left running, if that still runs.
         let before = self.attempts_before(&node.name);
         let reattach = !in_process
-            && attempt.number() == 1
+            && first == 1
             && self.was_running(node)
             && self.attachable(&format!("{}-{}-{before}", self.key, slug(&step)));
-        let number = if reattach { before } else { attempt.number() + before };
+        let number = if reattach { before } else { first + before };
         let (work, worker) = if in_process {
-            let job = std::mem::replace(&mut attempt.job, Box::new(|_| Ok(())));
             (Work::InProcess(job), None)
         } else {
             let node_dir = crate::store::step_folder(&self.run_dir, &step);
             let remote_prefix = self.remote_prefix(Some(descriptor), &step);
             let log_path = node_dir.join(format!("attempt-{number}.log"));
-            match self.inputs(node, &mut attempt, &node_dir, remote_prefix.as_deref()) {
+            match self.inputs(node, &mut job, &node_dir, remote_prefix.as_deref()) {
                 Ok(inputs) => {
                     self.set_log_path(node.index, log_path.clone());
                     let worker = WorkerSpec {
@@ -84,10 +85,12 @@ impl LeaseHost for Run {
                         state_dir: std::path::absolute(&self.config.state_dir)
                             .unwrap_or_else(|_| self.config.state_dir.clone()),
                     };
+                    // The job stays with the lease while a worker process runs the attempt.
+                    *kept = Some(job);
                     (Work::Artifacts(inputs), Some(Box::new(worker)))
                 }
                 Err(e) => {
-                    self.end_attempt(node, attempt.job, Err(e));
+                    self.end_attempt(node, job, Err(e));
                     return None;
                 }
             }
@@ -100,17 +103,13 @@ impl LeaseHost for Run {
             pipeline: self.descriptor.name,
             codec: self.descriptor.options.codec,
             limit: descriptor.options.time_limit,
-            cancel: attempt.cancel.clone(),
+            cancel,
             number,
-            last: attempt.last(),
+            last,
             step,
             descriptor,
             worker,
         };
-        // The job stays with the lease while a worker process runs the attempt.
-        if !in_process {
-            *kept = Some(attempt.job);
-        }
         Some((spec, work))
     }
 
