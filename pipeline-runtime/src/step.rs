@@ -198,7 +198,7 @@ fn write(context: &StepContext, reports: Vec<Report>) -> bool {
                 .ok();
         }
         let Some(store) = slot.as_mut() else { return false };
-        match store.apply(&events) {
+        match store.apply(&context.run, &events) {
             Ok(()) => true,
             Err(e) => {
                 crate::diag::warn(format_args!("{e}"));

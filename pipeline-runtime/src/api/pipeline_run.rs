@@ -141,10 +141,13 @@ impl PipelineRun {
     /// Adds tags to the run (old tags stay).
     pub fn add_tags(&mut self, tags: &[&str]) -> Result<(), StoreError> {
         let mut store = RunStore::open_default()?;
-        store.apply_now(crate::store::Event::Tags {
-            run: self.record.id.clone(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-        })?;
+        store.apply_now(
+            &self.record.id,
+            crate::store::Event::Tags {
+                run: self.record.id.clone(),
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+            },
+        )?;
         for t in tags {
             if !self.record.tags.iter().any(|x| x == t) {
                 self.record.tags.push(t.to_string());

@@ -1048,7 +1048,6 @@ impl Run {
     fn apply(self: &Arc<Self>, effect: Effect, parts: Parts, records: &mut Records) {
         match effect {
             Effect::Record { index, node, changed } => {
-                let node = *node;
                 if let (Some(_), Parts::Record(descriptor)) = (&self.recorder, parts) {
                     // What does not change goes with the node's first record only.
                     let origin = node.parents.map(|parents| {
@@ -1063,7 +1062,6 @@ impl Run {
                     // The records of a batch are made within microseconds: one clock read.
                     let at = *records.at.get_or_insert_with(SystemTime::now);
                     records.events.push(Event::Node(NodeEvent {
-                        run: self.key.clone(),
                         seq: index,
                         state: node.state,
                         origin,

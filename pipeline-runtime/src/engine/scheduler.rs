@@ -46,8 +46,9 @@ pub(crate) enum Effect {
     Record {
         /// The node's index.
         index: u32,
-        /// Its state now (boxed: effects move several times, and this is the largest).
-        node: Box<Recorded>,
+        /// Its state now. Not boxed: a box per record (four or more per node) cost more than
+        /// the copies of a larger effect.
+        node: Recorded,
         /// Whether the status changed.
         changed: bool,
     },
@@ -751,7 +752,7 @@ impl Scheduler {
     fn record(&mut self, index: u32, changed: bool, first: bool) {
         if self.recording {
             let n = self.node(index);
-            let node = Box::new(Recorded {
+            let node = Recorded {
                 state: NodeState {
                     name: n.name.clone(),
                     status: n.status,
@@ -774,7 +775,7 @@ impl Scheduler {
                     }),
                 },
                 parents: first.then(|| n.parents.iter().map(|&(p, _)| self.node(p).name.clone()).collect()),
-            });
+            };
             self.effects.push_back(Effect::Record { index, node, changed });
         }
     }

@@ -16,7 +16,6 @@ use fnv::FnvHashMap;
 use pipeline_core::{NodeStatus, RunStatus, StopMark};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use crate::config::set_busy_timeout;
@@ -159,11 +158,12 @@ pub(crate) enum Event {
     },
 }
 
-/// One record of node number `seq` of run `run`: its state, whether its status `changed` at
-/// `at` (appended to its history), and on its first record what does not change.
+/// One record of node number `seq`: its state, whether its status `changed` at `at` (appended
+/// to its history), and on its first record what does not change. It names no run: it is
+/// applied with the events of its run (see [`RunStore::apply`]). Why: a shared run id in every
+/// record cost two atomic counts per record, on two threads (the run's and the recorder's).
 #[derive(Debug)]
 pub(crate) struct NodeEvent {
-    pub(crate) run: Arc<str>,
     pub(crate) seq: u32,
     pub(crate) state: NodeState,
     pub(crate) origin: Option<Box<NodeOrigin>>,
@@ -552,19 +552,20 @@ impl RunStore {
         })
     }
 
-    /// Writes a batch of events in one transaction. A node is written once per batch (to the
-    /// run's node log), with its last state and every state change of the batch as its history.
-    pub(crate) fn apply(&mut self, events: &[Event]) -> Result<(), StoreError> {
-        self.try_apply(events).map_err(|e| self.error(&e))
+    /// Writes a batch of events of run `run` in one transaction. A node is written once per
+    /// batch (to the run's node log), with its last state and every state change of the batch
+    /// as its history.
+    pub(crate) fn apply(&mut self, run: &str, events: &[Event]) -> Result<(), StoreError> {
+        self.try_apply(run, events).map_err(|e| self.error(&e))
     }
 
     /// [`RunStore::apply`], trying again while the failure may pass (the database locked past
     /// the busy timeout, the disk full, an I/O error) until `bound` has passed.
-    pub(crate) fn apply_within(&mut self, events: &[Event], bound: Duration) -> Result<(), StoreError> {
+    pub(crate) fn apply_within(&mut self, run: &str, events: &[Event], bound: Duration) -> Result<(), StoreError> {
         let start = std::time::Instant::now();
         let mut pause = Duration::from_millis(50);
         loop {
-            match self.try_apply(events) {
+            match self.try_apply(run, events) {
                 Ok(()) => return Ok(()),
                 Err(e) if may_pass(&e) && start.elapsed() < bound => {
                     std::thread::sleep(pause.min(bound.saturating_sub(start.elapsed())));
@@ -581,16 +582,15 @@ impl RunStore {
         }
     }
 
-    fn try_apply(&mut self, events: &[Event]) -> rusqlite::Result<()> {
+    fn try_apply(&mut self, run: &str, events: &[Event]) -> rusqlite::Result<()> {
         // Per node: the index of its last event, the changes up to it, and its origin if an
-        // event of the batch carries it (its first does). Keyed by the run's shared id (its
-        // address: the events of one run share it) and the node's number, not by names: this
-        // runs for every event.
+        // event of the batch carries it (its first does). Keyed by the node's number, not by
+        // its name: this runs for every event.
         type Latest<'a> = (usize, node_log::History, Option<&'a NodeOrigin>);
-        let mut latest: FnvHashMap<(usize, u32), Latest<'_>> = FnvHashMap::default();
+        let mut latest: FnvHashMap<u32, Latest<'_>> = FnvHashMap::default();
         for (i, event) in events.iter().enumerate() {
             if let Event::Node(node) = event {
-                let entry = latest.entry((node.run.as_ptr() as usize, node.seq)).or_default();
+                let entry = latest.entry(node.seq).or_default();
                 entry.0 = i;
                 if node.changed {
                     entry.1.push((node.state.status, node.at));
@@ -601,7 +601,7 @@ impl RunStore {
         let mut log = node_log::LogBatch::default();
         for (i, event) in events.iter().enumerate() {
             if let Event::Node(node) = event
-                && let Some((last, history, origin)) = latest.get(&(node.run.as_ptr() as usize, node.seq))
+                && let Some((last, history, origin)) = latest.get(&node.seq)
                 && *last == i
             {
                 log.push(node, history, *origin);
@@ -610,7 +610,7 @@ impl RunStore {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        log.write(&tx)?;
+        log.write(&tx, run)?;
         for event in events {
             if !matches!(event, Event::Node(_)) {
                 apply_one(&tx, event)?;
@@ -619,9 +619,9 @@ impl RunStore {
         tx.commit()
     }
 
-    /// Writes one event now (used by worker processes and step code).
-    pub(crate) fn apply_now(&mut self, event: Event) -> Result<(), StoreError> {
-        self.apply(std::slice::from_ref(&event))
+    /// Writes one event of run `run` now (used by worker processes and step code).
+    pub(crate) fn apply_now(&mut self, run: &str, event: Event) -> Result<(), StoreError> {
+        self.apply(run, std::slice::from_ref(&event))
     }
 
     /// Runs matching `filter`, newest first.
@@ -964,10 +964,8 @@ mod tests {
         );
         assert_eq!(old[2].1, time(12.5));
 
-        let run: Arc<str> = "r1".into();
         let event = |status, at: f64| {
             Event::Node(NodeEvent {
-                run: run.clone(),
                 seq: 1,
                 state: NodeState {
                     name: "b".into(),
@@ -993,9 +991,12 @@ mod tests {
         };
         // Two batches: the second appends to what the first wrote.
         store
-            .apply(&[event(NodeStatus::Pending, 20.0), event(NodeStatus::Queued, 20.25)])
+            .apply(
+                "r1",
+                &[event(NodeStatus::Pending, 20.0), event(NodeStatus::Queued, 20.25)],
+            )
             .unwrap();
-        store.apply(&[event(NodeStatus::Running, 21.0)]).unwrap();
+        store.apply("r1", &[event(NodeStatus::Running, 21.0)]).unwrap();
         let new = store.node_events("r1", "b").unwrap();
         assert_eq!(
             new,
@@ -1063,11 +1064,14 @@ mod race {
                             origin: None,
                             parent: None,
                         })?;
-                        store.apply(&[Event::RunEnd {
-                            run: id,
-                            status: RunStatus::Completed,
-                            ended: SystemTime::now(),
-                        }])?;
+                        store.apply(
+                            &id,
+                            &[Event::RunEnd {
+                                run: id.clone(),
+                                status: RunStatus::Completed,
+                                ended: SystemTime::now(),
+                            }],
+                        )?;
                     }
                     Ok(())
                 })

@@ -14,7 +14,6 @@ use pipeline_core::{DagNode, NodeStatus, StepError};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 /// The first byte of every blob: the format of what follows.
@@ -97,10 +96,10 @@ fn config() -> bincode::config::Configuration {
 /// allocation of whatever it says.
 const ENTRY_LIMIT: usize = 64 << 20;
 
-/// The node writes of one batch, one blob per run.
+/// The node writes of one batch of one run: one blob.
 #[derive(Default)]
 pub(super) struct LogBatch {
-    runs: Vec<(Arc<str>, Vec<u8>)>,
+    blob: Vec<u8>,
 }
 
 impl LogBatch {
@@ -134,31 +133,20 @@ impl LogBatch {
                 tags: o.tags.iter().map(String::as_str).collect(),
             }),
         };
-        // The events of a batch mostly belong to one run: the last blob is the likely one.
-        let index = match self
-            .runs
-            .iter()
-            .rposition(|(run, _)| Arc::ptr_eq(run, &event.run) || *run == event.run)
-        {
-            Some(i) => i,
-            None => {
-                self.runs.push((event.run.clone(), vec![FORMAT]));
-                self.runs.len() - 1
-            }
-        };
-        bincode::serde::encode_into_std_write(&entry, &mut self.runs[index].1, config())
+        if self.blob.is_empty() {
+            self.blob.push(FORMAT);
+        }
+        bincode::serde::encode_into_std_write(&entry, &mut self.blob, config())
             .expect("writing to a vector does not fail");
     }
 
-    /// Writes the batch's blobs.
-    pub(super) fn write(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
-        if self.runs.is_empty() {
+    /// Writes the batch's blob to the log of run `run`.
+    pub(super) fn write(&self, tx: &rusqlite::Transaction<'_>, run: &str) -> rusqlite::Result<()> {
+        if self.blob.is_empty() {
             return Ok(());
         }
-        let mut insert = tx.prepare_cached("INSERT INTO node_log (run_id, data) VALUES (?1, ?2)")?;
-        for (run, data) in &self.runs {
-            insert.execute(rusqlite::params![&**run, data])?;
-        }
+        tx.prepare_cached("INSERT INTO node_log (run_id, data) VALUES (?1, ?2)")?
+            .execute(rusqlite::params![run, &self.blob])?;
         Ok(())
     }
 }
@@ -332,9 +320,8 @@ mod tests {
     use crate::store::NodeState;
     use std::time::Duration;
 
-    fn event(run: &Arc<str>, seq: u32, name: &str, status: NodeStatus) -> NodeEvent {
+    fn event(seq: u32, name: &str, status: NodeStatus) -> NodeEvent {
         NodeEvent {
-            run: run.clone(),
             seq,
             state: NodeState {
                 name: name.into(),
@@ -368,33 +355,27 @@ mod tests {
     }
 
     /// Adds node `name`'s first write (its origin, no changes) to `batch`.
-    fn first(batch: &mut LogBatch, run: &Arc<str>, seq: u32, name: &str) {
+    fn first(batch: &mut LogBatch, seq: u32, name: &str) {
         let origin = origin(&[]);
-        batch.push(
-            &event(run, seq, name, NodeStatus::Running),
-            &History::new(),
-            Some(&origin),
-        );
+        batch.push(&event(seq, name, NodeStatus::Running), &History::new(), Some(&origin));
     }
 
     fn blob(batch: &LogBatch) -> Vec<u8> {
-        assert_eq!(batch.runs.len(), 1);
-        batch.runs[0].1.clone()
+        batch.blob.clone()
     }
 
     #[test]
     fn a_first_write_inserts_and_later_ones_update_keeping_known_keys() {
-        let run: Arc<str> = "r1".into();
         let mut first = LogBatch::default();
-        let mut e = event(&run, 0, "a", NodeStatus::Running);
+        let mut e = event(0, "a", NodeStatus::Running);
         let rare = e.state.rare.get_or_insert_with(Default::default);
         rare.cache_key = Some("ck".into());
         rare.log_path = Some("/logs/a.log".into());
         first.push(&e, &changes(&[(NodeStatus::Running, 1)]), Some(&origin(&["p"])));
         // A write for a node never inserted changes nothing, as the row's update did.
-        first.push(&event(&run, 5, "ghost", NodeStatus::Completed), &History::new(), None);
+        first.push(&event(5, "ghost", NodeStatus::Completed), &History::new(), None);
         let mut second = LogBatch::default();
-        let mut e = event(&run, 0, "a", NodeStatus::Failed);
+        let mut e = event(0, "a", NodeStatus::Failed);
         e.state.attempts = 2;
         let rare = e.state.rare.get_or_insert_with(Default::default);
         rare.error = Some(StepError::new(pipeline_core::ErrorKind::Error, "boom"));
@@ -427,11 +408,10 @@ mod tests {
 
     #[test]
     fn a_resumed_run_updates_the_nodes_it_had_and_appends_their_history() {
-        let run: Arc<str> = "r1".into();
         let mut nodes = Vec::new();
         let mut before = LogBatch::default();
         before.push(
-            &event(&run, 3, "a", NodeStatus::Failed),
+            &event(3, "a", NodeStatus::Failed),
             &changes(&[(NodeStatus::Failed, 1)]),
             Some(&origin(&[])),
         );
@@ -439,7 +419,7 @@ mod tests {
         let mut o = origin(&["not kept"]);
         o.code_hash = "h2";
         again.push(
-            &event(&run, 9, "a", NodeStatus::Completed),
+            &event(9, "a", NodeStatus::Completed),
             &changes(&[(NodeStatus::Completed, 2)]),
             Some(&o),
         );
@@ -459,16 +439,15 @@ mod tests {
 
     #[test]
     fn the_status_fold_agrees_with_the_record_fold() {
-        let run: Arc<str> = "r1".into();
         let mut batch = LogBatch::default();
         batch.push(
-            &event(&run, 1, "b", NodeStatus::Running),
+            &event(1, "b", NodeStatus::Running),
             &History::new(),
             Some(&origin(&["a"])),
         );
-        batch.push(&event(&run, 0, "a", NodeStatus::Completed), &History::new(), None);
-        batch.push(&event(&run, 9, "ghost", NodeStatus::Failed), &History::new(), None);
-        batch.push(&event(&run, 1, "b", NodeStatus::Skipped), &History::new(), None);
+        batch.push(&event(0, "a", NodeStatus::Completed), &History::new(), None);
+        batch.push(&event(9, "ghost", NodeStatus::Failed), &History::new(), None);
+        batch.push(&event(1, "b", NodeStatus::Skipped), &History::new(), None);
         let blob = blob(&batch);
         // Node `a` is a row of the run before its log.
         let rows = vec![("a".to_string(), NodeStatus::Failed)];
@@ -505,13 +484,12 @@ mod tests {
     /// A damaged blob is read up to the damage and said so; the blobs after it still count.
     #[test]
     fn damaged_or_unknown_blobs_are_reported_and_the_rest_is_read() {
-        let run: Arc<str> = "r1".into();
         let mut batch = LogBatch::default();
-        first(&mut batch, &run, 0, "a");
-        first(&mut batch, &run, 1, "b");
+        first(&mut batch, 0, "a");
+        first(&mut batch, 1, "b");
         let good = blob(&batch);
         let mut later = LogBatch::default();
-        later.push(&event(&run, 1, "b", NodeStatus::Completed), &History::new(), None);
+        later.push(&event(1, "b", NodeStatus::Completed), &History::new(), None);
         let later = blob(&later);
         let names = |nodes: &[Folded]| -> Vec<(String, NodeStatus)> {
             nodes
@@ -569,10 +547,9 @@ mod tests {
     /// time, never a panic.
     #[test]
     fn any_time_in_a_blob_reads_without_a_panic() {
-        let run: Arc<str> = "r1".into();
         for secs in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 1e300, -5.0, f64::MAX] {
             let mut batch = LogBatch::default();
-            let mut e = event(&run, 0, "a", NodeStatus::Running);
+            let mut e = event(0, "a", NodeStatus::Running);
             e.state.started = None;
             batch.push(&e, &History::new(), Some(&origin(&[])));
             let mut data = blob(&batch);
@@ -589,7 +566,7 @@ mod tests {
         let mut batch = LogBatch::default();
         let mut history = History::new();
         history.push((NodeStatus::Running, SystemTime::UNIX_EPOCH));
-        batch.push(&event(&run, 0, "a", NodeStatus::Running), &history, Some(&origin(&[])));
+        batch.push(&event(0, "a", NodeStatus::Running), &history, Some(&origin(&[])));
         let data = blob(&batch);
         // The change's time is the blob's first varint 0 (the epoch), after its status code 2:
         // replace it with u64::MAX (0xFD, then eight bytes).
@@ -600,18 +577,5 @@ mod tests {
         assert!(fold(&mut nodes, [&data[..]]).is_empty());
         let (_, when) = nodes[0].history[0];
         assert_eq!(when, time(f64::MAX));
-    }
-
-    #[test]
-    fn events_of_two_runs_go_to_two_blobs() {
-        let (r1, r2): (Arc<str>, Arc<str>) = ("r1".into(), "r2".into());
-        let mut batch = LogBatch::default();
-        first(&mut batch, &r1, 0, "a");
-        first(&mut batch, &r2, 0, "b");
-        batch.push(&event(&r1, 0, "a", NodeStatus::Completed), &History::new(), None);
-        assert_eq!(batch.runs.len(), 2);
-        let mut nodes = Vec::new();
-        assert!(fold(&mut nodes, [&batch.runs[0].1[..]]).is_empty());
-        assert_eq!((nodes.len(), nodes[0].record.node.status), (1, NodeStatus::Completed));
     }
 }

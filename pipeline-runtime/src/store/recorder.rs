@@ -111,9 +111,10 @@ impl Recorder {
         let shared = Arc::new(Shared::default());
         let error = Arc::new(Mutex::new(None));
         let (writer, first_error) = (shared.clone(), error.clone());
-        std::thread::Builder::new()
-            .name("pipeline-recorder".into())
-            .spawn(move || write_loop(store, &writer, first_error, bound))?;
+        std::thread::Builder::new().name("pipeline-recorder".into()).spawn({
+            let run = run.to_string();
+            move || write_loop(store, &run, &writer, first_error, bound)
+        })?;
         lock(&ROUTES).push((run.to_string(), shared.clone()));
         Ok(Self {
             run: run.to_string(),
@@ -196,7 +197,7 @@ impl Drop for Gone<'_> {
     }
 }
 
-fn write_loop(mut store: RunStore, shared: &Shared, error: Arc<Mutex<Option<StoreError>>>, bound: Duration) {
+fn write_loop(mut store: RunStore, run: &str, shared: &Shared, error: Arc<Mutex<Option<StoreError>>>, bound: Duration) {
     let _gone = Gone(shared);
     // Swapped with the senders' buffer: both keep their capacity.
     let mut events = Vec::new();
@@ -221,14 +222,14 @@ fn write_loop(mut store: RunStore, shared: &Shared, error: Arc<Mutex<Option<Stor
         let mut failed = lock(&error).is_some();
         if !failed
             && !events.is_empty()
-            && let Err(e) = store.apply_within(&events, bound)
+            && let Err(e) = store.apply_within(run, &events, bound)
         {
             crate::diag::warn(format_args!("{e}"));
             *lock(&error) = Some(e);
             failed = true;
         }
         if failed {
-            end_as_failed(&mut store, &events, bound);
+            end_as_failed(&mut store, run, &events, bound);
         }
         events.clear();
         if last {
@@ -243,15 +244,15 @@ fn write_loop(mut store: RunStore, shared: &Shared, error: Arc<Mutex<Option<Stor
 }
 
 /// Writes the run's end among `events`, if there is one, as failed.
-fn end_as_failed(store: &mut RunStore, events: &[Event], bound: Duration) {
+fn end_as_failed(store: &mut RunStore, run: &str, events: &[Event], bound: Duration) {
     for event in events {
-        if let Event::RunEnd { run, ended, .. } = event {
+        if let Event::RunEnd { ended, .. } = event {
             let end = Event::RunEnd {
-                run: run.clone(),
+                run: run.to_string(),
                 status: pipeline_core::RunStatus::Failed,
                 ended: *ended,
             };
-            let _ = store.apply_within(std::slice::from_ref(&end), bound);
+            let _ = store.apply_within(run, std::slice::from_ref(&end), bound);
         }
     }
 }
