@@ -252,7 +252,9 @@ impl Watchdog {
             .name("pipeline-watchdog".into())
             .spawn(move || {
                 let deadline = limit.map(|l| std::time::Instant::now() + l);
-                let store = store_path.and_then(|p| RunStore::open_with(&p, busy).ok());
+                // Opened at the first poll, not at the start: most debug runs end before it, and
+                // an open (a connection, the schema read) was a tenth of a short run's time.
+                let mut store: Option<RunStore> = None;
                 let mut beat = std::time::Instant::now();
                 loop {
                     let now = std::time::Instant::now();
@@ -276,7 +278,7 @@ impl Watchdog {
                             return;
                         }
                     }
-                    let wait = match (deadline, &store) {
+                    let wait = match (deadline, &store_path) {
                         (Some(d), Some(_)) => (d - now).min(STOP_POLL),
                         (Some(d), None) => d - now,
                         (None, _) => STOP_POLL,
@@ -293,6 +295,11 @@ impl Watchdog {
                             pipeline_core::StopMark::Aborted,
                         );
                         return;
+                    }
+                    if store.is_none()
+                        && let Some(path) = &store_path
+                    {
+                        store = RunStore::open_with(path, busy).ok();
                     }
                     if let Some((reason, mark)) = store.as_ref().and_then(|s| s.stop_requested(&run.key).ok().flatten())
                     {
@@ -321,18 +328,23 @@ fn record(run: &Run, body_panicked: bool) -> (PipelineRun, Option<crate::store::
             status,
             ended,
         });
-        if let Err(e) = recorder.finish(recorder.flush_bound()) {
-            // Rows are missing: the run fails (the recorder stores that much if it can).
-            status = pipeline_core::RunStatus::Failed;
-            unrecorded = Some(e);
+        match recorder.finish(recorder.flush_bound()) {
+            // `connect_configuration` writes to the store from the body and the steps, in any
+            // process: the stored run has all of it.
+            Ok(stored) => configuration = stored.map(|s| s.configuration).unwrap_or_default(),
+            Err(e) => {
+                // Rows are missing: the run fails (the recorder stores that much if it can).
+                status = pipeline_core::RunStatus::Failed;
+                unrecorded = Some(e);
+                // What was stored of the configuration, if the store can be read at all.
+                configuration = run
+                    .store_path()
+                    .and_then(|path| RunStore::open_with(path, run.config.busy_timeout).ok())
+                    .and_then(|store| store.run(&run.key).ok().flatten())
+                    .map(|stored| stored.configuration)
+                    .unwrap_or_default();
+            }
         }
-        // `connect_configuration` writes to the store from the body and the steps, in any process.
-        configuration = run
-            .store_path()
-            .and_then(|path| RunStore::open_with(path, run.config.busy_timeout).ok())
-            .and_then(|store| store.run(&run.key).ok().flatten())
-            .map(|stored| stored.configuration)
-            .unwrap_or_default();
     }
     let record = RunRecord {
         id: run.key.to_string(),
