@@ -5,13 +5,14 @@
 //! that starts or ends, a callback's answer, a stop) and applies its effects. Effects are
 //! applied by one thread at a time, in the order the scheduler produced them: whichever thread
 //! finds effects waiting and nobody applying them applies them all (on an async runtime's
-//! thread it hands that work to the runtime's blocking pool). So a node's callbacks and
-//! records never reorder, and callbacks never run under the run's lock.
+//! thread it hands that work to the runtime's blocking pool). So a node's callbacks never
+//! reorder, and callbacks never run under the run's lock. The scheduler's records go to the
+//! recorder in their order, each before the effects produced after it are applied.
 //!
 //! State lives per run, never globally, so runs may nest and run side by side in one process.
 
 use super::chunked::Chunked;
-use super::scheduler::{Effect, Grant, Scheduler, StepRules};
+use super::scheduler::{Effect, Grant, Record, Scheduler, StepRules};
 use crate::error::HandleError;
 use crate::exec::{Cancel, Executor, Lease, NodeKey};
 use crate::store::recorder::Recorder;
@@ -46,8 +47,8 @@ struct RunState {
     delayed: usize,
     /// The drain's buffer, kept between drains.
     batch: Batch,
-    /// The buffer of a drain's node records, kept between drains (as `batch`).
-    records: Vec<Event>,
+    /// The buffers of a drain's node records, kept between drains (as `batch`).
+    records: Records,
     idle_wakers: Vec<Waker>,
 }
 
@@ -74,11 +75,15 @@ impl RunState {
     }
 }
 
-/// The node records of one batch of effects, sent to the recorder together.
+/// The node records of one batch, sent to the recorder together.
+#[derive(Default)]
 struct Records {
+    /// As the scheduler made them.
+    taken: Vec<Record>,
+    /// The component of each node's first record, in order (taken under the lock).
+    components: Vec<&'static ComponentDescriptor>,
+    /// As the recorder takes them.
     events: Vec<Event>,
-    /// When the batch's records were made.
-    at: Option<SystemTime>,
 }
 
 /// What an effect needs of the run's state, taken with it under the lock.
@@ -93,8 +98,6 @@ enum Parts {
     },
     /// The node an attempt starts on.
     Start(NodeKey),
-    /// The component of a recorded node (its code hash).
-    Record(&'static ComponentDescriptor),
 }
 
 /// Effects taken from the scheduler, with what each needs of the run's state.
@@ -343,7 +346,7 @@ impl Run {
                 watchers: 0,
                 delayed: 0,
                 batch: Vec::new(),
-                records: Vec::new(),
+                records: Records::default(),
                 idle_wakers: Vec::new(),
             }),
             idle: Condvar::new(),
@@ -985,11 +988,15 @@ impl Run {
     /// Applies effects in batches until none is left, by the thread that set `draining`.
     fn drain<'a>(self: &'a Arc<Self>, mut st: MutexGuard<'a, RunState>) {
         let mut batch = std::mem::take(&mut st.batch);
-        let mut records = Records {
-            events: std::mem::take(&mut st.records),
-            at: None,
-        };
+        let mut records = std::mem::take(&mut st.records);
         loop {
+            st.sched.take_records(&mut records.taken);
+            // A first record names its component: looked up now, under the lock.
+            for record in &records.taken {
+                if record.node.parents.is_some() {
+                    records.components.push(st.held[record.index as usize].descriptor);
+                }
+            }
             while let Some(effect) = st.sched.pop_effect() {
                 // What an effect needs of the run's state is taken under the lock; the effect
                 // itself is applied without it.
@@ -1005,25 +1012,23 @@ impl Run {
                         name: st.sched.name(*index).clone(),
                         descriptor: st.held[*index as usize].descriptor,
                     }),
-                    Effect::Record { index, .. } => Parts::Record(st.held[*index as usize].descriptor),
                     _ => Parts::None,
                 };
                 batch.push((effect, parts));
             }
-            if batch.is_empty() {
+            if batch.is_empty() && records.taken.is_empty() {
                 break;
             }
             drop(st);
-            let applied = batch.len() as u64;
-            // A batch's records go to the recorder at once: one push, one wake-up.
-            records.at = None;
-            for (effect, parts) in batch.drain(..) {
-                self.apply(effect, parts, &mut records);
+            // The records first, at once (one push, one wake-up): each goes to the recorder
+            // before the effects produced after it are applied (a step that waits for its
+            // `parents`' records in the store starts with an effect that follows them).
+            if !records.taken.is_empty() {
+                self.send_records(&mut records);
             }
-            if let Some(recorder) = &self.recorder
-                && !records.events.is_empty()
-            {
-                recorder.send_all(&mut records.events);
+            let applied = batch.len() as u64;
+            for (effect, parts) in batch.drain(..) {
+                self.apply(effect, parts);
             }
             st = self.lock();
             st.applied += applied;
@@ -1035,7 +1040,7 @@ impl Run {
             }
         }
         st.batch = batch;
-        st.records = records.events;
+        st.records = records;
         st.draining = false;
         if st.idle() {
             let wakers = std::mem::take(&mut st.idle_wakers);
@@ -1045,31 +1050,42 @@ impl Run {
         }
     }
 
-    fn apply(self: &Arc<Self>, effect: Effect, parts: Parts, records: &mut Records) {
+    /// Sends the scheduler's records to the recorder, leaving the buffers empty.
+    fn send_records(&self, records: &mut Records) {
+        let Some(recorder) = &self.recorder else {
+            records.taken.clear();
+            records.components.clear();
+            return;
+        };
+        // The records of a batch are made within microseconds: one clock read.
+        let at = SystemTime::now();
+        let mut components = records.components.drain(..);
+        records.events.extend(records.taken.drain(..).map(|record| {
+            // What does not change goes with the node's first record only.
+            let origin = record.node.parents.map(|parents| {
+                let descriptor = components.next().expect("a component per first record");
+                Box::new(NodeOrigin {
+                    component: descriptor.name,
+                    parents,
+                    code_hash: descriptor.code_hash,
+                    task_type: descriptor.options.task_type,
+                    tags: self.step_tags(descriptor),
+                })
+            });
+            Event::Node(NodeEvent {
+                seq: record.index,
+                state: record.node.state,
+                origin,
+                changed: record.changed,
+                at,
+            })
+        }));
+        drop(components);
+        recorder.send_all(&mut records.events);
+    }
+
+    fn apply(self: &Arc<Self>, effect: Effect, parts: Parts) {
         match effect {
-            Effect::Record { index, node, changed } => {
-                if let (Some(_), Parts::Record(descriptor)) = (&self.recorder, parts) {
-                    // What does not change goes with the node's first record only.
-                    let origin = node.parents.map(|parents| {
-                        Box::new(NodeOrigin {
-                            component: descriptor.name,
-                            parents,
-                            code_hash: descriptor.code_hash,
-                            task_type: descriptor.options.task_type,
-                            tags: self.step_tags(descriptor),
-                        })
-                    });
-                    // The records of a batch are made within microseconds: one clock read.
-                    let at = *records.at.get_or_insert_with(SystemTime::now);
-                    records.events.push(Event::Node(NodeEvent {
-                        seq: index,
-                        state: node.state,
-                        origin,
-                        changed,
-                        at,
-                    }));
-                }
-            }
             Effect::StatusChanged {
                 index,
                 callback,

@@ -2,10 +2,12 @@
 //!
 //! Events go in as method calls (a node was added, an attempt started or ended, a callback
 //! answered, a stop was requested); effects come out, in order, from [`Scheduler::pop_effect`]
-//! (start this attempt, cancel that one, fire this callback with this snapshot, record this
-//! state, release these outputs). Nothing here does I/O, spawns, sleeps or reads a clock: the
-//! caller passes the time with each event. The run applies effects one at a time in the order
-//! they were produced, so a node's callbacks and records never reorder.
+//! (start this attempt, cancel that one, fire this callback with this snapshot, release these
+//! outputs), and the nodes' records beside them, in order, from [`Scheduler::take_records`].
+//! Nothing here does I/O, spawns, sleeps or reads a clock: the caller passes the time with each
+//! event. The run applies effects one at a time in the order they were produced, so a node's
+//! callbacks never reorder; it sends the records to the store in their order, each before the
+//! effects produced after it are applied.
 
 use super::chunked::Chunked;
 use crate::error::HandleError;
@@ -38,20 +40,29 @@ pub(crate) struct StepRules {
     pub(crate) callbacks: Callbacks,
 }
 
+/// A node's state to write to the run store; `changed` when its status just changed (a state
+/// change is written to its history then).
+///
+/// Records are not effects: a run has four or more per node, and each effect is queued, taken
+/// under the run's lock and applied one at a time. Records come out all at once, in a vector
+/// the run swaps with its own, and go to the store together.
+#[derive(Debug)]
+pub(crate) struct Record {
+    /// The node's index.
+    pub(crate) index: u32,
+    /// Its state now.
+    pub(crate) node: Recorded,
+    /// Whether the status changed.
+    pub(crate) changed: bool,
+    /// How many effects were produced before it: its place among them, as the scheduler's
+    /// tests read records and effects (as one sequence).
+    #[cfg(test)]
+    pub(crate) after: u64,
+}
+
 /// Something the run must do, in the order the scheduler produced it.
 #[derive(Debug)]
 pub(crate) enum Effect {
-    /// Write the node's state to the run store; `changed` when its status just changed (a state
-    /// change row is written then).
-    Record {
-        /// The node's index.
-        index: u32,
-        /// Its state now. Not boxed: a box per record (four or more per node) cost more than
-        /// the copies of a larger effect.
-        node: Recorded,
-        /// Whether the status changed.
-        changed: bool,
-    },
     /// Call `status_change_callback` with the node's new state and its previous status.
     StatusChanged {
         /// The node's index.
@@ -223,6 +234,8 @@ pub(crate) struct Scheduler {
     abort_on_failure: bool,
     recording: bool,
     effects: VecDeque<Effect>,
+    /// Records not yet taken, in order.
+    records: Vec<Record>,
     /// Effects taken by [`Scheduler::pop_effect`] so far.
     popped: u64,
     /// Draws retry jitter: differs between runs, fixed within one (so tests can replay it).
@@ -351,7 +364,7 @@ fn unused_name(names: &NameIndex, nodes: &Chunked<Node>, buf: &mut String, base:
 
 impl Scheduler {
     /// A run with no nodes. `abort_on_failure` is the pipeline's option; `recording` says
-    /// whether [`Effect::Record`] effects are wanted.
+    /// whether [`Record`]s are wanted.
     pub(crate) fn new(abort_on_failure: bool, recording: bool) -> Self {
         Self {
             nodes: Chunked::new(),
@@ -364,6 +377,7 @@ impl Scheduler {
             abort_on_failure,
             recording,
             effects: VecDeque::new(),
+            records: Vec::new(),
             popped: 0,
             seed: 0,
             counts: [0; STATUSES],
@@ -414,9 +428,19 @@ impl Scheduler {
         effect
     }
 
-    /// True when effects are waiting.
+    /// Moves the records not yet taken to the end of `into`, in order. Into an empty vector,
+    /// a swap: the two vectors keep their capacities, and records are not copied.
+    pub(crate) fn take_records(&mut self, into: &mut Vec<Record>) {
+        if into.is_empty() {
+            std::mem::swap(into, &mut self.records);
+        } else {
+            into.append(&mut self.records);
+        }
+    }
+
+    /// True when effects or records are waiting.
     pub(crate) fn has_effects(&self) -> bool {
-        !self.effects.is_empty()
+        !self.effects.is_empty() || !self.records.is_empty()
     }
 
     /// Number of effects produced so far, taken or not: once that many have been applied,
@@ -776,7 +800,13 @@ impl Scheduler {
                 },
                 parents: first.then(|| n.parents.iter().map(|&(p, _)| self.node(p).name.clone()).collect()),
             };
-            self.effects.push_back(Effect::Record { index, node, changed });
+            self.records.push(Record {
+                index,
+                node,
+                changed,
+                #[cfg(test)]
+                after: self.popped + self.effects.len() as u64,
+            });
         }
     }
 

@@ -40,6 +40,24 @@ const NO_PRE: Callbacks = Callbacks {
     ..ALL_CALLBACKS
 };
 
+/// An effect or a record, in the order the scheduler produced them.
+#[derive(Debug)]
+enum Out {
+    Record { node: Recorded, changed: bool },
+    Effect(Effect),
+}
+
+impl Scheduler {
+    /// The next record or effect, in the order they were produced.
+    fn pop(&mut self) -> Option<Out> {
+        if self.records.first().is_some_and(|r| r.after <= self.popped) {
+            let Record { node, changed, .. } = self.records.remove(0);
+            return Some(Out::Record { node, changed });
+        }
+        self.pop_effect().map(Out::Effect)
+    }
+}
+
 /// A scheduler and the effects it produced so far, as short lines.
 struct Harness {
     s: Scheduler,
@@ -93,16 +111,20 @@ impl Harness {
     /// The effects produced since the last call, one line each.
     fn effects(&mut self) -> Vec<String> {
         let mut lines = Vec::new();
-        while let Some(effect) = self.s.pop_effect() {
-            lines.push(match effect {
-                Effect::Record { node, changed, .. } => {
-                    format!(
+        while let Some(out) = self.s.pop() {
+            let effect = match out {
+                Out::Record { node, changed } => {
+                    lines.push(format!(
                         "record {} {}{}",
                         node.state.name,
                         node.state.status,
                         if changed { "" } else { " (same)" }
-                    )
+                    ));
+                    continue;
                 }
+                Out::Effect(effect) => effect,
+            };
+            lines.push(match effect {
                 Effect::StatusChanged { node, previous, .. } => {
                     format!("status {} {previous}->{}", node.name, node.status)
                 }
@@ -146,7 +168,7 @@ fn a_node_without_parents_is_queued_and_started_at_once() {
 }
 
 #[test]
-fn without_recording_no_record_effects_are_produced() {
+fn without_recording_no_records_are_produced() {
     let mut h = Harness::with(false, false);
     let a = h.add(rules("a"), &[]);
     h.run_ok(a);
@@ -418,9 +440,9 @@ fn a_resumed_node_shows_its_earlier_attempts_and_keeps_its_retries() {
     assert_eq!(h.start(a), Grant { number: 2, last: true });
     h.end(a, Ok(()));
     assert_eq!(h.s.dag_node(a).attempts, 5, "three before, two now");
-    let recorded: Vec<u32> = std::iter::from_fn(|| h.s.pop_effect())
+    let recorded: Vec<u32> = std::iter::from_fn(|| h.s.pop())
         .filter_map(|e| match e {
-            Effect::Record { node, .. } => Some(node.state.attempts),
+            Out::Record { node, .. } => Some(node.state.attempts),
             _ => None,
         })
         .collect();
@@ -857,9 +879,9 @@ fn only_a_nodes_first_record_names_its_parents() {
     h.end(a, Ok(()));
     h.start(b);
     h.end(b, Ok(()));
-    let records: Vec<(String, NodeStatus, Option<Vec<String>>)> = std::iter::from_fn(|| h.s.pop_effect())
+    let records: Vec<(String, NodeStatus, Option<Vec<String>>)> = std::iter::from_fn(|| h.s.pop())
         .filter_map(|e| match e {
-            Effect::Record { node, .. } => Some((
+            Out::Record { node, .. } => Some((
                 node.state.name.to_string(),
                 node.state.status,
                 node.parents.map(|p| p.iter().map(|p| p.to_string()).collect()),
@@ -884,9 +906,9 @@ fn only_a_nodes_first_record_names_its_parents() {
 fn a_log_path_is_recorded_at_once_without_a_state_change() {
     let mut h = Harness::new();
     let a = h.add(rules("a"), &[]);
-    let plain = std::iter::from_fn(|| h.s.pop_effect())
+    let plain = std::iter::from_fn(|| h.s.pop())
         .find_map(|e| match e {
-            Effect::Record { node, .. } => Some(node),
+            Out::Record { node, .. } => Some(node),
             _ => None,
         })
         .expect("a record");
@@ -895,8 +917,8 @@ fn a_log_path_is_recorded_at_once_without_a_state_change() {
     h.effects();
     h.s.set_cache_key(a, "k".into());
     h.s.set_log_path(a, PathBuf::from("attempt-1.log"));
-    match h.s.pop_effect() {
-        Some(Effect::Record { changed, node, .. }) => {
+    match h.s.pop() {
+        Some(Out::Record { changed, node }) => {
             assert!(!changed);
             assert_eq!(node.state.status, NodeStatus::Running);
             assert_eq!(node.state.rare().cache_key.as_deref(), Some("k"));
@@ -1000,15 +1022,19 @@ fn records_and_callbacks_never_go_backwards_in_a_random_run() {
                 &inputs,
             );
         }
-        while let Some(effect) = h.s.pop_effect() {
-            match effect {
-                Effect::Start { index, .. } => started.push(index),
-                Effect::Record { node, .. } => {
+        while let Some(out) = h.s.pop() {
+            let effect = match out {
+                Out::Record { node, .. } => {
                     let node = &node.state;
                     let r = rank(node.status);
                     let before = last_rank.insert(node.name.to_string(), r).unwrap_or(0);
                     assert!(r >= before, "{} went back to {}", node.name, node.status);
+                    continue;
                 }
+                Out::Effect(effect) => effect,
+            };
+            match effect {
+                Effect::Start { index, .. } => started.push(index),
                 Effect::StatusChanged { node, .. } if node.status.is_terminal() => {
                     *finals.entry(node.name).or_default() += 1;
                 }
@@ -1045,6 +1071,28 @@ fn records_and_callbacks_never_go_backwards_in_a_random_run() {
     }
     assert!(posts.values().all(|&n| n == 1), "one post callback per node that ran");
     assert_eq!(h.s.len(), 200);
+}
+
+/// Records come out all at once, in order: into an empty vector by a swap, else appended.
+#[test]
+fn records_are_taken_in_order_without_a_copy_into_an_empty_vector() {
+    let mut h = Harness::new();
+    let a = h.add(rules("a"), &[]);
+    let mut taken = Vec::with_capacity(64);
+    h.s.take_records(&mut Vec::new()); // the scheduler's vector is now one without capacity
+    h.start(a);
+    h.s.take_records(&mut taken);
+    assert_eq!(taken.len(), 1, "running");
+    assert_eq!(
+        h.s.records.capacity(),
+        64,
+        "swapped: the scheduler has the empty vector"
+    );
+    h.end(a, Ok(()));
+    h.s.take_records(&mut taken);
+    let statuses: Vec<_> = taken.iter().map(|r| r.node.state.status).collect();
+    assert_eq!(statuses, [NodeStatus::Running, NodeStatus::Completed]);
+    assert!(h.s.records.is_empty(), "all taken");
 }
 
 #[test]
