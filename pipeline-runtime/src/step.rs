@@ -65,6 +65,13 @@ pub(crate) struct Monitoring {
 impl Monitoring {
     /// The `monitor_*` options of a step.
     pub(crate) fn of(options: &pipeline_core::ComponentOptions) -> Self {
+        // Made for every step: most have none of these options.
+        if options.monitor_metrics.is_empty()
+            && options.monitor_artifacts.is_empty()
+            && options.monitor_models.is_empty()
+        {
+            return Self::default();
+        }
         let pairs = |list: &[(&str, &str)]| list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         Self {
             metrics: options

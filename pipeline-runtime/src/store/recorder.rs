@@ -134,10 +134,18 @@ impl Recorder {
         self.shared.push(|pending| pending.push(event));
     }
 
-    /// Sends the events of `events` (in their order), leaving it empty with its capacity.
+    /// Sends the events of `events` (in their order), leaving it empty with a capacity.
     pub(crate) fn send_all(&self, events: &mut Vec<Event>) {
-        // As in `send`.
-        if !self.shared.push(|pending| pending.append(events)) {
+        // As in `send`. When the writer has taken everything before, the two vectors are
+        // swapped rather than the events copied.
+        let sent = self.shared.push(|pending| {
+            if pending.is_empty() {
+                std::mem::swap(pending, events);
+            } else {
+                pending.append(events);
+            }
+        });
+        if !sent {
             events.clear();
         }
     }
