@@ -988,13 +988,16 @@ impl Run {
     /// Applies effects in batches until none is left, by the thread that set `draining`.
     fn drain<'a>(self: &'a Arc<Self>, mut st: MutexGuard<'a, RunState>) {
         let mut batch = std::mem::take(&mut st.batch);
-        let mut records = std::mem::take(&mut st.records);
+        // Only a recorded run has records: an unrecorded one does not touch their buffers.
+        let mut records = self.recorder.is_some().then(|| std::mem::take(&mut st.records));
         loop {
-            st.sched.take_records(&mut records.taken);
-            // A first record names its component: looked up now, under the lock.
-            for record in &records.taken {
-                if record.node.parents.is_some() {
-                    records.components.push(st.held[record.index as usize].descriptor);
+            if let Some(records) = &mut records {
+                st.sched.take_records(&mut records.taken);
+                // A first record names its component: looked up now, under the lock.
+                for record in &records.taken {
+                    if record.node.parents.is_some() {
+                        records.components.push(st.held[record.index as usize].descriptor);
+                    }
                 }
             }
             while let Some(effect) = st.sched.pop_effect() {
@@ -1016,15 +1019,15 @@ impl Run {
                 };
                 batch.push((effect, parts));
             }
-            if batch.is_empty() && records.taken.is_empty() {
+            if batch.is_empty() && records.as_ref().is_none_or(|r| r.taken.is_empty()) {
                 break;
             }
             drop(st);
             // The records first, at once (one push, one wake-up): each goes to the recorder
             // before the effects produced after it are applied (a step that waits for its
             // `parents`' records in the store starts with an effect that follows them).
-            if !records.taken.is_empty() {
-                self.send_records(&mut records);
+            if let Some(records) = records.as_mut().filter(|r| !r.taken.is_empty()) {
+                self.send_records(records);
             }
             let applied = batch.len() as u64;
             for (effect, parts) in batch.drain(..) {
@@ -1040,7 +1043,9 @@ impl Run {
             }
         }
         st.batch = batch;
-        st.records = records;
+        if let Some(records) = records {
+            st.records = records;
+        }
         st.draining = false;
         if st.idle() {
             let wakers = std::mem::take(&mut st.idle_wakers);
