@@ -556,12 +556,13 @@ impl RunStore {
     /// batch (to the run's node log), with its last state and every state change of the batch
     /// as its history.
     pub(crate) fn apply(&mut self, run: &str, events: &[Event]) -> Result<(), StoreError> {
-        self.try_apply(run, events).map_err(|e| self.error(&e))
+        self.try_apply(run, &[events]).map_err(|e| self.error(&e))
     }
 
     /// [`RunStore::apply`], trying again while the failure may pass (the database locked past
     /// the busy timeout, the disk full, an I/O error) until `bound` has passed.
-    pub(crate) fn apply_within(&mut self, run: &str, events: &[Event], bound: Duration) -> Result<(), StoreError> {
+    /// The events are given in chunks, written as one sequence.
+    pub(crate) fn apply_within(&mut self, run: &str, events: &[&[Event]], bound: Duration) -> Result<(), StoreError> {
         let start = std::time::Instant::now();
         let mut pause = Duration::from_millis(50);
         loop {
@@ -582,13 +583,14 @@ impl RunStore {
         }
     }
 
-    fn try_apply(&mut self, run: &str, events: &[Event]) -> rusqlite::Result<()> {
+    fn try_apply(&mut self, run: &str, chunks: &[&[Event]]) -> rusqlite::Result<()> {
+        let events = || chunks.iter().flat_map(|chunk| chunk.iter());
         // Per node: the index of its last event, the changes up to it, and its origin if an
         // event of the batch carries it (its first does). Keyed by the node's number, not by
         // its name: this runs for every event.
         type Latest<'a> = (usize, node_log::History, Option<&'a NodeOrigin>);
         let mut latest: FnvHashMap<u32, Latest<'_>> = FnvHashMap::default();
-        for (i, event) in events.iter().enumerate() {
+        for (i, event) in events().enumerate() {
             if let Event::Node(node) = event {
                 let entry = latest.entry(node.seq).or_default();
                 entry.0 = i;
@@ -599,7 +601,7 @@ impl RunStore {
             }
         }
         let mut log = node_log::LogBatch::default();
-        for (i, event) in events.iter().enumerate() {
+        for (i, event) in events().enumerate() {
             if let Event::Node(node) = event
                 && let Some((last, history, origin)) = latest.get(&node.seq)
                 && *last == i
@@ -611,7 +613,7 @@ impl RunStore {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         log.write(&tx, run)?;
-        for event in events {
+        for event in events() {
             if !matches!(event, Event::Node(_)) {
                 apply_one(&tx, event)?;
             }

@@ -2,14 +2,24 @@
 //! scheduling never waits for the database; the run's end flushes with a bound.
 //!
 //! Events go through a buffer the writer swaps with its own empty one: sending is a push
-//! under a lock held for that push, and neither side allocates once both buffers have grown
-//! (an allocation per message, freed on the other thread, contended glibc's arena lock).
+//! under a lock held for that push (an allocation per message, freed on the other thread,
+//! contended glibc's arena lock). The buffer is a list of chunks of fixed capacity, which the
+//! writer gives back once written: a sender never copies what was sent before (a growing
+//! vector copied a run's records all over, on the run's threads, each time it doubled).
 
 use crate::store::{Event, RunRecord, RunStore, StoreError};
 use crate::sync::lock;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
+
+/// Events per chunk of the buffer.
+/// 512 events of 128 bytes: 64 KiB, below glibc's threshold for a mapping of its own (a
+/// chunk freed and made again would be unmapped and faulted in again).
+const CHUNK: usize = 512;
+
+/// Empty chunks kept for reuse, at most (the rest are freed).
+const SPARE: usize = 16;
 
 /// A batch that fails to be written is tried again for this many busy timeouts (each attempt
 /// waits one for the lock), and at least [`RETRY_FLOOR`]; then the run fails.
@@ -31,8 +41,11 @@ struct Shared {
 
 #[derive(Default)]
 struct Pending {
-    /// Events not yet taken by the writer, in order.
-    events: Vec<Event>,
+    /// Events not yet taken by the writer, in order, in chunks of [`CHUNK`] capacity (none
+    /// empty).
+    chunks: Vec<Vec<Event>>,
+    /// Empty chunks the writer gave back.
+    spare: Vec<Vec<Event>>,
     /// Flushes asked for after those events: answered once they are written.
     flushes: Vec<SyncSender<()>>,
     /// No more events are taken: the writer writes what it has, then stops.
@@ -41,15 +54,45 @@ struct Pending {
     gone: bool,
 }
 
+impl Pending {
+    /// Moves `events` to the end of the chunks, in order.
+    fn add(&mut self, events: &mut Vec<Event>) {
+        while !events.is_empty() {
+            let last = self.last_chunk();
+            // Within the chunk's capacity: it never grows.
+            let room = last.capacity() - last.len();
+            if events.len() <= room {
+                // Most batches: one copy of the whole.
+                last.append(events);
+            } else {
+                last.extend(events.drain(..room));
+            }
+        }
+    }
+
+    fn add_one(&mut self, event: Event) {
+        self.last_chunk().push(event);
+    }
+
+    /// The last chunk, with room for one event at least.
+    fn last_chunk(&mut self) -> &mut Vec<Event> {
+        if self.chunks.last().is_none_or(|last| last.len() == last.capacity()) {
+            let chunk = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK));
+            self.chunks.push(chunk);
+        }
+        self.chunks.last_mut().expect("a chunk with room")
+    }
+}
+
 impl Shared {
-    /// Adds events (taken from `events`, left empty); false once stopped.
-    fn push(&self, events: impl FnOnce(&mut Vec<Event>)) -> bool {
+    /// Adds events (with `add`); false once stopped.
+    fn push(&self, add: impl FnOnce(&mut Pending)) -> bool {
         let mut pending = lock(&self.state);
         if pending.stopped {
             return false;
         }
-        let idle = pending.events.is_empty() && pending.flushes.is_empty();
-        events(&mut pending.events);
+        let idle = pending.chunks.is_empty() && pending.flushes.is_empty();
+        add(&mut pending);
         drop(pending);
         if idle {
             self.wake.notify_one();
@@ -102,7 +145,7 @@ pub(crate) fn route(run: &str, mut events: Vec<Event>) -> Result<(), Vec<Event>>
         shared.clone()
     };
     // A writer stops only after its run ended; reports after that are dropped on purpose.
-    shared.push(|pending| pending.append(&mut events));
+    shared.push(|pending| pending.add(&mut events));
     Ok(())
 }
 
@@ -131,21 +174,13 @@ impl Recorder {
 
     pub(crate) fn send(&self, event: Event) {
         // The writer only stops after `finish`; a send after that is dropped on purpose.
-        self.shared.push(|pending| pending.push(event));
+        self.shared.push(|pending| pending.add_one(event));
     }
 
-    /// Sends the events of `events` (in their order), leaving it empty with a capacity.
+    /// Sends the events of `events` (in their order), leaving it empty with its capacity.
     pub(crate) fn send_all(&self, events: &mut Vec<Event>) {
-        // As in `send`. When the writer has taken everything before, the two vectors are
-        // swapped rather than the events copied.
-        let sent = self.shared.push(|pending| {
-            if pending.is_empty() {
-                std::mem::swap(pending, events);
-            } else {
-                pending.append(events);
-            }
-        });
-        if !sent {
+        // As in `send`.
+        if !self.shared.push(|pending| pending.add(events)) {
             events.clear();
         }
     }
@@ -220,27 +255,32 @@ fn write_loop(
     bound: Duration,
 ) {
     let _gone = Gone(shared);
-    // Swapped with the senders' buffer: both keep their capacity.
-    let mut events = Vec::new();
+    // Swapped with the senders' list of chunks; the chunks go back emptied.
+    let mut chunks: Vec<Vec<Event>> = Vec::new();
     loop {
         let (flushes, last) = {
             let mut pending = lock(&shared.state);
-            while pending.events.is_empty() && pending.flushes.is_empty() && !pending.stopped {
+            // The chunks of the batch written last (emptied), for senders to fill again.
+            let room = SPARE.saturating_sub(pending.spare.len());
+            pending.spare.extend(chunks.drain(..).take(room));
+            chunks.clear();
+            while pending.chunks.is_empty() && pending.flushes.is_empty() && !pending.stopped {
                 pending = shared
                     .wake
                     .wait(pending)
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
-            if pending.events.is_empty() && pending.flushes.is_empty() {
+            if pending.chunks.is_empty() && pending.flushes.is_empty() {
                 return; // stopped, and everything written
             }
-            std::mem::swap(&mut events, &mut pending.events);
+            std::mem::swap(&mut chunks, &mut pending.chunks);
             // Once stopped, nothing more comes: this is the run's last batch.
             (std::mem::take(&mut pending.flushes), pending.stopped)
         };
         // After a failure the record has a gap, and the run fails because of it: of what
         // follows (and of the batch that failed), only the run's end is written, as failed.
         let mut failed = lock(&error).is_some();
+        let events: Vec<&[Event]> = chunks.iter().map(Vec::as_slice).collect();
         if !failed
             && !events.is_empty()
             && let Err(e) = store.apply_within(run, &events, bound)
@@ -250,9 +290,12 @@ fn write_loop(
             failed = true;
         }
         if failed {
-            end_as_failed(&mut store, run, &events, bound);
+            end_as_failed(&mut store, run, events.iter().flat_map(|chunk| chunk.iter()), bound);
         }
-        events.clear();
+        drop(events);
+        // Emptied here, not under the lock; kept for reuse up to the spare count.
+        chunks.truncate(SPARE);
+        chunks.iter_mut().for_each(Vec::clear);
         if last && !failed {
             // Read before the end is answered, for `finish` to return.
             *lock(stored) = store.run(run).ok().flatten();
@@ -271,7 +314,7 @@ fn write_loop(
 }
 
 /// Writes the run's end among `events`, if there is one, as failed.
-fn end_as_failed(store: &mut RunStore, run: &str, events: &[Event], bound: Duration) {
+fn end_as_failed<'a>(store: &mut RunStore, run: &str, events: impl Iterator<Item = &'a Event>, bound: Duration) {
     for event in events {
         if let Event::RunEnd { ended, .. } = event {
             let end = Event::RunEnd {
@@ -279,7 +322,7 @@ fn end_as_failed(store: &mut RunStore, run: &str, events: &[Event], bound: Durat
                 status: pipeline_core::RunStatus::Failed,
                 ended: *ended,
             };
-            let _ = store.apply_within(run, std::slice::from_ref(&end), bound);
+            let _ = store.apply_within(run, &[std::slice::from_ref(&end)], bound);
         }
     }
 }
@@ -332,6 +375,44 @@ mod tests {
             ]
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A run's events keep their order across chunks, and a chunk never grows (nothing sent
+    /// before is copied again).
+    #[test]
+    fn events_keep_their_order_across_chunks_that_never_grow() {
+        let heartbeat = |i: usize| Event::Heartbeat {
+            run: i.to_string(),
+            at: std::time::SystemTime::UNIX_EPOCH,
+        };
+        let mut pending = Pending::default();
+        let mut first: Vec<Event> = (0..CHUNK + 100).map(heartbeat).collect();
+        pending.add(&mut first);
+        assert!(first.is_empty());
+        pending.add_one(heartbeat(CHUNK + 100));
+        let mut more: Vec<Event> = (CHUNK + 101..3 * CHUNK).map(heartbeat).collect();
+        pending.add(&mut more);
+        assert_eq!(pending.chunks.len(), 3);
+        assert!(pending.chunks.iter().all(|c| c.capacity() == CHUNK && c.len() == CHUNK));
+        let order: Vec<usize> = pending
+            .chunks
+            .iter()
+            .flatten()
+            .map(|e| match e {
+                Event::Heartbeat { run, .. } => run.parse().unwrap(),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(order, (0..3 * CHUNK).collect::<Vec<_>>());
+        // A chunk given back is filled again before a new one is made.
+        let spare = pending.chunks.pop().map(|mut c| {
+            c.clear();
+            c
+        });
+        pending.spare.extend(spare);
+        pending.chunks.clear();
+        pending.add_one(heartbeat(0));
+        assert!(pending.spare.is_empty(), "the spare chunk was taken");
     }
 
     /// A flush that cannot end in time is an error, even while the writer is still trying:
