@@ -463,3 +463,32 @@ fn changing_a_components_code_invalidates_its_cache() {
     assert_eq!(probe(a, 5), "cached 10");
     assert_eq!(probe(a, 6), "completed 12");
 }
+
+// ---------------------------------------------------------------- the database file alone
+
+/// A process that exits as soon as its run returns leaves the run in the database file itself:
+/// its recorder copies the WAL in after the run's end is answered, and the process's exit waits
+/// for that. A reader that cannot read the WAL (read-only media, opened as immutable) finds it.
+#[test]
+fn the_database_file_alone_has_the_run_once_its_process_exited() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("file-alone-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_side_effect_probe"))
+        .arg(dir.join("marker"))
+        .arg(dir.join("state"))
+        .env("PIPELINE_LOG_ECHO", "0")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let uri = format!("file:{}?immutable=1", dir.join("state").join("runs.db").display());
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+    let file = rusqlite::Connection::open_with_flags(uri, flags).unwrap();
+    let status: String = file
+        .query_row("SELECT status FROM runs WHERE name = 'side_effect_probe'", [], |r| {
+            r.get(0)
+        })
+        .expect("the run is in the database file");
+    assert_eq!(status, "completed");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -151,6 +151,7 @@ pub(crate) fn route(run: &str, mut events: Vec<Event>) -> Result<(), Vec<Event>>
 
 impl Recorder {
     pub(crate) fn start(store: RunStore, run: &str) -> std::io::Result<Self> {
+        wait_at_exit();
         let bound = retry_bound(store.busy_timeout());
         let path = store.path().to_path_buf();
         let shared = Arc::new(Shared::default());
@@ -300,10 +301,13 @@ fn write_loop(
             // Read before the end is answered, for `finish` to return.
             *lock(stored) = store.run(run).ok().flatten();
         }
+        // Counted before the end is answered: a process that exits right after its run
+        // returns still waits for this checkpoint.
+        let checkpoint = last.then(Checkpoint::begin);
         for done in flushes {
             let _ = done.send(());
         }
-        if last {
+        if checkpoint.is_some() {
             // After the run's end is answered (the run is in the WAL by then, where every
             // reader that can open the WAL finds it): copies it into the database file for a
             // reader that cannot (read-only media). Before the answer, its fsyncs were most
@@ -311,6 +315,62 @@ fn write_loop(
             store.checkpoint();
         }
     }
+}
+
+/// Checkpoints begun after their run's end was answered and not yet done; the process's exit
+/// waits for them (see [`wait_for_checkpoints`]).
+static CHECKPOINTS: Mutex<usize> = Mutex::new(0);
+static CHECKPOINT_DONE: Condvar = Condvar::new();
+
+/// How long the process's exit waits for checkpoints at most: a store locked by another
+/// process must not hold the exit up (its WAL keeps the runs, as after a crash).
+const EXIT_WAIT: Duration = Duration::from_secs(2);
+
+/// One checkpoint in progress, counted until dropped (its thread may also panic or end).
+struct Checkpoint;
+
+impl Checkpoint {
+    fn begin() -> Self {
+        *lock(&CHECKPOINTS) += 1;
+        Self
+    }
+}
+
+impl Drop for Checkpoint {
+    fn drop(&mut self) {
+        *lock(&CHECKPOINTS) -= 1;
+        CHECKPOINT_DONE.notify_all();
+    }
+}
+
+/// Run at the process's normal exit (`atexit`, registered by the first recorder): waits (at
+/// most [`EXIT_WAIT`]) for the checkpoints of runs that already returned, so that the database
+/// file alone has every run that ended once the process is gone, as the README says.
+extern "C" fn wait_for_checkpoints() {
+    let deadline = std::time::Instant::now() + EXIT_WAIT;
+    let mut running = lock(&CHECKPOINTS);
+    while *running > 0 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        running = CHECKPOINT_DONE
+            .wait_timeout(running, left)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0;
+    }
+}
+
+/// Registers [`wait_for_checkpoints`] once per process.
+fn wait_at_exit() {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: registers a plain function of ours; it only waits on a static condition
+        // variable, which stays valid until the process ends.
+        unsafe {
+            libc::atexit(wait_for_checkpoints);
+        }
+    });
 }
 
 /// Writes the run's end among `events`, if there is one, as failed.
