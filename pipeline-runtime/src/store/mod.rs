@@ -110,6 +110,27 @@ pub(crate) struct NewRun<'a> {
     pub parent: Option<(&'a str, &'a str)>,
 }
 
+#[cfg(test)]
+impl<'a> NewRun<'a> {
+    /// A plain debug run of pipeline `p::n` with id `id`, for tests.
+    pub(crate) fn plain(id: &'a str) -> Self {
+        Self {
+            id,
+            project: "p",
+            name: "n",
+            version: None,
+            mode: "debug",
+            code_hash: "h",
+            parameters: &[],
+            tags: &[],
+            started: SystemTime::now(),
+            entry: "p::n",
+            origin: None,
+            parent: None,
+        }
+    }
+}
+
 /// A run taken up again, as it was.
 pub(crate) struct Reopened {
     pub version: String,
@@ -1052,20 +1073,7 @@ mod race {
                     let mut store = RunStore::open_with(&path, BUSY)?;
                     for i in 0..150 {
                         let id = format!("run-{w}-{i}");
-                        store.begin_run(&NewRun {
-                            id: &id,
-                            project: "p",
-                            name: "n",
-                            version: None,
-                            mode: "debug",
-                            code_hash: "h",
-                            parameters: &[],
-                            tags: &[],
-                            started: SystemTime::now(),
-                            entry: "p::n",
-                            origin: None,
-                            parent: None,
-                        })?;
+                        store.begin_run(&NewRun::plain(&id))?;
                         store.apply(
                             &id,
                             &[Event::RunEnd {

@@ -400,22 +400,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("runs.db");
         let mut store = RunStore::open_with(&path, Duration::from_secs(5)).unwrap();
-        store
-            .begin_run(&NewRun {
-                id: "r1",
-                project: "p",
-                name: "n",
-                version: None,
-                mode: "debug",
-                code_hash: "h",
-                parameters: &[],
-                tags: &[],
-                started: std::time::SystemTime::now(),
-                entry: "p::n",
-                origin: None,
-                parent: None,
-            })
-            .unwrap();
+        store.begin_run(&NewRun::plain("r1")).unwrap();
         let configuration = |name: &str, value: i64| Event::Configuration {
             run: "r1".into(),
             name: name.into(),
