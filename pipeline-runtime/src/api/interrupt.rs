@@ -109,6 +109,8 @@ fn stop_all(signal: i32) {
 
 /// Ends the process as `signal` would have without this module.
 fn exit_by(signal: i32) -> ! {
+    // Ending by the signal skips `atexit`: wait here for the runs' last checkpoints.
+    crate::store::recorder::wait_for_checkpoints();
     #[cfg(unix)]
     let _ = signal_hook::low_level::emulate_default_handler(signal);
     std::process::exit(128 + signal);

@@ -2,8 +2,8 @@
 //! scheduling never waits for the database; the run's end flushes with a bound.
 //!
 //! Events go through a buffer the writer swaps with its own empty one: sending is a push
-//! under a lock held for that push (an allocation per message, freed on the other thread,
-//! contended glibc's arena lock). The buffer is a list of chunks of fixed capacity, which the
+//! under a lock held for that push, not a message of its own (an allocation per message, freed
+//! on the other thread, contended glibc's arena lock). The buffer is a list of chunks of fixed capacity, which the
 //! writer gives back once written: a sender never copies what was sent before (a growing
 //! vector copied a run's records all over, on the run's threads, each time it doubled).
 
@@ -13,9 +13,9 @@ use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-/// Events per chunk of the buffer.
-/// 512 events of 128 bytes: 64 KiB, below glibc's threshold for a mapping of its own (a
-/// chunk freed and made again would be unmapped and faulted in again).
+/// Events per chunk of the buffer: 512 events of 128 bytes, 64 KiB, below glibc's threshold
+/// for a mapping of its own (a chunk freed and made again would be unmapped and faulted in
+/// again).
 const CHUNK: usize = 512;
 
 /// Empty chunks kept for reuse, at most (the rest are freed).
@@ -343,10 +343,11 @@ impl Drop for Checkpoint {
     }
 }
 
-/// Run at the process's normal exit (`atexit`, registered by the first recorder): waits (at
-/// most [`EXIT_WAIT`]) for the checkpoints of runs that already returned, so that the database
-/// file alone has every run that ended once the process is gone, as the README says.
-extern "C" fn wait_for_checkpoints() {
+/// Run at the process's normal exit (`atexit`, registered by the first recorder), and before
+/// it ends as a signal would have: waits (at most [`EXIT_WAIT`]) for the checkpoints of runs
+/// that already returned, so that the database file alone has every run that ended once the
+/// process is gone, as the README says.
+pub(crate) extern "C" fn wait_for_checkpoints() {
     let deadline = std::time::Instant::now() + EXIT_WAIT;
     let mut running = lock(&CHECKPOINTS);
     while *running > 0 {
