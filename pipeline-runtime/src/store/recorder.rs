@@ -57,16 +57,22 @@ struct Pending {
 impl Pending {
     /// Moves `events` to the end of the chunks, in order.
     fn add(&mut self, events: &mut Vec<Event>) {
-        while !events.is_empty() {
+        if events.is_empty() {
+            return;
+        }
+        let last = self.last_chunk();
+        if events.len() <= last.capacity() - last.len() {
+            // Most batches: one copy of the whole.
+            last.append(events);
+            return;
+        }
+        // A large batch: one pass, a chunk's room at a time (within its capacity: it never
+        // grows).
+        let mut events = events.drain(..);
+        while events.len() > 0 {
             let last = self.last_chunk();
-            // Within the chunk's capacity: it never grows.
             let room = last.capacity() - last.len();
-            if events.len() <= room {
-                // Most batches: one copy of the whole.
-                last.append(events);
-            } else {
-                last.extend(events.drain(..room));
-            }
+            last.extend(events.by_ref().take(room));
         }
     }
 
