@@ -1026,8 +1026,10 @@ impl Run {
             // The records first, at once (one push, one wake-up): each goes to the recorder
             // before the effects produced after it are applied (a step that waits for its
             // `parents`' records in the store starts with an effect that follows them).
-            if let Some(records) = records.as_mut().filter(|r| !r.taken.is_empty()) {
-                self.send_records(records);
+            if let (Some(recorder), Some(records)) = (&self.recorder, records.as_mut())
+                && !records.taken.is_empty()
+            {
+                self.send_records(recorder, records);
             }
             let applied = batch.len() as u64;
             for (effect, parts) in batch.drain(..) {
@@ -1055,13 +1057,8 @@ impl Run {
         }
     }
 
-    /// Sends the scheduler's records to the recorder, leaving the buffers empty.
-    fn send_records(&self, records: &mut Records) {
-        let Some(recorder) = &self.recorder else {
-            records.taken.clear();
-            records.components.clear();
-            return;
-        };
+    /// Sends the scheduler's records to `recorder`, leaving the buffers empty.
+    fn send_records(&self, recorder: &Recorder, records: &mut Records) {
         // The records of a batch are made within microseconds: one clock read.
         let at = SystemTime::now();
         let mut components = records.components.drain(..);

@@ -270,7 +270,6 @@ fn write_loop(
             // The chunks of the batch written last (emptied), for senders to fill again.
             let room = SPARE.saturating_sub(pending.spare.len());
             pending.spare.extend(chunks.drain(..).take(room));
-            chunks.clear();
             while pending.chunks.is_empty() && pending.flushes.is_empty() && !pending.stopped {
                 pending = shared
                     .wake
