@@ -71,7 +71,7 @@ struct Held {
 
 impl RunState {
     fn idle(&self) -> bool {
-        self.sched.active() == 0 && !self.draining && !self.sched.has_effects()
+        self.sched.active() == 0 && !self.draining && !self.sched.has_waiting()
     }
 }
 
@@ -965,7 +965,7 @@ impl Run {
     /// Applies the waiting effects, unless another thread already does (it will apply these
     /// too). Takes the caller's guard, so that an event and its effects need one lock.
     fn settle<'a>(self: &'a Arc<Self>, mut st: MutexGuard<'a, RunState>) {
-        if st.draining || !st.sched.has_effects() {
+        if st.draining || !st.sched.has_waiting() {
             return;
         }
         st.draining = true;

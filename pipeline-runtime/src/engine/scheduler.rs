@@ -438,8 +438,8 @@ impl Scheduler {
         }
     }
 
-    /// True when effects or records are waiting.
-    pub(crate) fn has_effects(&self) -> bool {
+    /// True when effects or records wait to be taken.
+    pub(crate) fn has_waiting(&self) -> bool {
         !self.effects.is_empty() || !self.records.is_empty()
     }
 
