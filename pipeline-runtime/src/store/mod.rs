@@ -38,6 +38,32 @@ pub struct RunStore {
     busy: Duration,
     /// The file's schema version: the latest, unless opened read-only (reads adapt to it).
     version: usize,
+    /// What writing a batch of node events needs, kept for its room.
+    scratch: Scratch,
+}
+
+/// What [`RunStore::apply`] builds for a batch, kept between batches so that a recorder's
+/// every batch does not grow them again from nothing.
+#[derive(Default)]
+struct Scratch {
+    /// Per node of the batch, by number (not by name: this runs for every event).
+    latest: FnvHashMap<u32, Latest>,
+    /// The batch's node log.
+    log: node_log::LogBatch,
+}
+
+impl Scratch {
+    /// How many nodes' room is kept after a batch (more is given back).
+    const KEPT: usize = 4096;
+}
+
+/// A node of a batch: where its last event is (chunk and index), its changes up to it, and
+/// where the event carrying its origin is (its first, if the batch has it).
+#[derive(Default)]
+struct Latest {
+    last: (usize, usize),
+    history: node_log::History,
+    origin: Option<(usize, usize)>,
 }
 
 /// Where run `run`'s files (artifacts, logs, manifests) are in the state folder `state`.
@@ -274,6 +300,7 @@ impl RunStore {
             path: path.to_path_buf(),
             busy,
             version: schema::MIGRATIONS.len(),
+            scratch: Scratch::default(),
         };
         // Switching a new file to WAL, or recovering a WAL another process left, can answer
         // SQLITE_BUSY without waiting in the busy handler: retry such answers up to the same bound.
@@ -349,6 +376,7 @@ impl RunStore {
             path: path.to_path_buf(),
             busy,
             version,
+            scratch: Scratch::default(),
         })
     }
 
@@ -605,36 +633,48 @@ impl RunStore {
     }
 
     fn try_apply(&mut self, run: &str, chunks: &[&[Event]]) -> rusqlite::Result<()> {
-        let events = || chunks.iter().flat_map(|chunk| chunk.iter());
-        // Per node: the index of its last event, the changes up to it, and its origin if an
-        // event of the batch carries it (its first does). Keyed by the node's number, not by
-        // its name: this runs for every event.
-        type Latest<'a> = (usize, node_log::History, Option<&'a NodeOrigin>);
-        let mut latest: FnvHashMap<u32, Latest<'_>> = FnvHashMap::default();
-        for (i, event) in events().enumerate() {
+        let Self { conn, scratch, .. } = self;
+        let Scratch { latest, log } = scratch;
+        latest.clear();
+        log.clear();
+        let events = || {
+            chunks
+                .iter()
+                .enumerate()
+                .flat_map(|(c, chunk)| chunk.iter().enumerate().map(move |(i, e)| ((c, i), e)))
+        };
+        for (at, event) in events() {
             if let Event::Node(node) = event {
                 let entry = latest.entry(node.seq).or_default();
-                entry.0 = i;
+                entry.last = at;
                 if node.changed {
-                    entry.1.push((node.state.status, node.at));
+                    entry.history.push((node.state.status, node.at));
                 }
-                entry.2 = node.origin.as_deref().or(entry.2);
+                if node.origin.is_some() {
+                    entry.origin = Some(at);
+                }
             }
         }
-        let mut log = node_log::LogBatch::default();
-        for (i, event) in events().enumerate() {
+        for (at, event) in events() {
             if let Event::Node(node) = event
-                && let Some((last, history, origin)) = latest.get(&node.seq)
-                && *last == i
+                && let Some(entry) = latest.get(&node.seq)
+                && entry.last == at
             {
-                log.push(node, history, *origin);
+                let origin = entry.origin.and_then(|(c, i)| match &chunks[c][i] {
+                    Event::Node(first) => first.origin.as_deref(),
+                    _ => None,
+                });
+                log.push(node, &entry.history, origin);
             }
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // A huge batch's room is not kept for the store's life.
+        if latest.capacity() > Scratch::KEPT {
+            latest.shrink_to(Scratch::KEPT);
+        }
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         log.write(&tx, run)?;
-        for event in events() {
+        log.shrink(Scratch::KEPT * 64);
+        for (_, event) in events() {
             if !matches!(event, Event::Node(_)) {
                 apply_one(&tx, event)?;
             }

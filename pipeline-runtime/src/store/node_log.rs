@@ -55,9 +55,10 @@ fn micros(at: SystemTime) -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// One node write, as stored. Strings are borrowed both ways: from the event when written,
-/// from the blob when read.
-#[derive(Serialize, Deserialize)]
+/// One node write, as stored and read back (borrowing the blob's strings); written as
+/// [`EntryOut`]. Serializable in tests, to check that both give the same bytes.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct Entry<'a> {
     seq: u32,
     name: &'a str,
@@ -77,7 +78,8 @@ struct Entry<'a> {
     origin: Option<Origin<'a>>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct Origin<'a> {
     component: &'a str,
     code_hash: &'a str,
@@ -86,6 +88,63 @@ struct Origin<'a> {
     task_type: Option<&'a str>,
     #[serde(borrow)]
     tags: Vec<&'a str>,
+}
+
+/// [`Entry`] as it is written: the same fields in the same order (so the same bytes), its
+/// lists encoded from what the event holds, without a vector made for each write.
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    seq: u32,
+    name: &'a str,
+    status: u8,
+    attempts: u32,
+    started: Option<f64>,
+    ended: Option<f64>,
+    error: Option<&'a str>,
+    cache_key: Option<&'a str>,
+    resume_key: Option<&'a str>,
+    log_path: Option<&'a str>,
+    history: Changes<'a>,
+    origin: Option<OriginOut<'a>>,
+}
+
+/// [`Origin`] as it is written.
+#[derive(Serialize)]
+struct OriginOut<'a> {
+    component: &'a str,
+    code_hash: &'a str,
+    parents: Texts<'a, smol_str::SmolStr>,
+    task_type: Option<&'a str>,
+    tags: Texts<'a, String>,
+}
+
+/// A history written as [`Entry::history`]'s list: `(status code, microseconds)`.
+struct Changes<'a>(&'a History);
+
+impl Serialize for Changes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|&(s, at)| (code(s), micros(at))))
+    }
+}
+
+/// Texts written as a list of strings.
+struct Texts<'a, T>(&'a [T]);
+
+impl<T: AsRef<str>> Serialize for Texts<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(AsRef::as_ref))
+    }
+}
+
+/// Appends what bincode writes to a blob (its `std::io::Write` adapter costs a call and a
+/// check per field).
+struct Blob<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for Blob<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
 }
 
 fn config() -> bincode::config::Configuration {
@@ -113,7 +172,7 @@ impl LogBatch {
             .as_ref()
             .map(|e| serde_json::to_string(e).expect("errors serialize"));
         let log_path = rare.log_path.as_ref().map(|p| p.to_string_lossy());
-        let entry = Entry {
+        let entry = EntryOut {
             seq: event.seq,
             name: &state.name,
             status: code(state.status),
@@ -124,20 +183,32 @@ impl LogBatch {
             cache_key: rare.cache_key.as_deref(),
             resume_key: rare.resume_key.as_deref(),
             log_path: log_path.as_deref(),
-            history: history.iter().map(|&(s, at)| (code(s), micros(at))).collect(),
-            origin: origin.map(|o| Origin {
+            history: Changes(history),
+            origin: origin.map(|o| OriginOut {
                 component: o.component,
                 code_hash: o.code_hash,
-                parents: o.parents.iter().map(|p| &**p).collect(),
+                parents: Texts(&o.parents),
                 task_type: o.task_type,
-                tags: o.tags.iter().map(String::as_str).collect(),
+                tags: Texts(&o.tags),
             }),
         };
         if self.blob.is_empty() {
             self.blob.push(FORMAT);
         }
-        bincode::serde::encode_into_std_write(&entry, &mut self.blob, config())
+        bincode::serde::encode_into_writer(&entry, Blob(&mut self.blob), config())
             .expect("writing to a vector does not fail");
+    }
+
+    /// Empties the batch, keeping its room.
+    pub(super) fn clear(&mut self) {
+        self.blob.clear();
+    }
+
+    /// Gives back room beyond `bytes` (after a huge batch).
+    pub(super) fn shrink(&mut self, bytes: usize) {
+        if self.blob.capacity() > bytes {
+            self.blob = Vec::new();
+        }
     }
 
     /// Writes the batch's blob to the log of run `run`.
@@ -362,6 +433,46 @@ mod tests {
 
     fn blob(batch: &LogBatch) -> Vec<u8> {
         batch.blob.clone()
+    }
+
+    #[test]
+    fn a_write_has_the_bytes_of_the_entry_older_builds_wrote_and_readers_decode() {
+        let mut e = event(7, "train_12", NodeStatus::Failed);
+        e.state.ended = Some(SystemTime::UNIX_EPOCH + Duration::from_millis(20_500));
+        let rare = e.state.rare.get_or_insert_with(Default::default);
+        rare.error = Some(StepError::new(pipeline_core::ErrorKind::Error, "boom"));
+        rare.cache_key = Some("ck".into());
+        rare.log_path = Some("/logs/a.log".into());
+        let history = changes(&[(NodeStatus::Running, 1), (NodeStatus::Failed, 2)]);
+        let origin = origin(&["prepare", "split_3"]);
+        for (history, origin) in [(&history, Some(&origin)), (&History::new(), None)] {
+            let mut batch = LogBatch::default();
+            batch.push(&e, history, origin);
+            let error = serde_json::to_string(e.state.rare().error.as_ref().unwrap()).unwrap();
+            let entry = Entry {
+                seq: 7,
+                name: "train_12",
+                status: code(NodeStatus::Failed),
+                attempts: 1,
+                started: Some(10.0),
+                ended: Some(20.5),
+                error: Some(&error),
+                cache_key: Some("ck"),
+                resume_key: None,
+                log_path: Some("/logs/a.log"),
+                history: history.iter().map(|&(s, at)| (code(s), micros(at))).collect(),
+                origin: origin.map(|o| Origin {
+                    component: o.component,
+                    code_hash: o.code_hash,
+                    parents: o.parents.iter().map(|p| p.as_str()).collect(),
+                    task_type: o.task_type,
+                    tags: o.tags.iter().map(String::as_str).collect(),
+                }),
+            };
+            let mut expected = vec![FORMAT];
+            bincode::serde::encode_into_std_write(&entry, &mut expected, config()).unwrap();
+            assert_eq!(blob(&batch), expected);
+        }
     }
 
     #[test]
