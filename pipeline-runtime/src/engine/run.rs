@@ -82,8 +82,6 @@ struct Records {
     taken: Vec<Record>,
     /// The component of each node's first record, in order (taken under the lock).
     components: Vec<&'static ComponentDescriptor>,
-    /// As the recorder takes them.
-    events: Vec<Event>,
 }
 
 /// What an effect needs of the run's state, taken with it under the lock.
@@ -1062,7 +1060,8 @@ impl Run {
         // The records of a batch are made within microseconds: one clock read.
         let at = SystemTime::now();
         let mut components = records.components.drain(..);
-        records.events.extend(records.taken.drain(..).map(|record| {
+        // Each record becomes an event in the recorder's buffer: one copy.
+        recorder.send_each(records.taken.drain(..).map(|record| {
             // What does not change goes with the node's first record only.
             let origin = record.node.parents.map(|parents| {
                 let descriptor = components.next().expect("a component per first record");
@@ -1082,8 +1081,6 @@ impl Run {
                 at,
             })
         }));
-        drop(components);
-        recorder.send_all(&mut records.events);
     }
 
     fn apply(self: &Arc<Self>, effect: Effect, parts: Parts) {

@@ -349,7 +349,7 @@ fn unused_name(names: &NameIndex, nodes: &Chunked<Node>, buf: &mut String, base:
                     break;
                 }
             }
-            buf.extend(digits[at..].iter().map(|&d| char::from(d)));
+            buf.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
         }
         *count += 1;
         let hash = name_hash(buf);

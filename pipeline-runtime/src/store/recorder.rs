@@ -57,18 +57,12 @@ struct Pending {
 impl Pending {
     /// Moves `events` to the end of the chunks, in order.
     fn add(&mut self, events: &mut Vec<Event>) {
-        if events.is_empty() {
-            return;
-        }
-        let last = self.last_chunk();
-        if events.len() <= last.capacity() - last.len() {
-            // Most batches: one copy of the whole.
-            last.append(events);
-            return;
-        }
-        // A large batch: one pass, a chunk's room at a time (within its capacity: it never
-        // grows).
-        let mut events = events.drain(..);
+        self.extend(events.drain(..));
+    }
+
+    /// Writes `events` at the end of the chunks, in order: each once, into a chunk with room
+    /// (a chunk never grows).
+    fn extend(&mut self, mut events: impl ExactSizeIterator<Item = Event>) {
         while events.len() > 0 {
             let last = self.last_chunk();
             let room = last.capacity() - last.len();
@@ -184,12 +178,11 @@ impl Recorder {
         self.shared.push(|pending| pending.add_one(event));
     }
 
-    /// Sends the events of `events` (in their order), leaving it empty with its capacity.
-    pub(crate) fn send_all(&self, events: &mut Vec<Event>) {
+    /// Sends the events `events` makes, in their order. They are made under the writer's lock,
+    /// each straight into the buffer it takes them from: a batch of records is copied once.
+    pub(crate) fn send_each(&self, events: impl ExactSizeIterator<Item = Event>) {
         // As in `send`.
-        if !self.shared.push(|pending| pending.add(events)) {
-            events.clear();
-        }
+        self.shared.push(|pending| pending.extend(events));
     }
 
     /// The error that stopped the writer, once a batch could not be written within its bound
