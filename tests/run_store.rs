@@ -86,6 +86,22 @@ fn a_run_is_recorded_with_its_nodes_states_and_parameters() {
         ]
     );
 
+    // Each change carries the time it happened, in order, within the node's life.
+    let times: Vec<_> = store()
+        .node_events(first.id(), "flaky_once")
+        .unwrap()
+        .into_iter()
+        .map(|(_, at)| at)
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    // (Times are kept to the microsecond, a node's start and end as seconds: 1 ms of slack.)
+    let ms = Duration::from_millis(1);
+    let (started, ended) = (node.started.unwrap(), node.ended.unwrap());
+    assert!(
+        started <= times[2] + ms && times[3] <= ended + ms,
+        "{started:?} {ended:?} {times:?}"
+    );
+
     // Found by project/name/tags; the prefix of an id works too.
     let filter = RunFilter {
         project: Some("store-tests".into()),
@@ -491,4 +507,90 @@ fn the_database_file_alone_has_the_run_once_its_process_exited() {
         .expect("the run is in the database file");
     assert_eq!(status, "completed");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------- live records
+
+/// Waits (at most 10 s) until the store shows node `name` of run `run` at `status`.
+fn shown(run: &str, name: &str, status: NodeStatus) -> bool {
+    let store = store();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let nodes = store.nodes(run).unwrap();
+        if nodes.iter().any(|n| n.node.name == name && n.node.status == status) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[component]
+fn unread(x: u32) -> u32 {
+    x + 1
+}
+
+/// Steps the body has not read yet (in debug mode, not run yet) are in the store while the
+/// body goes on: their records do not wait for effects that may not come for a long time (the
+/// second step waits for the first, so adding it has no effect).
+#[pipeline(name = "live_pending", project = "store-tests")]
+fn live_pending(x: u32) -> (bool, u32) {
+    let handle = unread(unread(x));
+    let run = current_run().unwrap().id().to_string();
+    let seen = shown(&run, "unread_1", NodeStatus::Pending);
+    (seen, handle.get().unwrap())
+}
+
+#[test]
+fn a_step_added_shows_in_the_store_while_the_body_goes_on() {
+    state();
+    let out = live_pending::run(1).unwrap().output;
+    assert_eq!(out, (true, 3), "the pending step never showed in the store");
+}
+
+static SEEN_RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Runs until its run's store shows it running (at most 10 s).
+#[component]
+fn until_seen(x: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !SEEN_RUNNING.load(Ordering::SeqCst) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    x
+}
+
+#[pipeline(name = "live_running", project = "store-tests")]
+fn live_running(x: u32) -> (bool, u32) {
+    let handle = until_seen(x);
+    let run = current_run().unwrap().id().to_string();
+    let watcher = std::thread::spawn(move || {
+        let seen = shown(&run, "until_seen", NodeStatus::Running);
+        SEEN_RUNNING.store(seen, Ordering::SeqCst);
+        seen
+    });
+    // In debug mode the step runs now, while this waits for it.
+    let value = handle.get().unwrap();
+    (watcher.join().unwrap(), value)
+}
+
+#[test]
+fn a_running_in_process_step_shows_running_in_the_store() {
+    state();
+    let finished = live_running::run(5).unwrap();
+    assert_eq!(
+        finished.output,
+        (true, 5),
+        "the running step never showed running in the store"
+    );
+    // Its start, sent later, still has the time it happened.
+    let node = finished.run.dag().node("until_seen").unwrap();
+    let changes = store().node_events(finished.run.id(), "until_seen").unwrap();
+    let running = changes.iter().find(|(s, _)| *s == NodeStatus::Running).unwrap().1;
+    let started = node.started.unwrap();
+    let off = running.duration_since(started).unwrap_or_else(|e| e.duration());
+    assert!(
+        off < Duration::from_millis(1),
+        "started {started:?}, recorded running at {running:?}"
+    );
 }

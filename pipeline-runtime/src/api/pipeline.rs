@@ -287,6 +287,11 @@ impl Watchdog {
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                         _ => return, // the run ended
                     }
+                    // Records that wait for effects (a node added, an in-process attempt
+                    // started) reach the store within a poll, even if no effect comes.
+                    if run.recorder.is_some() {
+                        run.send_waiting();
+                    }
                     // A record that cannot be written fails the run; steps still to come would
                     // run unrecorded.
                     if let Some(e) = run.recorder.as_ref().and_then(Recorder::failed) {

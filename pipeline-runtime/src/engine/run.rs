@@ -75,6 +75,13 @@ impl RunState {
     }
 }
 
+/// How many records may wait for the next effects ([`Run::settle_lazily`]).
+const LAZY_RECORDS: usize = 256;
+
+/// How long the oldest record may wait for the next effects, as of the latest event; the
+/// watchdog's poll bounds the wait when no event comes.
+const LAZY_AGE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// The node records of one batch, sent to the recorder together.
 #[derive(Default)]
 struct Records {
@@ -773,7 +780,7 @@ impl Run {
         let inputs: smallvec::SmallVec<[u32; 4]> = deps.iter().filter(|d| d.run == self.id).map(|d| d.index).collect();
         let before = self.attempts_before(&name.text);
         st.sched.add_node(name, rules, &inputs, before, SystemTime::now());
-        self.settle(st);
+        self.settle_lazily(st);
         handles
     }
 
@@ -798,7 +805,15 @@ impl Run {
         // Only a status callback must see the start before the step runs; records need not.
         // Nothing else ends a running node before its attempt ends.
         if node.descriptor.options.callbacks.status_change.is_none() {
-            self.settle(st);
+            // An in-process attempt's start may wait to be recorded (with its end, mostly):
+            // nothing reads it from the store meanwhile but a live view, which the watchdog
+            // serves. A worker's start is recorded at once: a resumed run reattaches to the
+            // attempt its dead controller recorded as running.
+            if cancellable {
+                self.settle(st);
+            } else {
+                self.settle_lazily(st);
+            }
             return Some(attempt);
         }
         // Not `applied + waiting`: a draining thread may hold taken effects not applied yet.
@@ -913,9 +928,11 @@ impl Run {
 
     /// Blocks until no node is pending, queued or running and every effect (callbacks
     /// included) has been applied.
-    pub(crate) fn wait_idle(&self) {
+    pub(crate) fn wait_idle(self: &Arc<Self>) {
         // In debug mode the steps run while someone waits for them: this wait is one.
         let _wanted = crate::value::demand::want(self.id);
+        // Records that waited (none, mostly: a node's last ones come with its effects).
+        self.send_waiting();
         let mut st = self.lock();
         while !st.idle() {
             st = self.idle.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -923,7 +940,8 @@ impl Run {
     }
 
     /// The `async` form of [`Run::wait_idle`].
-    pub(crate) fn poll_idle(&self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll_idle(self: &Arc<Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.send_waiting();
         let mut st = self.lock();
         if st.idle() {
             return Poll::Ready(());
@@ -958,6 +976,27 @@ impl Run {
     /// Names of the nodes in `status`-matching states, in creation order.
     pub(crate) fn node_names(&self, keep: impl Fn(NodeStatus) -> bool) -> Vec<String> {
         self.lock().sched.names_where(keep)
+    }
+
+    /// [`Run::settle`], except that records alone wait for the next effects (they go to the
+    /// recorder with those) up to [`LAZY_RECORDS`] of them or [`LAZY_AGE`] for the oldest, as of
+    /// the latest event; and the watchdog of a recorded run sends those still waiting at each
+    /// poll ([`Run::send_waiting`]). For the paths every step takes (a node added, an
+    /// in-process attempt started): most of their records go with the next effects anyway,
+    /// and a drain of its own for each cost a tenth of a recorded step.
+    fn settle_lazily<'a>(self: &'a Arc<Self>, st: MutexGuard<'a, RunState>) {
+        let (records, waited) = st.sched.records_waiting();
+        if st.sched.has_effects() || records >= LAZY_RECORDS || waited >= LAZY_AGE {
+            self.settle(st);
+        }
+    }
+
+    /// Sends the records waiting (and applies effects, if some came meanwhile), unless a
+    /// drain is under way (it takes them). Called by the watchdog of a recorded run at each
+    /// poll, and at the run's end.
+    pub(crate) fn send_waiting(self: &Arc<Self>) {
+        let st = self.lock();
+        self.settle(st);
     }
 
     /// Applies the waiting effects, unless another thread already does (it will apply these
@@ -1057,8 +1096,6 @@ impl Run {
 
     /// Sends the scheduler's records to `recorder`, leaving the buffers empty.
     fn send_records(&self, recorder: &Recorder, records: &mut Records) {
-        // The records of a batch are made within microseconds: one clock read.
-        let at = SystemTime::now();
         let mut components = records.components.drain(..);
         // Each record becomes an event in the recorder's buffer: one copy.
         recorder.send_each(records.taken.drain(..).map(|record| {
@@ -1078,7 +1115,7 @@ impl Run {
                 state: record.node.state,
                 origin,
                 changed: record.changed,
-                at,
+                at: record.at,
             })
         }));
     }

@@ -54,6 +54,9 @@ pub(crate) struct Record {
     pub(crate) node: Recorded,
     /// Whether the status changed.
     pub(crate) changed: bool,
+    /// When: the time of the event that made it (a change's time in the node's history,
+    /// however long the record waits to be sent).
+    pub(crate) at: SystemTime,
     /// How many effects were produced before it: its place among them, as the scheduler's
     /// tests read records and effects (as one sequence).
     #[cfg(test)]
@@ -236,6 +239,9 @@ pub(crate) struct Scheduler {
     effects: VecDeque<Effect>,
     /// Records not yet taken, in order.
     records: Vec<Record>,
+    /// The time of the event being handled (of the latest, between events): what its
+    /// records carry.
+    now: SystemTime,
     /// Effects taken by [`Scheduler::pop_effect`] so far.
     popped: u64,
     /// Draws retry jitter: differs between runs, fixed within one (so tests can replay it).
@@ -378,6 +384,7 @@ impl Scheduler {
             recording,
             effects: VecDeque::new(),
             records: Vec::new(),
+            now: SystemTime::UNIX_EPOCH,
             popped: 0,
             seed: 0,
             counts: [0; STATUSES],
@@ -443,6 +450,21 @@ impl Scheduler {
         !self.effects.is_empty() || !self.records.is_empty()
     }
 
+    /// True when effects wait to be taken.
+    pub(crate) fn has_effects(&self) -> bool {
+        !self.effects.is_empty()
+    }
+
+    /// How many records wait to be taken, and how long the oldest has waited as of the
+    /// latest event.
+    pub(crate) fn records_waiting(&self) -> (usize, Duration) {
+        let waited = self
+            .records
+            .first()
+            .map_or(Duration::ZERO, |r| self.now.duration_since(r.at).unwrap_or_default());
+        (self.records.len(), waited)
+    }
+
     /// Number of effects produced so far, taken or not: once that many have been applied,
     /// every effect of the events so far has been.
     pub(crate) fn produced(&self) -> u64 {
@@ -484,6 +506,7 @@ impl Scheduler {
         attempts_before: u32,
         now: SystemTime,
     ) -> u32 {
+        self.now = now;
         let index = self.nodes.len() as u32;
         let mut parents: Edges = inputs.iter().filter(|&&i| i < index).map(|&i| (i, true)).collect();
         let mut unknown = Vec::new();
@@ -538,6 +561,7 @@ impl Scheduler {
 
     /// Event: `pre_execute_callback` answered for the node (`go = false` skips it).
     pub(crate) fn pre_checked(&mut self, index: u32, go: bool, now: SystemTime) {
+        self.now = now;
         if self.node(index).status != NodeStatus::Pending {
             return; // aborted meanwhile
         }
@@ -552,6 +576,7 @@ impl Scheduler {
     /// Event: the executor starts an attempt of the node. `None` when the node is already final
     /// (aborted while it waited): the executor then drops it.
     pub(crate) fn attempt_started(&mut self, index: u32, now: SystemTime) -> Option<Grant> {
+        self.now = now;
         let node = &mut self.nodes[index as usize];
         if node.status.is_terminal() || node.in_attempt {
             return None;
@@ -576,6 +601,7 @@ impl Scheduler {
     /// Event: the node's earlier result was found in the cache; it ends `Cached` without
     /// running. Ignored unless the node is queued.
     pub(crate) fn cached(&mut self, index: u32, now: SystemTime) {
+        self.now = now;
         let node = &mut self.nodes[index as usize];
         if node.status != NodeStatus::Queued || node.in_attempt {
             return;
@@ -588,6 +614,7 @@ impl Scheduler {
     /// Event: an attempt ended. An error of kind `Aborted` (a cancel, a time limit) aborts the
     /// node; any other error retries it as its policy allows, else fails it.
     pub(crate) fn attempt_ended(&mut self, index: u32, outcome: Result<(), StepError>, now: SystemTime) {
+        self.now = now;
         let node = &mut self.nodes[index as usize];
         if !node.in_attempt {
             return;
@@ -627,6 +654,7 @@ impl Scheduler {
 
     /// Event: a retry callback answered.
     pub(crate) fn retry_decided(&mut self, index: u32, retry: bool, now: SystemTime) {
+        self.now = now;
         let Some(error) = self.nodes[index as usize]
             .cold
             .as_mut()
@@ -653,6 +681,7 @@ impl Scheduler {
         message: &str,
         now: SystemTime,
     ) -> Option<String> {
+        self.now = now;
         let text = format!("{which} panicked: {message}");
         let node = &mut self.nodes[index as usize];
         if node.status.is_terminal() {
@@ -689,6 +718,7 @@ impl Scheduler {
     /// Event: stop the run (a user stop, the pipeline's time limit). Nodes not started are
     /// aborted, running ones cancelled. Ignored when already stopping or idle.
     pub(crate) fn stop(&mut self, reason: String, mark: StopMark, now: SystemTime) {
+        self.now = now;
         if self.aborting.is_some() || self.active() == 0 {
             return;
         }
@@ -804,6 +834,7 @@ impl Scheduler {
                 index,
                 node,
                 changed,
+                at: self.now,
                 #[cfg(test)]
                 after: self.popped + self.effects.len() as u64,
             });

@@ -1160,3 +1160,34 @@ fn the_tally_follows_every_status_change() {
     );
     let _ = c;
 }
+
+#[test]
+fn records_carry_the_time_of_their_event_and_tell_how_long_they_waited() {
+    let mut h = Harness::new();
+    let a = h.add(rules("a"), &[]); // t(1): pending, queued
+    assert!(h.s.has_effects(), "start a");
+    while h.s.pop_effect().is_some() {}
+    let b = h.add(rules("b"), &[a]); // t(2): pending
+    assert!(!h.s.has_effects(), "b waits for a: records alone");
+    h.start(a); // t(3): running
+    h.s.set_log_path(a, "/logs/a-1.log".into()); // no time of its own: the latest event's
+    assert_eq!(h.s.records_waiting(), (5, Duration::from_millis(2)));
+    h.end(a, Ok(())); // t(4): a completed, b queued
+    let mut taken = Vec::new();
+    h.s.take_records(&mut taken);
+    let times: Vec<_> = taken.iter().map(|r| (r.index, r.node.state.status, r.at)).collect();
+    use NodeStatus::*;
+    assert_eq!(
+        times,
+        [
+            (a, Pending, t(1)),
+            (a, Queued, t(1)),
+            (b, Pending, t(2)),
+            (a, Running, t(3)),
+            (a, Running, t(3)),
+            (a, Completed, t(4)),
+            (b, Queued, t(4)),
+        ]
+    );
+    assert_eq!(h.s.records_waiting(), (0, Duration::ZERO));
+}
