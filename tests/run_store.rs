@@ -584,3 +584,24 @@ fn a_running_in_process_step_shows_running_in_the_store() {
         "started {started:?}, recorded running at {running:?}"
     );
 }
+
+// ---------------------------------------------------------------- step tags
+
+#[component(tags = ["gpu"])]
+fn tagged(x: u32) -> u32 {
+    x
+}
+
+#[pipeline(name = "step_tags", project = "store-tests", tags = ["weekly"], add_pipeline_tags = true)]
+fn step_tags(x: u32) -> u32 {
+    tagged(x).get().unwrap()
+}
+
+#[test]
+fn a_step_is_stored_with_its_components_tags_and_with_add_pipeline_tags_its_runs() {
+    state();
+    let run = step_tags::run(1).unwrap().run;
+    let nodes = store().nodes(run.id()).unwrap();
+    let pipeline_tag = format!("pipeline:{}", run.id());
+    assert_eq!(nodes[0].tags, ["gpu", "weekly", pipeline_tag.as_str()]);
+}

@@ -128,6 +128,12 @@ fn start(
         };
         identity.version = version;
         identity.run_number = run_number;
+        // Every step's tags end with these (ClearML tags each step's task with its pipeline).
+        if descriptor.options.add_pipeline_tags {
+            let mut tags: Vec<String> = descriptor.options.tags.iter().map(|t| t.to_string()).collect();
+            tags.push(format!("pipeline:{key}"));
+            store.set_step_tags(tags);
+        }
         identity.recorder =
             Some(Recorder::start(store, &key).map_err(ExecutorError::thread("the run store's writer"))?);
     }

@@ -15,8 +15,8 @@ use super::chunked::Chunked;
 use super::scheduler::{Effect, Grant, Record, Scheduler, StepRules};
 use crate::error::HandleError;
 use crate::exec::{Cancel, Executor, Lease, NodeKey};
+use crate::store::Event;
 use crate::store::recorder::Recorder;
-use crate::store::{Event, NodeEvent, NodeOrigin};
 use crate::transport::artifacts::{ArgArtifacts, ArtifactRef};
 use crate::transport::object_storage;
 use crate::value::handle::NodeRef;
@@ -1094,30 +1094,10 @@ impl Run {
         }
     }
 
-    /// Sends the scheduler's records to `recorder`, leaving the buffers empty.
+    /// Sends the scheduler's records to `recorder`, leaving the buffers empty: handed over as
+    /// they are (the recorder makes the stored entries on its own thread).
     fn send_records(&self, recorder: &Recorder, records: &mut Records) {
-        let mut components = records.components.drain(..);
-        // Each record becomes an event in the recorder's buffer: one copy.
-        recorder.send_each(records.taken.drain(..).map(|record| {
-            // What does not change goes with the node's first record only.
-            let origin = record.node.parents.map(|parents| {
-                let descriptor = components.next().expect("a component per first record");
-                Box::new(NodeOrigin {
-                    component: descriptor.name,
-                    parents,
-                    code_hash: descriptor.code_hash,
-                    task_type: descriptor.options.task_type,
-                    tags: self.step_tags(descriptor),
-                })
-            });
-            Event::Node(NodeEvent {
-                seq: record.index,
-                state: record.node.state,
-                origin,
-                changed: record.changed,
-                at: record.at,
-            })
-        }));
+        recorder.send_nodes(&mut records.taken, &mut records.components);
     }
 
     fn apply(self: &Arc<Self>, effect: Effect, parts: Parts) {
@@ -1187,18 +1167,6 @@ impl Run {
                 }
             }
         }
-    }
-
-    /// A step's tags: its component's, and with the pipeline's `add_pipeline_tags` the run's
-    /// and `pipeline:<run id>` (ClearML tags each step's task with its pipeline).
-    fn step_tags(&self, descriptor: &ComponentDescriptor) -> Vec<String> {
-        let mut tags: Vec<String> = descriptor.options.tags.iter().map(|t| t.to_string()).collect();
-        let pipeline = &self.descriptor.options;
-        if pipeline.add_pipeline_tags {
-            tags.extend(pipeline.tags.iter().map(|t| t.to_string()));
-            tags.push(format!("pipeline:{}", self.key));
-        }
-        tags
     }
 
     /// Hands the node's next attempt to the executor once `delay` has passed, from a thread of

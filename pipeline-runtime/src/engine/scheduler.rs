@@ -40,28 +40,7 @@ pub(crate) struct StepRules {
     pub(crate) callbacks: Callbacks,
 }
 
-/// A node's state to write to the run store; `changed` when its status just changed (a state
-/// change is written to its history then).
-///
-/// Records are not effects: a run has four or more per node, and each effect is queued, taken
-/// under the run's lock and applied one at a time. Records come out all at once, in a vector
-/// the run swaps with its own, and go to the store together.
-#[derive(Debug)]
-pub(crate) struct Record {
-    /// The node's index.
-    pub(crate) index: u32,
-    /// Its state now.
-    pub(crate) node: Recorded,
-    /// Whether the status changed.
-    pub(crate) changed: bool,
-    /// When: the time of the event that made it (a change's time in the node's history,
-    /// however long the record waits to be sent).
-    pub(crate) at: SystemTime,
-    /// How many effects were produced before it: its place among them, as the scheduler's
-    /// tests read records and effects (as one sequence).
-    #[cfg(test)]
-    pub(crate) after: u64,
-}
+pub(crate) use crate::store::{Record, Recorded};
 
 /// Something the run must do, in the order the scheduler produced it.
 #[derive(Debug)]
@@ -139,15 +118,6 @@ pub(crate) enum Effect {
         /// Retries so far.
         retries: u32,
     },
-}
-
-/// A node's record: its state as the run store writes it, and its parents in its first record
-/// only, since they do not change.
-#[derive(Debug)]
-pub(crate) struct Recorded {
-    pub(crate) state: NodeState,
-    /// Its parents' names, in its first record only.
-    pub(crate) parents: Option<Vec<SmolStr>>,
 }
 
 /// An attempt the executor may run now.

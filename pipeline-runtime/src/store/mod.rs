@@ -40,6 +40,9 @@ pub struct RunStore {
     version: usize,
     /// What writing a batch of node events needs, kept for its room.
     scratch: Scratch,
+    /// The tags every step written here has besides its component's (a run's recorder sets
+    /// its pipeline's, with `add_pipeline_tags`).
+    step_tags: Vec<String>,
 }
 
 /// What [`RunStore::apply`] builds for a batch, kept between batches so that a recorder's
@@ -57,13 +60,14 @@ impl Scratch {
     const KEPT: usize = 4096;
 }
 
-/// A node of a batch: where its last event is (chunk and index), its changes up to it, and
-/// where the event carrying its origin is (its first, if the batch has it).
+/// A node of a batch: where its last record is (chunk and index), its changes up to it, and
+/// where its first record is if the batch has it, with that record's place among the batch's
+/// first records (its component's in [`Batch::components`]).
 #[derive(Default)]
 struct Latest {
     last: (usize, usize),
     history: node_log::History,
-    origin: Option<(usize, usize)>,
+    origin: Option<((usize, usize), usize)>,
 }
 
 /// Where run `run`'s files (artifacts, logs, manifests) are in the state folder `state`.
@@ -168,10 +172,6 @@ pub(crate) struct Reopened {
 /// One write, as the recorder batches them.
 #[derive(Debug)]
 pub(crate) enum Event {
-    /// A node's state (written to the run's node log; its first record inserts it); when
-    /// `changed`, its status changed at `at` (appended to its history). Names are shared, not
-    /// copied: a run records every node several times.
-    Node(NodeEvent),
     /// An artifact of a node or of the run (boxed: an event's size is its largest kind's, and
     /// node events, far more common, are half this one's).
     Artifact { run: String, record: Box<ArtifactRecord> },
@@ -205,17 +205,47 @@ pub(crate) enum Event {
     },
 }
 
-/// One record of node number `seq`: its state, whether its status `changed` at `at` (appended
-/// to its history), and on its first record what does not change. It names no run: it is
-/// applied with the events of its run (see [`RunStore::apply`]). Why: a shared run id in every
-/// record cost two atomic counts per record, on two threads (the run's and the recorder's).
+/// A node's state to write to the run store; `changed` when its status just changed (a state
+/// change is written to its history then). The scheduler makes them; the run hands a drain's
+/// records to its recorder in one [`NodeBatch`].
+///
+/// Records are not effects: a run has four or more per node, and each effect is queued, taken
+/// under the run's lock and applied one at a time. Records come out all at once, in a vector
+/// the run swaps with its own, and go to the store together.
 #[derive(Debug)]
-pub(crate) struct NodeEvent {
-    pub(crate) seq: u32,
-    pub(crate) state: NodeState,
-    pub(crate) origin: Option<Box<NodeOrigin>>,
+pub(crate) struct Record {
+    /// The node's index (its number in the run).
+    pub(crate) index: u32,
+    /// Its state now.
+    pub(crate) node: Recorded,
+    /// Whether the status changed.
     pub(crate) changed: bool,
+    /// When: the time of the event that made it (a change's time in the node's history,
+    /// however long the record waits to be sent).
     pub(crate) at: SystemTime,
+    /// How many effects were produced before it: its place among them, as the scheduler's
+    /// tests read records and effects (as one sequence).
+    #[cfg(test)]
+    pub(crate) after: u64,
+}
+
+/// A node's record: its state as the run store writes it, and its parents in its first record
+/// only, since they do not change.
+#[derive(Debug)]
+pub(crate) struct Recorded {
+    pub(crate) state: NodeState,
+    /// Its parents' names, in its first record only.
+    pub(crate) parents: Option<Vec<smol_str::SmolStr>>,
+}
+
+/// What [`RunStore::apply`] writes in one transaction: events, and node records with the
+/// components of those that are first records (one with parents), in order. Given in chunks,
+/// each list written as one sequence. It names no run: it is applied as run `run`'s.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Batch<'a> {
+    pub(crate) events: &'a [&'a [Event]],
+    pub(crate) records: &'a [&'a [Record]],
+    pub(crate) components: &'a [&'static pipeline_core::ComponentDescriptor],
 }
 
 /// A node's state as each of its records carries it (the scheduler's, written as it is).
@@ -262,18 +292,6 @@ impl NodeState {
     }
 }
 
-/// What a node's first record adds to its record: what does not change.
-#[derive(Debug)]
-pub(crate) struct NodeOrigin {
-    pub component: &'static str,
-    pub parents: Vec<smol_str::SmolStr>,
-    pub code_hash: &'static str,
-    /// The component's `task_type`.
-    pub task_type: Option<&'static str>,
-    /// The step's tags.
-    pub tags: Vec<String>,
-}
-
 impl RunStore {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date; the
     /// connection waits for other writers up to the current configuration's busy timeout.
@@ -301,6 +319,7 @@ impl RunStore {
             busy,
             version: schema::MIGRATIONS.len(),
             scratch: Scratch::default(),
+            step_tags: Vec::new(),
         };
         // Switching a new file to WAL, or recovering a WAL another process left, can answer
         // SQLITE_BUSY without waiting in the busy handler: retry such answers up to the same bound.
@@ -377,6 +396,7 @@ impl RunStore {
             busy,
             version,
             scratch: Scratch::default(),
+            step_tags: Vec::new(),
         })
     }
 
@@ -605,17 +625,20 @@ impl RunStore {
     /// batch (to the run's node log), with its last state and every state change of the batch
     /// as its history.
     pub(crate) fn apply(&mut self, run: &str, events: &[Event]) -> Result<(), StoreError> {
-        self.try_apply(run, &[events]).map_err(|e| self.error(&e))
+        let batch = Batch {
+            events: &[events],
+            ..Batch::default()
+        };
+        self.try_apply(run, &batch).map_err(|e| self.error(&e))
     }
 
     /// [`RunStore::apply`], trying again while the failure may pass (the database locked past
     /// the busy timeout, the disk full, an I/O error) until `bound` has passed.
-    /// The events are given in chunks, written as one sequence.
-    pub(crate) fn apply_within(&mut self, run: &str, events: &[&[Event]], bound: Duration) -> Result<(), StoreError> {
+    pub(crate) fn apply_within(&mut self, run: &str, batch: &Batch<'_>, bound: Duration) -> Result<(), StoreError> {
         let start = std::time::Instant::now();
         let mut pause = Duration::from_millis(50);
         loop {
-            match self.try_apply(run, events) {
+            match self.try_apply(run, batch) {
                 Ok(()) => return Ok(()),
                 Err(e) if may_pass(&e) && start.elapsed() < bound => {
                     std::thread::sleep(pause.min(bound.saturating_sub(start.elapsed())));
@@ -632,40 +655,47 @@ impl RunStore {
         }
     }
 
-    fn try_apply(&mut self, run: &str, chunks: &[&[Event]]) -> rusqlite::Result<()> {
-        let Self { conn, scratch, .. } = self;
+    fn try_apply(&mut self, run: &str, batch: &Batch<'_>) -> rusqlite::Result<()> {
+        let Self {
+            conn,
+            scratch,
+            step_tags,
+            ..
+        } = self;
         let Scratch { latest, log } = scratch;
         latest.clear();
         log.clear();
-        let events = || {
-            chunks
+        let records = || {
+            batch
+                .records
                 .iter()
                 .enumerate()
-                .flat_map(|(c, chunk)| chunk.iter().enumerate().map(move |(i, e)| ((c, i), e)))
+                .flat_map(|(c, chunk)| chunk.iter().enumerate().map(move |(i, r)| ((c, i), r)))
         };
-        for (at, event) in events() {
-            if let Event::Node(node) = event {
-                let entry = latest.entry(node.seq).or_default();
-                entry.last = at;
-                if node.changed {
-                    entry.history.push((node.state.status, node.at));
-                }
-                if node.origin.is_some() {
-                    entry.origin = Some(at);
-                }
+        let mut first = 0;
+        for (at, record) in records() {
+            let entry = latest.entry(record.index).or_default();
+            entry.last = at;
+            if record.changed {
+                entry.history.push((record.node.state.status, record.at));
+            }
+            if record.node.parents.is_some() {
+                entry.origin = Some((at, first));
+                first += 1;
             }
         }
-        for (at, event) in events() {
-            if let Event::Node(node) = event
-                && let Some(entry) = latest.get(&node.seq)
-                && entry.last == at
-            {
-                let origin = entry.origin.and_then(|(c, i)| match &chunks[c][i] {
-                    Event::Node(first) => first.origin.as_deref(),
-                    _ => None,
-                });
-                log.push(node, &entry.history, origin);
-            }
+        for (at, record) in records() {
+            let Some(entry) = latest.get(&record.index).filter(|e| e.last == at) else {
+                continue;
+            };
+            let origin = entry.origin.and_then(|((c, i), j)| {
+                Some(node_log::OriginRef {
+                    component: batch.components.get(j)?,
+                    parents: batch.records[c][i].node.parents.as_deref()?,
+                    run_tags: step_tags,
+                })
+            });
+            log.push(record.index, &record.node.state, &entry.history, origin);
         }
         // A huge batch's room is not kept for the store's life.
         if latest.capacity() > Scratch::KEPT {
@@ -674,12 +704,15 @@ impl RunStore {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         log.write(&tx, run)?;
         log.shrink(Scratch::KEPT * 64);
-        for (_, event) in events() {
-            if !matches!(event, Event::Node(_)) {
-                apply_one(&tx, event)?;
-            }
+        for event in batch.events.iter().flat_map(|chunk| chunk.iter()) {
+            apply_one(&tx, event)?;
         }
         tx.commit()
+    }
+
+    /// Sets the tags every step written through this store has besides its component's.
+    pub(crate) fn set_step_tags(&mut self, tags: Vec<String>) {
+        self.step_tags = tags;
     }
 
     /// Writes one event of run `run` now (used by worker processes and step code).
@@ -795,7 +828,6 @@ impl RunStore {
 /// Writes one event other than a node's.
 fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> {
     match event {
-        Event::Node(_) => unreachable!("a batch's node events go to the node log, grouped by node"),
         Event::Artifact { run, record } => {
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO artifacts (run_id, node, kind, name, uri, codec, type_name, size, checksum, metadata, created)
@@ -1027,9 +1059,14 @@ mod tests {
         );
         assert_eq!(old[2].1, time(12.5));
 
-        let event = |status, at: f64| {
-            Event::Node(NodeEvent {
-                seq: 1,
+        static B: pipeline_core::ComponentDescriptor = pipeline_core::ComponentDescriptor {
+            name: "b",
+            code_hash: "h",
+            ..crate::exec::TEST_COMPONENT
+        };
+        let record = |status, at: f64| Record {
+            index: 1,
+            node: Recorded {
                 state: NodeState {
                     name: "b".into(),
                     status,
@@ -1039,27 +1076,31 @@ mod tests {
                     rare: None,
                 },
                 // The first record inserts the row.
-                origin: (status == NodeStatus::Pending).then(|| {
-                    Box::new(NodeOrigin {
-                        component: "b",
-                        parents: vec!["a".into()],
-                        code_hash: "h",
-                        task_type: None,
-                        tags: Vec::new(),
-                    })
-                }),
-                changed: true,
-                at: time(at),
-            })
+                parents: (status == NodeStatus::Pending).then(|| vec!["a".into()]),
+            },
+            changed: true,
+            at: time(at),
+            after: 0,
+        };
+        let apply = |store: &mut RunStore, records: &[Record]| {
+            let components: Vec<_> = records
+                .iter()
+                .filter(|r| r.node.parents.is_some())
+                .map(|_| &B)
+                .collect();
+            let batch = Batch {
+                records: &[records],
+                components: &components,
+                ..Batch::default()
+            };
+            store.apply_within("r1", &batch, Duration::ZERO).unwrap();
         };
         // Two batches: the second appends to what the first wrote.
-        store
-            .apply(
-                "r1",
-                &[event(NodeStatus::Pending, 20.0), event(NodeStatus::Queued, 20.25)],
-            )
-            .unwrap();
-        store.apply("r1", &[event(NodeStatus::Running, 21.0)]).unwrap();
+        apply(
+            &mut store,
+            &[record(NodeStatus::Pending, 20.0), record(NodeStatus::Queued, 20.25)],
+        );
+        apply(&mut store, &[record(NodeStatus::Running, 21.0)]);
         let new = store.node_events("r1", "b").unwrap();
         assert_eq!(
             new,

@@ -9,7 +9,7 @@
 //! (or, in a resumed run, updates the node it had), later writes update its state, keep the
 //! keys and log path already known when they carry none, and append to its history.
 
-use super::{NodeEvent, NodeOrigin, NodeRecord, secs, time, time_micros};
+use super::{NodeRecord, NodeState, secs, time, time_micros};
 use pipeline_core::{DagNode, NodeStatus, StepError};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -152,6 +152,16 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
+/// What a node's first write adds: what does not change.
+#[derive(Clone, Copy)]
+pub(super) struct OriginRef<'a> {
+    pub(super) component: &'a pipeline_core::ComponentDescriptor,
+    /// Its parents' names.
+    pub(super) parents: &'a [smol_str::SmolStr],
+    /// The tags of every step of its run besides its component's.
+    pub(super) run_tags: &'a [String],
+}
+
 /// The most one entry may take to decode: a damaged length must be an error, not an
 /// allocation of whatever it says.
 const ENTRY_LIMIT: usize = 64 << 20;
@@ -163,10 +173,9 @@ pub(super) struct LogBatch {
 }
 
 impl LogBatch {
-    /// Adds a node's write: its state in `event`, the batch's changes in `history`, and its
-    /// `origin` when the batch has its first write.
-    pub(super) fn push(&mut self, event: &NodeEvent, history: &History, origin: Option<&NodeOrigin>) {
-        let state = &event.state;
+    /// Adds a write of node number `seq`: its `state`, the batch's changes in `history`, and
+    /// its `origin` when the batch has its first record.
+    pub(super) fn push(&mut self, seq: u32, state: &NodeState, history: &History, origin: Option<OriginRef<'_>>) {
         let rare = state.rare();
         let error = rare
             .error
@@ -178,7 +187,7 @@ impl LogBatch {
         }
         // `Entry`'s fields, in order.
         let mut w = Writer(&mut self.blob);
-        w.varint(event.seq.into());
+        w.varint(seq.into());
         w.text(&state.name);
         w.byte(code(state.status));
         w.varint(state.attempts.into());
@@ -194,11 +203,16 @@ impl LogBatch {
             w.varint(micros(at));
         }
         w.option(origin, |w, o| {
-            w.text(o.component);
-            w.text(o.code_hash);
-            w.texts(&o.parents);
-            w.opt_text(o.task_type);
-            w.texts(&o.tags);
+            let c = o.component;
+            w.text(c.name);
+            w.text(c.code_hash);
+            w.texts(o.parents);
+            w.opt_text(c.options.task_type);
+            // The component's tags, then the run's.
+            let tags = c.options.tags;
+            w.varint((tags.len() + o.run_tags.len()) as u64);
+            tags.iter().for_each(|t| w.text(t));
+            o.run_tags.iter().for_each(|t| w.text(t));
         });
     }
 
@@ -394,8 +408,14 @@ mod tests {
     use crate::store::NodeState;
     use std::time::Duration;
 
-    fn event(seq: u32, name: &str, status: NodeStatus) -> NodeEvent {
-        NodeEvent {
+    /// A node write as the tests make it: its number and state.
+    struct Write {
+        seq: u32,
+        state: NodeState,
+    }
+
+    fn event(seq: u32, name: &str, status: NodeStatus) -> Write {
+        Write {
             seq,
             state: NodeState {
                 name: name.into(),
@@ -405,19 +425,48 @@ mod tests {
                 ended: None,
                 rare: None,
             },
-            origin: None,
-            changed: true,
-            at: SystemTime::now(),
         }
     }
 
-    fn origin(parents: &[&str]) -> NodeOrigin {
-        NodeOrigin {
-            component: "inc",
+    /// A first write's origin as the tests make it: a component of their own, the node's
+    /// parents and its run's tags.
+    #[derive(Clone)]
+    struct TestOrigin {
+        component: pipeline_core::ComponentDescriptor,
+        parents: Vec<smol_str::SmolStr>,
+        run_tags: Vec<String>,
+    }
+
+    impl TestOrigin {
+        fn as_ref(&self) -> OriginRef<'_> {
+            OriginRef {
+                component: &self.component,
+                parents: &self.parents,
+                run_tags: &self.run_tags,
+            }
+        }
+    }
+
+    fn origin(parents: &[&str]) -> TestOrigin {
+        TestOrigin {
+            component: pipeline_core::ComponentDescriptor {
+                name: "inc",
+                code_hash: "h1",
+                options: pipeline_core::ComponentOptions {
+                    task_type: Some("training"),
+                    tags: &["t"],
+                    ..pipeline_core::ComponentOptions::DEFAULT
+                },
+                ..crate::exec::TEST_COMPONENT
+            },
             parents: parents.iter().map(smol_str::SmolStr::new).collect(),
-            code_hash: "h1",
-            task_type: Some("training"),
-            tags: vec!["t".into()],
+            run_tags: Vec::new(),
+        }
+    }
+
+    impl LogBatch {
+        fn put(&mut self, e: &Write, history: &History, origin: Option<&TestOrigin>) {
+            self.push(e.seq, &e.state, history, origin.map(TestOrigin::as_ref));
         }
     }
 
@@ -431,7 +480,7 @@ mod tests {
     /// Adds node `name`'s first write (its origin, no changes) to `batch`.
     fn first(batch: &mut LogBatch, seq: u32, name: &str) {
         let origin = origin(&[]);
-        batch.push(&event(seq, name, NodeStatus::Running), &History::new(), Some(&origin));
+        batch.put(&event(seq, name, NodeStatus::Running), &History::new(), Some(&origin));
     }
 
     fn blob(batch: &LogBatch) -> Vec<u8> {
@@ -440,9 +489,9 @@ mod tests {
 
     /// The `Entry` readers decode for a write of `e` with `history` and `origin`.
     fn entry_of<'a>(
-        e: &'a NodeEvent,
+        e: &'a Write,
         history: &History,
-        origin: Option<&'a NodeOrigin>,
+        origin: Option<&'a TestOrigin>,
         error: Option<&'a str>,
     ) -> Entry<'a> {
         let rare = e.state.rare();
@@ -459,11 +508,13 @@ mod tests {
             log_path: rare.log_path.as_ref().map(|p| p.to_str().unwrap()),
             history: history.iter().map(|&(s, at)| (code(s), micros(at))).collect(),
             origin: origin.map(|o| Origin {
-                component: o.component,
-                code_hash: o.code_hash,
+                component: o.component.name,
+                code_hash: o.component.code_hash,
                 parents: o.parents.iter().map(|p| p.as_str()).collect(),
-                task_type: o.task_type,
-                tags: o.tags.iter().map(String::as_str).collect(),
+                task_type: o.component.options.task_type,
+                tags: (o.component.options.tags.iter().copied())
+                    .chain(o.run_tags.iter().map(String::as_str))
+                    .collect(),
             }),
         }
     }
@@ -495,15 +546,17 @@ mod tests {
         ];
         let mut wide = origin(&["prepare", "split_3"]);
         wide.parents = (0..300).map(|i| smol_str::format_smolstr!("p_{i}")).collect();
-        wide.task_type = None;
-        wide.tags = Vec::new();
-        let origins = [None, Some(origin(&["prepare", "split_3"])), Some(wide)];
+        wide.component.options.task_type = None;
+        wide.component.options.tags = &[];
+        let mut tagged = origin(&["prepare"]);
+        tagged.run_tags = vec!["nightly".into(), "pipeline:r1".into()];
+        let origins = [None, Some(origin(&["prepare", "split_3"])), Some(wide), Some(tagged)];
         for e in [&failed, &big, &edge, &plain] {
             let error = e.state.rare().error.as_ref().map(|e| serde_json::to_string(e).unwrap());
             for history in &histories {
                 for origin in &origins {
                     let mut batch = LogBatch::default();
-                    batch.push(e, history, origin.as_ref());
+                    batch.put(e, history, origin.as_ref());
                     let entry = entry_of(e, history, origin.as_ref(), error.as_deref());
                     let mut expected = vec![FORMAT];
                     bincode::serde::encode_into_std_write(&entry, &mut expected, config()).unwrap();
@@ -520,16 +573,16 @@ mod tests {
         let rare = e.state.rare.get_or_insert_with(Default::default);
         rare.cache_key = Some("ck".into());
         rare.log_path = Some("/logs/a.log".into());
-        first.push(&e, &changes(&[(NodeStatus::Running, 1)]), Some(&origin(&["p"])));
+        first.put(&e, &changes(&[(NodeStatus::Running, 1)]), Some(&origin(&["p"])));
         // A write for a node never inserted changes nothing, as the row's update did.
-        first.push(&event(5, "ghost", NodeStatus::Completed), &History::new(), None);
+        first.put(&event(5, "ghost", NodeStatus::Completed), &History::new(), None);
         let mut second = LogBatch::default();
         let mut e = event(0, "a", NodeStatus::Failed);
         e.state.attempts = 2;
         let rare = e.state.rare.get_or_insert_with(Default::default);
         rare.error = Some(StepError::new(pipeline_core::ErrorKind::Error, "boom"));
         rare.resume_key = Some("rk".into());
-        second.push(&e, &changes(&[(NodeStatus::Failed, 2)]), None);
+        second.put(&e, &changes(&[(NodeStatus::Failed, 2)]), None);
 
         let mut nodes = Vec::new();
         let (first, second) = (blob(&first), blob(&second));
@@ -559,15 +612,15 @@ mod tests {
     fn a_resumed_run_updates_the_nodes_it_had_and_appends_their_history() {
         let mut nodes = Vec::new();
         let mut before = LogBatch::default();
-        before.push(
+        before.put(
             &event(3, "a", NodeStatus::Failed),
             &changes(&[(NodeStatus::Failed, 1)]),
             Some(&origin(&[])),
         );
         let mut again = LogBatch::default();
         let mut o = origin(&["not kept"]);
-        o.code_hash = "h2";
-        again.push(
+        o.component.code_hash = "h2";
+        again.put(
             &event(9, "a", NodeStatus::Completed),
             &changes(&[(NodeStatus::Completed, 2)]),
             Some(&o),
@@ -589,14 +642,14 @@ mod tests {
     #[test]
     fn the_status_fold_agrees_with_the_record_fold() {
         let mut batch = LogBatch::default();
-        batch.push(
+        batch.put(
             &event(1, "b", NodeStatus::Running),
             &History::new(),
             Some(&origin(&["a"])),
         );
-        batch.push(&event(0, "a", NodeStatus::Completed), &History::new(), None);
-        batch.push(&event(9, "ghost", NodeStatus::Failed), &History::new(), None);
-        batch.push(&event(1, "b", NodeStatus::Skipped), &History::new(), None);
+        batch.put(&event(0, "a", NodeStatus::Completed), &History::new(), None);
+        batch.put(&event(9, "ghost", NodeStatus::Failed), &History::new(), None);
+        batch.put(&event(1, "b", NodeStatus::Skipped), &History::new(), None);
         let blob = blob(&batch);
         // Node `a` is a row of the run before its log.
         let rows = vec![("a".to_string(), NodeStatus::Failed)];
@@ -638,7 +691,7 @@ mod tests {
         first(&mut batch, 1, "b");
         let good = blob(&batch);
         let mut later = LogBatch::default();
-        later.push(&event(1, "b", NodeStatus::Completed), &History::new(), None);
+        later.put(&event(1, "b", NodeStatus::Completed), &History::new(), None);
         let later = blob(&later);
         let names = |nodes: &[Folded]| -> Vec<(String, NodeStatus)> {
             nodes
@@ -700,7 +753,7 @@ mod tests {
             let mut batch = LogBatch::default();
             let mut e = event(0, "a", NodeStatus::Running);
             e.state.started = None;
-            batch.push(&e, &History::new(), Some(&origin(&[])));
+            batch.put(&e, &History::new(), Some(&origin(&[])));
             let mut data = blob(&batch);
             // `started` follows the number, name, status and attempts: patch it to `Some(secs)`.
             let at = 1 + 1 + 1 + 1 + 1 + 1;
@@ -715,7 +768,7 @@ mod tests {
         let mut batch = LogBatch::default();
         let mut history = History::new();
         history.push((NodeStatus::Running, SystemTime::UNIX_EPOCH));
-        batch.push(&event(0, "a", NodeStatus::Running), &history, Some(&origin(&[])));
+        batch.put(&event(0, "a", NodeStatus::Running), &history, Some(&origin(&[])));
         let data = blob(&batch);
         // The change's time is the blob's first varint 0 (the epoch), after its status code 2:
         // replace it with u64::MAX (0xFD, then eight bytes).

@@ -7,7 +7,7 @@
 //! writer gives back once written: a sender never copies what was sent before (a growing
 //! vector copied a run's records all over, on the run's threads, each time it doubled).
 
-use crate::store::{Event, RunRecord, RunStore, StoreError};
+use crate::store::{Batch, Event, Record, RunRecord, RunStore, StoreError};
 use crate::sync::lock;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
@@ -39,13 +39,80 @@ struct Shared {
     wake: Condvar,
 }
 
+/// Items in chunks of [`CHUNK`] capacity that never grow (none empty), and emptied chunks
+/// given back for reuse.
+struct Chunks<T> {
+    full: Vec<Vec<T>>,
+    spare: Vec<Vec<T>>,
+}
+
+impl<T> Default for Chunks<T> {
+    fn default() -> Self {
+        Self {
+            full: Vec::new(),
+            spare: Vec::new(),
+        }
+    }
+}
+
+impl<T> Chunks<T> {
+    fn is_empty(&self) -> bool {
+        self.full.is_empty()
+    }
+
+    /// Moves `items` to the end of the chunks, in order.
+    fn add(&mut self, items: &mut Vec<T>) {
+        self.extend(items.drain(..));
+    }
+
+    /// Writes `items` at the end of the chunks, in order: each once, into a chunk with room.
+    fn extend(&mut self, mut items: impl ExactSizeIterator<Item = T>) {
+        while items.len() > 0 {
+            let last = self.last_chunk();
+            let room = last.capacity() - last.len();
+            last.extend(items.by_ref().take(room));
+        }
+    }
+
+    fn add_one(&mut self, item: T) {
+        self.last_chunk().push(item);
+    }
+
+    /// The last chunk, with room for one item at least.
+    fn last_chunk(&mut self) -> &mut Vec<T> {
+        if self.full.last().is_none_or(|last| last.len() == last.capacity()) {
+            let chunk = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK));
+            self.full.push(chunk);
+        }
+        self.full.last_mut().expect("a chunk with room")
+    }
+
+    /// Keeps the emptied chunks of `written` for reuse, up to [`SPARE`], leaving it empty.
+    fn give_back(&mut self, written: &mut Vec<Vec<T>>) {
+        let room = SPARE.saturating_sub(self.spare.len());
+        self.spare.extend(written.drain(..).take(room));
+        written.clear();
+    }
+}
+
+/// A batch as the writer takes it: events, node records and the components of the node
+/// records that are first ones.
+struct Taken {
+    events: Vec<Vec<Event>>,
+    records: Vec<Vec<Record>>,
+    components: Vec<&'static pipeline_core::ComponentDescriptor>,
+}
+
 #[derive(Default)]
 struct Pending {
-    /// Events not yet taken by the writer, in order, in chunks of [`CHUNK`] capacity (none
-    /// empty).
-    chunks: Vec<Vec<Event>>,
-    /// Empty chunks the writer gave back.
-    spare: Vec<Vec<Event>>,
+    /// Events not yet taken by the writer, in order.
+    events: Chunks<Event>,
+    /// Node records not yet taken, in order: a drain's go in as they are, and the writer makes
+    /// the stored entries (they are written before the batch's other events, whatever the
+    /// order they came in).
+    records: Chunks<Record>,
+    /// The component of each first node record (one with parents) in `records`, in order.
+    components: Vec<&'static pipeline_core::ComponentDescriptor>,
     /// Flushes asked for after those events: answered once they are written.
     flushes: Vec<SyncSender<()>>,
     /// No more events are taken: the writer writes what it has, then stops.
@@ -55,32 +122,9 @@ struct Pending {
 }
 
 impl Pending {
-    /// Moves `events` to the end of the chunks, in order.
-    fn add(&mut self, events: &mut Vec<Event>) {
-        self.extend(events.drain(..));
-    }
-
-    /// Writes `events` at the end of the chunks, in order: each once, into a chunk with room
-    /// (a chunk never grows).
-    fn extend(&mut self, mut events: impl ExactSizeIterator<Item = Event>) {
-        while events.len() > 0 {
-            let last = self.last_chunk();
-            let room = last.capacity() - last.len();
-            last.extend(events.by_ref().take(room));
-        }
-    }
-
-    fn add_one(&mut self, event: Event) {
-        self.last_chunk().push(event);
-    }
-
-    /// The last chunk, with room for one event at least.
-    fn last_chunk(&mut self) -> &mut Vec<Event> {
-        if self.chunks.last().is_none_or(|last| last.len() == last.capacity()) {
-            let chunk = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK));
-            self.chunks.push(chunk);
-        }
-        self.chunks.last_mut().expect("a chunk with room")
+    /// Nothing to write.
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.records.is_empty()
     }
 }
 
@@ -91,7 +135,7 @@ impl Shared {
         if pending.stopped {
             return false;
         }
-        let idle = pending.chunks.is_empty() && pending.flushes.is_empty();
+        let idle = pending.is_empty() && pending.flushes.is_empty();
         add(&mut pending);
         drop(pending);
         if idle {
@@ -145,7 +189,7 @@ pub(crate) fn route(run: &str, mut events: Vec<Event>) -> Result<(), Vec<Event>>
         shared.clone()
     };
     // A writer stops only after its run ended; reports after that are dropped on purpose.
-    shared.push(|pending| pending.add(&mut events));
+    shared.push(|pending| pending.events.add(&mut events));
     Ok(())
 }
 
@@ -175,14 +219,26 @@ impl Recorder {
 
     pub(crate) fn send(&self, event: Event) {
         // The writer only stops after `finish`; a send after that is dropped on purpose.
-        self.shared.push(|pending| pending.add_one(event));
+        self.shared.push(|pending| pending.events.add_one(event));
     }
 
-    /// Sends the events `events` makes, in their order. They are made under the writer's lock,
-    /// each straight into the buffer it takes them from: a batch of records is copied once.
-    pub(crate) fn send_each(&self, events: impl ExactSizeIterator<Item = Event>) {
-        // As in `send`.
-        self.shared.push(|pending| pending.extend(events));
+    /// Hands a drain's node records over as they are (moved into the writer's chunks: the
+    /// writer makes the stored entries on its thread), with the components of their first
+    /// records, leaving both vectors empty with their room.
+    pub(crate) fn send_nodes(
+        &self,
+        records: &mut Vec<Record>,
+        components: &mut Vec<&'static pipeline_core::ComponentDescriptor>,
+    ) {
+        let sent = self.shared.push(|pending| {
+            pending.records.add(records);
+            pending.components.append(components);
+        });
+        // As in `send`: after the writer stopped, they are dropped.
+        if !sent {
+            records.clear();
+            components.clear();
+        }
     }
 
     /// The error that stopped the writer, once a batch could not be written within its bound
@@ -255,34 +311,48 @@ fn write_loop(
     bound: Duration,
 ) {
     let _gone = Gone(shared);
-    // Swapped with the senders' list of chunks; the chunks go back emptied.
-    let mut chunks: Vec<Vec<Event>> = Vec::new();
+    // Swapped with the senders' chunks; the chunks go back emptied.
+    let mut taken = Taken {
+        events: Vec::new(),
+        records: Vec::new(),
+        components: Vec::new(),
+    };
     loop {
         let (flushes, last) = {
             let mut pending = lock(&shared.state);
             // The chunks of the batch written last (emptied), for senders to fill again.
-            let room = SPARE.saturating_sub(pending.spare.len());
-            pending.spare.extend(chunks.drain(..).take(room));
-            while pending.chunks.is_empty() && pending.flushes.is_empty() && !pending.stopped {
+            pending.events.give_back(&mut taken.events);
+            pending.records.give_back(&mut taken.records);
+            while pending.is_empty() && pending.flushes.is_empty() && !pending.stopped {
                 pending = shared
                     .wake
                     .wait(pending)
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
-            if pending.chunks.is_empty() && pending.flushes.is_empty() {
+            std::mem::swap(&mut taken.events, &mut pending.events.full);
+            std::mem::swap(&mut taken.records, &mut pending.records.full);
+            taken.components.clear();
+            std::mem::swap(&mut taken.components, &mut pending.components);
+            if taken.events.is_empty() && taken.records.is_empty() && pending.flushes.is_empty() {
                 return; // stopped, and everything written
             }
-            std::mem::swap(&mut chunks, &mut pending.chunks);
             // Once stopped, nothing more comes: this is the run's last batch.
             (std::mem::take(&mut pending.flushes), pending.stopped)
         };
         // After a failure the record has a gap, and the run fails because of it: of what
         // follows (and of the batch that failed), only the run's end is written, as failed.
         let mut failed = lock(&error).is_some();
-        let events: Vec<&[Event]> = chunks.iter().map(Vec::as_slice).collect();
+        let events: Vec<&[Event]> = taken.events.iter().map(Vec::as_slice).collect();
+        let records: Vec<&[Record]> = taken.records.iter().map(Vec::as_slice).collect();
+        let batch = Batch {
+            events: &events,
+            records: &records,
+            components: &taken.components,
+        };
+        let nothing = events.is_empty() && records.is_empty();
         if !failed
-            && !events.is_empty()
-            && let Err(e) = store.apply_within(run, &events, bound)
+            && !nothing
+            && let Err(e) = store.apply_within(run, &batch, bound)
         {
             crate::diag::warn(format_args!("{e}"));
             *lock(&error) = Some(e);
@@ -292,9 +362,12 @@ fn write_loop(
             end_as_failed(&mut store, run, events.iter().flat_map(|chunk| chunk.iter()), bound);
         }
         drop(events);
+        drop(records);
         // Emptied here, not under the lock; kept for reuse up to the spare count.
-        chunks.truncate(SPARE);
-        chunks.iter_mut().for_each(Vec::clear);
+        taken.events.truncate(SPARE);
+        taken.events.iter_mut().for_each(Vec::clear);
+        taken.records.truncate(SPARE);
+        taken.records.iter_mut().for_each(Vec::clear);
         if last && !failed {
             // Read before the end is answered, for `finish` to return.
             *lock(stored) = store.run(run).ok().flatten();
@@ -381,7 +454,11 @@ fn end_as_failed<'a>(store: &mut RunStore, run: &str, events: impl Iterator<Item
                 status: pipeline_core::RunStatus::Failed,
                 ended: *ended,
             };
-            let _ = store.apply_within(run, &[std::slice::from_ref(&end)], bound);
+            let batch = Batch {
+                events: &[std::slice::from_ref(&end)],
+                ..Batch::default()
+            };
+            let _ = store.apply_within(run, &batch, bound);
         }
     }
 }
@@ -429,17 +506,17 @@ mod tests {
             run: i.to_string(),
             at: std::time::SystemTime::UNIX_EPOCH,
         };
-        let mut pending = Pending::default();
+        let mut pending = Chunks::default();
         let mut first: Vec<Event> = (0..CHUNK + 100).map(heartbeat).collect();
         pending.add(&mut first);
         assert!(first.is_empty());
         pending.add_one(heartbeat(CHUNK + 100));
         let mut more: Vec<Event> = (CHUNK + 101..3 * CHUNK).map(heartbeat).collect();
         pending.add(&mut more);
-        assert_eq!(pending.chunks.len(), 3);
-        assert!(pending.chunks.iter().all(|c| c.capacity() == CHUNK && c.len() == CHUNK));
+        assert_eq!(pending.full.len(), 3);
+        assert!(pending.full.iter().all(|c| c.capacity() == CHUNK && c.len() == CHUNK));
         let order: Vec<usize> = pending
-            .chunks
+            .full
             .iter()
             .flatten()
             .map(|e| match e {
@@ -449,12 +526,12 @@ mod tests {
             .collect();
         assert_eq!(order, (0..3 * CHUNK).collect::<Vec<_>>());
         // A chunk given back is filled again before a new one is made.
-        let spare = pending.chunks.pop().map(|mut c| {
+        let spare = pending.full.pop().map(|mut c| {
             c.clear();
             c
         });
         pending.spare.extend(spare);
-        pending.chunks.clear();
+        pending.full.clear();
         pending.add_one(heartbeat(0));
         assert!(pending.spare.is_empty(), "the spare chunk was taken");
     }
