@@ -3,9 +3,11 @@
 //!
 //! Events go through a buffer the writer swaps with its own empty one: sending is a push
 //! under a lock held for that push, not a message of its own (an allocation per message, freed
-//! on the other thread, contended glibc's arena lock). The buffer is a list of chunks of fixed capacity, which the
-//! writer gives back once written: a sender never copies what was sent before (a growing
-//! vector copied a run's records all over, on the run's threads, each time it doubled).
+//! on the other thread, contended glibc's arena lock). The buffer is two lists of chunks of
+//! fixed capacity, one of events and one of node records (the scheduler's, as they are: the
+//! writer makes the stored entries, off the run's threads), which the writer gives back once
+//! written: a sender never copies what was sent before (a growing vector copied a run's records
+//! all over, on the run's threads, each time it doubled).
 
 use crate::store::{Batch, Event, Record, RunRecord, RunStore, StoreError};
 use crate::sync::lock;
