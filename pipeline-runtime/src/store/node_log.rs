@@ -55,8 +55,8 @@ fn micros(at: SystemTime) -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// One node write, as stored and read back (borrowing the blob's strings); written as
-/// [`EntryOut`]. Serializable in tests, to check that both give the same bytes.
+/// One node write, as stored and read back (borrowing the blob's strings); written field by
+/// field by [`Writer`]. Serializable in tests, to check that both give the same bytes.
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 struct Entry<'a> {
