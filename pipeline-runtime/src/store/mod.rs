@@ -38,7 +38,7 @@ pub struct RunStore {
     busy: Duration,
     /// The file's schema version: the latest, unless opened read-only (reads adapt to it).
     version: usize,
-    /// What writing a batch of node events needs, kept for its room.
+    /// What writing a batch of node records needs, kept for its room.
     scratch: Scratch,
     /// The tags every step written here has besides its component's (a run's recorder sets
     /// its pipeline's, with `add_pipeline_tags`).
@@ -49,7 +49,7 @@ pub struct RunStore {
 /// every batch does not grow them again from nothing.
 #[derive(Default)]
 struct Scratch {
-    /// Per node of the batch, by number (not by name: this runs for every event).
+    /// Per node of the batch, by number (not by name: this runs for every record).
     latest: FnvHashMap<u32, Latest>,
     /// The batch's node log.
     log: node_log::LogBatch,
@@ -172,8 +172,7 @@ pub(crate) struct Reopened {
 /// One write, as the recorder batches them.
 #[derive(Debug)]
 pub(crate) enum Event {
-    /// An artifact of a node or of the run (boxed: an event's size is its largest kind's, and
-    /// node events, far more common, are half this one's).
+    /// An artifact of a node or of the run (boxed: an event's size is its largest kind's).
     Artifact { run: String, record: Box<ArtifactRecord> },
     /// A scalar.
     Metric { run: String, record: MetricRecord },
@@ -207,7 +206,9 @@ pub(crate) enum Event {
 
 /// A node's state to write to the run store; `changed` when its status just changed (a state
 /// change is written to its history then). The scheduler makes them; the run hands a drain's
-/// records to its recorder in one [`NodeBatch`].
+/// records to its recorder as they are, and the recorder writes them ([`Batch::records`]). A
+/// record names no run: a recorder writes one run's (a shared run id in every record cost two
+/// atomic counts per record, on two threads).
 ///
 /// Records are not effects: a run has four or more per node, and each effect is queued, taken
 /// under the run's lock and applied one at a time. Records come out all at once, in a vector
