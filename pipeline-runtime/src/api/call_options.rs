@@ -249,7 +249,7 @@ mod tests {
 
     #[test]
     fn the_same_options_share_one_descriptor() {
-        let base = &crate::exec::TEST_COMPONENT;
+        let base = &crate::store::TEST_COMPONENT;
         let with = |secs| ComponentOptions {
             time_limit: Some(Duration::from_secs(secs)),
             execution_queue: Some(intern("gpu")),

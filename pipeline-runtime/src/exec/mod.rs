@@ -247,25 +247,6 @@ impl Cancel {
     }
 }
 
-/// A component without parameters or outputs, for unit tests that need a descriptor.
-#[cfg(test)]
-pub(crate) static TEST_COMPONENT: ComponentDescriptor = ComponentDescriptor {
-    name: "step",
-    function: "step",
-    module_path: "tests",
-    file: "",
-    line: 0,
-    code_hash: "0",
-    is_async: false,
-    params: &[],
-    outputs: &[],
-    options: pipeline_core::ComponentOptions::DEFAULT,
-    entry: pipeline_core::Entries {
-        io: |_| Ok(()),
-        dynamic: |_| {},
-    },
-};
-
 #[cfg(test)]
 mod tests {
     use super::{AttemptSpec, Cancel, Lease, LeaseHost, NodeKey, Outcome, Work, WorkKind};
@@ -335,7 +316,7 @@ mod tests {
         let node = NodeKey {
             index: 0,
             name: "step".into(),
-            descriptor: &super::TEST_COMPONENT,
+            descriptor: &crate::store::TEST_COMPONENT,
         };
         Lease::new(host.clone(), node)
     }

@@ -70,6 +70,26 @@ struct Latest {
     origin: Option<((usize, usize), usize)>,
 }
 
+/// A component without parameters or outputs, for unit tests that need a descriptor (here, the lowest layer that
+/// needs one).
+#[cfg(test)]
+pub(crate) static TEST_COMPONENT: pipeline_core::ComponentDescriptor = pipeline_core::ComponentDescriptor {
+    name: "step",
+    function: "step",
+    module_path: "tests",
+    file: "",
+    line: 0,
+    code_hash: "0",
+    is_async: false,
+    params: &[],
+    outputs: &[],
+    options: pipeline_core::ComponentOptions::DEFAULT,
+    entry: pipeline_core::Entries {
+        io: |_| Ok(()),
+        dynamic: |_| {},
+    },
+};
+
 /// Where run `run`'s files (artifacts, logs, manifests) are in the state folder `state`.
 pub fn run_folder(state: &Path, run: &str) -> PathBuf {
     state.join("runs").join(run)
@@ -1063,7 +1083,7 @@ mod tests {
         static B: pipeline_core::ComponentDescriptor = pipeline_core::ComponentDescriptor {
             name: "b",
             code_hash: "h",
-            ..crate::exec::TEST_COMPONENT
+            ..TEST_COMPONENT
         };
         let record = |status, at: f64| Record {
             index: 1,

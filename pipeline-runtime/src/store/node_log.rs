@@ -457,7 +457,7 @@ mod tests {
                     tags: &["t"],
                     ..pipeline_core::ComponentOptions::DEFAULT
                 },
-                ..crate::exec::TEST_COMPONENT
+                ..crate::store::TEST_COMPONENT
             },
             parents: parents.iter().map(smol_str::SmolStr::new).collect(),
             run_tags: Vec::new(),
