@@ -1062,11 +1062,12 @@ impl Run {
             drop(st);
             // The records first, at once (one push, one wake-up): each goes to the recorder
             // before the effects produced after it are applied (a step that waits for its
-            // `parents`' records in the store starts with an effect that follows them).
+            // `parents`' records in the store starts with an effect that follows them). They
+            // go as they are: the recorder makes the stored entries on its own thread.
             if let (Some(recorder), Some(records)) = (&self.recorder, records.as_mut())
                 && !records.taken.is_empty()
             {
-                self.send_records(recorder, records);
+                recorder.send_nodes(&mut records.taken, &mut records.components);
             }
             let applied = batch.len() as u64;
             for (effect, parts) in batch.drain(..) {
@@ -1092,12 +1093,6 @@ impl Run {
             self.idle.notify_all();
             wakers.into_iter().for_each(Waker::wake);
         }
-    }
-
-    /// Sends the scheduler's records to `recorder`, leaving the buffers empty: handed over as
-    /// they are (the recorder makes the stored entries on its own thread).
-    fn send_records(&self, recorder: &Recorder, records: &mut Records) {
-        recorder.send_nodes(&mut records.taken, &mut records.components);
     }
 
     fn apply(self: &Arc<Self>, effect: Effect, parts: Parts) {

@@ -92,8 +92,8 @@ impl<T> Chunks<T> {
     /// Keeps the emptied chunks of `written` for reuse, up to [`SPARE`], leaving it empty.
     fn give_back(&mut self, written: &mut Vec<Vec<T>>) {
         let room = SPARE.saturating_sub(self.spare.len());
+        // The drain drops what is beyond the room.
         self.spare.extend(written.drain(..).take(room));
-        written.clear();
     }
 }
 
