@@ -779,7 +779,7 @@ impl Run {
         });
         let inputs: smallvec::SmallVec<[u32; 4]> = deps.iter().filter(|d| d.run == self.id).map(|d| d.index).collect();
         let before = self.attempts_before(&name.text);
-        st.sched.add_node(name, rules, &inputs, before, SystemTime::now());
+        st.sched.add_node_read(name, rules, &inputs, before, SystemTime::now);
         self.settle_lazily(st);
         handles
     }

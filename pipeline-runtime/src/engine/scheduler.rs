@@ -134,13 +134,15 @@ type Edges = smallvec::SmallVec<[(u32, bool); 2]>;
 
 struct Node {
     name: SmolStr,
-    rules: StepRules,
+    /// Its rules, by index in [`Scheduler::rules`] (the nodes of a component share them: a
+    /// node is read on every event of its own, and a run holds them by the hundred thousand).
+    rules: u32,
     /// Parents by index; `true` for a data edge (an input), `false` for `parents = [...]`.
     // Inline: most nodes have one or two of each, and a list on the heap per node costs an
     // allocation and a free on the hot path.
     parents: Edges,
     dependents: Edges,
-    waiting_on: usize,
+    waiting_on: u32,
     status: NodeStatus,
     /// Attempts in this run (the retry policy counts these).
     attempts: u32,
@@ -191,9 +193,33 @@ impl Node {
     }
 }
 
+/// Whether two nodes' rules are the same (names, lists and callbacks by address).
+fn same_rules(a: &StepRules, b: &StepRules) -> bool {
+    let (x, y) = (&a.callbacks, &b.callbacks);
+    let retry = match (a.retry, b.retry) {
+        (RetryPolicy::Never, RetryPolicy::Never) => true,
+        (RetryPolicy::Count(m), RetryPolicy::Count(n)) => m == n,
+        (RetryPolicy::Callback(f), RetryPolicy::Callback(g)) => std::ptr::fn_addr_eq(f, g),
+        _ => false,
+    };
+    retry
+        && std::ptr::eq(a.component, b.component)
+        && std::ptr::eq(a.parents, b.parents)
+        && a.backoff == b.backoff
+        && a.continue_behaviour == b.continue_behaviour
+        && x.pre_execute.map(|f| f as usize) == y.pre_execute.map(|f| f as usize)
+        && x.post_execute.map(|f| f as usize) == y.post_execute.map(|f| f as usize)
+        && x.status_change.map(|f| f as usize) == y.status_change.map(|f| f as usize)
+}
+
 /// The state of one run's nodes and the rules that move them.
 pub(crate) struct Scheduler {
     nodes: Chunked<Node>,
+    /// The rules of the nodes, each distinct one once.
+    rules: Vec<StepRules>,
+    /// The rules most recently added per component (by the address of its name): where a
+    /// node's rules are looked for before they are added.
+    latest_rules: FnvHashMap<usize, u32>,
     names: NameIndex,
     repeats: FnvHashMap<Box<str>, u32>,
     /// Where [`Scheduler::next_name`] writes names.
@@ -344,6 +370,8 @@ impl Scheduler {
     pub(crate) fn new(abort_on_failure: bool, recording: bool) -> Self {
         Self {
             nodes: Chunked::new(),
+            rules: Vec::new(),
+            latest_rules: FnvHashMap::default(),
             names: NameIndex::default(),
             repeats: FnvHashMap::default(),
             name_buf: String::new(),
@@ -464,10 +492,8 @@ impl Scheduler {
         unused_name(&self.names, &self.nodes, &mut self.name_buf, component, count)
     }
 
-    /// Event: a component was called. `name` comes from [`Scheduler::next_name`]; `inputs`
-    /// are the nodes its arguments come from; `attempts_before` are the node's attempts before
-    /// its run was resumed (shown in its attempt count; its retry policy counts only the new
-    /// ones). Returns the node's index.
+    /// [`Scheduler::add_node_read`] at a time known beforehand.
+    #[cfg(test)]
     pub(crate) fn add_node(
         &mut self,
         name: NodeName,
@@ -476,7 +502,37 @@ impl Scheduler {
         attempts_before: u32,
         now: SystemTime,
     ) -> u32 {
-        self.now = now;
+        self.add_node_read(name, rules, inputs, attempts_before, || now)
+    }
+
+    /// Event: a component was called. `name` comes from [`Scheduler::next_name`]; `inputs`
+    /// are the nodes its arguments come from; `attempts_before` are the node's attempts before
+    /// its run was resumed (shown in its attempt count; its retry policy counts only the new
+    /// ones). Returns the node's index.
+    ///
+    /// `clock` is read only if the time is kept: by the node's records, or by a node final at
+    /// once (skipped, failed or aborted). Unrecorded, a node added to wait or to queue keeps
+    /// no time, and reading a clock would be a good share of adding it.
+    pub(crate) fn add_node_read(
+        &mut self,
+        name: NodeName,
+        rules: StepRules,
+        inputs: &[u32],
+        attempts_before: u32,
+        clock: impl FnOnce() -> SystemTime,
+    ) -> u32 {
+        let mut clock = Some(clock);
+        let mut now = || clock.take().map(|read| read());
+        if self.recording {
+            self.now = now().expect("not read yet");
+        }
+        // The time of a node final at once: read now if it was not above.
+        let mut now = move |sched: &mut Self| {
+            if let Some(at) = now() {
+                sched.now = at;
+            }
+            sched.now
+        };
         let index = self.nodes.len() as u32;
         let mut parents: Edges = inputs.iter().filter(|&&i| i < index).map(|&i| (i, true)).collect();
         let mut unknown = Vec::new();
@@ -486,6 +542,7 @@ impl Scheduler {
                 None => unknown.push(parent),
             }
         }
+        let rules = self.intern(rules);
         self.nodes.push(Node {
             name: name.text,
             rules,
@@ -515,8 +572,10 @@ impl Scheduler {
                     unknown.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
                 ),
             );
+            let now = now(self);
             self.fail(index, error, now);
         } else if let Some(reason) = self.aborting.clone() {
+            let now = now(self);
             self.finish(
                 index,
                 NodeStatus::Aborted,
@@ -558,7 +617,7 @@ impl Scheduler {
         let retries = node.attempts - 1;
         let grant = Grant {
             number: node.attempts,
-            last: node.rules.retry.is_last_attempt(retries),
+            last: self.rules[node.rules as usize].retry.is_last_attempt(retries),
         };
         if node.status == NodeStatus::Running {
             self.record(index, false, false); // a retry: the attempt count changed
@@ -604,7 +663,7 @@ impl Scheduler {
                 if self.aborting.is_some() {
                     return self.fail(index, error, now);
                 }
-                match self.node(index).rules.retry {
+                match self.rules_of(index).retry {
                     RetryPolicy::Callback(callback) => {
                         self.nodes[index as usize].cold_mut().pending_error = Some(error);
                         let node = Box::new(self.dag_node(index));
@@ -758,7 +817,7 @@ impl Scheduler {
         let n = self.node(index);
         DagNode {
             name: n.name.to_string(),
-            component: n.rules.component.to_string(),
+            component: self.rules[n.rules as usize].component.to_string(),
             parents: n.parents.iter().map(|&(p, _)| self.node(p).name.to_string()).collect(),
             status: n.status,
             attempts: n.attempts_before + n.attempts,
@@ -770,6 +829,25 @@ impl Scheduler {
 
     fn node(&self, index: u32) -> &Node {
         &self.nodes[index as usize]
+    }
+
+    fn rules_of(&self, index: u32) -> &StepRules {
+        &self.rules[self.node(index).rules as usize]
+    }
+
+    /// The index of `rules` in [`Scheduler::rules`], added if they are not the ones last
+    /// added for their component.
+    fn intern(&mut self, rules: StepRules) -> u32 {
+        let key = rules.component.as_ptr() as usize;
+        if let Some(&i) = self.latest_rules.get(&key)
+            && same_rules(&self.rules[i as usize], &rules)
+        {
+            return i;
+        }
+        let i = self.rules.len() as u32;
+        self.rules.push(rules);
+        self.latest_rules.insert(key, i);
+        i
     }
 
     /// Records the node's state; `first` for its first record, which names its parents.
@@ -836,7 +914,7 @@ impl Scheduler {
             _ => {}
         }
         self.record(index, true, false);
-        if let Some(callback) = self.node(index).rules.callbacks.status_change {
+        if let Some(callback) = self.rules_of(index).callbacks.status_change {
             let node = Box::new(self.dag_node(index));
             self.effects.push_back(Effect::StatusChanged {
                 index,
@@ -848,7 +926,8 @@ impl Scheduler {
     }
 
     /// Connects a new node to its unfinished parents, or decides its fate now.
-    fn wire(&mut self, index: u32, now: SystemTime) {
+    /// `now` reads the time, wanted only by a node final at once.
+    fn wire(&mut self, index: u32, mut now: impl FnMut(&mut Self) -> SystemTime) {
         let mut waiting = 0;
         for i in 0..self.node(index).parents.len() {
             let (parent, data) = self.node(index).parents[i];
@@ -856,6 +935,7 @@ impl Scheduler {
                 waiting += 1;
                 self.nodes[parent as usize].dependents.push((index, data));
             } else if let Some(skip) = self.blocked_by(parent, data) {
+                let now = now(self);
                 self.finish_skipped(index, skip, now);
                 return;
             }
@@ -867,7 +947,7 @@ impl Scheduler {
     }
 
     fn ready(&mut self, index: u32) {
-        match self.node(index).rules.callbacks.pre_execute {
+        match self.rules_of(index).callbacks.pre_execute {
             Some(callback) => {
                 let node = Box::new(self.dag_node(index));
                 self.effects.push_back(Effect::PreExecute { index, callback, node });
@@ -890,7 +970,9 @@ impl Scheduler {
     fn retry(&mut self, index: u32) {
         let node = self.node(index);
         let attempt = node.attempts + 1;
-        let delay = node.rules.backoff.wait(node.attempts, self.draw(index, attempt));
+        let delay = self.rules[node.rules as usize]
+            .backoff
+            .wait(node.attempts, self.draw(index, attempt));
         if !delay.is_zero() {
             self.set_status(index, NodeStatus::Queued);
         }
@@ -909,7 +991,7 @@ impl Scheduler {
 
     fn fail(&mut self, index: u32, error: StepError, now: SystemTime) {
         self.finish(index, NodeStatus::Failed, error, now);
-        if !self.node(index).rules.continue_behaviour.continue_on_fail {
+        if !self.rules_of(index).continue_behaviour.continue_on_fail {
             self.fail_run(index, now);
         }
     }
@@ -917,7 +999,7 @@ impl Scheduler {
     /// An aborted step without `continue_on_abort` fails the run. Steps aborted by the run's
     /// own stop change nothing.
     fn note_abort(&mut self, index: u32, now: SystemTime) {
-        if !self.node(index).rules.continue_behaviour.continue_on_abort && self.aborting.is_none() {
+        if !self.rules_of(index).continue_behaviour.continue_on_abort && self.aborting.is_none() {
             self.fail_run(index, now);
         }
     }
@@ -1026,7 +1108,7 @@ impl Scheduler {
     /// The post callback, then the node's children.
     fn after_final(&mut self, index: u32, now: SystemTime) {
         if self.node(index).ran {
-            if let Some(callback) = self.node(index).rules.callbacks.post_execute {
+            if let Some(callback) = self.rules_of(index).callbacks.post_execute {
                 let node = Box::new(self.dag_node(index));
                 self.effects.push_back(Effect::PostExecute { index, callback, node });
             }
@@ -1051,7 +1133,7 @@ impl Scheduler {
     /// Why a final parent keeps its child from running, if it does.
     fn blocked_by(&self, parent: u32, data: bool) -> Option<Skip> {
         let p = self.node(parent);
-        let behaviour = p.rules.continue_behaviour;
+        let behaviour = self.rules[p.rules as usize].continue_behaviour;
         let skips = match p.status {
             NodeStatus::Completed | NodeStatus::Cached => return None,
             NodeStatus::Failed => behaviour.skip_children_on_fail,

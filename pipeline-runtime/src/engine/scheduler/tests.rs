@@ -1191,3 +1191,61 @@ fn records_carry_the_time_of_their_event_and_tell_how_long_they_waited() {
     );
     assert_eq!(h.s.records_waiting(), (0, Duration::ZERO));
 }
+
+/// A run holds its nodes by the hundred thousand and touches one on each of its events: the
+/// rules a component gives its nodes are kept once, not in each node.
+#[test]
+fn nodes_of_a_component_share_its_rules_and_a_node_stays_small() {
+    let mut s = Scheduler::new(false, false);
+    let add = |s: &mut Scheduler, rules: StepRules| {
+        let name = s.next_name(rules.component);
+        s.add_node(name, rules, &[], 0, t(0))
+    };
+    for _ in 0..3 {
+        add(&mut s, rules("a"));
+        add(&mut s, rules("b"));
+    }
+    assert_eq!(s.rules.len(), 2);
+    // Other options for one call: rules of their own, which the next such call shares.
+    let retried = StepRules {
+        retry: RetryPolicy::Count(1),
+        ..rules("a")
+    };
+    let c = add(&mut s, retried);
+    let d = add(&mut s, retried);
+    assert_eq!(s.rules.len(), 3);
+    assert!(matches!(s.rules_of(c).retry, RetryPolicy::Count(1)));
+    assert!(matches!(s.rules_of(d).retry, RetryPolicy::Count(1)));
+    assert!(matches!(s.rules_of(0).retry, RetryPolicy::Never));
+    assert!(
+        std::mem::size_of::<Node>() <= 152,
+        "a node is {} bytes",
+        std::mem::size_of::<Node>()
+    );
+}
+
+/// Unrecorded, adding a node that waits or is queued reads no clock (a good share of adding
+/// it); one final at once (skipped, failed, aborted) reads it for its end.
+#[test]
+fn an_unrecorded_add_reads_the_clock_only_for_a_node_final_at_once() {
+    let mut h = Harness::with(false, false);
+    let unread = || -> SystemTime { panic!("the clock was read") };
+    let name = h.s.next_name("load");
+    let a = h.s.add_node_read(name, rules("load"), &[], 0, unread);
+    let name = h.s.next_name("clean");
+    let b = h.s.add_node_read(name, rules("clean"), &[a], 0, unread);
+    assert_eq!(
+        (h.s.status(a), h.s.status(b)),
+        (NodeStatus::Queued, NodeStatus::Pending)
+    );
+    h.fail(a, "file not found");
+    let name = h.s.next_name("train");
+    let c = h.s.add_node_read(name, rules("train"), &[a], 0, || t(500));
+    assert_eq!(h.s.status(c), NodeStatus::Skipped);
+    assert_eq!(h.s.dag_node(c).ended, Some(t(500)));
+    // Recorded, every add reads it: its records carry the time.
+    let mut h = Harness::with(false, true);
+    let name = h.s.next_name("load");
+    h.s.add_node_read(name, rules("load"), &[], 0, || t(7));
+    assert!(h.s.records.iter().all(|r| r.at == t(7)) && !h.s.records.is_empty());
+}
