@@ -1249,3 +1249,24 @@ fn an_unrecorded_add_reads_the_clock_only_for_a_node_final_at_once() {
     h.s.add_node_read(name, rules("load"), &[], 0, || t(7));
     assert!(h.s.records.iter().all(|r| r.at == t(7)) && !h.s.records.is_empty());
 }
+
+/// Bases that look like numbered names, in every order: the names made are distinct and
+/// find their nodes.
+#[test]
+fn generated_names_are_distinct_in_every_order_of_numbered_looking_bases() {
+    const BASES: [&str; 5] = ["a", "a_1", "a_2", "a_1_1", "b_"];
+    for mut code in 0..BASES.len().pow(6) {
+        let mut s = Scheduler::new(false, false);
+        let mut names = Vec::new();
+        for _ in 0..6 {
+            let base = BASES[code % BASES.len()];
+            code /= BASES.len();
+            let name = s.next_name(base);
+            names.push(name.text.clone());
+            s.add_node(name, rules(base), &[], 0, t(0));
+        }
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(s.index_of(name), Some(i as u32), "{names:?}");
+        }
+    }
+}
