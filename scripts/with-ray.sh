@@ -44,8 +44,19 @@ node_pid=""
 "$venv/bin/moto_server" -H 127.0.0.1 -p "$s3_port" >"$tmp/moto.log" 2>&1 &
 moto_pid=$!
 stop_all() {
+  local status=$?
   kill $node_pid $head_pid "$moto_pid" 2>/dev/null || true
   wait $node_pid $head_pid "$moto_pid" 2>/dev/null || true
+  # A failure's evidence (a Ray worker that died, a job's driver log) lives only in these logs:
+  # kept, with the services' own, where `cargo clean` removes them.
+  if [ "$status" -ne 0 ]; then
+    keep="target/with-ray-logs/$(date +%Y%m%d-%H%M%S)-$$"
+    mkdir -p "$keep/head" "$keep/node"
+    cp "$tmp"/*.log "$keep/" 2>/dev/null || true
+    cp -r "$tmp"/ray/session_*/logs/. "$keep/head/" 2>/dev/null || true
+    cp -r "$tmp"/node/ray/session_*/logs/. "$keep/node/" 2>/dev/null || true
+    echo "with-ray: the command failed (status $status); the logs of Ray and moto are in $keep" >&2
+  fi
   rm -rf "$tmp"
 }
 trap stop_all EXIT
