@@ -522,14 +522,15 @@ impl Scheduler {
         clock: impl FnOnce() -> SystemTime,
     ) -> u32 {
         let mut clock = Some(clock);
-        let mut now = || clock.take().map(|read| read());
-        if self.recording {
-            self.now = now().expect("not read yet");
+        if self.recording
+            && let Some(read) = clock.take()
+        {
+            self.now = read();
         }
         // The time of a node final at once: read now if it was not above.
         let mut now = move |sched: &mut Self| {
-            if let Some(at) = now() {
-                sched.now = at;
+            if let Some(read) = clock.take() {
+                sched.now = read();
             }
             sched.now
         };

@@ -70,8 +70,8 @@ struct Latest {
     origin: Option<((usize, usize), usize)>,
 }
 
-/// A component without parameters or outputs, for unit tests that need a descriptor (here, the lowest layer that
-/// needs one).
+/// A component without parameters or outputs, for unit tests that need a descriptor (here,
+/// in the lowest layer that needs one).
 #[cfg(test)]
 pub(crate) static TEST_COMPONENT: pipeline_core::ComponentDescriptor = pipeline_core::ComponentDescriptor {
     name: "step",
