@@ -53,8 +53,8 @@ stop_all() {
     keep="target/with-ray-logs/$(date +%Y%m%d-%H%M%S)-$$"
     mkdir -p "$keep/head" "$keep/node"
     cp "$tmp"/*.log "$keep/" 2>/dev/null || true
-    cp -r "$tmp"/ray/session_*/logs/. "$keep/head/" 2>/dev/null || true
-    cp -r "$tmp"/node/ray/session_*/logs/. "$keep/node/" 2>/dev/null || true
+    cp -r "$tmp"/ray/session_latest/logs/. "$keep/head/" 2>/dev/null || true
+    cp -r "$tmp"/node/ray/session_latest/logs/. "$keep/node/" 2>/dev/null || true
     echo "with-ray: the command failed (status $status); the logs of Ray and moto are in $keep" >&2
   fi
   rm -rf "$tmp"
