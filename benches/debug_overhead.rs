@@ -31,6 +31,16 @@ fn chain(n: u64) -> u64 {
     h.get().expect("the chain completes")
 }
 
+/// Each step's value read before the next call: the body waits for every step.
+#[pipeline(name = "bench_chain_read", project = "bench")]
+fn chain_read(n: u64) -> u64 {
+    let mut v = 0;
+    for _ in 0..n {
+        v = inc(v).get().expect("the step completes");
+    }
+    v
+}
+
 #[pipeline(name = "bench_fan_out", project = "bench")]
 fn fan_out(n: u64) -> u64 {
     let handles: Vec<_> = (0..n).map(inc).collect();
@@ -104,7 +114,12 @@ fn main() {
         for &n in &sizes {
             let chain_time = measure(7, || chain(n), n);
             let fan_time = measure(7, || fan_out(n), n);
-            for (shape, steps, t) in [("chain", n, chain_time), ("fan-out + fan-in", n + 1, fan_time)] {
+            let read_time = measure(7, || chain_read(n), n);
+            for (shape, steps, t) in [
+                ("chain", n, chain_time),
+                ("fan-out + fan-in", n + 1, fan_time),
+                ("chain, each value read", n, read_time),
+            ] {
                 println!(
                     "| {store} | {shape} | {steps} | {:.2} ms | {:.2} µs |",
                     t.as_secs_f64() * 1e3,

@@ -766,3 +766,112 @@ fn a_body_polling_is_ready_sees_its_step_finish() {
     debug();
     assert_eq!(polled_ready::run().unwrap().output, 6);
 }
+
+// ------------------------------------------------- which thread runs a step
+
+fn this_thread() -> String {
+    format!("{:?}", std::thread::current().id())
+}
+
+#[component]
+fn thread_of(x: u32) -> String {
+    format!("{x} on {}", this_thread())
+}
+
+#[component]
+fn calls_a_component(x: f64) -> f64 {
+    // Inside a step a component call runs at once, as a plain function.
+    square(x).get().unwrap()
+}
+
+#[pipeline(name = "started_in_a_step", project = "tests")]
+fn started_in_a_step(x: f64) -> f64 {
+    square(x).get().unwrap()
+}
+
+#[component]
+fn starts_a_pipeline(x: f64) -> String {
+    let finished = started_in_a_step::run(x).unwrap();
+    format!("{} {}", finished.output, finished.run.parent().is_none())
+}
+
+#[pipeline(name = "who_runs", project = "tests")]
+fn who_runs() -> (String, String, f64, String) {
+    let read = thread_of(1).get().unwrap();
+    let inner = calls_a_component(3.0).get().unwrap();
+    let started = starts_a_pipeline(2.0).get().unwrap();
+    (this_thread(), read, inner, started)
+}
+
+#[test]
+fn a_blocking_read_runs_the_step_on_the_readers_thread_outside_the_run() {
+    debug();
+    let finished = who_runs::run().unwrap();
+    let (body, read, inner, started) = finished.output;
+    assert_eq!(read, format!("1 on {body}"), "the body's `.get()` ran the step");
+    // Run by the body's thread, a step is still outside the run's body: its component call
+    // and the pipeline it starts are not nodes of the run.
+    assert_eq!(inner, 9.0);
+    assert_eq!(started, "4 true");
+    let mut names: Vec<_> = finished.run.dag().nodes().map(|n| n.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["calls_a_component", "starts_a_pipeline", "thread_of"]);
+    assert!(finished.run.is_successful());
+}
+
+#[pipeline(name = "who_runs_awaited", project = "tests")]
+async fn who_runs_awaited() -> (String, String) {
+    (this_thread(), thread_of(2).await.unwrap())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_awaited_step_runs_on_the_step_thread() {
+    debug();
+    let (body, read) = who_runs_awaited::run().await.unwrap().output;
+    assert!(read.starts_with("2 on "), "{read}");
+    assert_ne!(
+        read,
+        format!("2 on {body}"),
+        "an async reader's thread must not run step code"
+    );
+}
+
+static AT_ONCE: AtomicU32 = AtomicU32::new(0);
+static MOST_AT_ONCE: AtomicU32 = AtomicU32::new(0);
+
+#[component]
+fn one_at_a_time(x: u32) -> u32 {
+    let now = AT_ONCE.fetch_add(1, Ordering::SeqCst) + 1;
+    MOST_AT_ONCE.fetch_max(now, Ordering::SeqCst);
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    AT_ONCE.fetch_sub(1, Ordering::SeqCst);
+    x
+}
+
+#[pipeline(name = "many_readers", project = "tests")]
+fn many_readers() -> u32 {
+    let handles: Vec<_> = (0..40).map(one_at_a_time).collect();
+    let (odd, even): (Vec<_>, Vec<_>) = handles.into_iter().enumerate().partition(|(i, _)| i % 2 == 1);
+    let read = |half: Vec<(usize, Handle<u32>)>| half.into_iter().map(|(_, h)| h.get().unwrap()).sum::<u32>();
+    let extra = one_at_a_time(100);
+    // Three threads read at once: two may run steps, the third awaits (the step thread runs
+    // its step).
+    std::thread::scope(|s| {
+        let other = s.spawn(|| read(odd));
+        let awaited = s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(async { extra.await.unwrap() })
+        });
+        read(even) + other.join().unwrap() + awaited.join().unwrap()
+    })
+}
+
+#[test]
+fn steps_run_one_at_a_time_whoever_reads() {
+    debug();
+    let finished = many_readers::run().unwrap();
+    assert_eq!(finished.output, (0..40).sum::<u32>() + 100);
+    assert_eq!(MOST_AT_ONCE.load(Ordering::SeqCst), 1, "two steps ran at once");
+}

@@ -165,7 +165,7 @@ fn executor(
     }
     Ok(match mode {
         Mode::Debug => Box::new(
-            DebugExecutor::start(descriptor.name, config.clone())
+            DebugExecutor::start(descriptor.name, config.clone(), crate::engine::context::apart)
                 .map_err(ExecutorError::thread("the debug executor's thread"))?,
         ),
         Mode::Local => {
@@ -425,7 +425,7 @@ pub fn run_pipeline<R>(
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let _span = run.span.enter();
         run.config
-            .scope(|| crate::step::with_context(context, || CURRENT.sync_scope(run.clone(), body)))
+            .scope(|| crate::step::with_context(context, || CURRENT.sync_scope(Some(run.clone()), body)))
     }));
     run.wait_idle();
     conclude(&run, watchdog, progress, outcome, nested)
@@ -441,7 +441,7 @@ pub async fn run_pipeline_async<R>(
     super::interrupt::started(&run);
     let watchdog = Watchdog::start(&run);
     let progress = super::progress::show(&run);
-    let mut body = pin!(CURRENT.scope(run.clone(), body));
+    let mut body = pin!(CURRENT.scope(Some(run.clone()), body));
     let context = run.step_context(None);
     // The body may move between threads at each await: its report context goes with each poll.
     let outcome = poll_fn(|cx| {

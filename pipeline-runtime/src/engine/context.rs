@@ -7,11 +7,19 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 tokio::task_local! {
-    pub(crate) static CURRENT: Arc<Run>;
+    /// `None` inside a step that the body's thread runs (see [`apart`]).
+    pub(crate) static CURRENT: Option<Arc<Run>>;
 }
 
 pub(crate) fn current() -> Option<Arc<Run>> {
-    CURRENT.try_with(Arc::clone).ok()
+    CURRENT.try_with(Option::clone).ok().flatten()
+}
+
+/// Runs `f` outside any run's body. In debug mode the body's thread runs steps while it waits
+/// for one: there, as on the step thread, a component call runs as a plain function and a
+/// pipeline starts a run of its own.
+pub(crate) fn apart(f: &mut dyn FnMut()) {
+    CURRENT.sync_scope(None, f)
 }
 
 /// The run whose body is executing here, if any: call it from inside a `#[pipeline]` function.

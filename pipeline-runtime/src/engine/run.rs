@@ -929,8 +929,8 @@ impl Run {
     /// Blocks until no node is pending, queued or running and every effect (callbacks
     /// included) has been applied.
     pub(crate) fn wait_idle(self: &Arc<Self>) {
-        // In debug mode the steps run while someone waits for them: this wait is one.
-        let _wanted = crate::value::demand::want(self.id);
+        // In debug mode the steps run while someone waits for them: this thread runs them.
+        let _wanted = crate::value::demand::wait_for(self.id, &|| self.lock().idle());
         // Records that waited (none, mostly: a node's last ones come with its effects).
         self.send_waiting();
         let mut st = self.lock();

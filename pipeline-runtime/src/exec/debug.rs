@@ -2,6 +2,7 @@
 //! steps became ready. Values move between steps without being serialized.
 
 use super::{Executor, Lease, Outcome, Work, WorkKind};
+use crate::config::Config;
 use crate::sync::lock;
 use crate::value::Invoke;
 use crate::value::demand::Demand;
@@ -11,11 +12,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-/// One step thread per run. Steps run on demand (ClearML's debug mode runs a step when its
-/// result is first used): while a reader waits for a value of the run (`.get()`, `.await`,
-/// the run's end), the thread runs every step that is ready, in the order they became ready;
-/// otherwise ready steps wait in the queue. So the body adds nodes without handing each one
-/// to the step thread, and the step thread goes from one step to the next without waking.
+/// Steps run on demand (ClearML's debug mode runs a step when its result is first used), one
+/// at a time, in the order they became ready; otherwise ready steps wait in the queue. A
+/// blocking reader (`.get()`, the run's end) runs them on its own thread until its value is
+/// there; while other readers wait (`.await`, a reader inside an async runtime, or one that
+/// found a step running), the run's step thread runs them. So the body adds nodes without
+/// handing each one over, and steps go from one to the next without a wake-up.
 pub(crate) struct DebugExecutor {
     shared: Arc<Shared>,
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -25,7 +27,15 @@ struct Shared {
     queue: Mutex<Queue>,
     /// Signalled when the step thread sleeps and may now have work.
     work: Condvar,
+    /// The run's configuration, which steps see wherever they run.
+    config: Config,
+    /// Runs its argument outside the run's body: a step run by the body's thread must not
+    /// add its component calls to the run, nor make a pipeline it starts a node of it.
+    apart: Apart,
 }
+
+/// See [`Shared::apart`].
+pub(crate) type Apart = fn(&mut dyn FnMut());
 
 #[derive(Default)]
 struct Queue {
@@ -38,6 +48,8 @@ struct Queue {
     closed: bool,
     /// The step thread waits on `work` (only then does a change need a wake-up).
     sleeping: bool,
+    /// A thread runs a step: steps run one at a time.
+    busy: bool,
 }
 
 impl Queue {
@@ -49,7 +61,7 @@ impl Queue {
 impl Shared {
     /// Wakes the step thread if it sleeps and now has something to run.
     fn wake(&self, queue: &Queue) {
-        if queue.sleeping && queue.runs() && !queue.ready.is_empty() {
+        if queue.sleeping && queue.runs() && !queue.busy && !queue.ready.is_empty() {
             self.work.notify_one();
         }
     }
@@ -58,11 +70,14 @@ impl Shared {
         let mut queue = lock(&self.queue);
         loop {
             if queue.runs()
+                && !queue.busy
                 && let Some(lease) = queue.ready.pop_front()
             {
+                queue.busy = true;
                 drop(queue);
                 run_in_process(lease);
                 queue = lock(&self.queue);
+                queue.busy = false;
                 continue;
             }
             if queue.closed {
@@ -76,6 +91,45 @@ impl Shared {
 }
 
 impl Demand for Shared {
+    fn drive(&self, done: &dyn Fn() -> bool) {
+        // `done` may take other locks (a slot's, the run's): never under the queue's.
+        if done() {
+            return;
+        }
+        let first = {
+            let mut queue = lock(&self.queue);
+            if queue.busy {
+                return;
+            }
+            let Some(lease) = queue.ready.pop_front() else {
+                return;
+            };
+            queue.busy = true;
+            lease
+        };
+        let mut lease = Some(first);
+        // A panic here (none is expected: steps and callbacks are caught) must not leave the
+        // queue busy, or no thread would run a step again.
+        let _unbusy = Unbusy(self);
+        self.config.scope(|| {
+            (self.apart)(&mut || {
+                while let Some(now) = lease.take() {
+                    run_in_process(now);
+                    let finished = done();
+                    let mut queue = lock(&self.queue);
+                    queue.busy = false;
+                    if !finished && let Some(next) = queue.ready.pop_front() {
+                        queue.busy = true;
+                        lease = Some(next);
+                    } else {
+                        // Readers that could not drive may wait for what is left.
+                        self.wake(&queue);
+                    }
+                }
+            })
+        });
+    }
+
     fn want(&self) {
         let mut queue = lock(&self.queue);
         queue.wanted += 1;
@@ -93,18 +147,34 @@ impl Demand for Shared {
     }
 }
 
+/// Frees the queue of a driving thread that unwinds.
+struct Unbusy<'a>(&'a Shared);
+
+impl Drop for Unbusy<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut queue = lock(&self.0.queue);
+            queue.busy = false;
+            self.0.wake(&queue);
+        }
+    }
+}
+
 impl DebugExecutor {
     /// Its thread runs steps under the run's `config`, as a worker process would: step code
     /// that reads the configuration (`PipelineRun::get`, a nested pipeline) sees the run's.
-    pub(crate) fn start(pipeline: &str, config: crate::config::Config) -> std::io::Result<Self> {
+    /// `apart` runs a step outside the run's body when the body's thread runs it.
+    pub(crate) fn start(pipeline: &str, config: Config, apart: Apart) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
+            config,
+            apart,
         });
         let on_thread = shared.clone();
         let worker = std::thread::Builder::new()
             .name(format!("pipeline-debug:{pipeline}"))
-            .spawn(move || config.scope(|| on_thread.worker()))?;
+            .spawn(move || on_thread.config.scope(|| on_thread.worker()))?;
         Ok(Self {
             shared,
             worker: Mutex::new(Some(worker)),

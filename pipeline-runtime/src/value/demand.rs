@@ -4,8 +4,10 @@
 //! is about to wait says so through [`want`], which wakes that executor.
 //!
 //! Running on demand keeps the body's thread and the step thread from handing every step to
-//! each other: while the body adds nodes, the step thread sleeps; once the body waits, the
-//! step thread runs what is ready, each step's end readying the next, without a wake-up.
+//! each other: while the body adds nodes, the step thread sleeps; once the body waits, it runs
+//! what is ready itself ([`Demand::drive`]), each step's end readying the next, and only then
+//! waits. The step thread serves readers that cannot run steps: an `.await`, a thread inside
+//! an async runtime, or a reader that finds a step already running.
 
 use crate::sync::lock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +15,9 @@ use std::sync::{Arc, Mutex, Weak};
 
 /// What runs a run's steps on demand (the debug executor).
 pub(crate) trait Demand: Send + Sync {
+    /// Runs ready steps on the calling thread, one at a time, until `done` or until none is
+    /// ready or another thread runs one.
+    fn drive(&self, done: &dyn Fn() -> bool);
     /// A reader starts waiting: run what is ready until [`Demand::unwant`].
     fn want(&self);
     /// That reader stopped waiting.
@@ -72,6 +77,23 @@ pub(crate) fn want(run: u64) -> Wanted {
         d.want();
     }
     Wanted(demand)
+}
+
+/// A blocking reader of run `run` about to wait until `done`: runs the run's ready steps on
+/// this thread first (not inside an async runtime, whose threads must not run step code),
+/// then, if `done` is still false, says it waits, as [`want`] does.
+pub(crate) fn wait_for(run: u64, done: &dyn Fn() -> bool) -> Wanted {
+    let Some(demand) = find(run) else {
+        return Wanted(None);
+    };
+    if tokio::runtime::Handle::try_current().is_err() {
+        demand.drive(done);
+    }
+    if done() {
+        return Wanted(None);
+    }
+    demand.want();
+    Wanted(Some(demand))
 }
 
 /// Says that the caller watches run `run` without waiting: its steps run as they are ready

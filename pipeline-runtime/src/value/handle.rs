@@ -87,8 +87,9 @@ impl<T: ComponentValue> Handle<T> {
     ///
     /// In `async` code use `.await` instead, which does not block the executor thread.
     pub fn get(self) -> Result<T, HandleError> {
-        // In debug mode the steps run while a reader waits for them.
-        let _wanted = (!self.slot.is_resolved()).then(|| super::demand::want(self.node.run));
+        // In debug mode the steps run while a reader waits for them: this thread runs them.
+        let _wanted =
+            (!self.slot.is_resolved()).then(|| super::demand::wait_for(self.node.run, &|| self.slot.is_resolved()));
         Slot::take_blocking(&self.slot, true)
     }
 }
