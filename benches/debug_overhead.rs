@@ -3,8 +3,8 @@
 //! framework alone) and on (every node and state change recorded in SQLite).
 //!
 //! Run: `cargo bench --bench debug_overhead` (prints a Markdown table). For profiling,
-//! `DEBUG_OVERHEAD_STORE=off|on` keeps one run-store setting and `DEBUG_OVERHEAD_SIZES=10000`
-//! chooses the sizes.
+//! `DEBUG_OVERHEAD_STORE=off|on` keeps one run-store setting, `DEBUG_OVERHEAD_SIZES=10000`
+//! chooses the sizes and `DEBUG_OVERHEAD_SHAPES=chain,fan-out,read` the shapes.
 
 mod common;
 
@@ -92,6 +92,11 @@ fn main() {
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1_000, 10_000, 100_000]);
+    let shapes: Vec<String> = std::env::var("DEBUG_OVERHEAD_SHAPES")
+        .unwrap_or_else(|_| "chain,fan-out,read".into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
     println!("| run store | shape | steps | run (median of 7) | per step |");
     println!("|---|---|---:|---:|---:|");
     for &n in &sizes {
@@ -112,14 +117,16 @@ fn main() {
         pipeline_runtime::set_recording(recording);
         let store = if recording { "on" } else { "off" };
         for &n in &sizes {
-            let chain_time = measure(7, || chain(n), n);
-            let fan_time = measure(7, || fan_out(n), n);
-            let read_time = measure(7, || chain_read(n), n);
-            for (shape, steps, t) in [
-                ("chain", n, chain_time),
-                ("fan-out + fan-in", n + 1, fan_time),
-                ("chain, each value read", n, read_time),
-            ] {
+            let runs: [(&str, &str, u64, &dyn Fn() -> u64); 3] = [
+                ("chain", "chain", n, &|| chain(n)),
+                ("fan-out", "fan-out + fan-in", n + 1, &|| fan_out(n)),
+                ("read", "chain, each value read", n, &|| chain_read(n)),
+            ];
+            for (key, shape, steps, run) in runs {
+                if !shapes.iter().any(|s| s == key) {
+                    continue;
+                }
+                let t = measure(7, run, n);
                 println!(
                     "| {store} | {shape} | {steps} | {:.2} ms | {:.2} µs |",
                     t.as_secs_f64() * 1e3,
@@ -128,7 +135,7 @@ fn main() {
             }
         }
     }
-    if store_setting != "off" {
+    if store_setting != "off" && shapes.iter().any(|s| s == "fan-out") {
         // The fan-out of the last size has one step more: its fan-in.
         read_back(&state, sizes.last().expect("a size") + 1);
     }

@@ -72,3 +72,31 @@ fn two_pipelines_with_two_state_folders_on_two_threads_at_once() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+#[component]
+fn state_folder_seen(x: u32) -> String {
+    format!("{x} {}", pipeline_runtime::state_dir().display())
+}
+
+#[pipeline(name = "scope_in_body", project = "tests")]
+fn scope_in_body(other: String) -> (String, String) {
+    let before = state_folder_seen(1).get().unwrap();
+    // A scope the body enters is the body's, not its steps': a step run by this thread while
+    // it reads a value still sees the run's configuration, as on the run's step thread.
+    let inside = Config::current()
+        .with_state_dir(other)
+        .scope(|| state_folder_seen(2).get().unwrap());
+    (before, inside)
+}
+
+#[test]
+fn a_step_sees_its_runs_configuration_whichever_thread_runs_it() {
+    let (run_dir, other) = (folder("run"), folder("other"));
+    let config = Config::current().with_mode(Mode::Debug).with_state_dir(run_dir.clone());
+    let finished = config
+        .scope(|| scope_in_body::run(other.display().to_string()))
+        .unwrap();
+    let (before, inside) = finished.output;
+    assert_eq!(before, format!("1 {}", run_dir.display()));
+    assert_eq!(inside, format!("2 {}", run_dir.display()));
+}

@@ -424,8 +424,9 @@ pub fn run_pipeline<R>(
     let context = run.step_context(None);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let _span = run.span.enter();
-        run.config
-            .scope(|| crate::step::with_context(context, || CURRENT.sync_scope(Some(run.clone()), body)))
+        run.config.scope_of_run(run.id, || {
+            crate::step::with_context(context, || CURRENT.sync_scope(Some(run.clone()), body))
+        })
     }));
     run.wait_idle();
     conclude(&run, watchdog, progress, outcome, nested)
@@ -447,8 +448,9 @@ pub async fn run_pipeline_async<R>(
     let outcome = poll_fn(|cx| {
         match catch_unwind(AssertUnwindSafe(|| {
             let _span = run.span.enter();
-            run.config
-                .scope(|| crate::step::with_context(context.clone(), || body.as_mut().poll(cx)))
+            run.config.scope_of_run(run.id, || {
+                crate::step::with_context(context.clone(), || body.as_mut().poll(cx))
+            })
         })) {
             Ok(poll) => poll.map(Ok),
             Err(payload) => std::task::Poll::Ready(Err(payload)),

@@ -18,7 +18,7 @@ pub use mode::{Mode, debug_pipeline, mode, run_locally, set_default_execution_qu
 
 use crate::sync::lock;
 use serde::Deserialize;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -263,6 +263,9 @@ static PROCESS: Mutex<Layer> = Mutex::new(Layer {
 thread_local! {
     /// The scopes this thread entered, merged.
     static THREAD: RefCell<Option<Layer>> = const { RefCell::new(None) };
+    /// The run (its id) whose configuration this thread's innermost scope is; 0 for any other
+    /// scope. See [`Config::scope_of_run`].
+    static RUN_SCOPE: Cell<u64> = const { Cell::new(0) };
 }
 
 tokio::task_local! {
@@ -277,15 +280,16 @@ pub(crate) fn set_process(change: impl FnOnce(&mut Layer)) {
 
 /// Runs `f` with `layer` over this thread's configuration.
 pub(crate) fn in_scope<R>(layer: Layer, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Layer>);
+    struct Restore(Option<Layer>, u64);
     impl Drop for Restore {
         fn drop(&mut self) {
             THREAD.with(|t| *t.borrow_mut() = self.0.take());
+            RUN_SCOPE.set(self.1);
         }
     }
     let outer = THREAD.with(|t| t.borrow().clone());
     let merged = outer.clone().unwrap_or_default().under(&layer);
-    let _restore = Restore(outer);
+    let _restore = Restore(outer, RUN_SCOPE.replace(0));
     THREAD.with(|t| *t.borrow_mut() = Some(merged));
     f()
 }
@@ -420,6 +424,19 @@ impl Config {
     /// entered inside it may change some fields again).
     pub fn scope<R>(&self, f: impl FnOnce() -> R) -> R {
         in_scope(self.layer(), f)
+    }
+
+    /// [`Config::scope`] for the configuration of run `run` (its id): a thread whose innermost
+    /// scope is already that one (the run's body, reading a value of the run) enters nothing,
+    /// which spares a step run there the copies of a scope.
+    pub(crate) fn scope_of_run<R>(&self, run: u64, f: impl FnOnce() -> R) -> R {
+        if RUN_SCOPE.get() == run {
+            return f();
+        }
+        in_scope(self.layer(), || {
+            RUN_SCOPE.set(run);
+            f()
+        })
     }
 
     /// Runs `future` with this configuration for the pipelines it starts, on whichever thread

@@ -91,7 +91,7 @@ impl Shared {
 }
 
 impl Demand for Shared {
-    fn drive(&self, done: &dyn Fn() -> bool) {
+    fn drive(&self, run: u64, done: &dyn Fn() -> bool) {
         // `done` may take other locks (a slot's, the run's): never under the queue's.
         if done() {
             return;
@@ -111,7 +111,7 @@ impl Demand for Shared {
         // A panic here (none is expected: steps and callbacks are caught) must not leave the
         // queue busy, or no thread would run a step again.
         let _unbusy = Unbusy(self);
-        self.config.scope(|| {
+        self.config.scope_of_run(run, || {
             (self.apart)(&mut || {
                 while let Some(now) = lease.take() {
                     run_in_process(now);

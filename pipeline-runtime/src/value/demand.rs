@@ -10,14 +10,15 @@
 //! an async runtime, or a reader that finds a step already running.
 
 use crate::sync::lock;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 /// What runs a run's steps on demand (the debug executor).
 pub(crate) trait Demand: Send + Sync {
-    /// Runs ready steps on the calling thread, one at a time, until `done` or until none is
-    /// ready or another thread runs one.
-    fn drive(&self, done: &dyn Fn() -> bool);
+    /// Runs ready steps of run `run` (its id) on the calling thread, one at a time, until
+    /// `done` or until none is ready or another thread runs one.
+    fn drive(&self, run: u64, done: &dyn Fn() -> bool);
     /// A reader starts waiting: run what is ready until [`Demand::unwant`].
     fn want(&self);
     /// That reader stopped waiting.
@@ -48,14 +49,31 @@ pub(crate) fn unregister(run: u64) {
     LIVE.store(routes.len(), Ordering::Release);
 }
 
+thread_local! {
+    /// The run this thread found last, and its executor: a body reads many values of its run,
+    /// and this spares each read the process-wide lock. Run ids are never reused.
+    static LAST: RefCell<Option<(u64, Weak<dyn Demand>)>> = const { RefCell::new(None) };
+}
+
 fn find(run: u64) -> Option<Arc<dyn Demand>> {
     if LIVE.load(Ordering::Acquire) == 0 {
         return None;
     }
-    lock(&ROUTES)
+    let last = LAST.with_borrow(|last| match last {
+        Some((id, demand)) if *id == run => demand.upgrade(),
+        _ => None,
+    });
+    if last.is_some() {
+        return last;
+    }
+    let found = lock(&ROUTES)
         .iter()
         .find(|(id, _)| *id == run)
-        .and_then(|(_, d)| d.upgrade())
+        .and_then(|(_, d)| d.upgrade());
+    if let Some(demand) = &found {
+        LAST.set(Some((run, Arc::downgrade(demand))));
+    }
+    found
 }
 
 /// A reader's demand on run `run`, held while it waits.
@@ -87,7 +105,7 @@ pub(crate) fn wait_for(run: u64, done: &dyn Fn() -> bool) -> Wanted {
         return Wanted(None);
     };
     if tokio::runtime::Handle::try_current().is_err() {
-        demand.drive(done);
+        demand.drive(run, done);
     }
     if done() {
         return Wanted(None);
