@@ -12,6 +12,7 @@ use crate::error::HandleError;
 use crate::sync::lock;
 use crate::transport::artifacts::{ArtifactRef, read_value};
 use smol_str::SmolStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -91,6 +92,9 @@ impl<T> Drop for LentValue<'_, T> {
 pub struct Slot<T> {
     inner: Mutex<Inner<T>>,
     ready: Condvar,
+    /// The state has left `Empty` (it never goes back): read without the lock by a debug
+    /// run's reader after each step it runs.
+    resolved: AtomicBool,
 }
 
 /// A node's output slots, type-erased: inline for one output (most components have one), so
@@ -141,6 +145,7 @@ impl<T: pipeline_core::ComponentValue> ErasedSlot for Slot<T> {
                 (None, Some(staged))
             } else {
                 inner.state = staged;
+                self.resolved.store(true, Ordering::Release);
                 (Some((std::mem::take(&mut inner.wakers), inner.sleepers > 0)), None)
             }
         };
@@ -170,6 +175,7 @@ impl<T: pipeline_core::ComponentValue> ErasedSlot for Slot<T> {
 impl<T> Slot<T> {
     fn with_state(state: State<T>) -> Arc<Self> {
         Arc::new(Self {
+            resolved: AtomicBool::new(!matches!(state, State::Empty)),
             inner: Mutex::new(Inner {
                 state,
                 staged: None,
@@ -214,6 +220,7 @@ impl<T> Slot<T> {
                 return;
             }
             inner.state = state;
+            self.resolved.store(true, Ordering::Release);
             (std::mem::take(&mut inner.wakers), inner.sleepers > 0)
         };
         self.wake(wakers);
@@ -270,7 +277,7 @@ impl<T> Slot<T> {
     }
 
     pub(crate) fn is_resolved(&self) -> bool {
-        !matches!(lock(&self.inner).state, State::Empty)
+        self.resolved.load(Ordering::Acquire)
     }
 
     /// The artifact holding the value, if the value lives in one.
