@@ -61,12 +61,30 @@ struct Held {
     job: Option<Job>,
     /// Its output slots, until it is final (then readers may move values out).
     outputs: ErasedSlots,
+    /// What only a step run by a worker process has; none until set (an in-process step
+    /// never has it, and a run holds its nodes by the hundred thousand).
+    worker: Option<Box<HeldWorker>>,
+    /// Its attempt is run by the caller, not the executor (a nested pipeline).
+    external: bool,
+}
+
+/// See [`Held::worker`].
+#[derive(Default)]
+struct HeldWorker {
     /// Its inputs written as artifacts, kept between attempts.
     exported: Option<Vec<ArgArtifacts>>,
     /// How to stop its running attempt.
     cancel: Option<Arc<Cancel>>,
-    /// Its attempt is run by the caller, not the executor (a nested pipeline).
-    external: bool,
+}
+
+impl Held {
+    fn worker(&mut self) -> &mut HeldWorker {
+        self.worker.get_or_insert_default()
+    }
+
+    fn cancel(&self) -> Option<Arc<Cancel>> {
+        self.worker.as_ref().and_then(|w| w.cancel.clone())
+    }
 }
 
 impl RunState {
@@ -773,8 +791,7 @@ impl Run {
             descriptor,
             job: Some(job),
             outputs,
-            exported: None,
-            cancel: None,
+            worker: None,
             external,
         });
         let inputs: smallvec::SmallVec<[u32; 4]> = deps.iter().filter(|d| d.run == self.id).map(|d| d.index).collect();
@@ -800,7 +817,9 @@ impl Run {
         let job = st.held[index as usize].job.take().expect("checked above");
         // Registered with the start, so a stop that comes after it finds the attempt.
         let cancel = cancellable.then(|| Arc::new(Cancel::default()));
-        st.held[index as usize].cancel = cancel.clone();
+        if cancel.is_some() {
+            st.held[index as usize].worker().cancel = cancel.clone();
+        }
         let attempt = Attempt { job, grant, cancel };
         // Only a status callback must see the start before the step runs; records need not.
         // Nothing else ends a running node before its attempt ends.
@@ -891,9 +910,12 @@ impl Run {
         let mut st = self.lock();
         st.sched.attempt_ended(index, outcome, SystemTime::now());
         let finished = st.sched.status(index).is_terminal();
-        st.held[index as usize].cancel = None;
+        let held = &mut st.held[index as usize];
+        if let Some(worker) = &mut held.worker {
+            worker.cancel = None;
+        }
         let spent = if finished {
-            st.held[index as usize].exported = None;
+            held.worker = None;
             Some(job)
         } else {
             st.held[index as usize].job = Some(job);
@@ -907,12 +929,15 @@ impl Run {
 
     /// The node's inputs as artifacts, if an earlier attempt wrote them.
     pub(crate) fn exported(&self, index: u32) -> Option<Vec<ArgArtifacts>> {
-        self.lock().held[index as usize].exported.clone()
+        self.lock().held[index as usize]
+            .worker
+            .as_ref()
+            .and_then(|w| w.exported.clone())
     }
 
     /// Keeps the node's inputs as artifacts for its retries (dropped once it is final).
     pub(crate) fn keep_exported(&self, index: u32, inputs: Vec<ArgArtifacts>) {
-        self.lock().held[index as usize].exported = Some(inputs);
+        self.lock().held[index as usize].worker().exported = Some(inputs);
     }
 
     /// The node's output slots, to resolve from another process's artifacts.
@@ -1133,7 +1158,7 @@ impl Run {
                 }
             }
             Effect::Cancel { index, reason } => {
-                let cancel = self.lock().held[index as usize].cancel.clone();
+                let cancel = self.lock().held[index as usize].cancel();
                 if let Some(cancel) = cancel {
                     cancel.request(&reason);
                 }

@@ -132,6 +132,32 @@ pub(crate) struct Grant {
 /// A node's edges: `(other node, true for a data edge)`.
 type Edges = smallvec::SmallVec<[(u32, bool); 2]>;
 
+/// A time as nanoseconds since the Unix epoch, 0 for none: half the size of an
+/// `Option<SystemTime>`, and a run holds two per node by the hundred thousand. Exact from
+/// 1970 to 2554; an earlier clock reads as the epoch's first nanosecond.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp(u64);
+
+impl Stamp {
+    const NONE: Self = Self(0);
+
+    fn of(time: SystemTime) -> Self {
+        let nanos = time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        Self(u64::try_from(nanos).unwrap_or(u64::MAX).max(1))
+    }
+
+    fn get(self) -> Option<SystemTime> {
+        (self.0 != 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_nanos(self.0))
+    }
+
+    /// Sets the time unless it is set.
+    fn set_once(&mut self, time: SystemTime) {
+        if self.0 == 0 {
+            *self = Self::of(time);
+        }
+    }
+}
+
 struct Node {
     name: SmolStr,
     /// Its rules, by index in [`Scheduler::rules`] (the nodes of a component share them: a
@@ -152,8 +178,8 @@ struct Node {
     in_attempt: bool,
     /// The node was handed to the executor (so its post callback fires when it ends).
     ran: bool,
-    started: Option<SystemTime>,
-    ended: Option<SystemTime>,
+    started: Stamp,
+    ended: Stamp,
     /// What most nodes never have; none until one is set.
     cold: Option<Box<Cold>>,
 }
@@ -400,7 +426,7 @@ impl Scheduler {
                 .running
                 .iter()
                 .take(running)
-                .map(|&i| (self.node(i).name.clone(), self.node(i).started))
+                .map(|&i| (self.node(i).name.clone(), self.node(i).started.get()))
                 .collect(),
             failed: self
                 .failures
@@ -555,8 +581,8 @@ impl Scheduler {
             attempts_before,
             in_attempt: false,
             ran: false,
-            started: None,
-            ended: None,
+            started: Stamp::NONE,
+            ended: Stamp::NONE,
             cold: None,
         });
         self.names
@@ -614,7 +640,7 @@ impl Scheduler {
         node.attempts += 1;
         node.in_attempt = true;
         node.ran = true;
-        node.started.get_or_insert(now);
+        node.started.set_once(now);
         let retries = node.attempts - 1;
         let grant = Grant {
             number: node.attempts,
@@ -637,7 +663,7 @@ impl Scheduler {
             return;
         }
         node.ran = true;
-        node.started.get_or_insert(now);
+        node.started.set_once(now);
         self.finish_ok(index, NodeStatus::Cached, now);
     }
 
@@ -822,8 +848,8 @@ impl Scheduler {
             parents: n.parents.iter().map(|&(p, _)| self.node(p).name.to_string()).collect(),
             status: n.status,
             attempts: n.attempts_before + n.attempts,
-            started: n.started,
-            ended: n.ended,
+            started: n.started.get(),
+            ended: n.ended.get(),
             error: n.cold().error.clone(),
         }
     }
@@ -860,8 +886,8 @@ impl Scheduler {
                     name: n.name.clone(),
                     status: n.status,
                     attempts: n.attempts_before + n.attempts,
-                    started: n.started,
-                    ended: n.ended,
+                    started: n.started.get(),
+                    ended: n.ended.get(),
                     rare: n.cold.as_deref().and_then(|c| {
                         let any = c.error.is_some()
                             || c.cache_key.is_some()
@@ -1098,7 +1124,7 @@ impl Scheduler {
     /// Sets the final state: `ended` and `error` first, so that callbacks and the record see them.
     fn conclude(&mut self, index: u32, status: NodeStatus, error: Option<StepError>, now: SystemTime) {
         let node = &mut self.nodes[index as usize];
-        node.ended = Some(now);
+        node.ended = Stamp::of(now);
         // A success leaves a node without a cold part as it is.
         if error.is_some() || node.cold.is_some() {
             node.cold_mut().error = error;
