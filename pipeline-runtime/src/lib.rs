@@ -45,7 +45,7 @@
 //!
 //! | mode | chosen with | steps run |
 //! |---|---|---|
-//! | debug | [`debug_pipeline`] | as in-process calls, one at a time, when something waits for them (a value read, the run's end); values move without serialization |
+//! | debug | [`debug_pipeline`] | as in-process calls, one at a time, when something waits for them (a value read, the run's end), on the reading thread when it blocks (else on the run's step thread); values move without serialization |
 //! | local | [`run_locally`] | as subprocesses of this same binary, in parallel up to `max_parallel` |
 //! | remote | the default | as jobs on a Ray cluster ([`RayConfig`], `PIPELINE_RAY_ADDRESS`) |
 //!

@@ -35,7 +35,9 @@ fn set_mode(mode: Mode) {
 /// serially, with values moved from step to step rather than serialized. Breakpoints, `dbg!`
 /// and backtraces work as in plain Rust; a panicking step becomes a failed step. As in
 /// ClearML's debug mode, a step runs when something waits for it: a read of one of the run's
-/// values (`.get()`, `.await`, `is_ready()`) or the run's end.
+/// values (`.get()`, `.await`, `is_ready()`) or the run's end. A blocking `.get()` (and the
+/// run's end) runs the steps on the reading thread, so a breakpoint in a step shows the body's
+/// call stack below it; `.await` and `is_ready()` leave them to the run's step thread.
 pub fn debug_pipeline() {
     set_mode(Mode::Debug);
 }
