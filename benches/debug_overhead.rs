@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench --bench debug_overhead` (prints a Markdown table). For profiling,
 //! `DEBUG_OVERHEAD_STORE=off|on` keeps one run-store setting, `DEBUG_OVERHEAD_SIZES=10000`
-//! chooses the sizes and `DEBUG_OVERHEAD_SHAPES=chain,fan-out,read` the shapes.
+//! chooses the sizes and `DEBUG_OVERHEAD_SHAPES=chain,fan-out,read,run` the shapes (`run`: what
+//! a whole run of one step costs, many times over).
 
 mod common;
 
@@ -93,7 +94,7 @@ fn main() {
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1_000, 10_000, 100_000]);
     let shapes: Vec<String> = std::env::var("DEBUG_OVERHEAD_SHAPES")
-        .unwrap_or_else(|_| "chain,fan-out,read".into())
+        .unwrap_or_else(|_| "chain,fan-out,read,run".into())
         .split(',')
         .map(|s| s.trim().to_string())
         .collect();
@@ -135,11 +136,33 @@ fn main() {
             }
         }
     }
+    if shapes.iter().any(|s| s == "run") {
+        one_step_runs(&store_setting);
+    }
     if store_setting != "off" && shapes.iter().any(|s| s == "fan-out") {
         // The fan-out of the last size has one step more: its fan-in.
         read_back(&state, sizes.last().expect("a size") + 1);
     }
     let _ = std::fs::remove_dir_all(state);
+}
+
+/// What a run costs besides its steps: a run of one step, start to end, as a program that
+/// calls a pipeline in a loop (or a test suite of small pipelines) pays it.
+fn one_step_runs(store_setting: &str) {
+    const RUNS: u64 = 300;
+    println!();
+    for recording in [false, true] {
+        if (store_setting == "off" && recording) || (store_setting == "on" && !recording) {
+            continue;
+        }
+        pipeline_runtime::set_recording(recording);
+        let t = measure(7, || (0..RUNS).map(|_| chain(1)).sum(), RUNS);
+        println!(
+            "A run of one step, store {} (median of 7 batches of {RUNS} runs): {:.1} µs per run.",
+            if recording { "on" } else { "off" },
+            t.as_secs_f64() * 1e6 / RUNS as f64
+        );
+    }
 }
 
 /// What reading the last recorded run back (of `steps` steps) costs: its nodes and its counts

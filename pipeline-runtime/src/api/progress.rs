@@ -1,19 +1,19 @@
 //! Live progress of a run in the terminal: a bar (`indicatif`) when stderr is a terminal, plain
 //! lines when it is not (CI logs stay readable), nothing with `PIPELINE_PROGRESS=off`.
 //!
-//! A thread per displayed run reads the scheduler's tally a few times a second; the engine
-//! does no I/O for it. Plain lines stay quiet for short runs: a failed step is one line when
+//! One thread for the process reads each displayed run's tally a few times a second; the
+//! engine does no I/O for it, and the run's end prints its last lines itself. Plain lines stay quiet for short runs: a failed step is one line when
 //! it fails; a summary follows once the run has lasted [`QUIET`], then every [`EVERY`], and an
 //! end line if anything was printed before.
 
 use crate::config::Progress;
 use crate::engine::Run;
 use crate::engine::scheduler::Tally;
+use crate::sync::lock;
 use pipeline_core::format::human_duration;
 use pipeline_core::{NodeStatus, RunStatus};
 use std::io::IsTerminal;
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Plain lines start once a run has lasted this long.
@@ -25,28 +25,178 @@ const SHOWN: usize = 3;
 
 /// A run's progress display, shown until [`Display::finish`].
 pub(crate) struct Display {
-    tx: Sender<(RunStatus, Tally)>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    shown: Arc<Shown>,
+}
+
+/// One displayed run, as the ticker and the run's end share it.
+struct Shown {
+    run: Arc<Run>,
+    style: Style,
+    started: Instant,
+    state: Mutex<ShownSoFar>,
+}
+
+/// What a display has shown so far.
+struct ShownSoFar {
+    /// Failures printed so far (the tally lists those after them).
+    failures: usize,
+    /// Plain: a line was printed, so the end gets one too.
+    printed: bool,
+    /// Plain: when the next summary is due, as time since the start.
+    next: Duration,
+    /// Bar: made at the first tick.
+    bar: Option<indicatif::ProgressBar>,
+    /// The display has ended: no more ticks.
+    ended: bool,
+}
+
+/// The displayed runs, ticked by one thread for the whole process: a thread per run cost a
+/// short run a spawn and a join, about half of its time.
+struct Ticker {
+    shown: Mutex<Vec<Arc<Shown>>>,
+    /// Signalled when the first display is added to an empty list.
+    added: Condvar,
+}
+
+/// The ticker, started with the first display; `None` if its thread could not start.
+fn ticker() -> Option<&'static Ticker> {
+    static TICKER: OnceLock<Option<&'static Ticker>> = OnceLock::new();
+    *TICKER.get_or_init(|| {
+        let ticker: &'static Ticker = Box::leak(Box::new(Ticker {
+            shown: Mutex::new(Vec::new()),
+            added: Condvar::new(),
+        }));
+        std::thread::Builder::new()
+            .name("pipeline-progress".into())
+            .spawn(move || ticker.run())
+            .ok()
+            .map(|_| ticker)
+    })
+}
+
+impl Ticker {
+    fn run(&self) {
+        loop {
+            let due: Vec<Arc<Shown>> = {
+                let mut shown = lock(&self.shown);
+                while shown.is_empty() {
+                    shown = self.added.wait(shown).unwrap_or_else(|p| p.into_inner());
+                }
+                let period = if shown.iter().any(|s| s.style == Style::Bar) {
+                    Duration::from_millis(100)
+                } else {
+                    Duration::from_millis(250)
+                };
+                let (shown, _) = self
+                    .added
+                    .wait_timeout(shown, period)
+                    .unwrap_or_else(|p| p.into_inner());
+                shown.clone()
+            };
+            for shown in due {
+                shown.tick();
+            }
+        }
+    }
+
+    fn remove(&self, display: &Arc<Shown>) {
+        lock(&self.shown).retain(|s| !Arc::ptr_eq(s, display));
+    }
+}
+
+impl Shown {
+    fn tick(&self) {
+        let mut state = lock(&self.state);
+        if state.ended {
+            return;
+        }
+        let tally = self.run.tally(SHOWN, state.failures);
+        state.failures += tally.failed.len();
+        let name = self.run.descriptor.name;
+        match self.style {
+            Style::Plain => {
+                for failure in &tally.failed {
+                    eprintln!("{}", failure_line(name, failure));
+                    state.printed = true;
+                }
+                if self.started.elapsed() >= state.next {
+                    eprintln!("{name}: {}", line(&tally, SystemTime::now()));
+                    state.printed = true;
+                    state.next = self.started.elapsed() + EVERY;
+                }
+            }
+            Style::Bar => {
+                let bar = state.bar.get_or_insert_with(|| new_bar(name));
+                for failure in &tally.failed {
+                    bar.println(failure_line(name, failure));
+                }
+                bar.set_length(tally.total() as u64);
+                bar.set_position(tally.done() as u64);
+                bar.set_message(running(&tally, SystemTime::now()));
+            }
+        }
+    }
+}
+
+fn failure_line(name: &str, (step, error): &(smol_str::SmolStr, String)) -> String {
+    format!("{name}: step `{step}` failed: {error}")
+}
+
+fn new_bar(name: &str) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(10));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(name.to_string());
+    bar
 }
 
 impl Display {
     /// Ends the display with the run's final status and tally (every failure, from the
-    /// first): its last lines say them.
-    pub(crate) fn finish(mut self, status: RunStatus, tally: Tally) {
-        let _ = self.tx.send((status, tally));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+    /// first): its last lines say them, printed on the caller's thread before it returns.
+    pub(crate) fn finish(self, status: RunStatus, mut tally: Tally) {
+        if let Some(ticker) = ticker() {
+            ticker.remove(&self.shown);
+        }
+        // Waits for a tick in progress.
+        let mut state = lock(&self.shown.state);
+        state.ended = true;
+        tally.failed.drain(..state.failures.min(tally.failed.len()));
+        let name = self.shown.run.descriptor.name;
+        let took = self.shown.started.elapsed();
+        match state.bar.take() {
+            Some(bar) => {
+                for failure in &tally.failed {
+                    bar.println(failure_line(name, failure));
+                }
+                bar.finish_and_clear();
+            }
+            None => {
+                for failure in &tally.failed {
+                    eprintln!("{}", failure_line(name, failure));
+                    state.printed = true;
+                }
+            }
+        }
+        if self.shown.style == Style::Bar || state.printed || took >= QUIET {
+            eprintln!("{name}: {}", end_line(status, &tally, took));
         }
     }
 }
 
 impl Drop for Display {
     fn drop(&mut self) {
-        // Not finished (the body panicked): the thread sees the channel close and stops.
-        if let Some(thread) = self.thread.take() {
-            let (tx, _) = channel();
-            self.tx = tx;
-            let _ = thread.join();
+        // Not finished (the body panicked): the display stops without an end line.
+        if let Some(ticker) = ticker() {
+            ticker.remove(&self.shown);
+        }
+        let mut state = lock(&self.shown.state);
+        state.ended = true;
+        if let Some(bar) = state.bar.take() {
+            bar.finish_and_clear();
         }
     }
 }
@@ -71,111 +221,26 @@ pub(crate) fn show(run: &Arc<Run>) -> Option<Display> {
         Progress::Auto if std::io::stderr().is_terminal() => Style::Bar,
         Progress::Auto => Style::Plain,
     };
-    let (tx, rx) = channel();
-    let run = run.clone();
-    let thread = std::thread::Builder::new()
-        .name("pipeline-progress".into())
-        .spawn(move || match style {
-            Style::Bar => bar(&run, &rx),
-            Style::Plain => plain(&run, &rx),
-        })
-        .ok()?;
-    Some(Display {
-        tx,
-        thread: Some(thread),
-    })
-}
-
-/// What one tick of a display shows.
-enum Tick {
-    /// The run goes on: its tally, with the failures not shown yet.
-    Running(Tally),
-    /// The run ended: its final tally, with the failures not shown yet.
-    Ended(RunStatus, Tally),
-    /// The display was dropped without an end.
-    Dropped,
-}
-
-/// Waits `period` for the run's end, then gives the tick; `failures` (those shown so far) grows
-/// by the new ones.
-fn tick(run: &Run, rx: &Receiver<(RunStatus, Tally)>, period: Duration, failures: &mut usize) -> Tick {
-    let tick = match rx.recv_timeout(period) {
-        Err(RecvTimeoutError::Timeout) => Tick::Running(run.tally(SHOWN, *failures)),
-        Err(RecvTimeoutError::Disconnected) => return Tick::Dropped,
-        // The final tally lists every failure: those not shown yet follow.
-        Ok((status, mut tally)) => {
-            tally.failed.drain(..(*failures).min(tally.failed.len()));
-            Tick::Ended(status, tally)
-        }
-    };
-    if let Tick::Running(t) | Tick::Ended(_, t) = &tick {
-        *failures += t.failed.len();
+    let ticker = ticker()?;
+    let shown = Arc::new(Shown {
+        run: run.clone(),
+        style,
+        started: Instant::now(),
+        state: Mutex::new(ShownSoFar {
+            failures: 0,
+            printed: false,
+            next: QUIET,
+            bar: None,
+            ended: false,
+        }),
+    });
+    let mut list = lock(&ticker.shown);
+    list.push(shown.clone());
+    if list.len() == 1 {
+        // The ticker waits without a timeout only when it has nothing to show.
+        ticker.added.notify_one();
     }
-    tick
-}
-
-fn failure_line(name: &str, (step, error): &(smol_str::SmolStr, String)) -> String {
-    format!("{name}: step `{step}` failed: {error}")
-}
-
-fn plain(run: &Run, rx: &Receiver<(RunStatus, Tally)>) {
-    let name = run.descriptor.name;
-    let started = Instant::now();
-    let (mut failures, mut printed, mut next) = (0, false, QUIET);
-    loop {
-        let (tally, end) = match tick(run, rx, Duration::from_millis(250), &mut failures) {
-            Tick::Running(tally) => (tally, None),
-            Tick::Ended(status, tally) => (tally, Some(status)),
-            Tick::Dropped => return,
-        };
-        for failure in &tally.failed {
-            eprintln!("{}", failure_line(name, failure));
-            printed = true;
-        }
-        if let Some(status) = end {
-            if printed || started.elapsed() >= QUIET {
-                eprintln!("{name}: {}", end_line(status, &tally, started.elapsed()));
-            }
-            return;
-        }
-        if started.elapsed() >= next {
-            eprintln!("{name}: {}", line(&tally, SystemTime::now()));
-            printed = true;
-            next = started.elapsed() + EVERY;
-        }
-    }
-}
-
-fn bar(run: &Run, rx: &Receiver<(RunStatus, Tally)>) {
-    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-    let name = run.descriptor.name;
-    let started = Instant::now();
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(10));
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} {msg}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(name.to_string());
-    let mut failures = 0;
-    loop {
-        let (tally, end) = match tick(run, rx, Duration::from_millis(100), &mut failures) {
-            Tick::Running(tally) => (tally, None),
-            Tick::Ended(status, tally) => (tally, Some(status)),
-            Tick::Dropped => break bar.finish_and_clear(),
-        };
-        for failure in &tally.failed {
-            bar.println(failure_line(name, failure));
-        }
-        if let Some(status) = end {
-            bar.finish_and_clear();
-            eprintln!("{name}: {}", end_line(status, &tally, started.elapsed()));
-            return;
-        }
-        bar.set_length(tally.total() as u64);
-        bar.set_position(tally.done() as u64);
-        bar.set_message(running(&tally, SystemTime::now()));
-    }
+    Some(Display { shown })
 }
 
 /// `12/40 steps done, 2 running: fit 3.2s, eval 1.1s (1 failed)`.
