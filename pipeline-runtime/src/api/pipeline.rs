@@ -164,10 +164,11 @@ fn executor(
         })?;
     }
     Ok(match mode {
-        Mode::Debug => Box::new(
-            DebugExecutor::start(descriptor.name, config.clone(), crate::engine::context::apart)
-                .map_err(ExecutorError::thread("the debug executor's thread"))?,
-        ),
+        Mode::Debug => Box::new(DebugExecutor::start(
+            descriptor.name,
+            config.clone(),
+            crate::engine::context::apart,
+        )),
         Mode::Local => {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             Box::new(WorkerExecutor::start(

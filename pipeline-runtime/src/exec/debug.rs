@@ -9,21 +9,27 @@ use crate::value::demand::Demand;
 use pipeline_core::StepError;
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 
 /// Steps run on demand (ClearML's debug mode runs a step when its result is first used), one
 /// at a time, in the order they became ready; otherwise ready steps wait in the queue. A
 /// blocking reader (`.get()`, the run's end) runs them on its own thread until its value is
 /// there; while other readers wait (`.await`, a reader inside an async runtime, or one that
-/// found a step running), the run's step thread runs them. So the body adds nodes without
-/// handing each one over, and steps go from one to the next without a wake-up.
+/// found a step running), the run's step thread runs them, started the first time it is
+/// needed (most runs never need it). So the body adds nodes without handing each one over,
+/// and steps go from one to the next without a wake-up.
 pub(crate) struct DebugExecutor {
     shared: Arc<Shared>,
-    worker: Mutex<Option<JoinHandle<()>>>,
 }
 
 struct Shared {
+    /// This value, for the step thread to hold.
+    me: Weak<Shared>,
+    /// The pipeline's name, which names the step thread.
+    pipeline: &'static str,
+    /// The step thread, once started.
+    thread: Mutex<Option<JoinHandle<()>>>,
     queue: Mutex<Queue>,
     /// Signalled when the step thread sleeps and may now have work.
     work: Condvar,
@@ -50,6 +56,8 @@ struct Queue {
     sleeping: bool,
     /// A thread runs a step: steps run one at a time.
     busy: bool,
+    /// The step thread was started (or is being started).
+    spawned: bool,
 }
 
 impl Queue {
@@ -59,10 +67,53 @@ impl Queue {
 }
 
 impl Shared {
-    /// Wakes the step thread if it sleeps and now has something to run.
-    fn wake(&self, queue: &Queue) {
-        if queue.sleeping && queue.runs() && !queue.busy && !queue.ready.is_empty() {
+    /// Wakes the step thread if it sleeps and now has something to run. True when it is
+    /// needed and was never started: the caller then starts it ([`Shared::spawn`]) once it
+    /// has unlocked the queue.
+    #[must_use]
+    fn wake(&self, queue: &mut Queue) -> bool {
+        if !queue.runs() || queue.busy || queue.ready.is_empty() {
+            return false;
+        }
+        if queue.sleeping {
             self.work.notify_one();
+        }
+        !std::mem::replace(&mut queue.spawned, true)
+    }
+
+    /// Wakes the step thread, or starts it (see [`Shared::wake`]).
+    fn wake_unlocking(&self, mut queue: MutexGuard<'_, Queue>) {
+        if self.wake(&mut queue) {
+            drop(queue);
+            self.spawn();
+        }
+    }
+
+    /// Starts the step thread. If it cannot start, the steps waiting for it end as lost
+    /// attempts (their readers get an error instead of waiting forever), and the next step
+    /// that needs it tries again.
+    fn spawn(&self) {
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("pipeline-debug:{}", self.pipeline))
+            .spawn(move || me.config.scope(|| me.worker()));
+        match spawned {
+            Ok(thread) => *lock(&self.thread) = Some(thread),
+            Err(e) => {
+                crate::diag::warn(format_args!(
+                    "pipeline `{}`: the debug step thread could not start ({e}); the steps waiting for it are lost",
+                    self.pipeline
+                ));
+                let lost = {
+                    let mut queue = lock(&self.queue);
+                    queue.spawned = false;
+                    std::mem::take(&mut queue.ready)
+                };
+                // Dropped unlocked: a lost attempt's end may submit a retry.
+                drop(lost);
+            }
         }
     }
 
@@ -123,7 +174,7 @@ impl Demand for Shared {
                         lease = Some(next);
                     } else {
                         // Readers that could not drive may wait for what is left.
-                        self.wake(&queue);
+                        self.wake_unlocking(queue);
                     }
                 }
             })
@@ -133,7 +184,7 @@ impl Demand for Shared {
     fn want(&self) {
         let mut queue = lock(&self.queue);
         queue.wanted += 1;
-        self.wake(&queue);
+        self.wake_unlocking(queue);
     }
 
     fn unwant(&self) {
@@ -143,7 +194,7 @@ impl Demand for Shared {
     fn eager(&self) {
         let mut queue = lock(&self.queue);
         queue.eager = true;
-        self.wake(&queue);
+        self.wake_unlocking(queue);
     }
 }
 
@@ -155,30 +206,26 @@ impl Drop for Unbusy<'_> {
         if std::thread::panicking() {
             let mut queue = lock(&self.0.queue);
             queue.busy = false;
-            self.0.wake(&queue);
+            self.0.wake_unlocking(queue);
         }
     }
 }
 
 impl DebugExecutor {
-    /// Its thread runs steps under the run's `config`, as a worker process would: step code
-    /// that reads the configuration (`PipelineRun::get`, a nested pipeline) sees the run's.
-    /// `apart` runs a step outside the run's body when the body's thread runs it.
-    pub(crate) fn start(pipeline: &str, config: Config, apart: Apart) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared {
+    /// Steps run under the run's `config` wherever they run, as in a worker process: step
+    /// code that reads the configuration (`PipelineRun::get`, a nested pipeline) sees the
+    /// run's. `apart` runs a step outside the run's body when the body's thread runs it.
+    pub(crate) fn start(pipeline: &'static str, config: Config, apart: Apart) -> Self {
+        let shared = Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
+            pipeline,
+            thread: Mutex::new(None),
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
             config,
             apart,
         });
-        let on_thread = shared.clone();
-        let worker = std::thread::Builder::new()
-            .name(format!("pipeline-debug:{pipeline}"))
-            .spawn(move || on_thread.config.scope(|| on_thread.worker()))?;
-        Ok(Self {
-            shared,
-            worker: Mutex::new(Some(worker)),
-        })
+        Self { shared }
     }
 }
 
@@ -207,12 +254,15 @@ fn run_in_process(mut lease: Lease) {
 impl Executor for DebugExecutor {
     fn submit(&self, lease: Lease) {
         let mut queue = lock(&self.shared.queue);
-        // The thread outlives every submit: it stops only after `shutdown`, once the run is
-        // idle; a lease submitted after that is dropped, which ends its attempt as lost.
-        if !queue.closed {
-            queue.ready.push_back(lease);
-            self.shared.wake(&queue);
+        // Only `shutdown` closes the queue, once the run is idle; a lease submitted after that
+        // is dropped (after the lock), which ends its attempt as lost.
+        if queue.closed {
+            drop(queue);
+            drop(lease);
+            return;
         }
+        queue.ready.push_back(lease);
+        self.shared.wake_unlocking(queue);
     }
 
     fn demand(&self) -> Option<std::sync::Weak<dyn Demand>> {
@@ -224,12 +274,18 @@ impl Executor for DebugExecutor {
         {
             let mut queue = lock(&self.shared.queue);
             queue.closed = true;
-            if queue.sleeping {
-                self.shared.work.notify_one();
-            }
+            // Anything still queued runs before the thread ends (none, normally: the run is
+            // idle by now).
+            self.shared.wake_unlocking(queue);
         }
-        let worker = lock(&self.worker).take();
+        let worker = lock(&self.shared.thread).take();
         if let Some(worker) = worker {
+            {
+                let queue = lock(&self.shared.queue);
+                if queue.sleeping {
+                    self.shared.work.notify_one();
+                }
+            }
             // Steps are caught with `catch_unwind`, so the worker itself never panics.
             let _ = worker.join();
         }
