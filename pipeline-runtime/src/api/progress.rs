@@ -113,33 +113,37 @@ impl Shown {
         let tally = self.run.tally(SHOWN, state.failures);
         state.failures += tally.failed.len();
         let name = self.run.descriptor.name;
-        match self.style {
-            Style::Plain => {
-                for failure in &tally.failed {
-                    eprintln!("{}", failure_line(name, failure));
-                    state.printed = true;
-                }
-                if self.started.elapsed() >= state.next {
-                    eprintln!("{name}: {}", line(&tally, SystemTime::now()));
-                    state.printed = true;
-                    state.next = self.started.elapsed() + EVERY;
-                }
-            }
-            Style::Bar => {
-                let bar = state.bar.get_or_insert_with(|| new_bar(name));
-                for failure in &tally.failed {
-                    bar.println(failure_line(name, failure));
-                }
-                bar.set_length(tally.total() as u64);
-                bar.set_position(tally.done() as u64);
-                bar.set_message(running(&tally, SystemTime::now()));
-            }
+        if self.style == Style::Bar {
+            state.bar.get_or_insert_with(|| new_bar(name));
+        }
+        state.print_failures(name, &tally);
+        if let Some(bar) = &state.bar {
+            bar.set_length(tally.total() as u64);
+            bar.set_position(tally.done() as u64);
+            bar.set_message(running(&tally, SystemTime::now()));
+        } else if self.started.elapsed() >= state.next {
+            eprintln!("{name}: {}", line(&tally, SystemTime::now()));
+            state.printed = true;
+            state.next = self.started.elapsed() + EVERY;
         }
     }
 }
 
-fn failure_line(name: &str, (step, error): &(smol_str::SmolStr, String)) -> String {
-    format!("{name}: step `{step}` failed: {error}")
+impl ShownSoFar {
+    /// Prints the tally's failures (those not printed yet): above the bar if there is one,
+    /// else as plain lines.
+    fn print_failures(&mut self, name: &str, tally: &Tally) {
+        for (step, error) in &tally.failed {
+            let line = format!("{name}: step `{step}` failed: {error}");
+            match &self.bar {
+                Some(bar) => bar.println(line),
+                None => {
+                    eprintln!("{line}");
+                    self.printed = true;
+                }
+            }
+        }
+    }
 }
 
 fn new_bar(name: &str) -> indicatif::ProgressBar {
@@ -158,28 +162,13 @@ impl Display {
     /// Ends the display with the run's final status and tally (every failure, from the
     /// first): its last lines say them, printed on the caller's thread before it returns.
     pub(crate) fn finish(self, status: RunStatus, mut tally: Tally) {
-        if let Some(ticker) = ticker() {
-            ticker.remove(&self.shown);
-        }
-        // Waits for a tick in progress.
-        let mut state = lock(&self.shown.state);
-        state.ended = true;
+        let mut state = self.stop();
         tally.failed.drain(..state.failures.min(tally.failed.len()));
         let name = self.shown.run.descriptor.name;
         let took = self.shown.started.elapsed();
-        match state.bar.take() {
-            Some(bar) => {
-                for failure in &tally.failed {
-                    bar.println(failure_line(name, failure));
-                }
-                bar.finish_and_clear();
-            }
-            None => {
-                for failure in &tally.failed {
-                    eprintln!("{}", failure_line(name, failure));
-                    state.printed = true;
-                }
-            }
+        state.print_failures(name, &tally);
+        if let Some(bar) = state.bar.take() {
+            bar.finish_and_clear();
         }
         if self.shown.style == Style::Bar || state.printed || took >= QUIET {
             eprintln!("{name}: {}", end_line(status, &tally, took));
@@ -187,14 +176,23 @@ impl Display {
     }
 }
 
-impl Drop for Display {
-    fn drop(&mut self) {
-        // Not finished (the body panicked): the display stops without an end line.
+impl Display {
+    /// Takes the display off the ticker and marks it ended, after any tick in progress.
+    fn stop(&self) -> std::sync::MutexGuard<'_, ShownSoFar> {
         if let Some(ticker) = ticker() {
             ticker.remove(&self.shown);
         }
         let mut state = lock(&self.shown.state);
         state.ended = true;
+        state
+    }
+}
+
+impl Drop for Display {
+    fn drop(&mut self) {
+        // Not finished (the body panicked): the display stops without an end line. After
+        // `finish` this finds it stopped already, without a bar.
+        let mut state = self.stop();
         if let Some(bar) = state.bar.take() {
             bar.finish_and_clear();
         }
