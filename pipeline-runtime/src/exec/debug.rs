@@ -274,18 +274,16 @@ impl Executor for DebugExecutor {
         {
             let mut queue = lock(&self.shared.queue);
             queue.closed = true;
+            // A sleeping thread wakes to end (it never sleeps once the queue is closed).
+            if queue.sleeping {
+                self.shared.work.notify_one();
+            }
             // Anything still queued runs before the thread ends (none, normally: the run is
             // idle by now).
             self.shared.wake_unlocking(queue);
         }
         let worker = lock(&self.shared.thread).take();
         if let Some(worker) = worker {
-            {
-                let queue = lock(&self.shared.queue);
-                if queue.sleeping {
-                    self.shared.work.notify_one();
-                }
-            }
             // Steps are caught with `catch_unwind`, so the worker itself never panics.
             let _ = worker.join();
         }
