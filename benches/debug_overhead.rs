@@ -111,10 +111,7 @@ fn main() {
             );
         }
     }
-    for recording in [false, true] {
-        if (store_setting == "off" && recording) || (store_setting == "on" && !recording) {
-            continue;
-        }
+    for recording in recordings(&store_setting) {
         pipeline_runtime::set_recording(recording);
         let store = if recording { "on" } else { "off" };
         for &n in &sizes {
@@ -146,15 +143,19 @@ fn main() {
     let _ = std::fs::remove_dir_all(state);
 }
 
+/// The run-store settings to measure: `DEBUG_OVERHEAD_STORE=off|on` keeps one.
+fn recordings(store_setting: &str) -> impl Iterator<Item = bool> + '_ {
+    [false, true]
+        .into_iter()
+        .filter(move |&recording| !matches!((store_setting, recording), ("off", true) | ("on", false)))
+}
+
 /// What a run costs besides its steps: a run of one step, start to end, as a program that
 /// calls a pipeline in a loop (or a test suite of small pipelines) pays it.
 fn one_step_runs(store_setting: &str) {
     const RUNS: u64 = 300;
     println!();
-    for recording in [false, true] {
-        if (store_setting == "off" && recording) || (store_setting == "on" && !recording) {
-            continue;
-        }
+    for recording in recordings(store_setting) {
         pipeline_runtime::set_recording(recording);
         let t = measure(7, || (0..RUNS).map(|_| chain(1)).sum(), RUNS);
         println!(
