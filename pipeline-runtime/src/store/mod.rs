@@ -594,11 +594,8 @@ impl RunStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(fail)?;
         let run_number: u32 = tx
-            .query_row(
-                "SELECT count(*) FROM runs WHERE project = ?1 AND name = ?2",
-                params![run.project, run.name],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT coalesce(max(run_number), 0) FROM runs WHERE project = ?1 AND name = ?2")
+            .and_then(|mut s| s.query_row(params![run.project, run.name], |r| r.get(0)))
             .map_err(fail)?;
         let version = match run.version {
             Some(v) => v.to_string(),
@@ -977,12 +974,15 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<
     Ok(())
 }
 
+/// The highest version pipeline `project::name` ran under, and its code then.
 fn highest_version(
     tx: &rusqlite::Transaction<'_>,
     project: &str,
     name: &str,
 ) -> rusqlite::Result<Option<(String, String)>> {
-    let mut stmt = tx.prepare("SELECT version, code_hash FROM runs WHERE project = ?1 AND name = ?2")?;
+    // In the order they first ran: of equal versions, the first seen wins, as before the table.
+    let mut stmt =
+        tx.prepare_cached("SELECT version, code_hash FROM versions WHERE project = ?1 AND name = ?2 ORDER BY rowid")?;
     let rows = stmt.query_map(params![project, name], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
     })?;
@@ -1207,6 +1207,51 @@ mod tests {
             store.status_counts("r1").unwrap(),
             [(NodeStatus::Running, 1), (NodeStatus::Completed, 1)]
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A store written before runs' versions had a table of their own: the upgrade fills it
+    /// from the runs, so the next run's version follows the highest of before (numerically, of
+    /// its own pipeline) and its number the runs before it; runs after the upgrade go on from
+    /// there.
+    #[test]
+    fn versions_and_numbers_go_on_across_the_upgrade_that_indexed_them() {
+        let dir = std::env::temp_dir().join(format!("store-versions-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("runs.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&schema::MIGRATIONS[..10].concat()).unwrap();
+            conn.pragma_update(None, "user_version", 10).unwrap();
+            let mut insert = conn
+                .prepare(
+                    "INSERT INTO runs (id, project, name, version, run_number, status, mode, code_hash, parameters, tags, started, pid)
+                     VALUES (?1, 'p', ?2, ?3, ?4, 'completed', 'debug', ?5, '[]', '[]', ?4, 1)",
+                )
+                .unwrap();
+            for (id, name, version, number, hash) in [
+                ("a", "n", "1.9.0", 1, "h1"),
+                ("b", "n", "1.10.0", 2, "h2"),
+                ("c", "n", "1.2.0", 3, "h3"),
+                ("d", "other", "7.0.0", 1, "h9"),
+            ] {
+                insert.execute(params![id, name, version, number, hash]).unwrap();
+            }
+        }
+        let mut store = RunStore::open_with(&path, Duration::from_secs(10)).unwrap();
+        let mut begin = |id: &str, hash: &str| {
+            let run = NewRun {
+                code_hash: hash,
+                ..NewRun::plain(id)
+            };
+            store.begin_run(&run).unwrap()
+        };
+        // The highest version is 1.10.0 (not 1.9.0, nor the latest run's 1.2.0).
+        assert_eq!(begin("e", "h2"), ("1.10.0".to_string(), 4));
+        assert_eq!(begin("f", "h4"), ("1.10.1".to_string(), 5));
+        assert_eq!(begin("g", "h4"), ("1.10.1".to_string(), 6));
+        assert_eq!(begin("h", "h5"), ("1.10.2".to_string(), 7));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
