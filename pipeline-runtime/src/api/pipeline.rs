@@ -96,7 +96,7 @@ fn start(
     }
     if config.recording {
         let store_path = state.join("runs.db");
-        let mut store = RunStore::open_with(&store_path, config.busy_timeout)?;
+        let mut store = RunStore::open_for_run(&store_path, config.busy_timeout)?;
         identity.store_path = Some(store_path);
         let (version, run_number) = if let Some(run) = &resume {
             let before = store

@@ -43,7 +43,49 @@ pub struct RunStore {
     /// The tags every step written here has besides its component's (a run's recorder sets
     /// its pipeline's, with `add_pipeline_tags`).
     step_tags: Vec<String>,
+    /// The files this connection opened (a writer's only): it may be kept for the next run
+    /// while its path still names them ([`RunStore::keep_idle`]).
+    files: Option<Files>,
 }
+
+/// A database file and its WAL as the file system numbers them (device and inode). A kept
+/// connection holds both open, so their numbers cannot go to other files meanwhile: while its
+/// path gives the same numbers, the path names the files the connection writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Files {
+    db: (u64, u64),
+    wal: (u64, u64),
+}
+
+impl Files {
+    /// What `path` and its WAL are now; `None` if either is missing (or off Unix, where no
+    /// connection is kept).
+    fn at(path: &Path) -> Option<Self> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            Some(Self {
+                db: id(path)?,
+                wal: id(Path::new(&wal))?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            None
+        }
+    }
+}
+
+/// Connections that runs' recorders finished with, for the process's next runs: opening one
+/// and reading its schema was about a third of what a short recorded run cost.
+static IDLE: std::sync::Mutex<Vec<RunStore>> = std::sync::Mutex::new(Vec::new());
+
+/// Idle connections kept at most (the oldest is closed first).
+const IDLE_KEPT: usize = 4;
 
 /// What [`RunStore::apply`] builds for a batch, kept between batches so that a recorder's
 /// every batch does not grow them again from nothing.
@@ -398,6 +440,7 @@ impl RunStore {
             version: schema::MIGRATIONS.len(),
             scratch: Scratch::default(),
             step_tags: Vec::new(),
+            files: None,
         };
         // Switching a new file to WAL, or recovering a WAL another process left, can answer
         // SQLITE_BUSY without waiting in the busy handler: retry such answers up to the same bound.
@@ -412,7 +455,51 @@ impl RunStore {
             }
         };
         store.migrate(version)?;
+        store.files = Files::at(path);
         Ok(store)
+    }
+
+    /// [`RunStore::open_with`], reusing a connection to the same files that an earlier run of
+    /// this process finished with ([`RunStore::keep_idle`]) if one is idle.
+    pub(crate) fn open_for_run(path: &Path, busy: Duration) -> Result<Self, StoreError> {
+        let kept = {
+            let mut idle = crate::sync::lock(&IDLE);
+            idle.iter().rposition(|s| s.path == path).map(|i| idle.remove(i))
+        };
+        if let Some(mut store) = kept
+            && store.files.is_some()
+            && store.files == Files::at(path)
+            // A newer build may have migrated the file meanwhile: `open_with` then says so.
+            && store.schema_version().ok() == Some(schema::MIGRATIONS.len())
+            && store.conn.busy_timeout(busy).is_ok()
+        {
+            store.busy = busy;
+            store.step_tags.clear();
+            return Ok(store);
+        }
+        Self::open_with(path, busy)
+    }
+
+    /// Keeps this connection for a later run of the process ([`RunStore::open_for_run`]),
+    /// unless it is in a transaction or was not opened to write. Kept connections whose path
+    /// no longer names their files (the state folder was deleted or replaced) are closed.
+    pub(crate) fn keep_idle(self) {
+        if self.files.is_none() || !self.conn.is_autocommit() {
+            return;
+        }
+        let closed: Vec<RunStore> = {
+            let mut idle = crate::sync::lock(&IDLE);
+            let (mut kept, mut closed): (Vec<_>, Vec<_>) = std::mem::take(&mut *idle)
+                .into_iter()
+                .partition(|s| s.files == Files::at(&s.path));
+            kept.push(self);
+            let over = kept.len().saturating_sub(IDLE_KEPT);
+            closed.extend(kept.drain(..over));
+            *idle = kept;
+            closed
+        };
+        // Closed outside the lock.
+        drop(closed);
     }
 
     /// Opens an existing store for reading only: nothing is created, migrated or written, so a
@@ -475,6 +562,7 @@ impl RunStore {
             version,
             scratch: Scratch::default(),
             step_tags: Vec::new(),
+            files: None,
         })
     }
 
@@ -1252,6 +1340,61 @@ mod tests {
         assert_eq!(begin("f", "h4"), ("1.10.1".to_string(), 5));
         assert_eq!(begin("g", "h4"), ("1.10.1".to_string(), 6));
         assert_eq!(begin("h", "h5"), ("1.10.2".to_string(), 7));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A connection a run finished with serves the process's next run while its path names
+    /// the files it has open. A store deleted meanwhile, or replaced by another file (a
+    /// restore from a backup), gets a connection of its own, and the next run is written there.
+    #[test]
+    fn a_kept_connection_serves_only_the_files_it_has_open() {
+        let dir = std::env::temp_dir().join(format!("store-kept-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (state, aside) = (dir.join("state"), dir.join("aside"));
+        let path = state.join("runs.db");
+        let busy = Duration::from_secs(10);
+        let runs = |path: &Path| -> Vec<String> {
+            let mut ids: Vec<_> = RunStore::open_read_only(path)
+                .unwrap()
+                .runs(&RunFilter::default())
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            ids.sort();
+            ids
+        };
+        // A temporary table lives as long as its connection: it tells a kept one from a new one.
+        let mark = |store: &RunStore| store.conn.execute_batch("CREATE TEMP TABLE kept (x)").unwrap();
+        let marked = |store: &RunStore| store.conn.execute_batch("SELECT x FROM temp.kept").is_ok();
+        let run = |id: &str| {
+            let mut store = RunStore::open_for_run(&path, busy).unwrap();
+            let kept = marked(&store);
+            store.begin_run(&NewRun::plain(id)).unwrap();
+            if !kept {
+                mark(&store);
+            }
+            store.keep_idle();
+            kept
+        };
+
+        assert!(!run("1"), "nothing kept yet");
+        assert!(run("2"), "kept and used again");
+        assert_eq!(runs(&path), ["1", "2"]);
+
+        std::fs::remove_dir_all(&state).unwrap();
+        assert!(!run("3"), "the store was deleted");
+        assert_eq!(runs(&path), ["3"]);
+        assert!(run("4"));
+
+        std::fs::rename(&state, &aside).unwrap();
+        std::fs::create_dir_all(&state).unwrap();
+        for file in ["runs.db", "runs.db-wal"] {
+            std::fs::copy(aside.join(file), state.join(file)).unwrap();
+        }
+        assert!(!run("5"), "the store was replaced by a copy");
+        assert_eq!(runs(&path), ["3", "4", "5"]);
+        assert_eq!(runs(&aside.join("runs.db")), ["3", "4"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

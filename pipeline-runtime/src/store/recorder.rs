@@ -319,6 +319,8 @@ fn write_loop(
         records: Vec::new(),
         components: Vec::new(),
     };
+    // The run's last checkpoint, counted until the connection is kept.
+    let mut ended = None;
     loop {
         let (flushes, last) = {
             let mut pending = lock(&shared.state);
@@ -336,7 +338,7 @@ fn write_loop(
             taken.components.clear();
             std::mem::swap(&mut taken.components, &mut pending.components);
             if taken.events.is_empty() && taken.records.is_empty() && pending.flushes.is_empty() {
-                return; // stopped, and everything written
+                break; // stopped, and everything written
             }
             // Once stopped, nothing more comes: this is the run's last batch.
             (std::mem::take(&mut pending.flushes), pending.stopped)
@@ -386,8 +388,16 @@ fn write_loop(
             // reader that cannot (read-only media). Before the answer, its fsyncs were most
             // of a short recorded run's time (about 1.5 ms of 2.5).
             store.checkpoint();
+            ended = checkpoint;
         }
     }
+    // Kept before the checkpoint counts as done: a process waiting for its checkpoints then
+    // finds the connection idle. A store that failed may be what failed: the next run opens
+    // its own.
+    if lock(&error).is_none() {
+        store.keep_idle();
+    }
+    drop(ended);
 }
 
 /// Checkpoints begun after their run's end was answered and not yet done; the process's exit
