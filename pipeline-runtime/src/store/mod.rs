@@ -80,6 +80,9 @@ impl Files {
     }
 }
 
+/// The page size of a store this build creates, in bytes.
+const PAGE_SIZE: u32 = 16 * 1024;
+
 /// Connections that runs' recorders finished with, for the process's next runs: opening one
 /// and reading its schema was about a third of what a short recorded run cost.
 static IDLE: std::sync::Mutex<Vec<RunStore>> = std::sync::Mutex::new(Vec::new());
@@ -595,6 +598,11 @@ impl RunStore {
         // Only a file not yet in WAL mode needs the (exclusive) switch.
         let mode: String = self.conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
+            // A new file's pages (a file with content keeps its own). A recorder's batch is a
+            // blob of many pages, each a frame of its own in the WAL (two system calls): with
+            // 16 KiB pages instead of 4, a recorded run of 10,000 steps or more took about 0.3
+            // us less a step, and a run of one step about 0.3 ms more (fuller pages per commit).
+            self.conn.pragma_update(None, "page_size", PAGE_SIZE)?;
             self.conn.pragma_update(None, "journal_mode", "WAL")?;
         }
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -1340,6 +1348,29 @@ mod tests {
         assert_eq!(begin("f", "h4"), ("1.10.1".to_string(), 5));
         assert_eq!(begin("g", "h4"), ("1.10.1".to_string(), 6));
         assert_eq!(begin("h", "h5"), ("1.10.2".to_string(), 7));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A store this build creates has its page size; one created before keeps its own.
+    #[test]
+    fn a_new_store_has_large_pages_and_an_old_one_keeps_its_own() {
+        let dir = std::env::temp_dir().join(format!("store-pages-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let page_size =
+            |store: &RunStore| -> u32 { store.conn.pragma_query_value(None, "page_size", |r| r.get(0)).unwrap() };
+        let new = RunStore::open_with(&dir.join("new.db"), Duration::from_secs(10)).unwrap();
+        assert_eq!(page_size(&new), PAGE_SIZE);
+        {
+            let conn = Connection::open(dir.join("old.db")).unwrap();
+            conn.pragma_update(None, "page_size", 4096).unwrap();
+            conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let mut old = RunStore::open_with(&dir.join("old.db"), Duration::from_secs(10)).unwrap();
+        assert_eq!(page_size(&old), 4096);
+        old.begin_run(&NewRun::plain("r")).unwrap();
+        assert_eq!(old.runs(&RunFilter::default()).unwrap().len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
