@@ -13,7 +13,7 @@ use crate::store::{Batch, Event, Record, RunRecord, RunStore, StoreError};
 use crate::sync::lock;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Events per chunk of the buffer: 512 events of 128 bytes, 64 KiB, below glibc's threshold
 /// for a mapping of its own (a chunk freed and made again would be unmapped and faulted in
@@ -22,6 +22,15 @@ const CHUNK: usize = 512;
 
 /// Empty chunks kept for reuse, at most (the rest are freed).
 const SPARE: usize = 16;
+
+/// A batch of fewer items than this is small: the writer then lets the next one gather for up
+/// to [`PACE`] (unless a flush or the run's end asks for it sooner). A writer that keeps up
+/// with its run otherwise commits a few records at a time, and each commit rewrites whole
+/// pages (the log's last page, its index's): with a step every few microseconds, most of the
+/// writer's time. A record then reaches the store up to [`PACE`] later, well within the
+/// watchdog's poll (250 ms), which bounds it anyway.
+const SMALL: usize = 256;
+const PACE: Duration = Duration::from_millis(2);
 
 /// A batch that fails to be written is tried again for this many busy timeouts (each attempt
 /// waits one for the lock), and at least [`RETRY_FLOOR`]; then the run fails.
@@ -97,6 +106,11 @@ impl<T> Chunks<T> {
     }
 }
 
+/// How many items `chunks` hold.
+fn items<T>(chunks: &[Vec<T>]) -> usize {
+    chunks.iter().map(Vec::len).sum()
+}
+
 /// A batch as the writer takes it: events, node records and the components of the node
 /// records that are first ones.
 struct Taken {
@@ -127,6 +141,13 @@ impl Pending {
     /// Nothing to write.
     fn is_empty(&self) -> bool {
         self.events.is_empty() && self.records.is_empty()
+    }
+
+    /// Events and records to write, counted up to [`SMALL`].
+    fn small(&self) -> bool {
+        self.events.full.len() <= 1
+            && self.records.full.len() <= 1
+            && items(&self.events.full) + items(&self.records.full) < SMALL
     }
 }
 
@@ -321,6 +342,8 @@ fn write_loop(
     };
     // The run's last checkpoint, counted until the connection is kept.
     let mut ended = None;
+    // The last batch was small: let the next one gather (see [`SMALL`]).
+    let mut paced = false;
     loop {
         let (flushes, last) = {
             let mut pending = lock(&shared.state);
@@ -332,6 +355,19 @@ fn write_loop(
                     .wake
                     .wait(pending)
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            if paced {
+                let deadline = Instant::now() + PACE;
+                while pending.small() && pending.flushes.is_empty() && !pending.stopped {
+                    let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+                        break;
+                    };
+                    pending = shared
+                        .wake
+                        .wait_timeout(pending, left)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                }
             }
             std::mem::swap(&mut taken.events, &mut pending.events.full);
             std::mem::swap(&mut taken.records, &mut pending.records.full);
@@ -354,6 +390,7 @@ fn write_loop(
             components: &taken.components,
         };
         let nothing = events.is_empty() && records.is_empty();
+        paced = items(&taken.events) + items(&taken.records) < SMALL;
         if !failed
             && !nothing
             && let Err(e) = store.apply_within(run, &batch, bound)
