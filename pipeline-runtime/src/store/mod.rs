@@ -707,11 +707,14 @@ impl RunStore {
         let parameters = serde_json::to_string(run.parameters).expect("strings serialize");
         let tags = serde_json::to_string(run.tags).expect("strings serialize");
         let configuration = serde_json::to_string(configuration).expect("JSON serializes");
-        tx.execute(
+        // Cached, as the queries above: a kept connection starts run after run.
+        tx.prepare_cached(
             "INSERT INTO runs (id, project, name, version, run_number, status, mode, code_hash, parameters, tags, started, pid, host, heartbeat,
                                executable, entry, origin, parent, parent_node, configuration)
              VALUES (?1, ?2, ?3, ?4, ?5, ?18, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?10, ?13, ?14, ?15, ?16, ?17, ?19)",
-            params![
+        )
+        .and_then(|mut insert| {
+            insert.execute(params![
                 run.id,
                 run.project,
                 run.name,
@@ -731,9 +734,12 @@ impl RunStore {
                 run.parent.map(|(_, node)| node),
                 status.as_str(),
                 configuration,
-            ],
-        )
+            ])
+        })
         .map_err(fail)?;
+        tx.prepare_cached("INSERT OR IGNORE INTO versions (project, name, version, code_hash) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut add| add.execute(params![run.project, run.name, version, run.code_hash]))
+            .map_err(fail)?;
         tx.commit().map_err(fail)?;
         Ok((version, run_number + 1))
     }
@@ -1173,6 +1179,14 @@ fn describe(e: &rusqlite::Error, busy: Duration) -> String {
 mod tests {
     use super::*;
 
+    /// An empty folder of this process for test `name`.
+    fn fresh_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     /// A run's records move from the scheduler to the recorder's buffer to its batch, so
     /// their size is copied several times per record: rare parts stay boxed.
     #[test]
@@ -1192,9 +1206,7 @@ mod tests {
     /// and changes recorded after the upgrade go to the row.
     #[test]
     fn node_histories_survive_the_upgrade_from_event_rows() {
-        let dir = std::env::temp_dir().join(format!("store-upgrade-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("store-upgrade");
         let path = dir.join("runs.db");
         {
             let conn = Connection::open(&path).unwrap();
@@ -1312,9 +1324,7 @@ mod tests {
     /// there.
     #[test]
     fn versions_and_numbers_go_on_across_the_upgrade_that_indexed_them() {
-        let dir = std::env::temp_dir().join(format!("store-versions-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("store-versions");
         let path = dir.join("runs.db");
         {
             let conn = Connection::open(&path).unwrap();
@@ -1354,9 +1364,7 @@ mod tests {
     /// A store this build creates has its page size; one created before keeps its own.
     #[test]
     fn a_new_store_has_large_pages_and_an_old_one_keeps_its_own() {
-        let dir = std::env::temp_dir().join(format!("store-pages-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("store-pages");
         let page_size =
             |store: &RunStore| -> u32 { store.conn.pragma_query_value(None, "page_size", |r| r.get(0)).unwrap() };
         let new = RunStore::open_with(&dir.join("new.db"), Duration::from_secs(10)).unwrap();
@@ -1379,8 +1387,7 @@ mod tests {
     /// restore from a backup), gets a connection of its own, and the next run is written there.
     #[test]
     fn a_kept_connection_serves_only_the_files_it_has_open() {
-        let dir = std::env::temp_dir().join(format!("store-kept-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = fresh_dir("store-kept");
         let (state, aside) = (dir.join("state"), dir.join("aside"));
         let path = state.join("runs.db");
         let busy = Duration::from_secs(10);
@@ -1435,9 +1442,7 @@ mod tests {
     #[test]
     fn a_batch_folds_the_same_whether_its_nodes_are_close_or_far_apart() {
         use NodeStatus::{Completed, Pending, Running};
-        let dir = std::env::temp_dir().join(format!("store-fold-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("store-fold");
         let mut store = RunStore::open_with(&dir.join("runs.db"), Duration::from_secs(10)).unwrap();
         let record = |index: u32, name: &str, status, at: f64| Record {
             index,
