@@ -492,10 +492,10 @@ impl RunStore {
         }
         let closed: Vec<RunStore> = {
             let mut idle = crate::sync::lock(&IDLE);
+            idle.push(self);
             let (mut kept, mut closed): (Vec<_>, Vec<_>) = std::mem::take(&mut *idle)
                 .into_iter()
                 .partition(|s| s.files == Files::at(&s.path));
-            kept.push(self);
             let over = kept.len().saturating_sub(IDLE_KEPT);
             closed.extend(kept.drain(..over));
             *idle = kept;

@@ -143,7 +143,7 @@ impl Pending {
         self.events.is_empty() && self.records.is_empty()
     }
 
-    /// Events and records to write, counted up to [`SMALL`].
+    /// Fewer than [`SMALL`] events and records to write.
     fn small(&self) -> bool {
         self.events.full.len() <= 1
             && self.records.full.len() <= 1
