@@ -43,8 +43,8 @@ pub struct RunStore {
     /// The tags every step written here has besides its component's (a run's recorder sets
     /// its pipeline's, with `add_pipeline_tags`).
     step_tags: Vec<String>,
-    /// The files this connection opened (a writer's only): it may be kept for the next run
-    /// while its path still names them ([`RunStore::keep_idle`]).
+    /// The files a connection opened for a run has open ([`RunStore::open_for_run`]): it may be
+    /// kept for the next run while its path still names them ([`RunStore::keep_idle`]).
     files: Option<Files>,
 }
 
@@ -458,7 +458,6 @@ impl RunStore {
             }
         };
         store.migrate(version)?;
-        store.files = Files::at(path);
         Ok(store)
     }
 
@@ -469,8 +468,8 @@ impl RunStore {
             let mut idle = crate::sync::lock(&IDLE);
             idle.iter().rposition(|s| s.path == path).map(|i| idle.remove(i))
         };
+        // Only a store with files is kept.
         if let Some(mut store) = kept
-            && store.files.is_some()
             && store.files == Files::at(path)
             // A newer build may have migrated the file meanwhile: `open_with` then says so.
             && store.schema_version().ok() == Some(schema::MIGRATIONS.len())
@@ -480,12 +479,14 @@ impl RunStore {
             store.step_tags.clear();
             return Ok(store);
         }
-        Self::open_with(path, busy)
+        let mut store = Self::open_with(path, busy)?;
+        store.files = Files::at(path);
+        Ok(store)
     }
 
-    /// Keeps this connection for a later run of the process ([`RunStore::open_for_run`]),
-    /// unless it is in a transaction or was not opened to write. Kept connections whose path
-    /// no longer names their files (the state folder was deleted or replaced) are closed.
+    /// Keeps this connection for a later run of the process, unless it is in a transaction or
+    /// was not opened by [`RunStore::open_for_run`]. Kept connections whose path no longer
+    /// names their files (the state folder was deleted or replaced) are closed.
     pub(crate) fn keep_idle(self) {
         if self.files.is_none() || !self.conn.is_autocommit() {
             return;
