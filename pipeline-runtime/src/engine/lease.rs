@@ -99,7 +99,7 @@ impl LeaseHost for Run {
         tracing::debug!(target: "pipeline", parent: &span, kind = ?kind, "attempt started");
         let spec = AttemptSpec {
             span,
-            context: self.step_context(Some(node)),
+            context: self.step_context(Some(node)).map(Box::new),
             pipeline: self.descriptor.name,
             codec: self.descriptor.options.codec,
             limit: descriptor.options.time_limit,

@@ -240,7 +240,7 @@ fn run_in_process(mut lease: Lease) {
     };
     let last = spec.last;
     let result = spec.span.in_scope(|| {
-        crate::step::with_context(spec.context, || {
+        crate::step::with_context(spec.context.map(|cx| *cx), || {
             catch_unwind(AssertUnwindSafe(|| job(Invoke::Run { last })))
                 .unwrap_or_else(|payload| Err(StepError::from_panic(&*payload)))
         })

@@ -51,8 +51,9 @@ pub(crate) struct AttemptSpec {
     pub(crate) last: bool,
     /// The codec of the run's artifacts.
     pub(crate) codec: Codec,
-    /// Where the step's reports go, when the run is recorded.
-    pub(crate) context: Option<StepContext>,
+    /// Where the step's reports go, when the run is recorded. Boxed: the spec moves a few
+    /// times on its way to the executor, and an unrecorded step has none to copy.
+    pub(crate) context: Option<Box<StepContext>>,
     /// The component's time limit.
     pub(crate) limit: Option<Duration>,
     /// Set when the engine stops the attempt (a user stop, the pipeline's time limit); only

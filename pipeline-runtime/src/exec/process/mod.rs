@@ -265,7 +265,7 @@ fn prepare<B: Backend>(ctx: &Context<B>, spec: &AttemptSpec, inputs: &[ArgArtifa
         context: spec
             .context
             .clone()
-            .map(|cx| crate::step::StepContext { store: None, ..cx }),
+            .map(|cx| crate::step::StepContext { store: None, ..*cx }),
         output_uris: output_uris.clone(),
         result_uri: remote.map(|p| object_storage::join(p, &[&format!("result-{number}.json")])),
         state_dir: Some(spec.worker().state_dir.clone()),
