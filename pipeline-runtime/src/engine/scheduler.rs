@@ -247,7 +247,6 @@ pub(crate) struct Scheduler {
     /// node's rules are looked for before they are added.
     latest_rules: FnvHashMap<usize, u32>,
     names: NameIndex,
-    repeats: FnvHashMap<Box<str>, u32>,
     /// Where [`Scheduler::next_name`] writes names.
     name_buf: String,
     /// The first step whose failure fails the run.
@@ -314,61 +313,100 @@ impl Tally {
     }
 }
 
-/// The nodes by name. An entry is a name's hash and its node's index: growing the table never
-/// hashes a name again, and the table holds no reference to count.
+/// The nodes by name, by how each name was made. Every name is a base (a component's name, or
+/// the one its call chose) with a number: `base` for 0, `base_7` for 7. Read back, a name
+/// splits one of two ways only: as a whole (number 0), or at its last `_` when what follows
+/// is a number as [`unused_name`] writes one (no leading zero). So a base's nodes are a list
+/// by number, and a run of many nodes holds no table by name: adding the hundred-thousandth
+/// node reads and writes memory as near as adding the first (a table of all names missed the
+/// cache twice per node and was copied as it grew).
 #[derive(Default)]
-struct NameIndex(hashbrown::HashTable<(u64, u32)>);
-
-// FNV: short keys, hashed at every call; nothing here is keyed by untrusted input.
-fn name_hash(name: &str) -> u64 {
-    use std::hash::Hasher;
-    let mut hasher = fnv::FnvHasher::default();
-    hasher.write(name.as_bytes());
-    hasher.finish()
+struct NameIndex {
+    /// Each base's place in `bases`.
+    ids: FnvHashMap<Box<str>, u32>,
+    bases: Vec<BaseNames>,
 }
 
-/// Whether an entry of [`NameIndex`] is the node called `name`, whose hash is `hash`.
-fn named<'a>(nodes: &'a Chunked<Node>, name: &'a str, hash: u64) -> impl Fn(&(u64, u32)) -> bool + 'a {
-    move |&(h, i)| h == hash && &*nodes[i as usize].name == name
+/// The names made from one base.
+#[derive(Default)]
+struct BaseNames {
+    /// The number [`Scheduler::next_name`] tries next.
+    next: u32,
+    /// By number: the node so named, or [`NO_NODE`] (a number skipped, or not yet added).
+    nodes: Vec<u32>,
+}
+
+/// See [`BaseNames::nodes`].
+const NO_NODE: u32 = u32::MAX;
+
+/// The number at the end of a name as [`unused_name`] writes it (1 or more, no leading zero).
+fn name_number(digits: &str) -> Option<u32> {
+    let bytes = digits.as_bytes();
+    if bytes.is_empty() || bytes.len() > 10 || bytes[0] == b'0' || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 impl NameIndex {
-    /// The node called `name`.
-    fn get(&self, nodes: &Chunked<Node>, name: &str) -> Option<u32> {
-        let hash = name_hash(name);
-        self.0.find(hash, named(nodes, name, hash)).map(|&(_, i)| i)
+    /// The node made from `base` with `number`.
+    fn node(&self, base: &str, number: u32) -> Option<u32> {
+        let id = *self.ids.get(base)?;
+        self.bases[id as usize]
+            .nodes
+            .get(number as usize)
+            .copied()
+            .filter(|&i| i != NO_NODE)
     }
 
-    /// Names node `index` `name`, whose hash is `hash`. No node has that name: it comes from
-    /// [`Scheduler::next_name`], which checked, and one [`NodeName`] names one node. So no
-    /// lookup first.
-    fn insert(&mut self, nodes: &Chunked<Node>, name: &str, hash: u64, index: u32) {
-        debug_assert!(self.0.find(hash, named(nodes, name, hash)).is_none(), "{name} is taken");
-        self.0.insert_unique(hash, (hash, index), |&(h, _)| h);
+    /// The node called `name`.
+    fn get(&self, name: &str) -> Option<u32> {
+        if let Some((base, digits)) = name.rsplit_once('_')
+            && let Some(number) = name_number(digits)
+            && let Some(i) = self.node(base, number)
+        {
+            return Some(i);
+        }
+        self.node(name, 0)
+    }
+
+    /// Names node `index` as `name` says (made by [`Scheduler::next_name`], which checked that
+    /// no node has it; one [`NodeName`] names one node).
+    fn insert(&mut self, name: &NodeName, index: u32) {
+        let nodes = &mut self.bases[name.base as usize].nodes;
+        let at = name.number as usize;
+        if nodes.len() <= at {
+            nodes.resize(at + 1, NO_NODE);
+        }
+        debug_assert_eq!(nodes[at], NO_NODE, "{} is taken", name.text);
+        nodes[at] = index;
     }
 }
 
-/// A name no node has yet, from [`Scheduler::next_name`], with its hash (so that naming the
-/// node does not hash it again).
+/// A name no node has yet, from [`Scheduler::next_name`], with how it was made (so that naming
+/// the node looks nothing up).
 pub(crate) struct NodeName {
     /// The name. Inline up to 23 bytes (`component_12345` and most others), so naming a node
     /// allocates nothing and its many copies (handles, records, attempts) are plain copies;
     /// a longer name is shared.
     pub(crate) text: SmolStr,
-    hash: u64,
+    /// Its base, by place in [`NameIndex::bases`].
+    base: u32,
+    number: u32,
 }
 
-/// `base`, then `base_1`, `base_2`... from `count` on: the first no node has. Written in
-/// `buf` (kept between calls): a long name's text is then the only allocation.
-fn unused_name(names: &NameIndex, nodes: &Chunked<Node>, buf: &mut String, base: &str, count: &mut u32) -> NodeName {
+/// `base`, then `base_1`, `base_2`... from the base's next number on: the first no node has.
+/// Written in `buf` (kept between calls): a long name's text is then the only allocation.
+fn unused_name(names: &mut NameIndex, buf: &mut String, base: &str, id: u32) -> NodeName {
     loop {
+        let number = names.bases[id as usize].next;
         buf.clear();
         buf.push_str(base);
-        if *count > 0 {
+        if number > 0 {
             buf.push('_');
             let mut digits = [0u8; 10];
             let mut at = digits.len();
-            let mut n = *count;
+            let mut n = number;
             loop {
                 at -= 1;
                 digits[at] = b'0' + (n % 10) as u8;
@@ -379,12 +417,21 @@ fn unused_name(names: &NameIndex, nodes: &Chunked<Node>, buf: &mut String, base:
             }
             buf.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
         }
-        *count += 1;
-        let hash = name_hash(buf);
-        if names.0.find(hash, named(nodes, buf, hash)).is_none() {
+        names.bases[id as usize].next += 1;
+        // Made another way: a base that is this name (`mean_1` of its own), or this base
+        // followed by a number (`mean` with 1, as `mean_1` of another base is taken).
+        let other = if number > 0 {
+            names.node(buf, 0)
+        } else {
+            buf.rsplit_once('_')
+                .and_then(|(b, digits)| Some((b, name_number(digits)?)))
+                .and_then(|(b, n)| names.node(b, n))
+        };
+        if other.is_none() {
             return NodeName {
                 text: SmolStr::new(buf.as_str()),
-                hash,
+                base: id,
+                number,
             };
         }
     }
@@ -399,7 +446,6 @@ impl Scheduler {
             rules: Vec::new(),
             latest_rules: FnvHashMap::default(),
             names: NameIndex::default(),
-            repeats: FnvHashMap::default(),
             name_buf: String::new(),
             fatal: None,
             aborting: None,
@@ -510,12 +556,17 @@ impl Scheduler {
     /// The name the next node called `component` (its component's name, or the name its
     /// caller chose) will get: that name, or with a suffix if taken.
     pub(crate) fn next_name(&mut self, component: &str) -> NodeName {
-        // One lookup for a name seen before (every call of a component but its first).
-        if let Some(count) = self.repeats.get_mut(component) {
-            return unused_name(&self.names, &self.nodes, &mut self.name_buf, component, count);
-        }
-        let count = self.repeats.entry(component.into()).or_insert(0);
-        unused_name(&self.names, &self.nodes, &mut self.name_buf, component, count)
+        // One lookup for a base seen before (every call of a component but its first).
+        let id = match self.names.ids.get(component) {
+            Some(&id) => id,
+            None => {
+                let id = self.names.bases.len() as u32;
+                self.names.bases.push(BaseNames::default());
+                self.names.ids.insert(component.into(), id);
+                id
+            }
+        };
+        unused_name(&mut self.names, &mut self.name_buf, component, id)
     }
 
     /// [`Scheduler::add_node_read`] at a time known beforehand.
@@ -564,12 +615,13 @@ impl Scheduler {
         let mut parents: Edges = inputs.iter().filter(|&&i| i < index).map(|&i| (i, true)).collect();
         let mut unknown = Vec::new();
         for &parent in rules.parents {
-            match self.names.get(&self.nodes, parent) {
+            match self.names.get(parent) {
                 Some(i) => parents.push((i, false)),
                 None => unknown.push(parent),
             }
         }
         let rules = self.intern(rules);
+        self.names.insert(&name, index);
         self.nodes.push(Node {
             name: name.text,
             rules,
@@ -585,8 +637,6 @@ impl Scheduler {
             ended: Stamp::NONE,
             cold: None,
         });
-        self.names
-            .insert(&self.nodes, &self.nodes[index as usize].name, name.hash, index);
         self.counts[NodeStatus::Pending as usize] += 1;
         self.record(index, true, true);
 
@@ -813,7 +863,7 @@ impl Scheduler {
     /// The index of the node called `name`.
     #[cfg(test)]
     pub(crate) fn index_of(&self, name: &str) -> Option<u32> {
-        self.names.get(&self.nodes, name)
+        self.names.get(name)
     }
 
     /// The node's cache key, once known.

@@ -1254,7 +1254,7 @@ fn an_unrecorded_add_reads_the_clock_only_for_a_node_final_at_once() {
 /// find their nodes.
 #[test]
 fn generated_names_are_distinct_in_every_order_of_numbered_looking_bases() {
-    const BASES: [&str; 5] = ["a", "a_1", "a_2", "a_1_1", "b_"];
+    const BASES: [&str; 6] = ["a", "a_1", "a_2", "a_1_1", "b_", "a_01"];
     for mut code in 0..BASES.len().pow(6) {
         let mut s = Scheduler::new(false, false);
         let mut names = Vec::new();
