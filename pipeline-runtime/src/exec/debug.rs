@@ -45,7 +45,7 @@ pub(crate) type Apart = fn(&mut dyn FnMut());
 
 #[derive(Default)]
 struct Queue {
-    ready: VecDeque<Lease>,
+    ready: Ready,
     /// Readers waiting for a value of the run.
     wanted: usize,
     /// Run everything as soon as it is ready (a reader polls, or the executor is stopping).
@@ -58,6 +58,47 @@ struct Queue {
     busy: bool,
     /// The step thread was started (or is being started).
     spawned: bool,
+}
+
+/// How many leases a block of [`Ready`] holds.
+const BLOCK: usize = 256;
+
+/// The ready leases, first in first out, in blocks of [`BLOCK`]: a fan-out of a hundred
+/// thousand steps queues them all before the first runs, and one growing `VecDeque` was
+/// copied as it grew (and faulted in twice the memory for it).
+#[derive(Default)]
+struct Ready {
+    blocks: VecDeque<VecDeque<Lease>>,
+    /// An emptied block, kept for the next one needed (a queue that fills and drains one
+    /// lease at a time allocates nothing).
+    spare: Option<VecDeque<Lease>>,
+}
+
+impl Ready {
+    fn push_back(&mut self, lease: Lease) {
+        match self.blocks.back_mut() {
+            Some(last) if last.len() < BLOCK => last.push_back(lease),
+            _ => {
+                let mut block = self.spare.take().unwrap_or_else(|| VecDeque::with_capacity(BLOCK));
+                block.push_back(lease);
+                self.blocks.push_back(block);
+            }
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Lease> {
+        let first = self.blocks.front_mut()?;
+        let lease = first.pop_front();
+        if first.is_empty() {
+            self.spare = self.blocks.pop_front();
+        }
+        lease
+    }
+
+    fn is_empty(&self) -> bool {
+        // A block is dropped from `blocks` as soon as it is empty.
+        self.blocks.is_empty()
+    }
 }
 
 impl Queue {
