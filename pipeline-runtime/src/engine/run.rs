@@ -50,6 +50,9 @@ struct RunState {
     /// The buffers of a drain's node records, kept between drains (as `batch`).
     records: Records,
     idle_wakers: Vec<Waker>,
+    /// Threads blocked on `Run::idle`: with none, the run's becoming idle skips the wake-up
+    /// (a system call even when nobody waits, and a debug run is idle after every value read).
+    idle_sleepers: usize,
 }
 
 /// What a run holds of one node besides the scheduler's state: one record per node, so that
@@ -371,6 +374,7 @@ impl Run {
                 batch: Vec::new(),
                 records: Records::default(),
                 idle_wakers: Vec::new(),
+                idle_sleepers: 0,
             }),
             idle: Condvar::new(),
             progress: Condvar::new(),
@@ -959,9 +963,11 @@ impl Run {
         // Records that waited (none, mostly: a node's last ones come with its effects).
         self.send_waiting();
         let mut st = self.lock();
+        st.idle_sleepers += 1;
         while !st.idle() {
             st = self.idle.wait(st).unwrap_or_else(|p| p.into_inner());
         }
+        st.idle_sleepers -= 1;
     }
 
     /// The `async` form of [`Run::wait_idle`].
@@ -1114,8 +1120,12 @@ impl Run {
         st.draining = false;
         if st.idle() {
             let wakers = std::mem::take(&mut st.idle_wakers);
+            // Counted under the lock: a thread that comes to wait after this sees the run idle.
+            let sleepers = st.idle_sleepers > 0;
             drop(st);
-            self.idle.notify_all();
+            if sleepers {
+                self.idle.notify_all();
+            }
             wakers.into_iter().for_each(Waker::wake);
         }
     }
