@@ -133,6 +133,9 @@ struct Pending {
     flushes: Vec<SyncSender<()>>,
     /// No more events are taken: the writer writes what it has, then stops.
     stopped: bool,
+    /// The writer waits on `Shared::wake` (only then does a push need a wake-up: a notify is
+    /// a system call even when nobody waits, and a run pushes every few dozen steps).
+    waiting: bool,
     /// The writer has stopped (or died): there is nothing left to flush.
     gone: bool,
 }
@@ -158,7 +161,7 @@ impl Shared {
         if pending.stopped {
             return false;
         }
-        let idle = pending.is_empty() && pending.flushes.is_empty();
+        let idle = pending.is_empty() && pending.flushes.is_empty() && pending.waiting;
         add(&mut pending);
         drop(pending);
         if idle {
@@ -351,10 +354,12 @@ fn write_loop(
             pending.events.give_back(&mut taken.events);
             pending.records.give_back(&mut taken.records);
             while pending.is_empty() && pending.flushes.is_empty() && !pending.stopped {
+                pending.waiting = true;
                 pending = shared
                     .wake
                     .wait(pending)
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
+                pending.waiting = false;
             }
             if paced {
                 let deadline = Instant::now() + PACE;
@@ -362,11 +367,13 @@ fn write_loop(
                     let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
                         break;
                     };
+                    pending.waiting = true;
                     pending = shared
                         .wake
                         .wait_timeout(pending, left)
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .0;
+                    pending.waiting = false;
                 }
             }
             std::mem::swap(&mut taken.events, &mut pending.events.full);
