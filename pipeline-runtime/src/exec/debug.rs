@@ -45,7 +45,7 @@ pub(crate) type Apart = fn(&mut dyn FnMut());
 
 #[derive(Default)]
 struct Queue {
-    ready: Ready,
+    ready: Ready<Lease>,
     /// Readers waiting for a value of the run.
     wanted: usize,
     /// Run everything as soon as it is ready (a reader polls, or the executor is stopping).
@@ -66,16 +66,24 @@ const BLOCK: usize = 256;
 /// The ready leases, first in first out, in blocks of [`BLOCK`]: a fan-out of a hundred
 /// thousand steps queues them all before the first runs, and one growing `VecDeque` was
 /// copied as it grew (and faulted in twice the memory for it).
-#[derive(Default)]
-struct Ready {
-    blocks: VecDeque<VecDeque<Lease>>,
+struct Ready<T> {
+    blocks: VecDeque<VecDeque<T>>,
     /// An emptied block, kept for the next one needed (a queue that fills and drains one
     /// lease at a time allocates nothing).
-    spare: Option<VecDeque<Lease>>,
+    spare: Option<VecDeque<T>>,
 }
 
-impl Ready {
-    fn push_back(&mut self, lease: Lease) {
+impl<T> Default for Ready<T> {
+    fn default() -> Self {
+        Self {
+            blocks: VecDeque::new(),
+            spare: None,
+        }
+    }
+}
+
+impl<T> Ready<T> {
+    fn push_back(&mut self, lease: T) {
         match self.blocks.back_mut() {
             Some(last) if last.len() < BLOCK => last.push_back(lease),
             _ => {
@@ -86,7 +94,7 @@ impl Ready {
         }
     }
 
-    fn pop_front(&mut self) -> Option<Lease> {
+    fn pop_front(&mut self) -> Option<T> {
         let first = self.blocks.front_mut()?;
         let lease = first.pop_front();
         if first.is_empty() {
@@ -328,5 +336,31 @@ impl Executor for DebugExecutor {
             // Steps are caught with `catch_unwind`, so the worker itself never panics.
             let _ = worker.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BLOCK, Ready};
+
+    #[test]
+    fn the_ready_queue_is_first_in_first_out_across_its_blocks() {
+        let mut ready = Ready::default();
+        let (mut pushed, mut popped) = (0u32, 0u32);
+        // Fill several blocks, drain part of them, fill again: the order never changes.
+        for (push, pop) in [(3 * BLOCK + 7, BLOCK + 3), (BLOCK, 2 * BLOCK), (5, BLOCK + 9)] {
+            for _ in 0..push {
+                ready.push_back(pushed);
+                pushed += 1;
+            }
+            for _ in 0..pop {
+                assert_eq!(ready.pop_front(), Some(popped));
+                popped += 1;
+            }
+        }
+        assert_eq!(popped, pushed, "everything pushed came out");
+        assert!(ready.is_empty() && ready.pop_front().is_none());
+        // An emptied block is kept for reuse, not a new one allocated.
+        assert!(ready.spare.as_ref().is_some_and(|b| b.capacity() >= BLOCK));
     }
 }
